@@ -1,0 +1,490 @@
+//! Wiring: builds the store, the client, the per-app watchers, the HTTP
+//! server and the background tasks, and shuts them down in order.
+//!
+//! `App::build(config, tuning)` binds the port (0 in tests) and returns the
+//! address; `App::run_until(signal)` serves until the signal, then stops
+//! accepting, finishes in-flight restarts, flushes samples and events.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use jiff::Timestamp;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{AppConfig, Config, Source};
+use crate::domain::Megabytes;
+use crate::events::{Event, EventKind};
+use crate::heroku_api::HerokuClient;
+use crate::heroku_line::{Observation, ObservationKind};
+use crate::ingest::IngestStats;
+use crate::policy::RestartMark;
+use crate::report::{Counters, Reporter};
+use crate::restart::{self, RestartContext, RestartOrder};
+use crate::store::{self, SampleRow, Store};
+use crate::watch::Watcher;
+
+/// Knobs of the machinery rather than of the policy (tests shorten them).
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    pub restart_attempts: u32,
+    pub restart_retry_base: Duration,
+    pub notify_retry_base: Duration,
+    pub sample_flush: Duration,
+    pub session_backoff_base: Duration,
+    pub session_backoff_max: Duration,
+    /// How often quotas are fetched from the formation (apps with % thresholds).
+    pub formation_refresh: Duration,
+    pub holder: String,
+    /// Interface to listen on (tests and the demo use loopback).
+    pub bind_ip: std::net::IpAddr,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            restart_attempts: 4,
+            restart_retry_base: Duration::from_secs(1),
+            notify_retry_base: Duration::from_secs(1),
+            sample_flush: Duration::from_secs(2),
+            session_backoff_base: Duration::from_secs(1),
+            session_backoff_max: Duration::from_secs(60),
+            formation_refresh: Duration::from_secs(600),
+            holder: format!("{}-{:08x}", hostname(), fastrand::u32(..)),
+            bind_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("DYNO")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "dynoguard".into())
+}
+
+/// One watched app at run time.
+#[derive(Debug)]
+pub struct AppRuntime {
+    pub config: AppConfig,
+    watcher: Mutex<Watcher>,
+}
+
+impl AppRuntime {
+    pub fn new(config: AppConfig) -> Self {
+        let watcher = Mutex::new(Watcher::new(config.name.clone(), config.policy.clone()));
+        Self { config, watcher }
+    }
+
+    /// The watcher; a panic elsewhere never poisons ingestion for good.
+    pub fn lock(&self) -> MutexGuard<'_, Watcher> {
+        self.watcher.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Latest sample per dyno, waiting for the next batched write.
+#[derive(Debug, Default)]
+pub struct SampleBuffer {
+    pending: Mutex<HashMap<(String, String), SampleRow>>,
+}
+
+impl SampleBuffer {
+    fn put(&self, row: SampleRow) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.insert((row.app.clone(), row.dyno.clone()), row);
+    }
+
+    fn take(&self) -> Vec<SampleRow> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.drain().map(|(_, v)| v).collect()
+    }
+}
+
+/// State shared by the HTTP handlers, the session watchers and the tasks.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Config,
+    pub apps: Vec<Arc<AppRuntime>>,
+    pub store: Store,
+    pub reporter: Reporter,
+    pub client: Arc<HerokuClient>,
+    pub counters: Arc<Counters>,
+    pub samples: SampleBuffer,
+    restart_tx: mpsc::UnboundedSender<RestartOrder>,
+    pub started: Timestamp,
+}
+
+impl Shared {
+    pub fn app(&self, name: &str) -> Option<&Arc<AppRuntime>> {
+        self.apps.iter().find(|a| a.config.name.as_str() == name)
+    }
+
+    /// Runs observations of one app through its watcher (one lock for the
+    /// whole batch) and dispatches the results: restart orders to the
+    /// restarter, everything else to the reporter. Never waits on I/O.
+    pub fn apply(&self, app: &Arc<AppRuntime>, observations: &[Observation]) {
+        if observations.is_empty() {
+            return;
+        }
+        let now = Timestamp::now();
+        let (events, warnings) = {
+            let mut w = app.lock();
+            let mut events = Vec::new();
+            for o in observations {
+                events.extend(w.observe(o, now));
+                if let ObservationKind::Sample(s) = &o.kind
+                    && s.memory.total.is_some()
+                    && let Some(d) = &s.dyno
+                    && let Some(state) = w.dyno(d)
+                {
+                    self.samples.put(SampleRow {
+                        app: app.config.name.to_string(),
+                        dyno: d.to_string(),
+                        instance: state.instance.clone(),
+                        at: store::millis(o.at),
+                        total: state.memory.total.map(Megabytes::get),
+                        rss: state.memory.rss.map(Megabytes::get),
+                        swap: state.memory.swap.map(Megabytes::get),
+                        quota: state.quota().map(Megabytes::get),
+                    });
+                }
+            }
+            (events, w.take_warnings())
+        };
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        for e in events {
+            if e.event == EventKind::Restart {
+                let order = RestartOrder {
+                    app: app.clone(),
+                    event: e,
+                };
+                if let Err(mpsc::error::SendError(o)) = self.restart_tx.send(order) {
+                    // Shutting down: the restart will not happen; say so.
+                    app.lock()
+                        .restart_failed(o.event.dyno.as_ref().expect("restart events name a dyno"));
+                    tracing::warn!("shutting down: restart of {:?} not started", o.event.dyno);
+                }
+            } else {
+                self.reporter.emit(e);
+            }
+        }
+    }
+
+    /// Counts what a body or stream chunk yielded.
+    pub fn count(&self, stats: &IngestStats) {
+        let c = &self.counters;
+        Counters::add(&c.frames, stats.records);
+        Counters::add(&c.frames_rejected, stats.rejected);
+        Counters::add(&c.frames_repaired, stats.repaired);
+        Counters::add(&c.observations, stats.observations);
+    }
+}
+
+/// A built, bound, not yet serving dynoguard.
+pub struct App {
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    restart_rx: mpsc::UnboundedReceiver<RestartOrder>,
+    store_rx: mpsc::Receiver<Event>,
+    notify_rx: Option<mpsc::Receiver<Event>>,
+    tuning: Tuning,
+}
+
+impl App {
+    pub async fn build(config: Config, tuning: Tuning) -> anyhow::Result<Self> {
+        use secrecy::ExposeSecret as _;
+        let store = Store::connect(config.database_url.expose_secret())
+            .await
+            .with_context(|| format!("opening the store {}", config.database_url_redacted()))?;
+        let client = Arc::new(
+            HerokuClient::new(&config.heroku_api_url).context("building the Heroku API client")?,
+        );
+        let counters = Arc::new(Counters::default());
+        let (store_tx, store_rx) = mpsc::channel(crate::report::QUEUE);
+        let (notify_tx, notify_rx) = if config.notify.is_empty() {
+            (None, None)
+        } else {
+            let (tx, rx) = mpsc::channel(1024);
+            (Some(tx), Some(rx))
+        };
+        let reporter = Reporter::new(config.log_format, store_tx, notify_tx, counters.clone());
+        let (restart_tx, restart_rx) = mpsc::unbounded_channel();
+
+        let apps: Vec<Arc<AppRuntime>> = config
+            .apps
+            .iter()
+            .cloned()
+            .map(|a| Arc::new(AppRuntime::new(a)))
+            .collect();
+        // Windows and "never the same instance twice" survive our own restart.
+        let since = Timestamp::now().as_millisecond() - 24 * 3600 * 1000;
+        for r in store
+            .last_restarts(since)
+            .await
+            .context("reading restart history")?
+        {
+            let (Some(app), Some(dyno)) = (
+                apps.iter().find(|a| a.config.name.as_str() == r.app),
+                crate::domain::DynoName::parse(&r.dyno),
+            ) else {
+                continue;
+            };
+            let reason =
+                crate::events::Reason::parse(&r.reason).unwrap_or(crate::events::Reason::Threshold);
+            app.lock().seed_restart(
+                dyno,
+                RestartMark {
+                    at: store::from_millis(r.at),
+                    instance: r.instance,
+                    reason,
+                },
+            );
+        }
+
+        let addr = SocketAddr::new(tuning.bind_ip, config.server.port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding port {}", config.server.port))?;
+        let shared = Arc::new(Shared {
+            config,
+            apps,
+            store,
+            reporter,
+            client,
+            counters,
+            samples: SampleBuffer::default(),
+            restart_tx,
+            started: Timestamp::now(),
+        });
+        Ok(Self {
+            listener,
+            shared,
+            restart_rx,
+            store_rx,
+            notify_rx,
+            tuning,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Serves until `signal` completes, then shuts down in order.
+    pub async fn run_until(
+        self,
+        signal: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            shared,
+            restart_rx,
+            store_rx,
+            notify_rx,
+            tuning,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+
+        let restarter = tokio::spawn(restart::run(
+            RestartContext {
+                store: shared.store.clone(),
+                client: shared.client.clone(),
+                reporter: shared.reporter.clone(),
+                holder: tuning.holder.clone(),
+                attempts: tuning.restart_attempts.max(1),
+                retry_base: tuning.restart_retry_base,
+            },
+            restart_rx,
+            stop_rx.clone(),
+        ));
+        let writer = tokio::spawn(write_events(shared.store.clone(), store_rx));
+        let notifier = notify_rx.map(|rx| {
+            tokio::spawn(crate::notify::run(
+                shared.config.notify.clone(),
+                rx,
+                tuning.notify_retry_base,
+            ))
+        });
+        let flusher = tokio::spawn(flush_samples(
+            shared.clone(),
+            tuning.sample_flush,
+            stop_rx.clone(),
+        ));
+        let mut background = tokio::task::JoinSet::new();
+        for app in shared
+            .apps
+            .iter()
+            .filter(|a| a.config.source == Source::LogSession)
+        {
+            background.spawn(crate::session::watch(
+                shared.clone(),
+                app.clone(),
+                tuning.clone(),
+                stop_rx.clone(),
+            ));
+        }
+        for app in shared.apps.iter().filter(|a| a.config.api_token.is_some()) {
+            background.spawn(refresh_quotas(
+                shared.clone(),
+                app.clone(),
+                tuning.formation_refresh,
+                stop_rx.clone(),
+            ));
+        }
+        background.spawn(prune(shared.clone(), stop_rx.clone()));
+
+        let router = crate::server::router(shared.clone());
+        let mut stop_on_signal = stop_rx.clone();
+        tokio::spawn(async move {
+            signal.await;
+            let _ = stop_tx.send(true);
+        });
+        tracing::info!(
+            "dynoguard {} listening on {} (store: {}, apps: {})",
+            env!("CARGO_PKG_VERSION"),
+            listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            shared.store.backend(),
+            shared
+                .apps
+                .iter()
+                .map(|a| format!("{} via {}", a.config.name, a.config.source.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_on_signal.wait_for(|s| *s).await;
+            })
+            .await
+            .context("HTTP server")?;
+
+        tracing::info!("shutting down: finishing in-flight restarts and flushing state");
+        while background.join_next().await.is_some() {}
+        let _ = restarter.await;
+        let _ = flusher.await;
+        // Every sender of events is gone once the tasks above ended, except
+        // the reporter held by `shared`; dropping the last clone closes them.
+        let store = shared.store.clone();
+        drop(shared);
+        let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
+        if let Some(n) = notifier {
+            let _ = tokio::time::timeout(Duration::from_secs(10), n).await;
+        }
+        store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// `dynoguard serve`: runs until SIGTERM (Heroku) or SIGINT (Ctrl-C).
+pub async fn serve_until_signal(config: Config) -> anyhow::Result<()> {
+    crate::check::serve_problems(&config)?;
+    let app = App::build(config, Tuning::default()).await?;
+    app.run_until(shutdown_signal()).await
+}
+
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Writes events to the store in batches until the channel closes.
+async fn write_events(store: Store, mut rx: mpsc::Receiver<Event>) {
+    let mut batch = Vec::with_capacity(256);
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        if let Err(e) = store.insert_events(&batch).await {
+            tracing::error!("writing {} events failed: {e}", batch.len());
+        }
+        batch.clear();
+    }
+}
+
+/// Writes the latest samples in one transaction every `every`.
+async fn flush_samples(shared: Arc<Shared>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        let rows = shared.samples.take();
+        if let Err(e) = shared.store.upsert_samples(&rows).await {
+            tracing::error!("writing {} samples failed: {e}", rows.len());
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// Forgets dynos that stopped reporting an hour ago.
+async fn prune(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let now = Timestamp::now();
+        for a in &shared.apps {
+            a.lock().prune(now);
+        }
+    }
+}
+
+/// Fetches per-type quotas from the formation, for samples without
+/// `memory_quota` (legacy lines) judged against a percentage.
+async fn refresh_quotas(
+    shared: Arc<Shared>,
+    app: Arc<AppRuntime>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(token) = app.config.api_token.clone() else {
+        return;
+    };
+    loop {
+        match shared.client.type_quotas(&token, &app.config.name).await {
+            Ok(q) => {
+                let mut w = app.lock();
+                for (ty, mb) in q {
+                    w.set_type_quota(&ty, Megabytes(mb));
+                }
+            }
+            Err(e) => tracing::debug!(
+                "{}: formation not available ({e}); quotas come from samples only",
+                app.config.name
+            ),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}

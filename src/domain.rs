@@ -1,0 +1,172 @@
+//! Newtypes parsed once at the edge: an app name, a dyno (process) name, an
+//! amount of memory. Everything past the parsers works with these, never with
+//! raw strings.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+/// A Heroku app name or id, as used in Platform API paths.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AppName(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid app name {0:?}: use lowercase letters, digits and dashes (or an app UUID)")]
+pub struct InvalidAppName(pub String);
+
+impl AppName {
+    pub fn parse(s: &str) -> Result<Self, InvalidAppName> {
+        let ok = !s.is_empty()
+            && s.len() <= 100
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InvalidAppName(s.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AppName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for AppName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// A dyno's process name in the formation: `web.1`, `slow_worker.12`.
+///
+/// The process *type* is everything before the last dot; matching on it is
+/// exact, so `worker` never matches `slow_worker.2`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DynoName {
+    name: String,
+    dot: usize,
+}
+
+impl DynoName {
+    /// Parses `TYPE.N`; returns `None` for router, logplex, api and friends.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::parse_bytes(s.as_bytes())
+    }
+
+    pub fn parse_bytes(b: &[u8]) -> Option<Self> {
+        let dot = memchr::memrchr(b'.', b)?;
+        let (ty, num) = (&b[..dot], &b[dot + 1..]);
+        let ty_ok = !ty.is_empty()
+            && ty.len() <= 64
+            && ty
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
+        let num_ok = !num.is_empty() && num.len() <= 9 && num.iter().all(u8::is_ascii_digit);
+        if !(ty_ok && num_ok) {
+            return None;
+        }
+        // Validated as ASCII above.
+        let name = std::str::from_utf8(b).ok()?.to_owned();
+        Some(Self { name, dot })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+
+    /// The process type: `web` for `web.1`.
+    pub fn process_type(&self) -> &str {
+        &self.name[..self.dot]
+    }
+}
+
+impl fmt::Display for DynoName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl Serialize for DynoName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name)
+    }
+}
+
+/// Megabytes as Heroku reports them (`512.00MB`), decimals kept.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd, Default)]
+pub struct Megabytes(pub f64);
+
+impl Megabytes {
+    pub fn get(self) -> f64 {
+        self.0
+    }
+
+    /// Parses `768.00MB`, `768MB`, `768M`, `768` (and `1.5GB`, `1GB`).
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        let (num, mult) = if let Some(n) = s.strip_suffix("GB") {
+            (n, 1024.0)
+        } else if let Some(n) = s.strip_suffix("MB").or_else(|| s.strip_suffix('M')) {
+            (n, 1.0)
+        } else {
+            (s, 1.0)
+        };
+        let v: f64 = num.trim().parse().ok()?;
+        (v.is_finite() && v >= 0.0).then_some(Self(v * mult))
+    }
+}
+
+impl fmt::Display for Megabytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.fract() == 0.0 {
+            write!(f, "{}MB", self.0)
+        } else {
+            write!(f, "{:.2}MB", self.0)
+        }
+    }
+}
+
+impl Serialize for Megabytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dyno_type_is_exact() {
+        let d = DynoName::parse("slow_worker.2").unwrap();
+        assert_eq!(d.process_type(), "slow_worker");
+        assert_ne!(d.process_type(), "worker");
+        assert_eq!(DynoName::parse("web.1").unwrap().process_type(), "web");
+    }
+
+    #[test]
+    fn non_dynos_are_rejected() {
+        for s in [
+            "router", "logplex", "api", "web", "web.", ".1", "web.x", "we b.1", "",
+        ] {
+            assert!(DynoName::parse(s).is_none(), "{s}");
+        }
+    }
+
+    #[test]
+    fn megabytes_keep_decimals() {
+        assert_eq!(Megabytes::parse("512.50MB"), Some(Megabytes(512.5)));
+        assert_eq!(Megabytes::parse("736M"), Some(Megabytes(736.0)));
+        assert_eq!(Megabytes::parse("1GB"), Some(Megabytes(1024.0)));
+        assert_eq!(Megabytes::parse("-1MB"), None);
+        assert_eq!(Megabytes::parse("NaNMB"), None);
+        assert_eq!(Megabytes::parse("abc"), None);
+    }
+}

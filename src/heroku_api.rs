@@ -1,0 +1,483 @@
+//! Heroku Platform API v3 client (SPEC §7, reference §3). The base URL is
+//! injectable (`HEROKU_API_URL`) so tests, the demo and benchmarks point it at
+//! the simulator on loopback.
+//!
+//! One attempt per call: the restarter owns retries and backoff. The token is
+//! a [`SecretString`] and appears in no log line and no error.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::domain::{AppName, DynoName};
+
+pub const ACCEPT: &str = "application/vnd.heroku+json; version=3";
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// Below this many remaining calls, calls on that account are spaced out.
+pub const LOW_RATE_LIMIT: i64 = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("not found (HTTP 404){}", request_id_note(.request_id))]
+    NotFound { request_id: Option<String> },
+    #[error("rate limited (HTTP 429){}", request_id_note(.request_id))]
+    RateLimited {
+        retry_after: Option<Duration>,
+        request_id: Option<String>,
+    },
+    #[error("HTTP {status}: {message}{}", request_id_note(.request_id))]
+    Status {
+        status: u16,
+        message: String,
+        request_id: Option<String>,
+    },
+    #[error("timed out after {}s", TIMEOUT.as_secs())]
+    Timeout,
+    #[error("connection failed: {0}")]
+    Transport(String),
+    #[error("unexpected response: {0}")]
+    Decode(String),
+}
+
+fn request_id_note(id: &Option<String>) -> String {
+    id.as_ref()
+        .map(|i| format!(" request_id={i}"))
+        .unwrap_or_default()
+}
+
+impl ApiError {
+    /// Worth another try after a backoff: rate limits, server errors, network.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::RateLimited { .. } | Self::Timeout | Self::Transport(_) => true,
+            Self::Status { status, .. } => *status >= 500,
+            Self::NotFound { .. } | Self::Decode(_) => false,
+        }
+    }
+
+    fn from_reqwest(e: reqwest::Error) -> Self {
+        if e.is_timeout() {
+            Self::Timeout
+        } else {
+            // Drop the URL: webhooks and log-session URLs can carry secrets.
+            Self::Transport(e.without_url().to_string())
+        }
+    }
+}
+
+/// A successful call's receipt.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub status: u16,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct FormationEntry {
+    #[serde(rename = "type")]
+    pub process_type: String,
+    pub quantity: u32,
+    #[serde(default)]
+    pub size: Option<String>,
+    #[serde(default)]
+    pub dyno_size: Option<NamedRef>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct NamedRef {
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct DynoSize {
+    pub name: String,
+    /// GB as a float (0.5 = 512 MB).
+    pub memory: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct LogSession {
+    pub logplex_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct LogDrain {
+    pub url: String,
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Feature {
+    pub name: String,
+    pub enabled: bool,
+}
+
+/// Memory quota in MB of a dyno size name (dyno-types table, reference §2.8),
+/// for when neither samples nor `/dyno-sizes` give it.
+pub fn quota_for_size(size: &str) -> Option<f64> {
+    let s = size.to_ascii_lowercase();
+    Some(match s.as_str() {
+        "eco" | "basic" | "free" | "hobby" | "standard-1x" => 512.0,
+        "standard-2x" | "private-s" | "shield-s" => 1024.0,
+        "performance-m" | "private-m" | "shield-m" => 2560.0,
+        "performance-l" | "private-l" | "shield-l" => 14336.0,
+        "performance-l-ram" | "private-l-ram" | "shield-l-ram" => 30720.0,
+        "performance-xl" | "private-xl" | "shield-xl" => 63488.0,
+        "performance-2xl" | "private-2xl" | "shield-2xl" => 129024.0,
+        _ => return None,
+    })
+}
+
+/// Per-account pacing: 429s and a low `RateLimit-Remaining` slow every call
+/// made with that token.
+#[derive(Debug, Default)]
+struct Pacer {
+    /// Keyed by a hash of the token (never the token itself).
+    paused_until: Mutex<HashMap<[u8; 8], Instant>>,
+}
+
+impl Pacer {
+    fn key(token: &SecretString) -> [u8; 8] {
+        let d = Sha256::digest(token.expose_secret().as_bytes());
+        let mut k = [0; 8];
+        k.copy_from_slice(&d[..8]);
+        k
+    }
+
+    fn wait_for(&self, token: &SecretString) -> Option<Duration> {
+        let map = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&Self::key(token))
+            .and_then(|t| t.checked_duration_since(Instant::now()))
+    }
+
+    fn pause(&self, token: &SecretString, d: Duration) {
+        let mut map = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        let until = Instant::now() + d;
+        let e = map.entry(Self::key(token)).or_insert(until);
+        if *e < until {
+            *e = until;
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct HerokuClient {
+    http: reqwest::Client,
+    base: String,
+    rate_remaining: AtomicI64,
+    pacer: Pacer,
+}
+
+impl HerokuClient {
+    pub fn new(base_url: &str) -> Result<Self, ApiError> {
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("dynoguard/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ApiError::Transport(e.to_string()))?;
+        Ok(Self {
+            http,
+            base: base_url.trim_end_matches('/').to_owned(),
+            rate_remaining: AtomicI64::new(-1),
+            pacer: Pacer::default(),
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// The last `RateLimit-Remaining` seen (-1: none yet).
+    pub fn rate_limit_remaining(&self) -> i64 {
+        self.rate_remaining.load(Ordering::Relaxed)
+    }
+
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &SecretString,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .header(reqwest::header::ACCEPT, ACCEPT)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .bearer_auth(token.expose_secret())
+    }
+
+    async fn send(
+        &self,
+        token: &SecretString,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::Response, Receipt), ApiError> {
+        if let Some(wait) = self.pacer.wait_for(token) {
+            tokio::time::sleep(wait).await;
+        }
+        let resp = rb.send().await.map_err(ApiError::from_reqwest)?;
+        let status = resp.status();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let request_id = header("request-id");
+        if let Some(rem) = header("ratelimit-remaining").and_then(|v| v.trim().parse::<i64>().ok())
+        {
+            self.rate_remaining.store(rem, Ordering::Relaxed);
+            if rem < LOW_RATE_LIMIT {
+                // ~75 tokens refill per minute: space calls about a second apart.
+                self.pacer.pause(token, Duration::from_millis(800));
+            }
+        }
+        if status.is_success() {
+            return Ok((
+                resp,
+                Receipt {
+                    status: status.as_u16(),
+                    request_id,
+                },
+            ));
+        }
+        let retry_after = header("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = resp.text().await.unwrap_or_default();
+        Err(match status {
+            StatusCode::NOT_FOUND => ApiError::NotFound { request_id },
+            StatusCode::TOO_MANY_REQUESTS => {
+                self.pacer.pause(
+                    token,
+                    retry_after
+                        .unwrap_or(Duration::from_secs(5))
+                        .min(Duration::from_secs(120)),
+                );
+                ApiError::RateLimited {
+                    retry_after,
+                    request_id,
+                }
+            }
+            _ => ApiError::Status {
+                status: status.as_u16(),
+                message: error_message(&body),
+                request_id,
+            },
+        })
+    }
+
+    /// `DELETE /apps/{app}/dynos/{dyno}`: restart one dyno.
+    pub async fn restart_dyno(
+        &self,
+        token: &SecretString,
+        app: &AppName,
+        dyno: &DynoName,
+    ) -> Result<Receipt, ApiError> {
+        let rb = self.request(
+            reqwest::Method::DELETE,
+            &format!("/apps/{app}/dynos/{dyno}"),
+            token,
+        );
+        self.send(token, rb).await.map(|(_, r)| r)
+    }
+
+    /// `POST /apps/{app}/log-sessions` (tail, platform lines only).
+    pub async fn create_log_session(
+        &self,
+        token: &SecretString,
+        app: &AppName,
+    ) -> Result<LogSession, ApiError> {
+        let rb = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/apps/{app}/log-sessions"),
+                token,
+            )
+            .json(&serde_json::json!({"tail": true, "source": "heroku", "lines": 10}));
+        let (resp, _) = self.send(token, rb).await?;
+        resp.json()
+            .await
+            .map_err(|e| ApiError::Decode(e.without_url().to_string()))
+    }
+
+    /// Opens a log session's stream (no token: the URL is pre-authorised).
+    pub async fn open_stream(&self, url: &str) -> Result<reqwest::Response, ApiError> {
+        // No overall timeout: a tail stream is meant to stay open.
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("dynoguard/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ApiError::Transport(e.to_string()))?;
+        let resp = client
+            .get(url)
+            .send()
+            .await
+            .map_err(ApiError::from_reqwest)?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let body = resp.text().await.unwrap_or_default();
+            return Err(ApiError::Status {
+                status,
+                message: error_message(&body),
+                request_id: None,
+            });
+        }
+        Ok(resp)
+    }
+
+    /// `GET /apps/{app}/formation`.
+    pub async fn formation(
+        &self,
+        token: &SecretString,
+        app: &AppName,
+    ) -> Result<Vec<FormationEntry>, ApiError> {
+        let rb = self.request(
+            reqwest::Method::GET,
+            &format!("/apps/{app}/formation"),
+            token,
+        );
+        let (resp, _) = self.send(token, rb).await?;
+        resp.json()
+            .await
+            .map_err(|e| ApiError::Decode(e.without_url().to_string()))
+    }
+
+    /// `GET /dyno-sizes`.
+    pub async fn dyno_sizes(&self, token: &SecretString) -> Result<Vec<DynoSize>, ApiError> {
+        let rb = self.request(reqwest::Method::GET, "/dyno-sizes", token);
+        let (resp, _) = self.send(token, rb).await?;
+        resp.json()
+            .await
+            .map_err(|e| ApiError::Decode(e.without_url().to_string()))
+    }
+
+    /// Quota in MB per process type, from the formation and dyno sizes.
+    pub async fn type_quotas(
+        &self,
+        token: &SecretString,
+        app: &AppName,
+    ) -> Result<HashMap<String, f64>, ApiError> {
+        let formation = self.formation(token, app).await?;
+        let sizes: HashMap<String, f64> = self
+            .dyno_sizes(token)
+            .await
+            .map(|v| {
+                v.into_iter()
+                    .map(|s| (s.name.to_ascii_lowercase(), s.memory * 1024.0))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(formation
+            .into_iter()
+            .filter_map(|f| {
+                let size = f
+                    .dyno_size
+                    .and_then(|d| d.name)
+                    .or(f.size)?
+                    .to_ascii_lowercase();
+                let mb = sizes
+                    .get(&size)
+                    .copied()
+                    .or_else(|| quota_for_size(&size))?;
+                Some((f.process_type, mb))
+            })
+            .collect())
+    }
+
+    pub async fn feature(
+        &self,
+        token: &SecretString,
+        app: &AppName,
+        name: &str,
+    ) -> Result<Feature, ApiError> {
+        let rb = self.request(
+            reqwest::Method::GET,
+            &format!("/apps/{app}/features/{name}"),
+            token,
+        );
+        let (resp, _) = self.send(token, rb).await?;
+        resp.json()
+            .await
+            .map_err(|e| ApiError::Decode(e.without_url().to_string()))
+    }
+
+    pub async fn enable_feature(
+        &self,
+        token: &SecretString,
+        app: &AppName,
+        name: &str,
+    ) -> Result<Receipt, ApiError> {
+        let rb = self
+            .request(
+                reqwest::Method::PATCH,
+                &format!("/apps/{app}/features/{name}"),
+                token,
+            )
+            .json(&serde_json::json!({"enabled": true}));
+        self.send(token, rb).await.map(|(_, r)| r)
+    }
+
+    pub async fn log_drains(
+        &self,
+        token: &SecretString,
+        app: &AppName,
+    ) -> Result<Vec<LogDrain>, ApiError> {
+        let rb = self.request(
+            reqwest::Method::GET,
+            &format!("/apps/{app}/log-drains"),
+            token,
+        );
+        let (resp, _) = self.send(token, rb).await?;
+        resp.json()
+            .await
+            .map_err(|e| ApiError::Decode(e.without_url().to_string()))
+    }
+
+    pub async fn add_log_drain(
+        &self,
+        token: &SecretString,
+        app: &AppName,
+        url: &str,
+    ) -> Result<LogDrain, ApiError> {
+        let rb = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/apps/{app}/log-drains"),
+                token,
+            )
+            .json(&serde_json::json!({"url": url}));
+        let (resp, _) = self.send(token, rb).await?;
+        resp.json()
+            .await
+            .map_err(|e| ApiError::Decode(e.without_url().to_string()))
+    }
+}
+
+/// The `message` of a Heroku error body, else a short excerpt.
+fn error_message(body: &str) -> String {
+    #[derive(Deserialize)]
+    struct ErrBody {
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        message: Option<String>,
+    }
+    match serde_json::from_str::<ErrBody>(body) {
+        Ok(ErrBody {
+            id,
+            message: Some(m),
+        }) => match id {
+            Some(id) => format!("{id}: {m}"),
+            None => m,
+        },
+        _ => body.chars().take(200).collect(),
+    }
+}

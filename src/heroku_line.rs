@@ -1,0 +1,428 @@
+//! Log record → observation: the Heroku platform lines dynoguard acts on.
+//!
+//! Only `heroku` platform lines from a dyno (`web.1`) or from Logplex count.
+//! Router lines and application output — most of the traffic — are dropped
+//! after two byte comparisons, before any timestamp is parsed.
+
+use jiff::Timestamp;
+
+use crate::domain::{DynoName, Megabytes};
+use crate::ingest::LogRecord;
+
+/// One thing the platform told us about a dyno (or about the log stream).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub at: Timestamp,
+    pub kind: ObservationKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ObservationKind {
+    /// A runtime-metrics line. Load-average lines arrive here too, with no
+    /// memory fields: they still tell us the dyno's current instance.
+    Sample(Sample),
+    /// `Error R14 (Memory quota exceeded)`.
+    R14 { dyno: DynoName },
+    /// `Error R15 (Memory quota vastly exceeded)`.
+    R15 { dyno: DynoName },
+    /// `Process running mem=736M(143.8%)`: memory and, from the percentage,
+    /// the quota.
+    ProcessMemory {
+        dyno: DynoName,
+        memory: Megabytes,
+        percent: f64,
+    },
+    /// The dyno manager restarted, stopped or cycled the dyno.
+    State { dyno: DynoName, change: StateChange },
+    /// `Error L10` / `Error L11`: the log stream lost messages.
+    SamplesLost { dropped: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateChange {
+    Restarting,
+    Cycling,
+    /// `State changed from up to starting` etc.
+    Changed {
+        from: String,
+        to: String,
+    },
+    Exited {
+        status: i32,
+    },
+    Killed,
+}
+
+/// A runtime-metrics sample for one dyno instance.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Sample {
+    pub dyno: Option<DynoName>,
+    /// The UUID of this dyno instance (`dyno=heroku.N.UUID`); a new one means
+    /// the dyno was replaced.
+    pub instance: Option<String>,
+    pub memory: Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Memory {
+    pub total: Option<Megabytes>,
+    pub rss: Option<Megabytes>,
+    pub cache: Option<Megabytes>,
+    pub swap: Option<Megabytes>,
+    pub quota: Option<Megabytes>,
+}
+
+/// Why a line that looked relevant could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    #[error("bad timestamp")]
+    Timestamp,
+    #[error("runtime-metrics line without a dyno name")]
+    NoDyno,
+}
+
+/// Classifies one record: `Ok(None)` for the lines dynoguard ignores.
+pub fn observe(rec: &LogRecord<'_>) -> Result<Option<Observation>, LineError> {
+    if rec.app != b"heroku" {
+        // Logplex's own lines in text form come as `logplex[1]:`.
+        if rec.app == b"logplex" {
+            return lost(rec);
+        }
+        return Ok(None);
+    }
+    match rec.procid {
+        b"router" | b"api" => return Ok(None),
+        b"logplex" => return lost(rec),
+        _ => {}
+    }
+    let msg = rec.message;
+    let Some(&first) = msg.first() else {
+        return Ok(None);
+    };
+    if !matches!(first, b's' | b'd' | b'm' | b'E' | b'P' | b'S' | b'R' | b'C') {
+        return Ok(None);
+    }
+    let Some(dyno) = DynoName::parse_bytes(rec.procid) else {
+        // Text lines from very old logs could say `heroku[router]` etc.
+        return Ok(None);
+    };
+    let Ok(msg) = std::str::from_utf8(msg) else {
+        return Ok(None);
+    };
+    let metrics = ["source=", "sample#", "dyno=", "measure="];
+    let kind = if metrics.iter().any(|p| msg.starts_with(p)) {
+        let s = parse_sample(msg, Some(dyno));
+        if s.dyno.is_none() {
+            return Err(LineError::NoDyno);
+        }
+        ObservationKind::Sample(s)
+    } else if msg.starts_with("Error R14") {
+        ObservationKind::R14 { dyno }
+    } else if msg.starts_with("Error R15") {
+        ObservationKind::R15 { dyno }
+    } else if let Some(rest) = msg.strip_prefix("Process running mem=") {
+        match parse_process_memory(rest) {
+            Some((memory, percent)) => ObservationKind::ProcessMemory {
+                dyno,
+                memory,
+                percent,
+            },
+            None => return Ok(None),
+        }
+    } else if let Some(change) = parse_state(msg) {
+        ObservationKind::State { dyno, change }
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(Observation {
+        at: timestamp(rec.timestamp)?,
+        kind,
+    }))
+}
+
+fn lost(rec: &LogRecord<'_>) -> Result<Option<Observation>, LineError> {
+    let Ok(msg) = std::str::from_utf8(rec.message) else {
+        return Ok(None);
+    };
+    let dropped = if msg.starts_with("Error L10") {
+        msg.split_once("): ").and_then(|(_, r)| r.split(' ').next())
+    } else if msg.starts_with("Error L11") {
+        msg.split_once("dropped ")
+            .and_then(|(_, r)| r.split(' ').next())
+    } else {
+        return Ok(None);
+    };
+    let dropped = dropped.and_then(|n| n.parse().ok()).unwrap_or(0);
+    Ok(Some(Observation {
+        at: timestamp(rec.timestamp)?,
+        kind: ObservationKind::SamplesLost { dropped },
+    }))
+}
+
+/// RFC 3339 with any number of fractional digits and any offset.
+pub fn timestamp(b: &[u8]) -> Result<Timestamp, LineError> {
+    std::str::from_utf8(b)
+        .ok()
+        .and_then(|s| s.parse::<Timestamp>().ok())
+        .ok_or(LineError::Timestamp)
+}
+
+/// Parses the `key=value` fields of a runtime-metrics line, current
+/// (`sample#memory_total=…MB`) or legacy (`measure=memory_total val=… units=MB`).
+/// Fields may come in any order and any number; unknown ones are ignored.
+pub fn parse_sample(msg: &str, procid: Option<DynoName>) -> Sample {
+    let mut s = Sample {
+        dyno: procid,
+        ..Sample::default()
+    };
+    let mut source_name = None;
+    let (mut measure, mut val) = (None, None);
+    for token in msg.split(' ') {
+        let Some((key, value)) = token.split_once('=') else {
+            continue;
+        };
+        match key {
+            "source" => {
+                if let Some(rest) = value.strip_prefix("heroku.") {
+                    // Legacy: heroku.APPID.web.2.UUID
+                    let (name, uuid) = split_legacy_source(rest);
+                    source_name = name;
+                    if s.instance.is_none() {
+                        s.instance = uuid;
+                    }
+                } else {
+                    source_name = DynoName::parse(value);
+                }
+            }
+            "dyno" => {
+                // heroku.APPID.UUID
+                if let Some(uuid) = value.rsplit('.').next().filter(|u| looks_like_uuid(u)) {
+                    s.instance = Some(uuid.to_owned());
+                }
+            }
+            "measure" => measure = Some(value),
+            "val" => val = Megabytes::parse(value),
+            _ => {
+                if let Some(field) = key.strip_prefix("sample#memory_") {
+                    set_field(&mut s.memory, field, Megabytes::parse(value));
+                }
+            }
+        }
+    }
+    if let (Some(m), Some(v)) = (measure.and_then(|m| m.strip_prefix("memory_")), val) {
+        set_field(&mut s.memory, m, Some(v));
+    }
+    if s.dyno.is_none() {
+        s.dyno = source_name;
+    }
+    s
+}
+
+fn set_field(m: &mut Memory, field: &str, v: Option<Megabytes>) {
+    let slot = match field {
+        "total" => &mut m.total,
+        "rss" => &mut m.rss,
+        "cache" => &mut m.cache,
+        "swap" => &mut m.swap,
+        "quota" => &mut m.quota,
+        _ => return,
+    };
+    *slot = v;
+}
+
+fn split_legacy_source(rest: &str) -> (Option<DynoName>, Option<String>) {
+    // APPID.TYPE.N.UUID
+    let Some((_app_id, rest)) = rest.split_once('.') else {
+        return (None, None);
+    };
+    match rest.rsplit_once('.') {
+        Some((name, uuid)) if looks_like_uuid(uuid) => {
+            (DynoName::parse(name), Some(uuid.to_owned()))
+        }
+        _ => (DynoName::parse(rest), None),
+    }
+}
+
+fn looks_like_uuid(s: &str) -> bool {
+    s.len() == 36 && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
+/// `736M(143.8%)`, `1028MB(103.3%)`.
+fn parse_process_memory(rest: &str) -> Option<(Megabytes, f64)> {
+    let (mem, pct) = rest.split_once('(')?;
+    let mem = Megabytes::parse(mem)?;
+    let pct: f64 = pct.trim_end().strip_suffix("%)")?.parse().ok()?;
+    (pct.is_finite() && pct > 0.0).then_some((mem, pct))
+}
+
+fn parse_state(msg: &str) -> Option<StateChange> {
+    if msg.starts_with("Restarting") {
+        Some(StateChange::Restarting)
+    } else if msg.starts_with("Cycling") {
+        Some(StateChange::Cycling)
+    } else if let Some(rest) = msg.strip_prefix("State changed from ") {
+        let (from, to) = rest.split_once(" to ")?;
+        Some(StateChange::Changed {
+            from: from.to_owned(),
+            to: to.trim().to_owned(),
+        })
+    } else if let Some(rest) = msg.strip_prefix("Process exited with status ") {
+        Some(StateChange::Exited {
+            status: rest.trim().parse().ok()?,
+        })
+    } else if msg.starts_with("Stopping process with SIGKILL") {
+        Some(StateChange::Killed)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::{logplex, text};
+
+    fn drain(payload: &str) -> Option<Observation> {
+        observe(&logplex::parse_record(payload.as_bytes()).unwrap()).unwrap()
+    }
+
+    fn sample(o: Option<Observation>) -> Sample {
+        match o.map(|o| o.kind) {
+            Some(ObservationKind::Sample(s)) => s,
+            other => panic!("not a sample: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn current_sample_any_order_decimals_kept() {
+        let s = sample(drain(
+            "<134>1 2023-02-13T22:12:51.822974+00:00 host heroku web.1 - sample#memory_quota=512.00MB sample#memory_total=512.50MB source=web.1 dyno=heroku.1.cfe2c338-81f4-40d4-bfb2-13f4e5e31fce sample#new_field=3 sample#memory_swap=1.25MB",
+        ));
+        assert_eq!(s.dyno.unwrap().as_str(), "web.1");
+        assert_eq!(
+            s.instance.as_deref(),
+            Some("cfe2c338-81f4-40d4-bfb2-13f4e5e31fce")
+        );
+        assert_eq!(s.memory.total, Some(Megabytes(512.5)));
+        assert_eq!(s.memory.quota, Some(Megabytes(512.0)));
+        assert_eq!(s.memory.swap, Some(Megabytes(1.25)));
+        assert_eq!(s.memory.rss, None);
+    }
+
+    #[test]
+    fn quota_is_optional() {
+        let s = sample(drain(
+            "<134>1 2023-02-13T22:12:51Z host heroku worker.3 - source=worker.3 dyno=heroku.1.cfe2c338-81f4-40d4-bfb2-13f4e5e31fce sample#memory_total=100MB",
+        ));
+        assert_eq!(s.memory.quota, None);
+        assert_eq!(s.memory.total, Some(Megabytes(100.0)));
+    }
+
+    #[test]
+    fn legacy_lines() {
+        let r = text::parse_line(b"2013-08-21T21:57:15.513688+00:00 heroku[web.2]: source=heroku.772639.web.2.c04b10ff-4903-43cb-9de2-90f8a4fbf2f1 measure=memory_total val=766.50 units=MB").unwrap();
+        let s = sample(observe(&r).unwrap());
+        assert_eq!(s.dyno.unwrap().as_str(), "web.2");
+        assert_eq!(
+            s.instance.as_deref(),
+            Some("c04b10ff-4903-43cb-9de2-90f8a4fbf2f1")
+        );
+        assert_eq!(s.memory.total, Some(Megabytes(766.5)));
+        let r = text::parse_line(b"2013-08-21T21:57:15.513688+00:00 heroku[web.2]: source=heroku.772639.web.2.c04b10ff-4903-43cb-9de2-90f8a4fbf2f1 measure=memory_total val=509 units=MB").unwrap();
+        assert_eq!(
+            sample(observe(&r).unwrap()).memory.total,
+            Some(Megabytes(509.0))
+        );
+    }
+
+    #[test]
+    fn errors_state_and_lost() {
+        let at = "<134>1 2023-02-14T22:40:09.731329+00:00 host heroku web.1 - ";
+        assert!(matches!(
+            drain(&format!("{at}Error R14 (Memory quota exceeded)"))
+                .unwrap()
+                .kind,
+            ObservationKind::R14 { .. }
+        ));
+        assert!(matches!(
+            drain(&format!("{at}Error R15 (Memory quota vastly exceeded)"))
+                .unwrap()
+                .kind,
+            ObservationKind::R15 { .. }
+        ));
+        match drain(&format!("{at}Process running mem=736M(143.8%)"))
+            .unwrap()
+            .kind
+        {
+            ObservationKind::ProcessMemory {
+                memory, percent, ..
+            } => {
+                assert_eq!(memory, Megabytes(736.0));
+                assert_eq!(percent, 143.8);
+            }
+            k => panic!("{k:?}"),
+        }
+        assert!(matches!(
+            drain(&format!("{at}Process running mem=1028MB(103.3%)"))
+                .unwrap()
+                .kind,
+            ObservationKind::ProcessMemory { .. }
+        ));
+        assert_eq!(
+            drain(&format!("{at}State changed from up to starting"))
+                .unwrap()
+                .kind,
+            ObservationKind::State {
+                dyno: DynoName::parse("web.1").unwrap(),
+                change: StateChange::Changed {
+                    from: "up".into(),
+                    to: "starting".into()
+                }
+            }
+        );
+        assert!(matches!(
+            drain(&format!("{at}Restarting")).unwrap().kind,
+            ObservationKind::State {
+                change: StateChange::Restarting,
+                ..
+            }
+        ));
+        assert!(matches!(
+            drain(&format!("{at}Process exited with status 137"))
+                .unwrap()
+                .kind,
+            ObservationKind::State {
+                change: StateChange::Exited { status: 137 },
+                ..
+            }
+        ));
+        let l10 = drain("<172>1 2023-02-12T20:47:48.605013+00:00 host heroku logplex - Error L10 (output buffer overflow): 2 messages dropped since 2023-02-12T20:46:53.025447+00:00.").unwrap();
+        assert_eq!(l10.kind, ObservationKind::SamplesLost { dropped: 2 });
+    }
+
+    #[test]
+    fn app_output_and_router_are_dropped() {
+        assert!(drain("<190>1 2023-02-14T22:40:15.843112+00:00 host app web.1 - source=web.1 sample#memory_total=9999MB").is_none());
+        assert!(
+            drain(
+                "<158>1 2020-01-08T22:33:57.353034+00:00 host heroku router - at=info dyno=web.1"
+            )
+            .is_none()
+        );
+        assert!(drain("<134>1 2023-02-14T22:40:12.861788+00:00 host heroku web.1 - Starting process with command `x`").is_none());
+        let r = text::parse_line(
+            b"2013-08-22T02:12:56+00:00 app[web.2]: Error R14 (Memory quota exceeded)",
+        )
+        .unwrap();
+        assert_eq!(observe(&r).unwrap(), None);
+    }
+
+    #[test]
+    fn bad_timestamp_is_an_error_not_a_panic() {
+        let r = logplex::parse_record(
+            b"<134>1 yesterday host heroku web.1 - Error R14 (Memory quota exceeded)",
+        )
+        .unwrap();
+        assert_eq!(observe(&r), Err(LineError::Timestamp));
+    }
+}

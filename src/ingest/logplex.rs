@@ -1,0 +1,359 @@
+//! HTTPS-drain bodies: RFC 6587 octet-counted RFC 5424 frames as Logplex sends
+//! them (`LEN <PRI>1 TIMESTAMP host APP PROCID - MSG\n`, no structured data).
+//!
+//! Frames are cut by their octet count, never by newline. Real senders get the
+//! count wrong (hand-edited fixtures one byte short, proxies re-joining lines,
+//! absurd lengths), and some bodies are plain newline-separated syslog. When a
+//! count does not land on a frame boundary we resynchronise on the next
+//! `LEN <PRI>1 ` (or bare `<PRI>1 ` at a line start) and skip only the broken
+//! bytes, so every good frame in a batch is kept.
+
+use memchr::{memchr, memchr_iter};
+
+use super::LogRecord;
+
+/// Counts of what a body contained, for metrics and the `Logplex-Msg-Count`
+/// cross-check.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FrameStats {
+    /// Frames whose payload was handed out (well-formed or repaired).
+    pub frames: usize,
+    /// Frames whose octet count was wrong but whose payload was recovered.
+    pub repaired: usize,
+    /// Stretches of bytes that were not a frame and were skipped.
+    pub rejected: usize,
+}
+
+/// Iterator over the frame payloads of one drain body.
+///
+/// Each item is the syslog message without its octet count and without the
+/// trailing newline. Iteration never fails: broken input is skipped and counted
+/// in [`Frames::stats`].
+pub struct Frames<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    stats: FrameStats,
+}
+
+impl<'a> Frames<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self {
+            buf,
+            pos: 0,
+            stats: FrameStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> FrameStats {
+        self.stats
+    }
+
+    fn skip_separators(&mut self) {
+        while let Some(&b) = self.buf.get(self.pos) {
+            if matches!(b, b'\n' | b'\r' | b' ' | b'\t' | 0) {
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// The end of the payload that starts at `start` when the stated count is
+    /// not to be trusted: just past the line's newline (or the end of the body).
+    fn end_by_line(&self, start: usize) -> usize {
+        memchr(b'\n', &self.buf[start..]).map_or(self.buf.len(), |i| start + i + 1)
+    }
+
+    /// Does a payload ending at `at` end where a frame should: on its own
+    /// newline, or (after separators) at the end of the body or a frame start?
+    fn ends_cleanly(&self, at: usize) -> bool {
+        if self.buf[..at].last() == Some(&b'\n') {
+            return true;
+        }
+        let mut i = at;
+        while let Some(&(b'\n' | b'\r' | 0)) = self.buf.get(i) {
+            i += 1;
+        }
+        i >= self.buf.len() || boundary_at(self.buf, i).is_some()
+    }
+
+    /// Skips to the next frame boundary after `from`, counting one rejection.
+    fn resync(&mut self, from: usize) {
+        self.stats.rejected += 1;
+        self.pos = next_boundary(self.buf, from).unwrap_or(self.buf.len());
+    }
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        loop {
+            self.skip_separators();
+            if self.pos >= self.buf.len() {
+                return None;
+            }
+            let Some(b) = boundary_at(self.buf, self.pos) else {
+                self.resync(self.pos + 1);
+                continue;
+            };
+            let start = b.payload_start;
+            let end = match b.len {
+                // Unframed syslog line: up to its newline.
+                None => self.end_by_line(start),
+                Some(len) => {
+                    let stated = start.saturating_add(len);
+                    if stated <= self.buf.len() && self.ends_cleanly(stated) {
+                        // The count lands on a boundary, but a too-long count can
+                        // swallow the next frame: a newline followed by a frame
+                        // start inside the payload means exactly that.
+                        match swallowed_frame(self.buf, start, stated) {
+                            Some(cut) => {
+                                self.stats.repaired += 1;
+                                cut
+                            }
+                            None => stated,
+                        }
+                    } else {
+                        self.stats.repaired += 1;
+                        self.end_by_line(start)
+                    }
+                }
+            };
+            self.pos = end;
+            let payload = trim_line_end(&self.buf[start..end]);
+            if payload.is_empty() {
+                self.stats.rejected += 1;
+                continue;
+            }
+            self.stats.frames += 1;
+            return Some(payload);
+        }
+    }
+}
+
+/// Where a frame starts: the payload offset, and the stated length if it was
+/// octet-counted.
+struct Boundary {
+    len: Option<usize>,
+    payload_start: usize,
+}
+
+/// Longest octet count we believe. Logplex sends single messages of at most a
+/// few hundred KiB; anything longer is a broken count and is re-measured.
+const MAX_DIGITS: usize = 8;
+
+/// Recognises `LEN <PRI>1 ` or `<PRI>1 ` at `at`.
+fn boundary_at(buf: &[u8], at: usize) -> Option<Boundary> {
+    let rest = buf.get(at..)?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return is_pri_version(rest).then_some(Boundary {
+            len: None,
+            payload_start: at,
+        });
+    }
+    if digits > MAX_DIGITS || rest.get(digits) != Some(&b' ') {
+        return None;
+    }
+    if !is_pri_version(&rest[digits + 1..]) {
+        return None;
+    }
+    // At most 8 ASCII digits: parsing cannot overflow or fail.
+    let len = rest[..digits]
+        .iter()
+        .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
+    Some(Boundary {
+        len: Some(len),
+        payload_start: at + digits + 1,
+    })
+}
+
+/// `<PRI>1 ` with PRI of one to three digits.
+fn is_pri_version(b: &[u8]) -> bool {
+    if b.first() != Some(&b'<') {
+        return false;
+    }
+    let digits = b[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+    (1..=3).contains(&digits) && b[1 + digits..].starts_with(b">1 ")
+}
+
+/// The next boundary at or after `from` that starts a line or follows a
+/// non-digit: found through the `<` of its PRI.
+fn next_boundary(buf: &[u8], from: usize) -> Option<usize> {
+    let mut search = from;
+    while search < buf.len() {
+        let lt = search + memchr(b'<', &buf[search..])?;
+        // Walk back over `LEN ` if there is one.
+        let mut start = lt;
+        if lt > from && buf[lt - 1] == b' ' {
+            let mut d = lt - 1;
+            while d > from && buf[d - 1].is_ascii_digit() {
+                d -= 1;
+            }
+            if d < lt - 1 {
+                start = d;
+            }
+        }
+        if boundary_at(buf, start).is_some() {
+            return Some(start);
+        }
+        if start != lt && boundary_at(buf, lt).is_some() {
+            return Some(lt);
+        }
+        search = lt + 1;
+    }
+    None
+}
+
+/// A newline inside `[start, stated)` followed by a frame start means the
+/// stated count ran into the next frame: returns where to cut.
+fn swallowed_frame(buf: &[u8], start: usize, stated: usize) -> Option<usize> {
+    let body = &buf[start..stated.saturating_sub(1).max(start)];
+    memchr_iter(b'\n', body)
+        .map(|i| start + i + 1)
+        .find(|&after| boundary_at(buf, after).is_some_and(|b| b.len.is_some()))
+}
+
+fn trim_line_end(mut b: &[u8]) -> &[u8] {
+    while let [rest @ .., b'\n' | b'\r'] = b {
+        b = rest;
+    }
+    b
+}
+
+/// Splits one RFC 5424 payload as Logplex writes it:
+/// `<PRI>1 TIMESTAMP HOST APP-NAME PROCID MSGID MSG`.
+///
+/// Returns `None` when the header is short. A `- ` structured-data NILVALUE
+/// (syslog-drain style) before MSG is tolerated.
+pub fn parse_record(payload: &[u8]) -> Option<LogRecord<'_>> {
+    let mut fields = payload.splitn(7, |&b| b == b' ');
+    let _pri_version = fields.next()?;
+    let timestamp = fields.next()?;
+    let _host = fields.next()?;
+    let app = fields.next()?;
+    let procid = fields.next()?;
+    let _msgid = fields.next()?;
+    let mut message = fields.next().unwrap_or_default();
+    if let Some(rest) = message.strip_prefix(b"- ") {
+        message = rest;
+    }
+    Some(LogRecord {
+        timestamp,
+        app,
+        procid,
+        message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(payload: &str) -> String {
+        format!("{} {payload}\n", payload.len() + 1)
+    }
+
+    fn payloads(body: &[u8]) -> (Vec<String>, FrameStats) {
+        let mut f = Frames::new(body);
+        let v = f
+            .by_ref()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        (v, f.stats())
+    }
+
+    const A: &str = "<134>1 2023-02-13T22:12:51.822974+00:00 host heroku web.1 - source=web.1 sample#memory_total=1MB";
+    const B: &str =
+        "<158>1 2020-01-08T22:33:57.353034+00:00 host heroku router - at=info method=GET";
+
+    #[test]
+    fn exact_counts() {
+        let body = format!("{}{}", frame(A), frame(B));
+        let (v, s) = payloads(body.as_bytes());
+        assert_eq!(v, vec![A, B]);
+        assert_eq!(
+            s,
+            FrameStats {
+                frames: 2,
+                repaired: 0,
+                rejected: 0
+            }
+        );
+    }
+
+    #[test]
+    fn count_one_short() {
+        let body = format!("{} {A}\n{}", A.len(), frame(B));
+        let (v, _) = payloads(body.as_bytes());
+        assert_eq!(v, vec![A, B]);
+    }
+
+    #[test]
+    fn count_several_short_and_long() {
+        let body = format!("{} {A}\n{} {B}\n{}", A.len() - 7, B.len() + 9, frame(A));
+        let (v, s) = payloads(body.as_bytes());
+        assert_eq!(v, vec![A, B, A]);
+        assert_eq!(s.repaired, 2);
+    }
+
+    #[test]
+    fn count_too_long_swallowing_next_frame() {
+        let second = frame(B);
+        let body = format!("{} {A}\n{second}{}", A.len() + 1 + second.len(), frame(A));
+        let (v, _) = payloads(body.as_bytes());
+        assert_eq!(v, vec![A, B, A]);
+    }
+
+    #[test]
+    fn absurd_length() {
+        let body = format!("99999999999 {A}\n1000000 {B}\n{}", frame(A));
+        let (v, _) = payloads(body.as_bytes());
+        // An 11-digit count is not believed; the message behind it is still a
+        // good syslog line and is kept.
+        assert_eq!(v, vec![A, B, A]);
+    }
+
+    #[test]
+    fn unframed_lines_and_crlf() {
+        let body = format!("{A}\r\n{B}\r\n");
+        let (v, _) = payloads(body.as_bytes());
+        assert_eq!(v, vec![A, B]);
+    }
+
+    #[test]
+    fn garbage_between_frames() {
+        let mut body = b"\x00\xffjunk<<>> 12 <x".to_vec();
+        body.extend_from_slice(frame(A).as_bytes());
+        body.extend_from_slice(b"garbage \xc3\x28 no newline");
+        body.extend_from_slice(frame(B).as_bytes());
+        let (v, s) = payloads(&body);
+        assert_eq!(v, vec![A, B]);
+        assert!(s.rejected >= 1);
+    }
+
+    #[test]
+    fn truncated_body_keeps_what_is_there() {
+        let full = format!("{}{}", frame(A), frame(B));
+        let cut = &full.as_bytes()[..full.len() - 10];
+        let (v, _) = payloads(cut);
+        assert_eq!(v[0], A);
+        assert_eq!(v.len(), 2);
+    }
+
+    #[test]
+    fn empty_body() {
+        assert!(payloads(b"").0.is_empty());
+        assert!(payloads(b"\n\n").0.is_empty());
+    }
+
+    #[test]
+    fn record_fields() {
+        let r = parse_record(A.as_bytes()).unwrap();
+        assert_eq!(r.app, b"heroku");
+        assert_eq!(r.procid, b"web.1");
+        assert_eq!(r.timestamp, b"2023-02-13T22:12:51.822974+00:00");
+        assert!(r.message.starts_with(b"source=web.1"));
+    }
+}

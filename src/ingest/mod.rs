@@ -1,0 +1,130 @@
+//! Bytes → log records. Two input forms feed the same pipeline:
+//!
+//! * [`logplex`]: HTTPS-drain bodies (octet-counted RFC 5424 frames);
+//! * [`text`]: `heroku logs` / log-session lines
+//!   (`TIMESTAMP heroku[web.2]: MESSAGE`), with partial-line carry-over and
+//!   server-sent-events unwrapping for streams.
+//!
+//! Both produce a [`LogRecord`] that borrows from the input: nothing is copied
+//! until a line is known to matter.
+
+pub mod logplex;
+pub mod text;
+
+/// One log message, fields borrowed from the input buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRecord<'a> {
+    /// RFC 3339 timestamp, unparsed (most records are dropped before it is read).
+    pub timestamp: &'a [u8],
+    /// `heroku` for platform lines, `app` for application output.
+    pub app: &'a [u8],
+    /// `web.1`, `router`, `logplex`, …
+    pub procid: &'a [u8],
+    pub message: &'a [u8],
+}
+
+/// What kind of saved log a buffer holds, judged from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    /// Octet-counted frames or bare `<PRI>1 ` syslog lines (drain bodies).
+    Drain,
+    /// `TIMESTAMP source[procid]: message` lines.
+    Text,
+}
+
+impl InputFormat {
+    pub fn detect(buf: &[u8]) -> Self {
+        let start = buf
+            .iter()
+            .position(|b| !b.is_ascii_whitespace() && *b != 0)
+            .unwrap_or(buf.len());
+        let rest = &buf[start..];
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let framed = rest.first() == Some(&b'<')
+            || (digits > 0
+                && rest.get(digits) == Some(&b' ')
+                && rest.get(digits + 1) == Some(&b'<'));
+        if framed { Self::Drain } else { Self::Text }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_formats() {
+        assert_eq!(InputFormat::detect(b"327 <134>1 2023"), InputFormat::Drain);
+        assert_eq!(InputFormat::detect(b"\n<134>1 2023"), InputFormat::Drain);
+        assert_eq!(
+            InputFormat::detect(b"2013-08-22T02:12:56.148063+00:00 heroku[web.1]: x"),
+            InputFormat::Text
+        );
+        assert_eq!(InputFormat::detect(b""), InputFormat::Text);
+    }
+}
+
+use crate::heroku_line::{self, Observation};
+
+/// What one body or stream yielded, for metrics and the replay summary.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IngestStats {
+    /// Frames (drain) or lines (text) read.
+    pub records: u64,
+    /// Frames whose octet count was wrong but whose message was recovered.
+    pub repaired: u64,
+    /// Broken stretches skipped, unparseable headers, bad relevant lines.
+    pub rejected: u64,
+    /// Observations produced (memory samples, errors, state changes, L10).
+    pub observations: u64,
+}
+
+impl IngestStats {
+    pub fn add(&mut self, o: IngestStats) {
+        self.records += o.records;
+        self.repaired += o.repaired;
+        self.rejected += o.rejected;
+        self.observations += o.observations;
+    }
+}
+
+/// Drain body → observations. Never fails: bad input is counted.
+pub fn drain_body(body: &[u8], mut f: impl FnMut(Observation)) -> IngestStats {
+    let mut stats = IngestStats::default();
+    let mut frames = logplex::Frames::new(body);
+    for payload in frames.by_ref() {
+        match logplex::parse_record(payload) {
+            Some(rec) => record(&rec, &mut stats, &mut f),
+            None => stats.rejected += 1,
+        }
+    }
+    let fs = frames.stats();
+    stats.records += fs.frames as u64;
+    stats.repaired += fs.repaired as u64;
+    stats.rejected += fs.rejected as u64;
+    stats
+}
+
+/// One text line → observation (if it matters).
+pub fn text_line(line: &[u8], stats: &mut IngestStats, f: impl FnMut(Observation)) {
+    let mut f = f;
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return;
+    }
+    stats.records += 1;
+    match text::parse_line(line) {
+        Some(rec) => record(&rec, stats, &mut f),
+        None => stats.rejected += 1,
+    }
+}
+
+fn record(rec: &LogRecord<'_>, stats: &mut IngestStats, f: &mut impl FnMut(Observation)) {
+    match heroku_line::observe(rec) {
+        Ok(Some(o)) => {
+            stats.observations += 1;
+            f(o);
+        }
+        Ok(None) => {}
+        Err(_) => stats.rejected += 1,
+    }
+}

@@ -1,0 +1,122 @@
+//! Notifications: Slack incoming webhooks and generic (optionally signed)
+//! webhooks. Delivery runs on its own task, is retried a few times with
+//! backoff, and only ever logs failures: it never delays or fails a restart.
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use secrecy::ExposeSecret;
+use sha2::Sha256;
+use tokio::sync::mpsc;
+
+use crate::config::{NotifyConfig, NotifyKind};
+use crate::events::Event;
+
+/// Attempts per notification.
+pub const ATTEMPTS: u32 = 3;
+
+/// `sha256=HEX(HMAC-SHA256(secret, body))`, the `X-Dynoguard-Signature` value.
+pub fn signature(secret: &[u8], body: &[u8]) -> String {
+    // HMAC accepts keys of any length.
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(body);
+    let bytes = mac.finalize().into_bytes();
+    let mut hex = String::with_capacity(71);
+    hex.push_str("sha256=");
+    for b in bytes {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    hex
+}
+
+/// What is posted for an event to one sink: the body and extra headers.
+pub fn payload(sink: &NotifyConfig, e: &Event) -> (String, Option<String>) {
+    match sink.kind {
+        NotifyKind::Slack => (
+            serde_json::json!({ "text": e.to_slack_text() }).to_string(),
+            None,
+        ),
+        NotifyKind::Webhook => {
+            let body = e.to_json();
+            let sig = sink
+                .secret
+                .as_ref()
+                .map(|s| signature(s.expose_secret().as_bytes(), body.as_bytes()));
+            (body, sig)
+        }
+    }
+}
+
+/// Runs until the channel closes, delivering each event to the sinks that
+/// want it. Deliveries of one event run concurrently; a slow sink does not
+/// hold the others.
+pub async fn run(sinks: Vec<NotifyConfig>, mut rx: mpsc::Receiver<Event>, retry_base: Duration) {
+    let http = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .user_agent(concat!("dynoguard/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("notifications disabled: cannot build HTTP client: {e}");
+            return;
+        }
+    };
+    let mut inflight = tokio::task::JoinSet::new();
+    while let Some(event) = rx.recv().await {
+        for (i, sink) in sinks.iter().enumerate() {
+            if !sink.wants(event.event) {
+                continue;
+            }
+            let (body, sig) = payload(sink, &event);
+            let http = http.clone();
+            let url = sink.url.clone();
+            let kind = event.event;
+            inflight.spawn(async move {
+                for attempt in 1..=ATTEMPTS {
+                    let mut rb = http
+                        .post(url.expose_secret())
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body.clone());
+                    if let Some(s) = &sig {
+                        rb = rb.header("X-Dynoguard-Signature", s);
+                    }
+                    let err = match rb.send().await {
+                        Ok(r) if r.status().is_success() => return,
+                        Ok(r) => format!("HTTP {}", r.status().as_u16()),
+                        // Never print the URL: it is the webhook's secret.
+                        Err(e) => e.without_url().to_string(),
+                    };
+                    if attempt == ATTEMPTS {
+                        tracing::warn!(
+                            "notification #{i} for {} failed after {ATTEMPTS} attempts: {err}",
+                            kind.as_str()
+                        );
+                    } else {
+                        let jitter = fastrand::f64() * 0.5 + 0.75;
+                        tokio::time::sleep(
+                            retry_base.mul_f64(f64::from(1u32 << (attempt - 1)) * jitter),
+                        )
+                        .await;
+                    }
+                }
+            });
+        }
+        while inflight.try_join_next().is_some() {}
+    }
+    while inflight.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_is_hmac_sha256_hex() {
+        // RFC 4231 test case 2.
+        assert_eq!(
+            signature(b"Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}

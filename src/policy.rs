@@ -1,0 +1,539 @@
+//! The restart policy: every knob in one struct, and the pure decision.
+//!
+//! Nothing here does I/O, reads the clock or is async. Time comes in as an
+//! argument (`now`), so replay drives it from the log and tests from a table.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::domain::{AppName, DynoName, Megabytes};
+use crate::events::{Event, EventKind, Reason};
+use crate::heroku_line::Memory;
+
+/// When a sample counts as "too big".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    /// Percent of the dyno's `memory_quota` (100 = at quota).
+    Percent(f64),
+    /// An absolute size.
+    Absolute(Megabytes),
+}
+
+impl Threshold {
+    /// `95%`, `1000MB`, `1000` (MB, dark_knight style), `1.5GB`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        if let Some(p) = s.strip_suffix('%') {
+            let p: f64 = p.trim().parse().ok()?;
+            return (p.is_finite() && p > 0.0 && p <= 1000.0).then_some(Self::Percent(p));
+        }
+        Megabytes::parse(s)
+            .filter(|m| m.0 > 0.0)
+            .map(Self::Absolute)
+    }
+
+    /// The limit in MB for a dyno with this quota, if it can be known.
+    pub fn limit(self, quota: Option<Megabytes>) -> Option<Megabytes> {
+        match self {
+            Self::Absolute(m) => Some(m),
+            Self::Percent(p) => quota.map(|q| Megabytes(q.0 * p / 100.0)),
+        }
+    }
+}
+
+impl std::fmt::Display for Threshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Percent(p) => write!(f, "{p}%"),
+            Self::Absolute(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+/// How many restarts of one app and type may be in progress at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Parallelism {
+    Percent(f64),
+    Count(u32),
+}
+
+impl Parallelism {
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        if let Some(p) = s.strip_suffix('%') {
+            let p: f64 = p.trim().parse().ok()?;
+            return (p.is_finite() && p > 0.0 && p <= 100.0).then_some(Self::Percent(p));
+        }
+        s.parse().ok().filter(|n| *n > 0).map(Self::Count)
+    }
+
+    /// Allowed in-progress restarts given how many dynos of the type are live.
+    pub fn allowed(self, live: usize) -> usize {
+        match self {
+            Self::Count(n) => n as usize,
+            Self::Percent(p) => ((live as f64 * p / 100.0).ceil() as usize).max(1),
+        }
+    }
+}
+
+impl std::fmt::Display for Parallelism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Percent(p) => write!(f, "{p}%"),
+            Self::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// Every policy knob for one process type (SPEC §6). Defaults are the SPEC's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Restart when `memory_total` is above this. Default `100%` of quota.
+    pub threshold: Threshold,
+    /// Restart on an `Error R14` line. Default on.
+    pub on_r14: bool,
+    /// Restart on an `Error R15` line. Default on.
+    pub on_r15: bool,
+    /// Restart when `memory_swap` is above this. Default off.
+    pub swap_threshold: Option<Megabytes>,
+    /// Consecutive over-threshold samples needed. Default 1.
+    pub consecutive: u32,
+    /// Restart when the trend says the quota is passed within this. Default off.
+    pub predict: Option<SignedDuration>,
+    /// At most one restart per process name per window. Default 10 min.
+    pub restart_window: SignedDuration,
+    /// Restarts of one app and type in progress at once. Default 25%.
+    pub max_parallel: Parallelism,
+    /// A restart is in progress until the new instance reports or this passes.
+    pub settle: SignedDuration,
+    /// More restarts than this in `flap_window` is reported as flapping.
+    pub flap_limit: u32,
+    pub flap_window: SignedDuration,
+    /// Decide and report, never call the API.
+    pub dry_run: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            threshold: Threshold::Percent(100.0),
+            on_r14: true,
+            on_r15: true,
+            swap_threshold: None,
+            consecutive: 1,
+            predict: None,
+            restart_window: SignedDuration::from_mins(10),
+            max_parallel: Parallelism::Percent(25.0),
+            settle: SignedDuration::from_mins(2),
+            flap_limit: 3,
+            flap_window: SignedDuration::from_hours(1),
+            dry_run: false,
+        }
+    }
+}
+
+/// Which process types an app watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DynoTypes {
+    /// Exactly these types.
+    List(Vec<String>),
+    /// `*`: every type except one-off `run` and `scheduler` dynos.
+    All,
+}
+
+impl DynoTypes {
+    pub fn parse_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Self {
+        let items: Vec<String> = items
+            .into_iter()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if items.iter().any(|s| s == "*") {
+            Self::All
+        } else {
+            Self::List(items)
+        }
+    }
+
+    pub fn watches(&self, process_type: &str) -> bool {
+        match self {
+            Self::List(l) => l.iter().any(|t| t == process_type),
+            Self::All => !matches!(process_type, "run" | "scheduler"),
+        }
+    }
+}
+
+impl Default for DynoTypes {
+    fn default() -> Self {
+        Self::List(vec!["web".to_owned()])
+    }
+}
+
+/// The effective policy of one app: watched types, defaults, per-type overrides.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AppPolicy {
+    pub dyno_types: DynoTypes,
+    pub defaults: Policy,
+    pub per_type: BTreeMap<String, Policy>,
+}
+
+impl AppPolicy {
+    /// The policy for a process type; `None` if the type is not watched.
+    pub fn for_type(&self, process_type: &str) -> Option<&Policy> {
+        self.dyno_types
+            .watches(process_type)
+            .then(|| self.per_type.get(process_type).unwrap_or(&self.defaults))
+    }
+
+    /// Knobs used for types that are not watched (to judge "over" for display).
+    pub fn judging(&self, process_type: &str) -> &Policy {
+        self.per_type.get(process_type).unwrap_or(&self.defaults)
+    }
+}
+
+/// The last restart ordered for a dyno.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartMark {
+    pub at: Timestamp,
+    /// The instance that was restarted (`None` if never seen in a sample).
+    pub instance: Option<String>,
+    pub reason: Reason,
+}
+
+/// History length kept per dyno: an hour of 20-second samples.
+pub const HISTORY: usize = 180;
+
+/// What dynoguard knows of one dyno (process name). Updated only through
+/// [`DynoState::apply_sample`] and the decision functions below.
+#[derive(Debug, Clone)]
+pub struct DynoState {
+    pub dyno: DynoName,
+    pub instance: Option<String>,
+    pub last_seen: Timestamp,
+    pub memory: Memory,
+    pub sample_at: Option<Timestamp>,
+    /// Quota learned from `Process running mem=…(P%)` when samples lack it.
+    pub quota_hint: Option<Megabytes>,
+    /// `(at, memory_total)` for the chart and the trend.
+    pub history: VecDeque<(Timestamp, f64)>,
+    pub consecutive_over: u32,
+    pub over: bool,
+    pub last_restart: Option<RestartMark>,
+    /// The restart before `last_restart`, restored if the last one failed.
+    previous_restart: Option<RestartMark>,
+    /// Waiting for the replacement instance's first sample.
+    pub awaiting_replacement: bool,
+    pub restarts: VecDeque<Timestamp>,
+    /// The last `skipped` reason reported for this instance (reported once).
+    last_skip: Option<Reason>,
+    pub unjudged_warned: bool,
+}
+
+impl DynoState {
+    pub fn new(dyno: DynoName, now: Timestamp) -> Self {
+        Self {
+            dyno,
+            instance: None,
+            last_seen: now,
+            memory: Memory::default(),
+            sample_at: None,
+            quota_hint: None,
+            history: VecDeque::new(),
+            consecutive_over: 0,
+            over: false,
+            last_restart: None,
+            previous_restart: None,
+            awaiting_replacement: false,
+            restarts: VecDeque::new(),
+            last_skip: None,
+            unjudged_warned: false,
+        }
+    }
+
+    pub fn quota(&self) -> Option<Megabytes> {
+        self.memory.quota.or(self.quota_hint)
+    }
+
+    /// Is a restart of this dyno still in progress at `now`?
+    pub fn restart_in_progress(&self, policy: &Policy, now: Timestamp) -> bool {
+        self.awaiting_replacement
+            && self
+                .last_restart
+                .as_ref()
+                .is_some_and(|m| now.duration_since(m.at) < policy.settle)
+    }
+
+    /// Records a new instance id. Returns the `recovered` figures (seconds
+    /// since the restart) when it replaces a restarted instance.
+    pub fn set_instance(&mut self, instance: Option<String>, at: Timestamp) -> Option<f64> {
+        let Some(new) = instance else { return None };
+        if self.instance.as_deref() == Some(new.as_str()) {
+            return None;
+        }
+        let had_instance = self.instance.is_some();
+        self.instance = Some(new);
+        self.consecutive_over = 0;
+        self.over = false;
+        self.last_skip = None;
+        let recovered = (self.awaiting_replacement && had_instance)
+            .then(|| {
+                self.last_restart
+                    .as_ref()
+                    .map(|m| at.duration_since(m.at).as_secs_f64())
+            })
+            .flatten();
+        self.awaiting_replacement = false;
+        recovered
+    }
+
+    pub fn record_memory(&mut self, memory: Memory, at: Timestamp) {
+        // Keep fields a partial (legacy, one-measure) line does not carry.
+        let m = &mut self.memory;
+        m.total = memory.total.or(m.total);
+        m.rss = memory.rss.or(m.rss);
+        m.cache = memory.cache.or(m.cache);
+        m.swap = memory.swap.or(m.swap);
+        m.quota = memory.quota.or(m.quota);
+        if let Some(total) = memory.total {
+            self.sample_at = Some(at);
+            if self.history.len() == HISTORY {
+                self.history.pop_front();
+            }
+            self.history.push_back((at, total.0));
+        }
+    }
+
+    /// Undo the bookkeeping of a restart whose API call failed, so that the
+    /// next sample (or the backoff) may try again.
+    pub fn restart_failed(&mut self) {
+        self.last_restart = self.previous_restart.take();
+        self.awaiting_replacement = false;
+        self.restarts.pop_back();
+        self.last_skip = None;
+    }
+}
+
+/// Why the policy wants a restart of a dyno, before the window checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Threshold,
+    Swap,
+    Predicted,
+    R14,
+    R15,
+}
+
+impl Trigger {
+    fn reason(self) -> Reason {
+        match self {
+            Self::Threshold => Reason::Threshold,
+            Self::Swap => Reason::Swap,
+            Self::Predicted => Reason::Predicted,
+            Self::R14 => Reason::R14,
+            Self::R15 => Reason::R15,
+        }
+    }
+}
+
+/// Judges the dyno's latest memory against the knobs. `None`: not over (or
+/// cannot be judged).
+pub fn judge_memory(policy: &Policy, state: &DynoState) -> Option<Trigger> {
+    let total = state.memory.total?;
+    if let Some(limit) = policy.threshold.limit(state.quota())
+        && total.0 > limit.0
+    {
+        return Some(Trigger::Threshold);
+    }
+    if let (Some(limit), Some(swap)) = (policy.swap_threshold, state.memory.swap)
+        && swap.0 > limit.0
+    {
+        return Some(Trigger::Swap);
+    }
+    if let (Some(horizon), Some(quota)) = (policy.predict, state.quota())
+        && predicted_crossing(&state.history, quota, horizon)
+    {
+        return Some(Trigger::Predicted);
+    }
+    None
+}
+
+/// Least-squares slope over the last few samples: will `memory_total` pass
+/// `quota` within `horizon`?
+fn predicted_crossing(
+    history: &VecDeque<(Timestamp, f64)>,
+    quota: Megabytes,
+    horizon: SignedDuration,
+) -> bool {
+    const POINTS: usize = 6;
+    if history.len() < 3 {
+        return false;
+    }
+    let pts: Vec<_> = history.iter().rev().take(POINTS).collect();
+    let t0 = pts[pts.len() - 1].0;
+    let xs: Vec<f64> = pts
+        .iter()
+        .map(|(t, _)| t.duration_since(t0).as_secs_f64())
+        .collect();
+    let ys: Vec<f64> = pts.iter().map(|(_, y)| *y).collect();
+    let n = xs.len() as f64;
+    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+    let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+    if sxx == 0.0 {
+        return false;
+    }
+    let slope = xs
+        .iter()
+        .zip(&ys)
+        .map(|(x, y)| (x - mx) * (y - my))
+        .sum::<f64>()
+        / sxx;
+    let latest = ys[0];
+    slope > 0.0 && latest < quota.0 && latest + slope * horizon.as_secs_f64() >= quota.0
+}
+
+/// Context the decision needs about the dyno's siblings (same app and type).
+#[derive(Debug, Clone, Copy)]
+pub struct Siblings {
+    /// Dynos of the type that reported in the last 5 minutes.
+    pub live: usize,
+    /// Dynos of the type (other than this one) with a restart in progress.
+    pub restarting: usize,
+}
+
+/// The decision for a dyno that a trigger fired for: a `restart` event (the
+/// order) or a `skipped` one, plus `flapping` when restarts come too often.
+/// Updates the dyno's restart bookkeeping. Returns no event when the same
+/// skip was already reported for this instance.
+pub fn decide_restart(
+    app: &AppName,
+    policy: Option<&Policy>,
+    state: &mut DynoState,
+    trigger: Trigger,
+    siblings: Siblings,
+    now: Timestamp,
+) -> Vec<Event> {
+    let mut reason = trigger.reason();
+    let skip = |state: &mut DynoState, why: Reason, dry_run: Option<bool>| -> Vec<Event> {
+        if state.last_skip == Some(why) {
+            return Vec::new();
+        }
+        state.last_skip = Some(why);
+        let mut e = event_for(app, state, EventKind::Skipped, now);
+        e.reason = Some(why);
+        e.dry_run = dry_run;
+        e.detail = Some(format!("trigger: {}", trigger.reason().as_str()));
+        vec![e]
+    };
+    let Some(policy) = policy else {
+        return skip(state, Reason::TypeNotWatched, None);
+    };
+    if let Some(last) = &state.last_restart {
+        let in_window = now.duration_since(last.at) < policy.restart_window;
+        let same = last.instance == state.instance;
+        match (same, in_window) {
+            (true, true) => return skip(state, Reason::SameInstance, Some(policy.dry_run)),
+            (false, true) => return skip(state, Reason::Window, Some(policy.dry_run)),
+            (true, false) => reason = Reason::Retry,
+            (false, false) => {}
+        }
+    }
+    if siblings.restarting >= policy.max_parallel.allowed(siblings.live) {
+        return skip(state, Reason::Deferred, Some(policy.dry_run));
+    }
+
+    state.previous_restart = state.last_restart.take();
+    state.last_restart = Some(RestartMark {
+        at: now,
+        instance: state.instance.clone(),
+        reason,
+    });
+    state.awaiting_replacement = true;
+    state.last_skip = None;
+    state.restarts.push_back(now);
+    while state
+        .restarts
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > policy.flap_window)
+    {
+        state.restarts.pop_front();
+    }
+
+    let mut events = Vec::with_capacity(2);
+    let mut e = if policy.dry_run {
+        // Decided and reported, never called: the bookkeeping above still
+        // applies so that dry-run output matches what a real run would do.
+        let mut e = event_for(app, state, EventKind::Skipped, now);
+        e.detail = Some(format!("would restart: {}", reason.as_str()));
+        e.reason = Some(Reason::DryRun);
+        e
+    } else {
+        let mut e = event_for(app, state, EventKind::Restart, now);
+        e.reason = Some(reason);
+        e
+    };
+    e.dry_run = Some(policy.dry_run);
+    events.push(e);
+    if state.restarts.len() > policy.flap_limit as usize {
+        let mut f = event_for(app, state, EventKind::Flapping, now);
+        f.count = Some(state.restarts.len() as u64);
+        events.push(f);
+    }
+    events
+}
+
+/// An event about this dyno carrying its instance and latest memory.
+pub fn event_for(app: &AppName, state: &DynoState, kind: EventKind, now: Timestamp) -> Event {
+    let mut e = Event::new(now, kind, app.clone());
+    e.dyno = Some(state.dyno.clone());
+    e.instance = state.instance.clone();
+    e.memory_total_mb = state.memory.total.map(Megabytes::get);
+    e.memory_quota_mb = state.quota().map(Megabytes::get);
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_parse() {
+        assert_eq!(Threshold::parse("95%"), Some(Threshold::Percent(95.0)));
+        assert_eq!(
+            Threshold::parse("1000"),
+            Some(Threshold::Absolute(Megabytes(1000.0)))
+        );
+        assert_eq!(
+            Threshold::parse("1000MB"),
+            Some(Threshold::Absolute(Megabytes(1000.0)))
+        );
+        assert_eq!(Threshold::parse("0"), None);
+        assert_eq!(Threshold::parse("-5%"), None);
+        assert_eq!(Threshold::parse("lots"), None);
+    }
+
+    #[test]
+    fn percent_threshold_needs_a_quota() {
+        let t = Threshold::Percent(95.0);
+        assert_eq!(t.limit(None), None);
+        assert_eq!(t.limit(Some(Megabytes(1000.0))), Some(Megabytes(950.0)));
+    }
+
+    #[test]
+    fn star_excludes_one_off_dynos() {
+        let all = DynoTypes::parse_list(["*"]);
+        assert!(all.watches("web") && all.watches("worker"));
+        assert!(!all.watches("run") && !all.watches("scheduler"));
+        let list = DynoTypes::parse_list("web, worker".split(','));
+        assert!(list.watches("worker") && !list.watches("slow_worker"));
+    }
+
+    #[test]
+    fn parallelism() {
+        assert_eq!(Parallelism::Percent(25.0).allowed(0), 1);
+        assert_eq!(Parallelism::Percent(25.0).allowed(8), 2);
+        assert_eq!(Parallelism::Percent(25.0).allowed(9), 3);
+        assert_eq!(Parallelism::Count(2).allowed(100), 2);
+    }
+}

@@ -1,0 +1,87 @@
+//! Where events go once decided: the log (text or JSON), the store (batched,
+//! on a writer task) and the notifiers. `emit` never blocks on I/O.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::mpsc;
+
+use crate::config::LogFormat;
+use crate::events::{Event, EventKind};
+
+/// Counters the `/metrics` route shows.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub drain_requests: AtomicU64,
+    pub drain_bytes: AtomicU64,
+    pub frames: AtomicU64,
+    pub frames_rejected: AtomicU64,
+    pub frames_repaired: AtomicU64,
+    pub duplicate_batches: AtomicU64,
+    pub msg_count_mismatch: AtomicU64,
+    pub observations: AtomicU64,
+    pub samples_lost: AtomicU64,
+    pub events_dropped: AtomicU64,
+    pub session_lines: AtomicU64,
+    pub session_reconnects: AtomicU64,
+}
+
+impl Counters {
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    format: LogFormat,
+    store_tx: mpsc::Sender<Event>,
+    notify_tx: Option<mpsc::Sender<Event>>,
+    pub counters: Arc<Counters>,
+}
+
+/// Buffered events between the hot path and the writer tasks.
+pub const QUEUE: usize = 16 * 1024;
+
+impl Reporter {
+    pub fn new(
+        format: LogFormat,
+        store_tx: mpsc::Sender<Event>,
+        notify_tx: Option<mpsc::Sender<Event>>,
+        counters: Arc<Counters>,
+    ) -> Self {
+        Self {
+            format,
+            store_tx,
+            notify_tx,
+            counters,
+        }
+    }
+
+    pub fn emit(&self, e: Event) {
+        if e.event == EventKind::Sample {
+            tracing::debug!("{}", e.to_text());
+            return;
+        }
+        match self.format {
+            LogFormat::Text => match e.event {
+                EventKind::RestartFailed | EventKind::Flapping | EventKind::R15 => {
+                    tracing::warn!("{}", e.to_text())
+                }
+                _ => tracing::info!("{}", e.to_text()),
+            },
+            LogFormat::Json => tracing::info!(target: "dynoguard::event", event = %e.to_json()),
+        }
+        if e.event == EventKind::SamplesLost {
+            Counters::add(&self.counters.samples_lost, e.count.unwrap_or(0));
+        }
+        if let Some(tx) = &self.notify_tx
+            && tx.try_send(e.clone()).is_err()
+        {
+            Counters::add(&self.counters.events_dropped, 1);
+        }
+        if self.store_tx.try_send(e).is_err() {
+            Counters::add(&self.counters.events_dropped, 1);
+        }
+    }
+}

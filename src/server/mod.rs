@@ -1,0 +1,34 @@
+//! The HTTP surface (SPEC §9): drain endpoints, health, JSON API, metrics and
+//! the dashboard. Typed errors stop here and become status codes.
+
+mod api;
+mod auth;
+mod drain;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::app::Shared;
+
+pub use drain::FrameIdCache;
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    let limit = shared.config.server.body_limit;
+    let state = drain::DrainState::new(shared.clone());
+    let drains = Router::new()
+        .route("/logs", post(drain::post_logs))
+        .route("/logs/{app}", post(drain::post_app_logs))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state);
+    let api = Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/api/dynos", get(api::dynos))
+        .route("/api/events", get(api::events))
+        .route("/metrics", get(api::metrics))
+        .route("/", get(api::dashboard))
+        .with_state(shared);
+    drains.merge(api)
+}

@@ -1,0 +1,474 @@
+//! The fake Platform API: a real HTTP server on loopback that answers like
+//! Heroku's (reference §3), records every request, can be told to fail, and
+//! serves log sessions — scripted (tests) or live from a simulated fleet.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use tokio::sync::{broadcast, mpsc};
+
+/// One request as the fake API saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: String,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+}
+
+/// What one log-session stream does (tests script these).
+#[derive(Debug, Clone)]
+pub enum SessionPlan {
+    /// Answer the stream request with this status.
+    Status(u16),
+    /// Send these chunks (as separate network writes), then end the stream.
+    Chunks {
+        content_type: &'static str,
+        chunks: Vec<Vec<u8>>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct FormationItem {
+    pub process_type: String,
+    pub quantity: u32,
+    pub size: String,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    requests: Vec<Recorded>,
+    /// Status codes for the next restart calls (then 202 again).
+    fail_restarts: VecDeque<u16>,
+    delay: Option<Duration>,
+    /// app → required bearer token.
+    tokens: HashMap<String, String>,
+    plans: HashMap<String, VecDeque<SessionPlan>>,
+    formation: HashMap<String, Vec<FormationItem>>,
+    features: HashMap<String, bool>,
+    drains: HashMap<String, Vec<String>>,
+    /// session id → app
+    sessions: HashMap<String, String>,
+}
+
+#[derive(Debug)]
+pub struct FakeState {
+    inner: Mutex<Inner>,
+    next_id: AtomicU64,
+    rate_remaining: AtomicU64,
+    /// Restart calls are forwarded here (the simulated fleet listens).
+    restarts: Mutex<Option<mpsc::UnboundedSender<(String, String)>>>,
+    /// Live platform lines per app, for tail sessions.
+    live: broadcast::Sender<(String, Bytes)>,
+    addr: Mutex<Option<SocketAddr>>,
+}
+
+/// A running fake Platform API.
+#[derive(Debug, Clone)]
+pub struct FakeHeroku {
+    addr: SocketAddr,
+    state: Arc<FakeState>,
+}
+
+impl FakeHeroku {
+    /// Starts the server on 127.0.0.1 (any free port).
+    pub async fn start() -> std::io::Result<Self> {
+        let (live, _) = broadcast::channel(4096);
+        let state = Arc::new(FakeState {
+            inner: Mutex::new(Inner::default()),
+            next_id: AtomicU64::new(1),
+            rate_remaining: AtomicU64::new(4500),
+            restarts: Mutex::new(None),
+            live,
+            addr: Mutex::new(None),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        *lock(&state.addr) = Some(addr);
+        let router = Router::new()
+            .route("/sessions/{id}", get(stream_session))
+            .fallback(any(api))
+            .with_state(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(Self { addr, state })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        lock(&self.state.inner).requests.clone()
+    }
+
+    /// The restart calls (`DELETE /apps/{app}/dynos/{dyno}`) received.
+    pub fn restarts(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == "DELETE")
+            .collect()
+    }
+
+    /// The next restart calls answer these statuses, in order.
+    pub fn fail_restarts(&self, statuses: &[u16]) {
+        lock(&self.state.inner).fail_restarts.extend(statuses);
+    }
+
+    /// Every API answer waits this long first (a slow Heroku).
+    pub fn set_delay(&self, d: Option<Duration>) {
+        lock(&self.state.inner).delay = d;
+    }
+
+    /// Calls for `app` must carry `Authorization: Bearer {token}`.
+    pub fn require_token(&self, app: &str, token: &str) {
+        lock(&self.state.inner)
+            .tokens
+            .insert(app.to_owned(), token.to_owned());
+    }
+
+    pub fn plan_session(&self, app: &str, plan: SessionPlan) {
+        lock(&self.state.inner)
+            .plans
+            .entry(app.to_owned())
+            .or_default()
+            .push_back(plan);
+    }
+
+    pub fn set_formation(&self, app: &str, items: Vec<FormationItem>) {
+        lock(&self.state.inner)
+            .formation
+            .insert(app.to_owned(), items);
+    }
+
+    /// Where restart calls are forwarded (the fleet).
+    pub fn on_restart(&self, tx: mpsc::UnboundedSender<(String, String)>) {
+        *lock(&self.state.restarts) = Some(tx);
+    }
+
+    /// Publishes a platform line to the app's live tail sessions.
+    pub fn publish(&self, app: &str, line: Bytes) {
+        let _ = self.state.live.send((app.to_owned(), line));
+    }
+
+    pub fn log_drains(&self, app: &str) -> Vec<String> {
+        lock(&self.state.inner)
+            .drains
+            .get(app)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn feature_enabled(&self, app: &str) -> bool {
+        lock(&self.state.inner)
+            .features
+            .get(app)
+            .copied()
+            .unwrap_or(false)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn json(status: StatusCode, state: &FakeState, body: serde_json::Value) -> Response {
+    let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let remaining = state
+        .rate_remaining
+        .fetch_sub(1, Ordering::Relaxed)
+        .saturating_sub(1);
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (
+                header::HeaderName::from_static("request-id"),
+                format!("fake-{id:08}"),
+            ),
+            (
+                header::HeaderName::from_static("ratelimit-remaining"),
+                remaining.to_string(),
+            ),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, state: &FakeState, id: &str, message: &str) -> Response {
+    json(
+        status,
+        state,
+        serde_json::json!({"id": id, "message": message}),
+    )
+}
+
+async fn api(
+    State(state): State<Arc<FakeState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let rec = Recorded {
+        method: method.to_string(),
+        path: path.clone(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    v.to_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    let delay = {
+        let mut inner = lock(&state.inner);
+        inner.requests.push(rec);
+        inner.delay
+    };
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    if headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) != Some(crate::heroku_api::ACCEPT)
+    {
+        return error(
+            StatusCode::NOT_ACCEPTABLE,
+            &state,
+            "not_acceptable",
+            "Accept: application/vnd.heroku+json; version=3 is required",
+        );
+    }
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let app = (parts.first() == Some(&"apps"))
+        .then(|| parts.get(1).copied())
+        .flatten()
+        .unwrap_or("");
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bearer.is_empty() {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            &state,
+            "unauthorized",
+            "Invalid credentials provided.",
+        );
+    }
+    if let Some(required) = lock(&state.inner).tokens.get(app)
+        && required != bearer
+    {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            &state,
+            "unauthorized",
+            "Invalid credentials provided.",
+        );
+    }
+    match (method.as_str(), parts.as_slice()) {
+        ("DELETE", ["apps", app, "dynos", dyno]) => {
+            let fail = lock(&state.inner).fail_restarts.pop_front();
+            match fail {
+                Some(404) => error(
+                    StatusCode::NOT_FOUND,
+                    &state,
+                    "not_found",
+                    "Couldn't find that process.",
+                ),
+                Some(429) => error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &state,
+                    "rate_limit",
+                    "Your account reached the API rate limit",
+                ),
+                Some(code) => error(
+                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    &state,
+                    "internal_server_error",
+                    "Internal server error.",
+                ),
+                None => {
+                    if let Some(tx) = lock(&state.restarts).as_ref() {
+                        let _ = tx.send(((*app).to_owned(), (*dyno).to_owned()));
+                    }
+                    json(StatusCode::ACCEPTED, &state, serde_json::json!({}))
+                }
+            }
+        }
+        ("POST", ["apps", app, "log-sessions"]) => {
+            let id = format!("{:08x}-sess", state.next_id.fetch_add(1, Ordering::Relaxed));
+            lock(&state.inner)
+                .sessions
+                .insert(id.clone(), (*app).to_owned());
+            let addr = lock(&state.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+            json(
+                StatusCode::CREATED,
+                &state,
+                serde_json::json!({"id": id, "logplex_url": format!("http://{addr}/sessions/{id}?srv=1"), "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z"}),
+            )
+        }
+        ("GET", ["apps", app, "formation"]) => {
+            let items = lock(&state.inner)
+                .formation
+                .get(*app)
+                .cloned()
+                .unwrap_or_default();
+            let body: Vec<_> = items
+                .iter()
+                .map(|f| serde_json::json!({"type": f.process_type, "quantity": f.quantity, "size": f.size, "dyno_size": {"name": f.size}, "app": {"name": app}}))
+                .collect();
+            json(StatusCode::OK, &state, serde_json::Value::Array(body))
+        }
+        ("GET", ["apps", app, "dynos"]) => {
+            let items = lock(&state.inner)
+                .formation
+                .get(*app)
+                .cloned()
+                .unwrap_or_default();
+            let body: Vec<_> = items
+                .iter()
+                .flat_map(|f| (1..=f.quantity).map(move |n| serde_json::json!({"name": format!("{}.{n}", f.process_type), "type": f.process_type, "size": f.size, "state": "up", "app": {"name": app}})))
+                .collect();
+            json(StatusCode::OK, &state, serde_json::Value::Array(body))
+        }
+        ("GET", ["dyno-sizes"]) => json(
+            StatusCode::OK,
+            &state,
+            serde_json::json!([
+                {"name": "eco", "memory": 0.5}, {"name": "basic", "memory": 0.5},
+                {"name": "standard-1X", "memory": 0.5}, {"name": "standard-2X", "memory": 1.0},
+                {"name": "performance-M", "memory": 2.5}, {"name": "performance-L", "memory": 14.0}
+            ]),
+        ),
+        ("GET", ["apps", app, "features", name]) => {
+            let enabled = lock(&state.inner)
+                .features
+                .get(*app)
+                .copied()
+                .unwrap_or(false);
+            json(
+                StatusCode::OK,
+                &state,
+                serde_json::json!({"name": name, "enabled": enabled}),
+            )
+        }
+        ("PATCH", ["apps", app, "features", name]) => {
+            lock(&state.inner).features.insert((*app).to_owned(), true);
+            json(
+                StatusCode::OK,
+                &state,
+                serde_json::json!({"name": name, "enabled": true}),
+            )
+        }
+        ("GET", ["apps", app, "log-drains"]) => {
+            let drains = lock(&state.inner)
+                .drains
+                .get(*app)
+                .cloned()
+                .unwrap_or_default();
+            let body: Vec<_> = drains
+                .iter()
+                .enumerate()
+                .map(|(i, u)| serde_json::json!({"url": u, "token": format!("d.0000000{i}-fake")}))
+                .collect();
+            json(StatusCode::OK, &state, serde_json::Value::Array(body))
+        }
+        ("POST", ["apps", app, "log-drains"]) => {
+            let url = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["url"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let mut inner = lock(&state.inner);
+            let list = inner.drains.entry((*app).to_owned()).or_default();
+            list.push(url.clone());
+            let token = format!("d.0000000{}-fake", list.len() - 1);
+            drop(inner);
+            json(
+                StatusCode::CREATED,
+                &state,
+                serde_json::json!({"url": url, "token": token}),
+            )
+        }
+        _ => error(StatusCode::NOT_FOUND, &state, "not_found", "Not found."),
+    }
+}
+
+async fn stream_session(State(state): State<Arc<FakeState>>, Path(id): Path<String>) -> Response {
+    let (app, plan) = {
+        let mut inner = lock(&state.inner);
+        let Some(app) = inner.sessions.get(&id).cloned() else {
+            return (
+                StatusCode::NOT_FOUND,
+                "Your access to the log stream expired",
+            )
+                .into_response();
+        };
+        let plan = inner.plans.get_mut(&app).and_then(VecDeque::pop_front);
+        (app, plan)
+    };
+    match plan {
+        Some(SessionPlan::Status(code)) => StatusCode::from_u16(code)
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            .into_response(),
+        Some(SessionPlan::Chunks {
+            content_type,
+            chunks,
+        }) => {
+            // Separate writes with a pause, so the client sees separate chunks.
+            let stream = futures_util::stream::unfold(chunks.into_iter(), |mut it| async move {
+                let c = it.next()?;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Some((Ok::<_, std::io::Error>(Bytes::from(c)), it))
+            });
+            (
+                [(header::CONTENT_TYPE, content_type)],
+                Body::from_stream(stream),
+            )
+                .into_response()
+        }
+        None => {
+            // Live tail: lines the fleet publishes for this app.
+            let rx = state.live.subscribe();
+            let stream = futures_util::stream::unfold((rx, app), |(mut rx, app)| async move {
+                loop {
+                    match rx.recv().await {
+                        Ok((a, line)) if a == app => {
+                            return Some((Ok::<_, std::io::Error>(line), (rx, app)));
+                        }
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            });
+            (
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                Body::from_stream(stream),
+            )
+                .into_response()
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The simulated Heroku — product code, not a test mock. The one fake used by
+//! the integration tests, `dynoguard demo` and the benchmarks:
+//!
+//! * [`api`]: a Platform API on loopback (restarts, log sessions, formation,
+//!   dynos, features, drains) that records requests and can be told to fail;
+//! * [`fleet`]: simulated dynos with memory curves that log like Heroku and
+//!   deliver as drain bodies or through log sessions.
+
+pub mod api;
+pub mod fleet;
+
+pub use api::{FakeHeroku, FormationItem, Recorded, SessionPlan};
+pub use fleet::{Curve, Delivery, DynoSpec, FleetOptions, FleetReport};

@@ -1,0 +1,277 @@
+//! Durable state: restart claims, restart history, decision events and the
+//! latest sample of every dyno. One type over two backends — SQLite (the
+//! embedded default) and PostgreSQL (several replicas) — with the same SQL
+//! (`$N` placeholders work in both) and the same contract tests.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::config::redact_url;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL {0} (use sqlite://PATH or postgres://…)")]
+    Url(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to whichever backend this store is.
+macro_rules! on_pool {
+    ($self:expr, $pool:ident => $body:expr) => {
+        match $self {
+            Store::Sqlite($pool) => $body,
+            Store::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// A restart as recorded (SPEC §10: restart history).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct RestartRow {
+    pub app: String,
+    pub dyno: String,
+    pub instance: Option<String>,
+    pub reason: String,
+    /// Unix milliseconds.
+    pub at: i64,
+    /// `ok`, `failed`, `dry_run`.
+    pub outcome: String,
+    pub request_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// The latest sample of a dyno.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct SampleRow {
+    pub app: String,
+    pub dyno: String,
+    pub instance: Option<String>,
+    pub at: i64,
+    pub total: Option<f64>,
+    pub rss: Option<f64>,
+    pub swap: Option<f64>,
+    pub quota: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct EventRow {
+    pub id: i64,
+    pub at: i64,
+    pub app: String,
+    pub dyno: Option<String>,
+    pub kind: String,
+    pub body: String,
+}
+
+pub fn millis(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+pub fn from_millis(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+impl Store {
+    /// Connects and migrates. `sqlite://PATH` creates the file if missing.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(opts)
+                .await?;
+            sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+            Ok(Self::Sqlite(pool))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?;
+            sqlx::migrate!("migrations/postgres").run(&pool).await?;
+            Ok(Self::Postgres(pool))
+        } else {
+            Err(StoreError::Url(redact_url(url)))
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, p => { sqlx::query("SELECT 1").execute(p).await?; });
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, p => p.close().await);
+    }
+
+    /// Atomically claims the restart of `app`/`dyno` until `expires_at`
+    /// (unix ms). Succeeds if there is no claim or the existing one expired
+    /// at or before `now`. With PostgreSQL, exactly one replica wins.
+    pub async fn try_claim(
+        &self,
+        app: &str,
+        dyno: &str,
+        instance: Option<&str>,
+        holder: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "INSERT INTO claims (app, dyno, instance, holder, expires_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (app, dyno) DO UPDATE SET instance = excluded.instance, holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE claims.expires_at <= $6";
+        let n = on_pool!(self, p => sqlx::query(SQL)
+            .bind(app).bind(dyno).bind(instance).bind(holder).bind(expires_at).bind(now)
+            .execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Releases a claim this holder owns (the call failed: let a retry in).
+    pub async fn release_claim(
+        &self,
+        app: &str,
+        dyno: &str,
+        holder: &str,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "DELETE FROM claims WHERE app = $1 AND dyno = $2 AND holder = $3";
+        on_pool!(self, p => { sqlx::query(SQL).bind(app).bind(dyno).bind(holder).execute(p).await?; });
+        Ok(())
+    }
+
+    pub async fn record_restart(&self, r: &RestartRow) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO restarts (app, dyno, instance, reason, at, outcome, request_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        on_pool!(self, p => {
+            sqlx::query(SQL)
+                .bind(&r.app).bind(&r.dyno).bind(&r.instance).bind(&r.reason).bind(r.at)
+                .bind(&r.outcome).bind(&r.request_id).bind(&r.detail)
+                .execute(p).await?;
+        });
+        Ok(())
+    }
+
+    /// The latest successful (or dry-run) restart of every dyno since
+    /// `since` (unix ms), to seed windows after dynoguard restarts.
+    pub async fn last_restarts(&self, since: i64) -> Result<Vec<RestartRow>, StoreError> {
+        const SQL: &str = "SELECT r.app, r.dyno, r.instance, r.reason, r.at, r.outcome, r.request_id, r.detail FROM restarts r \
+             WHERE r.outcome <> 'failed' AND r.at >= $1 AND r.id = (SELECT MAX(id) FROM restarts x WHERE x.app = r.app AND x.dyno = r.dyno AND x.outcome <> 'failed')";
+        Ok(
+            on_pool!(self, p => sqlx::query_as::<_, RestartRow>(SQL).bind(since).fetch_all(p).await?),
+        )
+    }
+
+    pub async fn restarts(&self, app: &str) -> Result<Vec<RestartRow>, StoreError> {
+        const SQL: &str = "SELECT app, dyno, instance, reason, at, outcome, request_id, detail FROM restarts WHERE app = $1 ORDER BY id";
+        Ok(on_pool!(self, p => sqlx::query_as::<_, RestartRow>(SQL).bind(app).fetch_all(p).await?))
+    }
+
+    /// Inserts events in one transaction.
+    pub async fn insert_events(&self, events: &[crate::events::Event]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        const SQL: &str =
+            "INSERT INTO events (at, app, dyno, kind, body) VALUES ($1, $2, $3, $4, $5)";
+        on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            for e in events {
+                sqlx::query(SQL)
+                    .bind(millis(e.at)).bind(e.app.as_str()).bind(e.dyno.as_ref().map(|d| d.as_str()))
+                    .bind(e.event.as_str()).bind(e.to_json())
+                    .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Recent events, newest first.
+    pub async fn recent_events(
+        &self,
+        app: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        const ALL: &str =
+            "SELECT id, at, app, dyno, kind, body FROM events ORDER BY id DESC LIMIT $1";
+        const ONE: &str = "SELECT id, at, app, dyno, kind, body FROM events WHERE app = $1 ORDER BY id DESC LIMIT $2";
+        Ok(match app {
+            None => {
+                on_pool!(self, p => sqlx::query_as::<_, EventRow>(ALL).bind(limit).fetch_all(p).await?)
+            }
+            Some(a) => {
+                on_pool!(self, p => sqlx::query_as::<_, EventRow>(ONE).bind(a).bind(limit).fetch_all(p).await?)
+            }
+        })
+    }
+
+    /// Upserts the latest samples in one transaction.
+    pub async fn upsert_samples(&self, rows: &[SampleRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        const SQL: &str = "INSERT INTO samples (app, dyno, instance, at, total, rss, swap, quota) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (app, dyno) DO UPDATE SET instance = excluded.instance, at = excluded.at, total = excluded.total, \
+             rss = excluded.rss, swap = excluded.swap, quota = excluded.quota WHERE samples.at <= excluded.at";
+        on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            for r in rows {
+                sqlx::query(SQL)
+                    .bind(&r.app).bind(&r.dyno).bind(&r.instance).bind(r.at)
+                    .bind(r.total).bind(r.rss).bind(r.swap).bind(r.quota)
+                    .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    pub async fn latest_samples(&self) -> Result<Vec<SampleRow>, StoreError> {
+        const SQL: &str = "SELECT app, dyno, instance, at, total, rss, swap, quota FROM samples ORDER BY app, dyno";
+        Ok(on_pool!(self, p => sqlx::query_as::<_, SampleRow>(SQL).fetch_all(p).await?))
+    }
+
+    /// Restart calls by app, process type, reason and outcome (for /metrics).
+    pub async fn restart_counts(
+        &self,
+    ) -> Result<Vec<(String, String, String, String, i64)>, StoreError> {
+        const SQL: &str = "SELECT app, dyno, reason, outcome, COUNT(*) AS n FROM restarts GROUP BY app, dyno, reason, outcome";
+        let rows: Vec<(String, String, String, String, i64)> =
+            on_pool!(self, p => sqlx::query_as(SQL).fetch_all(p).await?);
+        let mut by_type = std::collections::BTreeMap::new();
+        for (app, dyno, reason, outcome, n) in rows {
+            let ty = dyno
+                .rsplit_once('.')
+                .map_or(dyno.as_str(), |(t, _)| t)
+                .to_owned();
+            *by_type.entry((app, ty, reason, outcome)).or_insert(0) += n;
+        }
+        Ok(by_type
+            .into_iter()
+            .map(|((a, t, r, o), n)| (a, t, r, o, n))
+            .collect())
+    }
+}
