@@ -545,17 +545,6 @@ pub fn parse(file: &str, src: &str, env: &Env) -> Result<Config, ConfigError> {
                     .into(),
         });
     }
-    if drains > 1 {
-        for a in apps
-            .iter()
-            .filter(|a| a.source == Source::Drain && a.drain_token.is_none())
-        {
-            cx.problems.push(Problem {
-                at: format!("{file}: app.{}.drain_token", a.name),
-                message: "not set: with several drained apps, this app is reachable only on /logs/{app}, not on the shared /logs".into(),
-            });
-        }
-    }
 
     // [[notify]]
     let mut notify = Vec::new();

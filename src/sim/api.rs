@@ -120,6 +120,14 @@ impl FakeHeroku {
         lock(&self.state.inner).requests.clone()
     }
 
+    /// Requests to `/hooks/…`, where tests point Slack and webhook sinks.
+    pub fn hooks(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path.starts_with("/hooks/"))
+            .collect()
+    }
+
     /// The restart calls (`DELETE /apps/{app}/dynos/{dyno}`) received.
     pub fn restarts(&self) -> Vec<Recorded> {
         self.requests()
@@ -249,6 +257,11 @@ async fn api(
         inner.requests.push(rec);
         inner.delay
     };
+    // Notification sinks (Slack, webhooks) for tests and the demo: recorded
+    // above, answered like Slack does.
+    if path.starts_with("/hooks/") {
+        return (StatusCode::OK, "ok").into_response();
+    }
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }

@@ -1,1 +1,17 @@
-fn main() {}
+//! One integration test binary (zero-to-production style): every test spawns
+//! dynoguard on 127.0.0.1:0 with its own temp SQLite and its own simulated
+//! Heroku API. Nothing here talks to a real Heroku host.
+
+mod helpers;
+
+mod check_cli;
+mod dark_knight;
+mod drain;
+mod many_apps;
+mod notify;
+mod replay_cli;
+mod restart;
+mod service;
+mod sessions;
+mod simulation;
+mod store_contract;

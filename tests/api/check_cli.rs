@@ -1,0 +1,145 @@
+//! `dynoguard check` on good and bad configurations (the real binary).
+
+use std::process::Command;
+
+fn check(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dynoguard"));
+    c.env_clear().arg("check").args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn write(toml: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("dynoguard.toml");
+    std::fs::write(&p, toml).unwrap();
+    (dir, p.display().to_string())
+}
+
+#[test]
+fn the_example_file_passes() {
+    let example = format!("{}/dynoguard.example.toml", env!("CARGO_MANIFEST_DIR"));
+    let (code, out) = check(
+        &["--config", &example],
+        &[
+            ("DRAIN_PASSWORD", "pw-SECRET"),
+            ("HEROKU_API_KEY", "key-SECRET"),
+            (
+                "SLACK_WEBHOOK_URL",
+                "https://hooks.slack.com/services/SECRET",
+            ),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("app shop-production: source=drain api_token=***"),
+        "{out}"
+    );
+    assert!(
+        out.contains("worker: threshold=1800MB restart_window=30m"),
+        "{out}"
+    );
+    assert!(!out.contains("SECRET"), "secret printed: {out}");
+}
+
+#[test]
+fn dark_knight_environment_passes_and_shows_the_policy() {
+    let (code, out) = check(
+        &[],
+        &[
+            ("APP_ID_OR_NAME", "whatismyip"),
+            ("AUTH_TOKEN", "tok-SECRET"),
+            ("DRAIN_PASSWORD", "pw-SECRET"),
+            ("DYNO_TYPES", "web,worker"),
+            ("WORKER_RESTART_THRESHOLD", "95%"),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("web: threshold=100% restart_window=10m"),
+        "{out}"
+    );
+    assert!(out.contains("worker: threshold=95%"), "{out}");
+    assert!(!out.contains("SECRET"), "{out}");
+}
+
+#[test]
+fn bad_environment_lists_every_problem_and_exits_2() {
+    let (code, out) = check(
+        &[],
+        &[
+            ("APP_ID_OR_NAME", "a"),
+            ("WEB_RESTART_THRESHOLD", "big"),
+            ("PORT", "x"),
+        ],
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("WEB_RESTART_THRESHOLD: \"big\" is not a threshold; use megabytes (1024, 1024MB) or a percentage of the quota (95%)"), "{out}");
+    assert!(
+        out.contains("PORT: \"x\" is not a port number (1-65535)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn missing_token_and_password_are_problems() {
+    let (code, out) = check(&[], &[("APP_ID_OR_NAME", "a")]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("no API token"), "{out}");
+    assert!(out.contains("no drain password"), "{out}");
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line() {
+    let (_d, p) = write(
+        "[server]\nport = 5000\n\n[[app]]\nname = \"a\"\napi_token = \"t\"\nthreshhold = \"90%\"\n",
+    );
+    let (code, out) = check(&["--config", &p], &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains(":7"), "line missing: {out}");
+    assert!(out.contains("unknown field `threshhold`"), "{out}");
+}
+
+#[test]
+fn wrong_type_is_named_with_its_line() {
+    let (_d, p) = write("[server]\nport = \"five thousand\"\n");
+    let (code, out) = check(&["--config", &p], &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains(":2"), "{out}");
+    assert!(out.contains("invalid type"), "{out}");
+}
+
+#[test]
+fn impossible_values_are_all_listed_with_key_and_line() {
+    let toml = "[server]\ndrain_password = \"pw\"\n\n[defaults]\nthreshold = \"lots\"\nrestart_window = \"soon\"\n\n[[app]]\nname = \"shop\"\napi_token = \"${NOPE_NOT_SET}\"\nsource = \"carrier-pigeon\"\n\n  [app.types.worker]\n  consecutive = 0\n\n[[notify]]\nkind = \"email\"\nurl = \"https://x\"\n";
+    let (_d, p) = write(toml);
+    let (code, out) = check(&["--config", &p], &[]);
+    assert_eq!(code, 2, "{out}");
+    for needle in [
+        ":5: defaults.threshold: \"lots\" is not a threshold",
+        ":6: defaults.restart_window: \"soon\" is not a duration",
+        ":10: app.shop.api_token: environment variable NOPE_NOT_SET is not set",
+        ":11: app.shop.source: \"carrier-pigeon\" is not allowed; use \"drain\" or \"log-session\"",
+        ":14: app.shop.types.worker.consecutive: 0 is not allowed",
+        ":17: notify[0].kind: \"email\" is not allowed; use \"slack\" or \"webhook\"",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn a_file_that_cannot_be_read_is_a_problem() {
+    let (code, out) = check(&["--config", "/nonexistent/dynoguard.toml"], &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("cannot read the file"), "{out}");
+}

@@ -1,0 +1,221 @@
+//! `spawn_app()`: dynoguard on 127.0.0.1:0 with its own temp SQLite and its
+//! own simulated Heroku API, as zero-to-production does it.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dynoguard::app::{App, Shared, Tuning};
+use dynoguard::config::{self, Config, env::Need};
+use dynoguard::sim::{FakeHeroku, Recorded};
+use secrecy::SecretString;
+use tokio::sync::watch;
+
+pub const APP: &str = "todo";
+pub const TOKEN: &str = "test-token-7f3a";
+pub const PASSWORD: &str = "drain-pw-91c2";
+pub const UUID_A: &str = "cfe2c338-81f4-40d4-bfb2-13f4e5e31fce";
+pub const UUID_B: &str = "cfe2c338-81f4-40d4-bfb2-13f4e5e31fcf";
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/../shared/fixtures/dark_knight/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+/// One octet-counted frame, count including the trailing LF (as Logplex).
+pub fn frame(payload: &str) -> String {
+    format!("{} {payload}\n", payload.len() + 1)
+}
+
+pub fn sample_payload(dyno: &str, uuid: &str, total: f64, quota: f64) -> String {
+    format!(
+        "<134>1 2023-02-13T22:12:51.822974+00:00 host heroku {dyno} - source={dyno} dyno=heroku.15253441.{uuid} sample#memory_total={total:.2}MB sample#memory_rss={:.2}MB sample#memory_cache=4.55MB sample#memory_swap=0.00MB sample#memory_pgpgin=1651pages sample#memory_pgpgout=165pages sample#memory_quota={quota:.2}MB",
+        total - 4.55
+    )
+}
+
+pub fn sample(dyno: &str, uuid: &str, total: f64, quota: f64) -> String {
+    frame(&sample_payload(dyno, uuid, total, quota))
+}
+
+pub fn platform(dyno: &str, msg: &str) -> String {
+    frame(&format!(
+        "<134>1 2023-02-14T22:40:09.731329+00:00 host heroku {dyno} - {msg}"
+    ))
+}
+
+pub fn base_env(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = [
+        ("APP_ID_OR_NAME", APP),
+        ("AUTH_TOKEN", TOKEN),
+        ("DRAIN_PASSWORD", PASSWORD),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in extra {
+        env.insert(k.to_string(), v.to_string());
+    }
+    env
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub fake: FakeHeroku,
+    pub shared: Arc<Shared>,
+    pub http: reqwest::Client,
+    stop: watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn tuning() -> Tuning {
+    Tuning {
+        restart_retry_base: Duration::from_millis(20),
+        notify_retry_base: Duration::from_millis(20),
+        sample_flush: Duration::from_millis(50),
+        session_backoff_base: Duration::from_millis(50),
+        session_backoff_max: Duration::from_millis(200),
+        bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ..Tuning::default()
+    }
+}
+
+/// dynoguard configured from dark_knight-style environment variables.
+pub async fn spawn_app() -> TestApp {
+    spawn_env(&[]).await
+}
+
+pub async fn spawn_env(extra: &[(&str, &str)]) -> TestApp {
+    let cfg = config::env::from_env(&base_env(extra), Need::App).expect("valid test env");
+    spawn_config(cfg).await
+}
+
+/// dynoguard with a given config; the store and the API URL are the test's own.
+pub async fn spawn_config(cfg: Config) -> TestApp {
+    let fake = FakeHeroku::start().await.expect("fake heroku");
+    spawn_with(cfg, fake, None).await
+}
+
+pub async fn spawn_with(mut cfg: Config, fake: FakeHeroku, db_url: Option<String>) -> TestApp {
+    install_crypto();
+    let (dir, db_url) = match db_url {
+        Some(u) => (None, u),
+        None => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("dynoguard.db").display());
+            (Some(dir), url)
+        }
+    };
+    cfg.database_url = SecretString::from(db_url.clone());
+    cfg.heroku_api_url = fake.url();
+    cfg.server.port = 0;
+    let app = App::build(cfg, tuning()).await.expect("app builds");
+    let addr = app.local_addr();
+    let shared = app.shared();
+    let (stop, mut rx) = watch::channel(false);
+    let handle = tokio::spawn(app.run_until(async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }));
+    TestApp {
+        addr,
+        fake,
+        shared,
+        http: reqwest::Client::new(),
+        stop,
+        handle,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn post_logs(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.post_to("/logs", body, &[]).await
+    }
+
+    pub async fn post_to(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut rb = self
+            .http
+            .post(self.url(path))
+            .basic_auth("logplex", Some(PASSWORD))
+            .header("Content-Type", "application/logplex-1")
+            .body(body);
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        rb.send().await.expect("request sent")
+    }
+
+    /// Waits until at least `n` restart calls arrived (or 5 s pass).
+    pub async fn wait_for_restarts(&self, n: usize) -> Vec<Recorded> {
+        wait_until(|| self.fake.restarts().len() >= n).await;
+        self.fake.restarts()
+    }
+
+    /// Waits until an event of `kind` is in the store (or 5 s pass).
+    pub async fn wait_for_event(&self, kind: &str) -> Vec<serde_json::Value> {
+        for _ in 0..250 {
+            let events = self.events().await;
+            if events.iter().any(|e| e["event"] == kind) {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "no {kind} event within 5s; events: {:?}",
+            self.events().await
+        );
+    }
+
+    pub async fn events(&self) -> Vec<serde_json::Value> {
+        self.shared
+            .store
+            .recent_events(None, 1000)
+            .await
+            .expect("events readable")
+            .into_iter()
+            .map(|r| serde_json::from_str(&r.body).expect("event json"))
+            .collect()
+    }
+
+    /// For asserting that something does *not* happen: gives in-flight work
+    /// time to run.
+    pub async fn quiesce(&self) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        drop(self.shared);
+        self.handle
+            .await
+            .expect("app task")
+            .expect("clean shutdown");
+    }
+}
+
+pub async fn wait_until(mut f: impl FnMut() -> bool) {
+    for _ in 0..250 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,158 @@
+//! `dynoguard replay` on saved logs: same decisions as dark_knight and
+//! whacamole for the same config; nothing for healthy logs.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn replay(input: &[u8], env: &[(&str, &str)]) -> (i32, Vec<serde_json::Value>, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dynoguard"));
+    c.env_clear()
+        .args(["replay", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let events = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (
+        out.status.code().unwrap_or(-1),
+        events,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    crate::helpers::fixture(name)
+}
+
+#[test]
+fn healthy_logs_print_nothing() {
+    let mut log = fixture("web.1");
+    log.extend(fixture("web.1.new_dyno"));
+    let (code, events, err) = replay(&log, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(events.is_empty(), "{events:?}");
+    assert!(err.contains("replay: format=drain records=2"), "{err}");
+}
+
+#[test]
+fn dark_knight_out_of_memory_then_new_dyno() {
+    // dark_knight: restart web.1 at 768MB > quota; the new dyno within the
+    // window is left alone.
+    let mut log = fixture("web.1.out_of_memory");
+    log.extend(fixture("web.1.new_dyno.out_of_memory"));
+    let (code, events, err) = replay(&log, &[("APP_ID_OR_NAME", "todo")]);
+    assert_eq!(code, 0, "{err}");
+    let kinds: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap(),
+                e["reason"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("over_threshold", ""),
+            ("restart", "threshold"),
+            ("recovered", ""),
+            ("over_threshold", ""),
+            ("skipped", "window")
+        ]
+    );
+    let r = &events[1];
+    assert_eq!(r["at"], "2023-02-13T22:12:51.822974Z");
+    assert_eq!(r["app"], "todo");
+    assert_eq!(r["dyno"], "web.1");
+    assert_eq!(r["instance"], "cfe2c338-81f4-40d4-bfb2-13f4e5e31fce");
+    assert_eq!(r["memory_total_mb"], 768.0);
+    assert_eq!(r["memory_quota_mb"], 512.0);
+    assert_eq!(r["dry_run"], false);
+}
+
+#[test]
+fn dark_knight_r14_fixture_restarts_on_r14() {
+    let (code, events, err) = replay(&fixture("web.1.restarting"), &[]);
+    assert_eq!(code, 0, "{err}");
+    let kinds: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap(),
+                e["reason"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(kinds, [("r14", ""), ("restart", "r14"), ("recovered", "")]);
+    assert_eq!(
+        events[2]["instance"],
+        "5fb3210e-a52b-4d35-9620-cc5a2cb416d7"
+    );
+}
+
+#[test]
+fn whacamole_style_text_logs_with_an_absolute_threshold() {
+    // whacamole: restart_threshold = 1000 MB, dynos %w{web}; legacy lines.
+    let log = b"2013-08-21T21:57:15.513688+00:00 heroku[web.2]: source=heroku.772639.web.2.c04b10ff-4903-43cb-9de2-90f8a4fbf2f1 measure=memory_total val=766.50 units=MB
+2013-08-21T21:57:35.513688+00:00 heroku[web.2]: source=heroku.772639.web.2.c04b10ff-4903-43cb-9de2-90f8a4fbf2f1 measure=memory_total val=1001.20 units=MB
+2013-08-21T21:57:35.600000+00:00 app[web.2]: source=web.2 sample#memory_total=5000MB
+2013-08-21T21:57:36.513688+00:00 heroku[slow_worker.2]: source=heroku.772639.slow_worker.2.c04b10ff-4903-43cb-9de2-90f8a4fbf2f2 measure=memory_total val=2000 units=MB
+2013-08-21T21:57:55.513688+00:00 heroku[web.2]: source=heroku.772639.web.2.c04b10ff-4903-43cb-9de2-90f8a4fbf2f1 measure=memory_total val=1010.00 units=MB
+";
+    let (code, events, err) = replay(log, &[("WEB_RESTART_THRESHOLD", "1000")]);
+    assert_eq!(code, 0, "{err}");
+    let restarts: Vec<_> = events.iter().filter(|e| e["event"] == "restart").collect();
+    assert_eq!(restarts.len(), 1, "{events:?}");
+    assert_eq!(restarts[0]["dyno"], "web.2");
+    assert_eq!(restarts[0]["memory_total_mb"], 1001.2);
+    assert!(
+        events.iter().all(|e| e["dyno"] != "slow_worker.2"),
+        "{events:?}"
+    );
+    assert!(err.contains("format=text"), "{err}");
+}
+
+#[test]
+fn replay_reads_a_file_and_reports_a_missing_one() {
+    let path = format!(
+        "{}/../shared/fixtures/dark_knight/web.1.out_of_memory",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_dynoguard"))
+        .env_clear()
+        .args(["replay", &path])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"event\":\"restart\""));
+    let out = Command::new(env!("CARGO_BIN_EXE_dynoguard"))
+        .env_clear()
+        .args(["replay", "/nonexistent.log"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.log"));
+}
+
+#[test]
+fn replay_calls_nothing_even_with_a_token() {
+    // HEROKU_API_URL points at a closed port: a call would be an error.
+    let (code, events, err) = replay(
+        &fixture("web.1.out_of_memory"),
+        &[
+            ("AUTH_TOKEN", "t"),
+            ("HEROKU_API_URL", "http://127.0.0.1:9"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(events.iter().any(|e| e["event"] == "restart"));
+}

@@ -1,0 +1,146 @@
+//! The service as a process: state across restarts of dynoguard, signals.
+
+use std::time::Duration;
+
+use dynoguard::config::{self, env::Need};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn windows_and_claims_survive_a_restart_of_dynoguard() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("state.db").display());
+    let cfg = || config::env::from_env(&base_env(&[]), Need::App).unwrap();
+    let fake = dynoguard::sim::FakeHeroku::start().await.unwrap();
+
+    let first = spawn_with(cfg(), fake.clone(), Some(db.clone())).await;
+    first.post_logs(sample("web.1", UUID_A, 768.0, 512.0)).await;
+    first.wait_for_restarts(1).await;
+    first.wait_for_event("restart").await;
+    first.stop().await;
+
+    let second = spawn_with(cfg(), fake.clone(), Some(db.clone())).await;
+    // The restarted instance reports again, still over: never restarted twice.
+    second
+        .post_logs(sample("web.1", UUID_A, 790.0, 512.0))
+        .await;
+    // Its replacement over quota within the window: not yet either.
+    second
+        .post_logs(sample("web.1", UUID_B, 795.0, 512.0))
+        .await;
+    second.quiesce().await;
+    assert_eq!(fake.restarts().len(), 1);
+    let events = second.wait_for_event("skipped").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "skipped" && e["reason"] == "same_instance")
+    );
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn a_claim_held_elsewhere_stops_the_restart() {
+    // Another replica claimed web.1 a moment ago.
+    let app = spawn_app().await;
+    let now = jiff::Timestamp::now().as_millisecond();
+    assert!(
+        app.shared
+            .store
+            .try_claim(
+                APP,
+                "web.1",
+                Some(UUID_A),
+                "other-replica",
+                now,
+                now + 600_000
+            )
+            .await
+            .unwrap()
+    );
+    app.post_logs(sample("web.1", UUID_A, 768.0, 512.0)).await;
+    app.quiesce().await;
+    assert!(app.fake.restarts().is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_binary_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dynoguard"))
+        .arg("serve")
+        .env_clear()
+        .env("APP_ID_OR_NAME", APP)
+        .env("AUTH_TOKEN", TOKEN)
+        .env("DRAIN_PASSWORD", PASSWORD)
+        .env("PORT", port.to_string())
+        .env("HEROKU_API_URL", "http://127.0.0.1:9")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("d.db").display()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "dynoguard did not come up");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut exited = None;
+    for _ in 0..200 {
+        if let Some(s) = child.try_wait().unwrap() {
+            exited = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let Some(exit) = exited else {
+        let _ = child.kill();
+        panic!("dynoguard did not exit after SIGTERM");
+    };
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(exit.success(), "exit {exit:?}; log: {log}");
+    assert!(log.contains("stopped"), "{log}");
+    assert!(
+        !log.contains(TOKEN) && !log.contains(PASSWORD),
+        "secrets in the log: {log}"
+    );
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_without_a_token_or_password() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dynoguard"))
+        .arg("serve")
+        .env_clear()
+        .env("APP_ID_OR_NAME", APP)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("AUTH_TOKEN") && err.contains("DRAIN_PASSWORD"),
+        "{err}"
+    );
+}

@@ -1,0 +1,93 @@
+//! End to end against the simulator: several dynos with mixed memory curves
+//! post real drain bodies; dynoguard restarts the leaking ones before R15
+//! and never the steady ones.
+
+use dynoguard::config::{self, env::Need};
+use dynoguard::demo::scaled_policy;
+use dynoguard::sim::FakeHeroku;
+use dynoguard::sim::fleet::{self, Curve, Delivery, FleetOptions};
+use tokio::sync::watch;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn leaking_dynos_are_restarted_before_r15_and_steady_ones_never() {
+    let speed = 240.0;
+    let fake = FakeHeroku::start().await.unwrap();
+    let mut cfg = config::env::from_env(&base_env(&[]), Need::App).unwrap();
+    cfg.apps[0].policy.defaults = scaled_policy(speed);
+    let app = spawn_with(cfg, fake.clone(), None).await;
+
+    let curves = [
+        Curve::FastLeak,
+        Curve::Steady,
+        Curve::SlowLeak,
+        Curve::Spiky,
+        Curve::Steady,
+    ];
+    let mut opts = FleetOptions::new(
+        APP,
+        fleet::web_dynos(&curves, 512.0),
+        Delivery::Drain {
+            url: app.url("/logs"),
+            password: PASSWORD.into(),
+            drain_token: None,
+        },
+    );
+    opts.speed = speed;
+    opts.router_lines = 5;
+    let (stop, rx) = watch::channel(false);
+    let running = fleet::spawn(opts, fake.clone(), rx);
+    // Simulated time, not a fixed wait: run until ~70 simulated minutes.
+    wait_for(
+        || fake.restarts().iter().any(|r| r.path.ends_with("/web.3")),
+        30,
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs_f64(10.0 * 60.0 / speed)).await;
+    let _ = stop.send(true);
+    let report = running.await.unwrap();
+
+    let by_name = |n: &str| report.dynos.iter().find(|d| d.name == n).unwrap();
+    for leak in ["web.1", "web.3"] {
+        let d = by_name(leak);
+        assert!(d.api_restarts >= 1, "{leak} never restarted: {d:?}");
+        assert_eq!(d.r15_kills, 0, "{leak} reached R15: {d:?}");
+    }
+    for steady in ["web.2", "web.4", "web.5"] {
+        assert_eq!(
+            by_name(steady).api_restarts,
+            0,
+            "{steady} was restarted: {:?}",
+            by_name(steady)
+        );
+    }
+    // The fast leak would have been killed without dynoguard in that time.
+    assert!(
+        by_name("web.1").shadow_r15_kills >= 1,
+        "{:?}",
+        by_name("web.1")
+    );
+    // Every API call restarted a leaking dyno, with the app's token.
+    for call in fake.restarts() {
+        assert!(
+            call.path.ends_with("/web.1") || call.path.ends_with("/web.3"),
+            "{}",
+            call.path
+        );
+        assert_eq!(
+            call.header("authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+    }
+    app.stop().await;
+}
+
+async fn wait_for(mut f: impl FnMut() -> bool, secs: u64) {
+    for _ in 0..secs * 20 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
