@@ -268,7 +268,7 @@ impl DynoState {
     /// Records a new instance id. Returns the `recovered` figures (seconds
     /// since the restart) when it replaces a restarted instance.
     pub fn set_instance(&mut self, instance: Option<String>, at: Timestamp) -> Option<f64> {
-        let Some(new) = instance else { return None };
+        let new = instance?;
         if self.instance.as_deref() == Some(new.as_str()) {
             return None;
         }

@@ -218,6 +218,15 @@ pub fn format_duration(d: jiff::SignedDuration) -> String {
     }
 }
 
+/// Loads the configuration from `--config FILE`, or else the environment.
+pub fn load(path: Option<&std::path::Path>, need: env::Need) -> Result<Config, ConfigError> {
+    let vars = env::snapshot();
+    match path {
+        Some(p) => file::load(p, &vars),
+        None => env::from_env(&vars, need),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,14 +250,5 @@ mod tests {
             "postgres://u:***@h/db"
         );
         assert_eq!(redact_url("sqlite://dynoguard.db"), "sqlite://dynoguard.db");
-    }
-}
-
-/// Loads the configuration from `--config FILE`, or else the environment.
-pub fn load(path: Option<&std::path::Path>, need: env::Need) -> Result<Config, ConfigError> {
-    let vars = env::snapshot();
-    match path {
-        Some(p) => file::load(p, &vars),
-        None => env::from_env(&vars, need),
     }
 }
