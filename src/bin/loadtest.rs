@@ -1,1 +1,230 @@
-fn main() {}
+//! Load test: realistic drain bodies over loopback HTTP against a real
+//! `dynoguard serve` process (SQLite, the simulated Platform API), reporting
+//! requests/s, lines/s, p50/p99 latency, the server's peak RSS and the size of
+//! its SQLite database.
+//!
+//!     cargo build --release
+//!     python3 ../shared/tools/gen_drain.py --out /tmp/bodies.nul --bodies 500 --frames 100 --dynos 200 --over-frac 0.01
+//!     target/release/dynoguard-loadtest --bodies /tmp/bodies.nul --seconds 20 --connections 32
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use dynoguard::sim::{FakeHeroku, bodies};
+
+#[derive(Parser, Debug)]
+#[command(about = "Drive a real dynoguard process with drain bodies and report throughput")]
+struct Args {
+    /// gen_drain.py `--format nul` file; without it bodies are generated.
+    #[arg(long)]
+    bodies: Option<PathBuf>,
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// The dynoguard binary [default: next to this one].
+    #[arg(long)]
+    dynoguard: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+fn vm_hwm_kb(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let bodies: Vec<bytes::Bytes> = match &args.bodies {
+        Some(p) => bodies::split_nul(
+            &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        ),
+        None => bodies::generate(500, 100, 200, 3),
+    }
+    .into_iter()
+    .map(bytes::Bytes::from)
+    .collect();
+    if bodies.is_empty() {
+        bail!("no bodies");
+    }
+    let frames: Vec<u64> = bodies
+        .iter()
+        .map(|b| dynoguard::ingest::logplex::Frames::new(b).count() as u64)
+        .collect();
+
+    let fake = FakeHeroku::start().await?;
+    let dir = tempfile_dir()?;
+    let db = dir.join("load.db");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let exe = match &args.dynoguard {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("dynoguard"),
+    };
+    let mut child = Command::new(&exe)
+        .arg("serve")
+        .env("APP_ID_OR_NAME", "load")
+        .env("AUTH_TOKEN", "load-token")
+        .env("DRAIN_PASSWORD", "load-pw")
+        .env("PORT", port.to_string())
+        .env("HEROKU_API_URL", fake.url())
+        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    let pid = child.id();
+    let url = format!("http://127.0.0.1:{port}/logs");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections)
+        .build()?;
+    for _ in 0..100 {
+        if client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let idle_kb = vm_hwm_kb(pid).unwrap_or(0);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed, lines) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let bodies = Arc::new(bodies);
+    let frames = Arc::new(frames);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for w in 0..args.connections {
+        let (client, url, stop, ok, failed, lines, bodies, frames) = (
+            client.clone(),
+            url.clone(),
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+            lines.clone(),
+            bodies.clone(),
+            frames.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = w;
+            while !stop.load(Ordering::Relaxed) {
+                let k = i % bodies.len();
+                i += STRIDE;
+                let t = Instant::now();
+                let r = client
+                    .post(&url)
+                    .basic_auth("logplex", Some("load-pw"))
+                    .header("Content-Type", "application/logplex-1")
+                    .header("Logplex-Msg-Count", frames[k].to_string())
+                    .header("Logplex-Frame-Id", format!("{:032X}", fastrand::u128(..)))
+                    .body(bodies[k].clone())
+                    .send()
+                    .await;
+                lat.push(t.elapsed());
+                match r {
+                    Ok(r) if r.status().as_u16() == 204 => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                        lines.fetch_add(frames[k], Ordering::Relaxed);
+                    }
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut lat: Vec<Duration> = Vec::new();
+    for w in workers {
+        lat.extend(w.await?);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let peak_kb = vm_hwm_kb(pid).unwrap_or(0);
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait();
+    let db_bytes: u64 = ["load.db", "load.db-wal", "load.db-shm"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    let (ok, failed, lines) = (
+        ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+        lines.load(Ordering::Relaxed),
+    );
+    println!(
+        "connections={} seconds={elapsed:.1} bodies={} frames/body≈{}",
+        args.connections,
+        bodies.len(),
+        frames.iter().sum::<u64>() / frames.len() as u64
+    );
+    println!(
+        "requests: {ok} ok, {failed} failed  →  {:.0} req/s, {:.0} lines/s",
+        ok as f64 / elapsed,
+        lines as f64 / elapsed
+    );
+    println!(
+        "latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+    println!(
+        "dynoguard RSS: {:.1} MB idle, {:.1} MB peak;  SQLite on disk: {:.1} KB;  restart calls: {}",
+        idle_kb as f64 / 1024.0,
+        peak_kb as f64 / 1024.0,
+        db_bytes as f64 / 1024.0,
+        fake.restarts().len()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Workers step through the bodies with a stride so that they send different ones.
+const STRIDE: usize = 7;
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let d = std::env::temp_dir().join(format!(
+        "dynoguard-load-{}-{:x}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}

@@ -4,9 +4,11 @@
 //! * [`api`]: a Platform API on loopback (restarts, log sessions, formation,
 //!   dynos, features, drains) that records requests and can be told to fail;
 //! * [`fleet`]: simulated dynos with memory curves that log like Heroku and
-//!   deliver as drain bodies or through log sessions.
+//!   deliver as drain bodies or through log sessions;
+//! * [`bodies`]: realistic drain bodies for benchmarks and load tests.
 
 pub mod api;
+pub mod bodies;
 pub mod fleet;
 
 pub use api::{FakeHeroku, FormationItem, Recorded, SessionPlan};

@@ -13,5 +13,6 @@ mod replay_cli;
 mod restart;
 mod service;
 mod sessions;
+mod setup_cli;
 mod simulation;
 mod store_contract;
