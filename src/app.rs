@@ -363,6 +363,11 @@ impl App {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        if shared.config.server.dashboard_password.is_none() {
+            tracing::warn!(
+                "no DASHBOARD_PASSWORD (or DRAIN_PASSWORD): the dashboard, /api and /metrics answer 401"
+            );
+        }
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 let _ = stop_on_signal.wait_for(|s| *s).await;

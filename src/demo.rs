@@ -20,6 +20,8 @@ use crate::sim::FakeHeroku;
 use crate::sim::fleet::{self, Curve, Delivery, FleetOptions, FleetReport};
 
 pub const DEMO_APP: &str = "demo-shop";
+/// The demo's dashboard password (any user name); it only listens on loopback.
+pub const DEMO_DASHBOARD_PASSWORD: &str = "demo";
 
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -56,7 +58,7 @@ pub fn demo_config(
         server: ServerConfig {
             port,
             drain_password: Some(SecretString::from(password.to_owned())),
-            dashboard_password: None,
+            dashboard_password: Some(SecretString::from(DEMO_DASHBOARD_PASSWORD.to_owned())),
             body_limit: DEFAULT_BODY_LIMIT,
         },
         database_url: SecretString::from(database_url.to_owned()),

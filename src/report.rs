@@ -70,7 +70,11 @@ impl Reporter {
                 }
                 _ => tracing::info!("{}", e.to_text()),
             },
-            LogFormat::Json => tracing::info!(target: "dynoguard::event", event = %e.to_json()),
+            LogFormat::Json => {
+                // The event itself, in the SPEC's shape, one object per line.
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stdout().lock(), "{}", e.to_json());
+            }
         }
         if e.event == EventKind::SamplesLost {
             Counters::add(&self.counters.samples_lost, e.count.unwrap_or(0));

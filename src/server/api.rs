@@ -27,12 +27,12 @@ pub async fn healthz(State(s): State<Arc<Shared>>) -> Response {
 }
 
 fn authorized(s: &Shared, headers: &HeaderMap) -> bool {
-    match &s.config.server.dashboard_password {
-        Some(pw) => auth::matches(auth::password(headers).as_deref(), pw),
-        // No password configured at all: nothing to protect it with; only
-        // reachable in dry-run/demo set-ups (serve refuses to start otherwise).
-        None => true,
-    }
+    // No password configured: closed (the start-up log says how to open it).
+    s.config
+        .server
+        .dashboard_password
+        .as_ref()
+        .is_some_and(|pw| auth::matches(auth::password(headers).as_deref(), pw))
 }
 
 #[derive(Serialize)]

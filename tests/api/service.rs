@@ -144,3 +144,26 @@ async fn serve_refuses_to_start_without_a_token_or_password() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn two_replicas_sharing_postgres_restart_once() {
+    let Ok(pg) = std::env::var("DATABASE_URL_POSTGRES") else {
+        eprintln!("SKIPPED: two replicas on PostgreSQL (set DATABASE_URL_POSTGRES to run it)");
+        return;
+    };
+    // A fresh app name: the database outlives test runs.
+    let name = format!("ha-{:012x}", fastrand::u64(..) >> 16);
+    let cfg = || config::env::from_env(&base_env(&[("APP_ID_OR_NAME", &name)]), Need::App).unwrap();
+    let fake = dynoguard::sim::FakeHeroku::start().await.unwrap();
+    let a = spawn_with(cfg(), fake.clone(), Some(pg.clone())).await;
+    let b = spawn_with(cfg(), fake.clone(), Some(pg.clone())).await;
+    // Heroku spreads drain POSTs across replicas: both see the incident.
+    let body = sample("web.1", UUID_A, 768.0, 512.0);
+    let (ra, rb) = tokio::join!(a.post_logs(body.clone()), b.post_logs(body));
+    assert_eq!((ra.status().as_u16(), rb.status().as_u16()), (204, 204));
+    a.wait_for_restarts(1).await;
+    a.quiesce().await;
+    assert_eq!(fake.restarts().len(), 1);
+    a.stop().await;
+    b.stop().await;
+}
