@@ -78,29 +78,26 @@ pub async fn post_logs(State(st): State<DrainState>, headers: HeaderMap, body: B
     let token = headers
         .get("logplex-drain-token")
         .and_then(|v| v.to_str().ok());
-    let drained: Vec<&Arc<AppRuntime>> = st
-        .shared
-        .apps
-        .iter()
-        .filter(|a| a.config.source == Source::Drain)
-        .collect();
     let by_token = token.and_then(|t| {
         st.shared
             .apps
             .iter()
             .find(|a| a.config.drain_token.as_deref() == Some(t))
     });
-    // One drained app (the dark_knight set-up): every batch is its own,
-    // whatever its drain token.
-    let only_drained = match drained.as_slice() {
+    // Otherwise the one drained app (the dark_knight set-up) — unless it has
+    // a drain token of its own and the batch carries another one.
+    let candidates: Vec<&Arc<AppRuntime>> = st
+        .shared
+        .apps
+        .iter()
+        .filter(|a| a.config.source == Source::Drain)
+        .filter(|a| token.is_none() || a.config.drain_token.is_none())
+        .collect();
+    let only_drained = match candidates.as_slice() {
         [only] => Some(*only),
         _ => None,
     };
-    let only_app = match st.shared.apps.as_slice() {
-        [only] => Some(only),
-        _ => None,
-    };
-    let app = by_token.or(only_drained).or(only_app).cloned();
+    let app = by_token.or(only_drained).cloned();
     handle(st, app, &headers, body)
 }
 

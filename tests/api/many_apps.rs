@@ -189,3 +189,48 @@ api_token = "token-drained"
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_single_app_with_its_own_drain_token_refuses_other_tokens() {
+    let app = spawn_env(&[("DRAIN_TOKEN", "d.33333333-3333-3333-3333-333333333333")]).await;
+    let body = sample("web.1", UUID_A, 100.0, 512.0);
+    assert_eq!(
+        app.post_to(
+            "/logs",
+            body.clone(),
+            &[(
+                "Logplex-Drain-Token",
+                "d.33333333-3333-3333-3333-333333333333"
+            )]
+        )
+        .await
+        .status(),
+        204
+    );
+    assert_eq!(app.post_to("/logs", body.clone(), &[]).await.status(), 204);
+    assert_eq!(
+        app.post_to("/logs", body, &[("Logplex-Drain-Token", "d.someone-else")])
+            .await
+            .status(),
+        404
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_single_app_without_a_drain_token_takes_any_token() {
+    let app = spawn_app().await;
+    let r = app
+        .post_to(
+            "/logs",
+            sample("web.1", UUID_A, 700.0, 512.0),
+            &[(
+                "Logplex-Drain-Token",
+                "d.fc6b856b-3332-4546-93de-7d0ee272c3bd",
+            )],
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(app.wait_for_restarts(1).await.len(), 1);
+    app.stop().await;
+}

@@ -91,3 +91,32 @@ async fn wait_for(mut f: impl FnMut() -> bool, secs: u64) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_leaking_dyno_watched_through_a_live_log_session_is_restarted() {
+    let speed = 240.0;
+    let fake = FakeHeroku::start().await.unwrap();
+    let toml =
+        "[[app]]\nname = \"todo\"\napi_token = \"test-token-7f3a\"\nsource = \"log-session\"\n";
+    let mut cfg = dynoguard::config::file::parse("t.toml", toml, &Default::default()).unwrap();
+    cfg.apps[0].policy.defaults = scaled_policy(speed);
+    let app = spawn_with(cfg, fake.clone(), None).await;
+    let mut opts = FleetOptions::new(
+        APP,
+        fleet::web_dynos(&[Curve::FastLeak, Curve::Steady], 512.0),
+        Delivery::Session,
+    );
+    opts.speed = speed;
+    let (stop, rx) = watch::channel(false);
+    let running = fleet::spawn(opts, fake.clone(), rx);
+    wait_for(|| !fake.restarts().is_empty(), 30).await;
+    let _ = stop.send(true);
+    let report = running.await.unwrap();
+    let calls = fake.restarts();
+    assert!(!calls.is_empty(), "no restart; report: {report:?}");
+    assert!(
+        calls.iter().all(|c| c.path == "/apps/todo/dynos/web.1"),
+        "{calls:?}"
+    );
+    app.stop().await;
+}
