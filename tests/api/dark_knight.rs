@@ -91,16 +91,7 @@ async fn l10_is_counted_and_reported() {
         .find(|e| e["event"] == "samples_lost")
         .unwrap();
     assert_eq!(e["count"], 2);
-    let m = app
-        .http
-        .get(app.url("/metrics"))
-        .basic_auth("x", Some(PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = app.metrics().await;
     assert!(m.contains("dynoguard_l10_lost_messages_total 2"), "{m}");
     app.stop().await;
 }

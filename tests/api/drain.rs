@@ -48,16 +48,7 @@ async fn healthy_sample_calls_nothing() {
     );
     app.quiesce().await;
     assert!(app.fake.restarts().is_empty());
-    let dynos: serde_json::Value = app
-        .http
-        .get(app.url("/api/dynos"))
-        .basic_auth("x", Some(PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dynos = app.dynos().await;
     assert_eq!(dynos[0]["dyno"], "web.1");
     assert_eq!(dynos[0]["state"], "ok");
     assert_eq!(dynos[0]["last_sample"]["total"], 256.8);
@@ -206,16 +197,7 @@ async fn msg_count_mismatch_is_counted_not_rejected() {
             .load(std::sync::atomic::Ordering::Relaxed),
         1
     );
-    let m = app
-        .http
-        .get(app.url("/metrics"))
-        .basic_auth("x", Some(PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = app.metrics().await;
     assert!(m.contains("dynoguard_msg_count_mismatch_total 1"), "{m}");
     app.stop().await;
 }
@@ -248,13 +230,10 @@ async fn healthz_needs_no_auth() {
         app.http.get(app.url("/")).send().await.unwrap().status(),
         401
     );
-    let page = app
-        .http
-        .get(app.url("/"))
-        .basic_auth("x", Some(PASSWORD))
-        .send()
-        .await
-        .unwrap();
+    app.post_logs(sample("web.1", UUID_A, 300.0, 512.0)).await;
+    let page = app.get("/").await;
     assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("web.1") && html.contains("<svg"), "{html}");
     app.stop().await;
 }

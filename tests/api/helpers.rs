@@ -184,6 +184,25 @@ impl TestApp {
         );
     }
 
+    /// `GET /api/dynos` with the dashboard password.
+    pub async fn dynos(&self) -> serde_json::Value {
+        self.get("/api/dynos").await.json().await.expect("JSON")
+    }
+
+    /// `GET /metrics` with the dashboard password.
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.text().await.expect("text")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .basic_auth("x", Some(PASSWORD))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     pub async fn events(&self) -> Vec<serde_json::Value> {
         self.shared
             .store

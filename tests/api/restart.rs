@@ -98,16 +98,7 @@ async fn a_404_forgets_the_dyno() {
         .unwrap();
     assert!(f["detail"].as_str().unwrap().contains("404"), "{f}");
     assert_eq!(app.fake.restarts().len(), 1, "404 is not retried");
-    let dynos: serde_json::Value = app
-        .http
-        .get(app.url("/api/dynos"))
-        .basic_auth("x", Some(PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dynos = app.dynos().await;
     assert!(
         dynos
             .as_array()
@@ -158,16 +149,7 @@ async fn a_slow_api_never_blocks_ingestion() {
             .await;
         assert_eq!(r.status(), 204);
     }
-    let dynos: serde_json::Value = app
-        .http
-        .get(app.url("/api/dynos"))
-        .basic_auth("x", Some(PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dynos = app.dynos().await;
     assert_eq!(dynos.as_array().unwrap().len(), 21);
     assert!(
         app.events().await.iter().all(|e| e["event"] != "restart"),
