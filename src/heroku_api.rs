@@ -174,6 +174,8 @@ pub struct HerokuClient {
     base: String,
     rate_remaining: AtomicI64,
     pacer: Pacer,
+    /// Calls by HTTP status (0: no response), for `/metrics`.
+    calls: Mutex<std::collections::BTreeMap<u16, u64>>,
 }
 
 impl HerokuClient {
@@ -189,11 +191,23 @@ impl HerokuClient {
             base: base_url.trim_end_matches('/').to_owned(),
             rate_remaining: AtomicI64::new(-1),
             pacer: Pacer::default(),
+            calls: Mutex::default(),
         })
     }
 
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// API calls made so far, by HTTP status (0: no response).
+    pub fn calls_by_status(&self) -> Vec<(u16, u64)> {
+        let m = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    fn count(&self, status: u16) {
+        let mut m = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(status).or_default() += 1;
     }
 
     /// The last `RateLimit-Remaining` seen (-1: none yet).
@@ -222,8 +236,15 @@ impl HerokuClient {
         if let Some(wait) = self.pacer.wait_for(token) {
             tokio::time::sleep(wait).await;
         }
-        let resp = rb.send().await.map_err(ApiError::from_reqwest)?;
+        let resp = match rb.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.count(0);
+                return Err(ApiError::from_reqwest(e));
+            }
+        };
         let status = resp.status();
+        self.count(status.as_u16());
         let header = |name: &str| {
             resp.headers()
                 .get(name)
@@ -231,6 +252,12 @@ impl HerokuClient {
                 .map(str::to_owned)
         };
         let request_id = header("request-id");
+        tracing::debug!(
+            "Platform API {} → {} request_id={}",
+            resp.url().path(),
+            status.as_u16(),
+            request_id.as_deref().unwrap_or("-")
+        );
         if let Some(rem) = header("ratelimit-remaining").and_then(|v| v.trim().parse::<i64>().ok())
         {
             self.rate_remaining.store(rem, Ordering::Relaxed);

@@ -213,6 +213,13 @@ pub async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Respon
     );
     let _ = writeln!(
         out,
+        "# HELP dynoguard_api_calls_total Platform API calls by HTTP status (0: no response)\n# TYPE dynoguard_api_calls_total counter"
+    );
+    for (status, n) in s.client.calls_by_status() {
+        let _ = writeln!(out, "dynoguard_api_calls_total{{status=\"{status}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
         "# HELP dynoguard_dyno_memory_mb Latest memory_total per dyno\n# TYPE dynoguard_dyno_memory_mb gauge"
     );
     let views = dyno_views(&s);

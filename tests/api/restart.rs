@@ -65,6 +65,15 @@ async fn a_failed_call_is_retried_with_backoff() {
     let calls = app.wait_for_restarts(3).await;
     assert_eq!(calls.len(), 3);
     app.wait_for_event("restart").await;
+    let m = app.metrics().await;
+    for line in [
+        "dynoguard_api_calls_total{status=\"500\"} 1",
+        "dynoguard_api_calls_total{status=\"503\"} 1",
+        "dynoguard_api_calls_total{status=\"202\"} 1",
+    ] {
+        assert!(m.contains(line), "{line} missing from {m}");
+    }
+    assert!(m.contains("dynoguard_restarts_total{app=\"todo\",type=\"web\",reason=\"threshold\",outcome=\"ok\"} 1"), "{m}");
     app.stop().await;
 }
 
