@@ -84,11 +84,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .env("APP_ID_OR_NAME", "load")
         .env("AUTH_TOKEN", "load-token")
         .env("DRAIN_PASSWORD", "load-pw")
+        .env("DYNO_TYPES", "*")
         .env("PORT", port.to_string())
         .env("HEROKU_API_URL", fake.url())
         .env("DATABASE_URL", format!("sqlite://{}", db.display()))
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(Stdio::inherit())
         .spawn()
         .with_context(|| format!("starting {}", exe.display()))?;
     let pid = child.id();
@@ -168,6 +169,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let peak_kb = vm_hwm_kb(pid).unwrap_or(0);
+
+    // Decisive sample → restart call: POST one over-quota sample for a dyno
+    // not seen before and time until the fake API has the DELETE. Each probe
+    // is its own process type, so `max_parallel` never defers it.
+    let mut decide = Vec::new();
+    for i in 0..50 {
+        let before = fake.restarts().len();
+        let payload = format!(
+            "<134>1 2024-01-01T00:00:00.000000+00:00 host heroku probe{n}.1 - source=probe{n}.1 dyno=heroku.1.{n:08}-0000-0000-0000-000000000000 sample#memory_total=700.00MB sample#memory_quota=512.00MB",
+            n = 100_000 + i
+        );
+        let body = format!("{} {payload}\n", payload.len() + 1);
+        let t = Instant::now();
+        let _ = client
+            .post(&url)
+            .basic_auth("logplex", Some("load-pw"))
+            .body(body)
+            .send()
+            .await;
+        while fake.restarts().len() == before && t.elapsed() < Duration::from_secs(2) {
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+        decide.push(t.elapsed());
+    }
+    decide.sort();
+
     lat.sort();
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
@@ -204,6 +231,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
         lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+    println!(
+        "decisive sample → restart call (50 new dynos): p50 {:.2} ms, max {:.2} ms",
+        decide[decide.len() / 2].as_secs_f64() * 1e3,
+        decide.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
     println!(
         "dynoguard RSS: {:.1} MB idle, {:.1} MB peak;  SQLite on disk: {:.1} KB;  restart calls: {}",
