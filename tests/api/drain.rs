@@ -15,25 +15,9 @@ async fn missing_or_wrong_credentials_get_401_with_challenge() {
         .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"dynoguard\"");
-    let r = app
-        .http
-        .post(app.url("/logs"))
-        .basic_auth("user", Some("wrong"))
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(app.post_as("/logs", "user", "wrong", &body).await, 401);
     // Any user name is fine.
-    let r = app
-        .http
-        .post(app.url("/logs"))
-        .basic_auth("anything", Some(PASSWORD))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(app.post_as("/logs", "anything", PASSWORD, &body).await, 204);
     app.stop().await;
 }
 

@@ -145,6 +145,18 @@ impl TestApp {
         self.post_to("/logs", body, &[]).await
     }
 
+    /// POSTs a drain body with these basic-auth credentials; the status.
+    pub async fn post_as(&self, path: &str, user: &str, password: &str, body: &str) -> u16 {
+        let r = self
+            .http
+            .post(self.url(path))
+            .basic_auth(user, Some(password))
+            .body(body.to_owned())
+            .send()
+            .await;
+        r.expect("request sent").status().as_u16()
+    }
+
     pub async fn post_to(
         &self,
         path: &str,

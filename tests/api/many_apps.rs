@@ -102,33 +102,12 @@ drain_password = "blog-only"
 "#;
     let app = spawn_config(config(toml)).await;
     let body = sample("web.1", UUID_A, 100.0, 512.0);
-    let r = app
-        .http
-        .post(app.url("/logs/blog"))
-        .basic_auth("u", Some(PASSWORD))
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let r = app
-        .http
-        .post(app.url("/logs/blog"))
-        .basic_auth("u", Some("blog-only"))
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
-    let r = app
-        .http
-        .post(app.url("/logs/shop"))
-        .basic_auth("u", Some(PASSWORD))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(app.post_as("/logs/blog", "u", PASSWORD, &body).await, 401);
+    assert_eq!(
+        app.post_as("/logs/blog", "u", "blog-only", &body).await,
+        204
+    );
+    assert_eq!(app.post_as("/logs/shop", "u", PASSWORD, &body).await, 204);
     app.stop().await;
 }
 
