@@ -38,10 +38,11 @@ async fn leaking_dynos_are_restarted_before_r15_and_steady_ones_never() {
     opts.router_lines = 5;
     let (stop, rx) = watch::channel(false);
     let running = fleet::spawn(opts, fake.clone(), rx);
-    // Simulated time, not a fixed wait: run until ~70 simulated minutes.
+    // Run until the slow leak (quota at ~40 simulated minutes) was restarted,
+    // then ten simulated minutes more; 60 s real at most on a loaded machine.
     wait_for(
         || fake.restarts().iter().any(|r| r.path.ends_with("/web.3")),
-        30,
+        60,
     )
     .await;
     tokio::time::sleep(std::time::Duration::from_secs_f64(10.0 * 60.0 / speed)).await;
