@@ -250,3 +250,27 @@ pub async fn wait_until(mut f: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A child process killed when dropped, so that a failing test never leaves
+/// a `dynoguard serve` running (and CI waiting on it).
+pub struct KillOnDrop(pub Option<std::process::Child>);
+
+impl KillOnDrop {
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    /// Takes the child out (the caller now waits for it).
+    pub fn take(&mut self) -> std::process::Child {
+        self.0.take().expect("child taken once")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

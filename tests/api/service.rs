@@ -71,22 +71,25 @@ async fn sigterm_stops_the_binary_cleanly() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dynoguard"))
-        .arg("serve")
-        .env_clear()
-        .env("APP_ID_OR_NAME", APP)
-        .env("AUTH_TOKEN", TOKEN)
-        .env("DRAIN_PASSWORD", PASSWORD)
-        .env("PORT", port.to_string())
-        .env("HEROKU_API_URL", "http://127.0.0.1:9")
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("d.db").display()),
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    install_crypto();
+    let mut guard = KillOnDrop(Some(
+        std::process::Command::new(env!("CARGO_BIN_EXE_dynoguard"))
+            .arg("serve")
+            .env_clear()
+            .env("APP_ID_OR_NAME", APP)
+            .env("AUTH_TOKEN", TOKEN)
+            .env("DRAIN_PASSWORD", PASSWORD)
+            .env("PORT", port.to_string())
+            .env("HEROKU_API_URL", "http://127.0.0.1:9")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("d.db").display()),
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
     let client = reqwest::Client::new();
     let mut up = false;
     for _ in 0..200 {
@@ -103,11 +106,12 @@ async fn sigterm_stops_the_binary_cleanly() {
     }
     assert!(up, "dynoguard did not come up");
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &guard.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let mut exited = None;
+    let child = guard.0.as_mut().expect("running");
     for _ in 0..200 {
         if let Some(s) = child.try_wait().unwrap() {
             exited = Some(s);
@@ -116,10 +120,9 @@ async fn sigterm_stops_the_binary_cleanly() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let Some(exit) = exited else {
-        let _ = child.kill();
         panic!("dynoguard did not exit after SIGTERM");
     };
-    let out = child.wait_with_output().unwrap();
+    let out = guard.take().wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stdout);
     assert!(exit.success(), "exit {exit:?}; log: {log}");
     assert!(log.contains("stopped"), "{log}");
@@ -166,4 +169,104 @@ async fn two_replicas_sharing_postgres_restart_once() {
     assert_eq!(fake.restarts().len(), 1);
     a.stop().await;
     b.stop().await;
+}
+
+/// Runs the real binary in dry run with `LOG_FORMAT`, posts an over-quota
+/// sample, stops it and returns its stdout.
+async fn run_binary_log(format: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    install_crypto();
+    let mut guard = KillOnDrop(Some(
+        std::process::Command::new(env!("CARGO_BIN_EXE_dynoguard"))
+            .arg("serve")
+            .env_clear()
+            .env("APP_ID_OR_NAME", APP)
+            .env("DRAIN_PASSWORD", PASSWORD)
+            .env("DYNOGUARD_DRY_RUN", "1")
+            .env("LOG_FORMAT", format)
+            .env("PORT", port.to_string())
+            .env("HEROKU_API_URL", "http://127.0.0.1:9")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("d.db").display()),
+            )
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let client = reqwest::Client::new();
+    let mut posted = false;
+    for _ in 0..200 {
+        let r = client
+            .post(format!("http://127.0.0.1:{port}/logs"))
+            .basic_auth("u", Some(PASSWORD))
+            .body(sample("web.1", UUID_A, 768.0, 512.0))
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status() == 204) {
+            posted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(posted, "dynoguard did not come up");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::process::Command::new("kill")
+        .args(["-TERM", &guard.id().to_string()])
+        .status()
+        .unwrap();
+    let child = guard.0.as_mut().expect("running");
+    for _ in 0..200 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        child.try_wait().unwrap().is_some(),
+        "dynoguard did not exit after SIGTERM"
+    );
+    let out = guard.take().wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn log_format_json_prints_each_event_as_the_spec_object() {
+    let log = run_binary_log("json").await;
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("event").is_some_and(|e| e.is_string()) && v.get("app").is_some())
+        .collect();
+    let skipped = events
+        .iter()
+        .find(|e| e["event"] == "skipped")
+        .unwrap_or_else(|| panic!("no skipped event in {log}"));
+    assert_eq!(skipped["reason"], "dry_run");
+    assert_eq!(skipped["dyno"], "web.1");
+    assert_eq!(skipped["dry_run"], true);
+    assert_eq!(skipped["memory_total_mb"], 768.0);
+    // Every line is JSON in this mode.
+    assert!(
+        log.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn log_format_text_is_readable_key_values() {
+    let log = run_binary_log("text").await;
+    assert!(
+        log.lines().any(|l| l.contains(
+            "event=skipped app=todo dyno=web.1 reason=dry_run memory_total=768MB quota=512MB"
+        )),
+        "{log}"
+    );
 }
