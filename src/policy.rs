@@ -37,7 +37,10 @@ impl Threshold {
     pub fn limit(self, quota: Option<Megabytes>) -> Option<Megabytes> {
         match self {
             Self::Absolute(m) => Some(m),
-            Self::Percent(p) => quota.map(|q| Megabytes(q.0 * p / 100.0)),
+            // A zero quota is no quota: judging against it would restart everything.
+            Self::Percent(p) => quota
+                .filter(|q| q.0 > 0.0)
+                .map(|q| Megabytes(q.0 * p / 100.0)),
         }
     }
 }
@@ -274,6 +277,13 @@ impl DynoState {
         }
         let had_instance = self.instance.is_some();
         self.instance = Some(new);
+        // The old instance's memory says nothing about the new one; its quota
+        // (the dyno size) still holds.
+        self.memory = Memory {
+            quota: self.memory.quota,
+            ..Memory::default()
+        };
+        self.sample_at = None;
         self.consecutive_over = 0;
         self.over = false;
         self.last_skip = None;
@@ -518,6 +528,7 @@ mod tests {
         let t = Threshold::Percent(95.0);
         assert_eq!(t.limit(None), None);
         assert_eq!(t.limit(Some(Megabytes(1000.0))), Some(Megabytes(950.0)));
+        assert_eq!(t.limit(Some(Megabytes(0.0))), None);
     }
 
     #[test]

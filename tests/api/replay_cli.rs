@@ -156,3 +156,23 @@ fn replay_calls_nothing_even_with_a_token() {
     assert_eq!(code, 0, "{err}");
     assert!(events.iter().any(|e| e["event"] == "restart"));
 }
+
+#[test]
+fn a_new_instance_does_not_inherit_the_old_ones_memory() {
+    // web.1 restarted at 768 MB; the next line is a load sample of a new
+    // instance (no memory fields): it must not be reported at 768 MB.
+    let mut log = fixture("web.1.out_of_memory");
+    log.extend(fixture("web.1.restarting"));
+    let (code, events, err) = replay(&log, &[]);
+    assert_eq!(code, 0, "{err}");
+    let recovered = events
+        .iter()
+        .find(|e| e["event"] == "recovered")
+        .expect("recovered");
+    assert_eq!(
+        recovered["instance"],
+        "4cf08a3d-2f18-4746-baa3-8374af270390"
+    );
+    assert!(recovered.get("memory_total_mb").is_none(), "{recovered}");
+    assert_eq!(recovered["memory_quota_mb"], 512.0);
+}
