@@ -74,7 +74,7 @@ pub enum Command {
         #[arg(long, default_value_t = 120.0)]
         speed: f64,
         /// Port for the dashboard [default: any free port].
-        #[arg(long, default_value_t = 0)]
-        port: u16,
+        #[arg(long)]
+        port: Option<u16>,
     },
 }

@@ -117,7 +117,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 duration,
                 dynos,
                 speed,
-                port,
+                port: port.unwrap_or(0),
                 color: std::io::stdout().is_terminal(),
             };
             runtime()?.block_on(dynoguard::demo::run(opts))?;

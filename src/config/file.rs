@@ -366,11 +366,8 @@ pub fn parse(file: &str, src: &str, env: &Env) -> Result<Config, ConfigError> {
 
     // [server]
     let s = &raw.server;
-    let port = match &s.port {
-        None => env
-            .get("PORT")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(DEFAULT_PORT),
+    let file_port = match &s.port {
+        None => DEFAULT_PORT,
         Some(p) => u16::try_from(*p.get_ref())
             .ok()
             .filter(|p| *p > 0)
@@ -383,6 +380,11 @@ pub fn parse(file: &str, src: &str, env: &Env) -> Result<Config, ConfigError> {
                 DEFAULT_PORT
             }),
     };
+    // Heroku assigns $PORT: it wins over the file (and `--port` over both).
+    let port = env
+        .get("PORT")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(file_port);
     let drain_password = cx.secret("server.drain_password", &s.drain_password);
     let dashboard_password = cx
         .secret("server.dashboard_password", &s.dashboard_password)
@@ -623,4 +625,64 @@ fn types(cx: &mut Ctx<'_>, key: &str, v: &Option<Spanned<Vec<String>>>) -> Optio
         return None;
     }
     Some(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const MIN: &str = "[server]\nport = 7000\ndrain_password = \"${PW}\"\n\n[[app]]\nname = \"a\"\napi_token = \"t\"\n";
+
+    #[test]
+    fn heroku_port_wins_over_the_file() {
+        assert_eq!(
+            parse("f", MIN, &env(&[("PW", "x")])).unwrap().server.port,
+            7000
+        );
+        assert_eq!(
+            parse("f", MIN, &env(&[("PW", "x"), ("PORT", "31337")]))
+                .unwrap()
+                .server
+                .port,
+            31337
+        );
+    }
+
+    #[test]
+    fn variables_are_expanded_and_stay_secret() {
+        let c = parse("f", MIN, &env(&[("PW", "s3cret-value")])).unwrap();
+        use secrecy::ExposeSecret as _;
+        assert_eq!(
+            c.server.drain_password.as_ref().unwrap().expose_secret(),
+            "s3cret-value"
+        );
+        assert!(!format!("{c:?}").contains("s3cret-value"));
+    }
+
+    #[test]
+    fn types_inherit_app_then_defaults() {
+        let src = "[server]\ndrain_password = \"p\"\n\n[defaults]\nrestart_window = \"20m\"\nthreshold = \"90%\"\n\n[[app]]\nname = \"a\"\napi_token = \"t\"\ndyno_types = [\"web\", \"worker\"]\nthreshold = \"1000MB\"\n\n  [app.types.worker]\n  consecutive = 2\n";
+        let c = parse("f", src, &Env::new()).unwrap();
+        let p = &c.apps[0].policy;
+        let web = p.for_type("web").unwrap();
+        let worker = p.for_type("worker").unwrap();
+        assert_eq!(web.threshold, Threshold::Absolute(Megabytes(1000.0)));
+        assert_eq!(web.restart_window.as_secs(), 1200);
+        assert_eq!(
+            (
+                worker.threshold,
+                worker.consecutive,
+                worker.restart_window.as_secs()
+            ),
+            (Threshold::Absolute(Megabytes(1000.0)), 2, 1200)
+        );
+        assert!(p.for_type("clock").is_none());
+    }
 }
