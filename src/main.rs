@@ -16,6 +16,13 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
+            // `dynoguard replay log | head`: the reader left; not an error.
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
             if let Some(c) = e.downcast_ref::<ConfigError>() {
                 eprint!("{c}");
                 return ExitCode::from(2);
