@@ -195,10 +195,6 @@ impl HerokuClient {
         })
     }
 
-    pub fn base_url(&self) -> &str {
-        &self.base
-    }
-
     /// API calls made so far, by HTTP status (0: no response).
     pub fn calls_by_status(&self) -> Vec<(u16, u64)> {
         let m = self.calls.lock().unwrap_or_else(|e| e.into_inner());

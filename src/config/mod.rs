@@ -108,12 +108,6 @@ impl NotifyConfig {
 }
 
 impl Config {
-    pub fn dry_run(&self) -> bool {
-        self.apps
-            .iter()
-            .all(|a| a.policy.defaults.dry_run && a.policy.per_type.values().all(|p| p.dry_run))
-    }
-
     pub fn app(&self, name: &str) -> Option<&AppConfig> {
         self.apps.iter().find(|a| a.name.as_str() == name)
     }

@@ -51,10 +51,6 @@ impl FrameIdCache {
         self.order.push_back(id.to_owned());
         true
     }
-
-    pub fn forget(&mut self, id: &str) {
-        self.seen.remove(id);
-    }
 }
 
 #[derive(Clone)]
