@@ -341,6 +341,14 @@ impl App {
             ));
         }
         background.spawn(prune(shared.clone(), stop_rx.clone()));
+        let mut stop_test = stop_rx.clone();
+        let tested = shared.clone();
+        background.spawn(async move {
+            tokio::select! {
+                () = self_test(tested) => {}
+                _ = stop_test.wait_for(|s| *s) => {}
+            }
+        });
 
         let router = crate::server::router(shared.clone());
         let mut stop_on_signal = stop_rx.clone();
@@ -444,6 +452,52 @@ async fn flush_samples(shared: Arc<Shared>, every: Duration, mut stop: watch::Re
         }
         if stopping {
             return;
+        }
+    }
+}
+
+/// Start-up self-test: say what is watched and how, and prove each API
+/// token works (a free call). Problems are logged loudly, never fatal: the
+/// API may be down for a moment, and drains must keep being accepted.
+async fn self_test(shared: Arc<Shared>) {
+    for app in &shared.apps {
+        let p = &app.config.policy;
+        let types: Vec<String> = match &p.dyno_types {
+            crate::policy::DynoTypes::All => vec!["*".into()],
+            crate::policy::DynoTypes::List(l) => l.clone(),
+        };
+        for ty in types {
+            let policy = p.for_type(&ty).unwrap_or(&p.defaults);
+            tracing::info!(
+                "watching {} {ty} via {}: {}",
+                app.config.name,
+                app.config.source.as_str(),
+                crate::check::describe(policy)
+            );
+        }
+        let Some(token) = &app.config.api_token else {
+            tracing::info!("{}: no API token: dry run only", app.config.name);
+            continue;
+        };
+        match shared.client.rate_limit(token).await {
+            Ok(remaining) => tracing::info!(
+                "{}: Platform API token accepted (rate limit remaining: {remaining})",
+                app.config.name
+            ),
+            Err(
+                e @ crate::heroku_api::ApiError::Status {
+                    status: 401 | 403, ..
+                },
+            ) => {
+                tracing::error!(
+                    "{}: the Platform API rejected the token ({e}); restarts will fail until it is fixed",
+                    app.config.name
+                )
+            }
+            Err(e) => tracing::warn!(
+                "{}: could not check the Platform API token ({e}); will retry on each restart",
+                app.config.name
+            ),
         }
     }
 }

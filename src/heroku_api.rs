@@ -312,6 +312,21 @@ impl HerokuClient {
         self.send(token, rb).await.map(|(_, r)| r)
     }
 
+    /// `GET /account/rate-limits` (free): proves the token works.
+    pub async fn rate_limit(&self, token: &SecretString) -> Result<i64, ApiError> {
+        #[derive(Deserialize)]
+        struct Remaining {
+            remaining: i64,
+        }
+        let rb = self.request(reqwest::Method::GET, "/account/rate-limits", token);
+        let (resp, _) = self.send(token, rb).await?;
+        let r: Remaining = resp
+            .json()
+            .await
+            .map_err(|e| ApiError::Decode(e.without_url().to_string()))?;
+        Ok(r.remaining)
+    }
+
     /// `POST /apps/{app}/log-sessions` (tail, platform lines only).
     pub async fn create_log_session(
         &self,

@@ -368,6 +368,14 @@ async fn api(
                 .collect();
             json(StatusCode::OK, &state, serde_json::Value::Array(body))
         }
+        ("GET", ["account", "rate-limits"]) => {
+            let remaining = state.rate_remaining.load(Ordering::Relaxed);
+            json(
+                StatusCode::OK,
+                &state,
+                serde_json::json!({"remaining": remaining}),
+            )
+        }
         ("GET", ["dyno-sizes"]) => json(
             StatusCode::OK,
             &state,

@@ -127,6 +127,14 @@ async fn sigterm_stops_the_binary_cleanly() {
     assert!(exit.success(), "exit {exit:?}; log: {log}");
     assert!(log.contains("stopped"), "{log}");
     assert!(
+        log.contains("watching todo web via drain: threshold=100% restart_window=10m"),
+        "{log}"
+    );
+    assert!(
+        log.contains("could not check the Platform API token"),
+        "{log}"
+    );
+    assert!(
         !log.contains(TOKEN) && !log.contains(PASSWORD),
         "secrets in the log: {log}"
     );
@@ -269,4 +277,27 @@ async fn log_format_text_is_readable_key_values() {
         )),
         "{log}"
     );
+}
+
+#[tokio::test]
+async fn the_token_is_checked_at_start_up() {
+    let app = spawn_app().await;
+    wait_until(|| {
+        app.fake
+            .requests()
+            .iter()
+            .any(|r| r.path == "/account/rate-limits")
+    })
+    .await;
+    let check = app
+        .fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/account/rate-limits")
+        .expect("self-test call");
+    assert_eq!(
+        check.header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    app.stop().await;
 }
