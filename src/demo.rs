@@ -110,7 +110,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         println!("  web.{:<3} {}", i + 1, c.name());
     }
     println!(
-        "dashboard:  http://{addr}/    API: http://{addr}/api/dynos   metrics: http://{addr}/metrics"
+        "dashboard:  http://{addr}/  (any user, password: {DEMO_DASHBOARD_PASSWORD})   JSON: /api/dynos, /api/events   metrics: /metrics"
     );
     println!("fake Platform API: {}   store: {}", fake.url(), db);
     match opts.duration {

@@ -232,6 +232,8 @@ pub struct DynoState {
     /// The last `skipped` reason reported for this instance (reported once).
     last_skip: Option<Reason>,
     pub unjudged_warned: bool,
+    /// An `r14` event was reported for this instance.
+    pub r14_reported: bool,
 }
 
 impl DynoState {
@@ -252,6 +254,7 @@ impl DynoState {
             restarts: VecDeque::new(),
             last_skip: None,
             unjudged_warned: false,
+            r14_reported: false,
         }
     }
 
@@ -287,6 +290,7 @@ impl DynoState {
         self.consecutive_over = 0;
         self.over = false;
         self.last_skip = None;
+        self.r14_reported = false;
         let recovered = (self.awaiting_replacement && had_instance)
             .then(|| {
                 self.last_restart
@@ -443,6 +447,9 @@ pub fn decide_restart(
         let in_window = now.duration_since(last.at) < policy.restart_window;
         let same = last.instance == state.instance;
         match (same, in_window) {
+            // Still the instance we restarted: expected while the restart is
+            // in progress (nothing to report); after `settle` it did not take.
+            (true, true) if state.restart_in_progress(policy, now) => return Vec::new(),
             (true, true) => return skip(state, Reason::SameInstance, Some(policy.dry_run)),
             (false, true) => return skip(state, Reason::Window, Some(policy.dry_run)),
             (true, false) => reason = Reason::Retry,

@@ -209,7 +209,13 @@ impl Watcher {
     fn platform_error(&mut self, dyno: &DynoName, kind: EventKind, now: Timestamp) -> Vec<Event> {
         let app = self.app.clone();
         let state = self.state(dyno, now);
-        let mut events = vec![policy::event_for(&app, state, kind, now)];
+        // Heroku repeats R14 with every sample while a dyno swaps: report it
+        // once per instance (R15 ends the instance, so it is always new).
+        let mut events = Vec::new();
+        if kind == EventKind::R15 || !state.r14_reported {
+            state.r14_reported |= kind == EventKind::R14;
+            events.push(policy::event_for(&app, state, kind, now));
+        }
         let judging = self.policy.judging(dyno.process_type());
         let (enabled, trigger) = match kind {
             EventKind::R14 => (judging.on_r14, Trigger::R14),
@@ -362,13 +368,14 @@ mod table {
                 vec!["web.1:over_threshold", "web.1:restart:threshold"],
             ),
             (
-                "same instance still over: skipped once, retry after the window",
+                "same instance still over: quiet while settling, skipped once after, retry after the window",
                 p(),
                 vec!["web"],
                 vec![
                     S(0, "web.1", A, 600.0, q),
                     S(20, "web.1", A, 610.0, q),
-                    S(40, "web.1", A, 620.0, q),
+                    S(200, "web.1", A, 620.0, q),
+                    S(220, "web.1", A, 620.0, q),
                     S(601, "web.1", A, 700.0, q),
                 ],
                 vec![
@@ -438,6 +445,27 @@ mod table {
                 vec!["web"],
                 vec![S(0, "web.1", A, 300.0, q), R14(5, "web.1")],
                 vec!["web.1:r14", "web.1:restart:r14"],
+            ),
+            (
+                "repeated r14 of one instance: reported once, quiet while the restart settles",
+                p(),
+                vec!["web"],
+                vec![
+                    S(0, "web.1", A, 300.0, q),
+                    R14(5, "web.1"),
+                    R14(25, "web.1"),
+                    R14(45, "web.1"),
+                    S(60, "web.1", B, 200.0, q),
+                    R14(65, "web.1"),
+                    R14(85, "web.1"),
+                ],
+                vec![
+                    "web.1:r14",
+                    "web.1:restart:r14",
+                    "web.1:recovered",
+                    "web.1:r14",
+                    "web.1:skipped:window",
+                ],
             ),
             (
                 "r14 off",
@@ -527,11 +555,7 @@ mod table {
                 },
                 vec!["web"],
                 vec![S(0, "web.1", A, 600.0, q), S(20, "web.1", A, 600.0, q)],
-                vec![
-                    "web.1:over_threshold",
-                    "web.1:skipped:dry_run",
-                    "web.1:skipped:same_instance",
-                ],
+                vec!["web.1:over_threshold", "web.1:skipped:dry_run"],
             ),
             (
                 "max_parallel 1: the second dyno is deferred until the first settles",
@@ -637,9 +661,6 @@ mod table {
         }
         // Needs three points for a trend; the third already predicts.
         let none: Vec<&str> = Vec::new();
-        assert_eq!(
-            all,
-            [none.clone(), none, vec!["predicted"], vec!["same_instance"]]
-        );
+        assert_eq!(all, [none.clone(), none.clone(), vec!["predicted"], none]);
     }
 }

@@ -95,8 +95,22 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(5));
+            // An in-memory database exists once per connection: keep exactly
+            // one, and keep it open.
+            let memory = url.contains(":memory:") || url.contains("mode=memory");
             let pool = SqlitePoolOptions::new()
-                .max_connections(4)
+                .max_connections(if memory { 1 } else { 4 })
+                .min_connections(u32::from(memory))
+                .idle_timeout(if memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(600))
+                })
+                .max_lifetime(if memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(1800))
+                })
                 .connect_with(opts)
                 .await?;
             sqlx::migrate!("migrations/sqlite").run(&pool).await?;

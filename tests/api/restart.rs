@@ -4,10 +4,17 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn same_dyno_within_the_window_is_not_restarted_again() {
-    let app = spawn_app().await;
+    let mut cfg =
+        dynoguard::config::env::from_env(&base_env(&[]), dynoguard::config::env::Need::App)
+            .unwrap();
+    // A restart "settles" at once, so the same instance reporting again is
+    // reported as a restart that did not take (not as one in progress).
+    cfg.apps[0].policy.defaults.settle = jiff::SignedDuration::from_millis(1);
+    let app = spawn_config(cfg).await;
     app.post_logs(sample("web.1", UUID_A, 768.0, 512.0)).await;
     assert_eq!(app.wait_for_restarts(1).await.len(), 1);
-    // The same instance still over (restart not taken effect yet)…
+    app.wait_for_event("restart").await;
+    // The same instance still over (the restart did not take)…
     app.post_logs(sample("web.1", UUID_A, 770.0, 512.0)).await;
     // …and the replacement instance over again within the window.
     app.post_logs(sample("web.1", UUID_B, 800.0, 512.0)).await;
@@ -215,5 +222,26 @@ async fn a_batch_that_already_shows_the_replacement_restarts_nothing() {
     assert!(events.iter().any(|e| e["event"] == "r14"));
     app.quiesce().await;
     assert!(app.fake.restarts().is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_restarted_instance_reporting_while_the_restart_settles_is_quiet() {
+    let app = spawn_app().await;
+    app.post_logs(sample("web.1", UUID_A, 768.0, 512.0)).await;
+    app.wait_for_event("restart").await;
+    app.post_logs(
+        sample("web.1", UUID_A, 770.0, 512.0)
+            + &platform("web.1", "Error R14 (Memory quota exceeded)"),
+    )
+    .await;
+    app.wait_for_event("r14").await;
+    app.quiesce().await;
+    assert_eq!(app.fake.restarts().len(), 1);
+    assert!(
+        app.events().await.iter().all(|e| e["event"] != "skipped"),
+        "{:?}",
+        app.events().await
+    );
     app.stop().await;
 }

@@ -198,3 +198,9 @@ async fn bad_urls_are_refused_without_printing_passwords() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn in_memory_sqlite_keeps_one_database() {
+    let s = Store::connect("sqlite::memory:").await.unwrap();
+    contract(&s).await;
+}
