@@ -35,6 +35,8 @@ pub struct Tuning {
     pub sample_flush: Duration,
     pub session_backoff_base: Duration,
     pub session_backoff_max: Duration,
+    /// A log session silent this long is reopened.
+    pub session_idle: Duration,
     /// How often quotas are fetched from the formation (apps with % thresholds).
     pub formation_refresh: Duration,
     pub holder: String,
@@ -51,6 +53,7 @@ impl Default for Tuning {
             sample_flush: Duration::from_secs(2),
             session_backoff_base: Duration::from_secs(1),
             session_backoff_max: Duration::from_secs(60),
+            session_idle: Duration::from_secs(300),
             formation_refresh: Duration::from_secs(600),
             holder: format!("{}-{:08x}", hostname(), fastrand::u32(..)),
             bind_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),

@@ -53,7 +53,7 @@ pub async fn watch(
     loop {
         let started = Instant::now();
         let outcome = tokio::select! {
-            r = stream_once(&shared, &app) => r,
+            r = stream_once(&shared, &app, tuning.session_idle) => r,
             _ = stop.wait_for(|s| *s) => return,
         };
         if started.elapsed() >= HEALTHY {
@@ -86,7 +86,7 @@ pub async fn watch(
 }
 
 /// One session: create, stream until it ends. `Err` says why it failed.
-async fn stream_once(shared: &Shared, app: &Arc<AppRuntime>) -> Result<(), String> {
+async fn stream_once(shared: &Shared, app: &Arc<AppRuntime>, idle: Duration) -> Result<(), String> {
     let token = app
         .config
         .api_token
@@ -124,7 +124,13 @@ async fn stream_once(shared: &Shared, app: &Arc<AppRuntime>) -> Result<(), Strin
     let mut body = resp.bytes_stream();
     let mut stats = IngestStats::default();
     let mut obs: Vec<Observation> = Vec::new();
-    while let Some(chunk) = body.next().await {
+    loop {
+        // A half-open connection would otherwise wait forever: with dynos
+        // sampling every 20 s, this much silence means the stream is dead.
+        let next = tokio::time::timeout(idle, body.next())
+            .await
+            .map_err(|_| format!("log stream silent for {}s", idle.as_secs()))?;
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| format!("log stream failed: {}", e.without_url()))?;
         decoder.push(&chunk, |line| {
             ingest::text_line(line, &mut stats, |o| obs.push(o))

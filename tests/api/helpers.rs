@@ -84,6 +84,7 @@ pub fn tuning() -> Tuning {
         sample_flush: Duration::from_millis(50),
         session_backoff_base: Duration::from_millis(50),
         session_backoff_max: Duration::from_millis(200),
+        session_idle: Duration::from_secs(2),
         bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         ..Tuning::default()
     }

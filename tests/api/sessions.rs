@@ -151,3 +151,20 @@ async fn a_broken_app_does_not_stop_another() {
         && e["detail"].as_str().unwrap().contains("401")));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_silent_stream_is_reopened() {
+    // No plan: the fake serves a live tail that never says anything.
+    let fake = FakeHeroku::start().await.unwrap();
+    let app = spawn_with(pulled(&[("a", "tok")]), fake, None).await;
+    let events = app.wait_for_event("session_reconnect").await;
+    let r = events
+        .iter()
+        .find(|e| e["event"] == "session_reconnect")
+        .unwrap();
+    assert!(
+        r["detail"].as_str().unwrap().contains("silent for 2s"),
+        "{r}"
+    );
+    app.stop().await;
+}
