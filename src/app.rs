@@ -98,7 +98,7 @@ impl SampleBuffer {
         p.insert((row.app.clone(), row.dyno.clone()), row);
     }
 
-    fn take(&self) -> Vec<SampleRow> {
+    pub(crate) fn take(&self) -> Vec<SampleRow> {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         p.drain().map(|(_, v)| v).collect()
     }
@@ -309,7 +309,7 @@ impl App {
             restart_rx,
             stop_rx.clone(),
         ));
-        let writer = tokio::spawn(write_events(shared.store.clone(), store_rx));
+        let writer = tokio::spawn(crate::tasks::write_events(shared.store.clone(), store_rx));
         let notifier = notify_rx.map(|rx| {
             tokio::spawn(crate::notify::run(
                 shared.config.notify.clone(),
@@ -317,7 +317,7 @@ impl App {
                 tuning.notify_retry_base,
             ))
         });
-        let flusher = tokio::spawn(flush_samples(
+        let flusher = tokio::spawn(crate::tasks::flush_samples(
             shared.clone(),
             tuning.sample_flush,
             stop_rx.clone(),
@@ -336,19 +336,19 @@ impl App {
             ));
         }
         for app in shared.apps.iter().filter(|a| a.config.api_token.is_some()) {
-            background.spawn(refresh_quotas(
+            background.spawn(crate::tasks::refresh_quotas(
                 shared.clone(),
                 app.clone(),
                 tuning.formation_refresh,
                 stop_rx.clone(),
             ));
         }
-        background.spawn(prune(shared.clone(), stop_rx.clone()));
+        background.spawn(crate::tasks::prune(shared.clone(), stop_rx.clone()));
         let mut stop_test = stop_rx.clone();
         let tested = shared.clone();
         background.spawn(async move {
             tokio::select! {
-                () = self_test(tested) => {}
+                () = crate::tasks::self_test(tested) => {}
                 _ = stop_test.wait_for(|s| *s) => {}
             }
         });
@@ -427,126 +427,4 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-}
-
-/// Writes events to the store in batches until the channel closes.
-async fn write_events(store: Store, mut rx: mpsc::Receiver<Event>) {
-    let mut batch = Vec::with_capacity(256);
-    while rx.recv_many(&mut batch, 256).await > 0 {
-        if let Err(e) = store.insert_events(&batch).await {
-            tracing::error!("writing {} events failed: {e}", batch.len());
-        }
-        batch.clear();
-    }
-}
-
-/// Writes the latest samples in one transaction every `every`.
-async fn flush_samples(shared: Arc<Shared>, every: Duration, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let stopping = tokio::select! {
-            _ = tick.tick() => false,
-            _ = stop.wait_for(|s| *s) => true,
-        };
-        let rows = shared.samples.take();
-        if let Err(e) = shared.store.upsert_samples(&rows).await {
-            tracing::error!("writing {} samples failed: {e}", rows.len());
-        }
-        if stopping {
-            return;
-        }
-    }
-}
-
-/// Start-up self-test: say what is watched and how, and prove each API
-/// token works (a free call). Problems are logged loudly, never fatal: the
-/// API may be down for a moment, and drains must keep being accepted.
-async fn self_test(shared: Arc<Shared>) {
-    for app in &shared.apps {
-        let p = &app.config.policy;
-        let types: Vec<String> = match &p.dyno_types {
-            crate::policy::DynoTypes::All => vec!["*".into()],
-            crate::policy::DynoTypes::List(l) => l.clone(),
-        };
-        for ty in types {
-            let policy = p.for_type(&ty).unwrap_or(&p.defaults);
-            tracing::info!(
-                "watching {} {ty} via {}: {}",
-                app.config.name,
-                app.config.source.as_str(),
-                crate::check::describe(policy)
-            );
-        }
-        let Some(token) = &app.config.api_token else {
-            tracing::info!("{}: no API token: dry run only", app.config.name);
-            continue;
-        };
-        match shared.client.rate_limit(token).await {
-            Ok(remaining) => tracing::info!(
-                "{}: Platform API token accepted (rate limit remaining: {remaining})",
-                app.config.name
-            ),
-            Err(
-                e @ crate::heroku_api::ApiError::Status {
-                    status: 401 | 403, ..
-                },
-            ) => {
-                tracing::error!(
-                    "{}: the Platform API rejected the token ({e}); restarts will fail until it is fixed",
-                    app.config.name
-                )
-            }
-            Err(e) => tracing::warn!(
-                "{}: could not check the Platform API token ({e}); will retry on each restart",
-                app.config.name
-            ),
-        }
-    }
-}
-
-/// Forgets dynos that stopped reporting an hour ago.
-async fn prune(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        let now = Timestamp::now();
-        for a in &shared.apps {
-            a.lock().prune(now);
-        }
-    }
-}
-
-/// Fetches per-type quotas from the formation, for samples without
-/// `memory_quota` (legacy lines) judged against a percentage.
-async fn refresh_quotas(
-    shared: Arc<Shared>,
-    app: Arc<AppRuntime>,
-    every: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let Some(token) = app.config.api_token.clone() else {
-        return;
-    };
-    loop {
-        match shared.client.type_quotas(&token, &app.config.name).await {
-            Ok(q) => {
-                let mut w = app.lock();
-                for (ty, mb) in q {
-                    w.set_type_quota(&ty, Megabytes(mb));
-                }
-            }
-            Err(e) => tracing::debug!(
-                "{}: formation not available ({e}); quotas come from samples only",
-                app.config.name
-            ),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-    }
 }

@@ -19,6 +19,7 @@
 //! The edges, which do I/O: [`heroku_api`] (Platform API client), [`store`]
 //! (SQLite / PostgreSQL), [`restart`] (claim → call → record), [`notify`]
 //! (Slack, webhooks), [`session`] (log-session streams), [`server`] (axum),
+//! [`tasks`] (batched writes, self-test, pruning, quota refresh),
 //! [`app`] (wiring; `App::build`), and [`sim`] (the simulated Heroku used by
 //! tests, the demo and the benchmarks).
 
@@ -42,5 +43,6 @@ pub mod session;
 pub mod setup;
 pub mod sim;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod watch;
