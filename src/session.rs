@@ -40,6 +40,13 @@ impl Decoder {
             Self::Sse(d) => d.finish(f),
         }
     }
+
+    fn take_oversized(&mut self) -> u64 {
+        match self {
+            Self::Lines(d) => d.take_oversized(),
+            Self::Sse(d) => d.take_oversized(),
+        }
+    }
 }
 
 /// Watches one app through log sessions until `stop`.
@@ -135,6 +142,7 @@ async fn stream_once(shared: &Shared, app: &Arc<AppRuntime>, idle: Duration) -> 
         decoder.push(&chunk, |line| {
             ingest::text_line(line, &mut stats, |o| obs.push(o))
         });
+        stats.rejected += decoder.take_oversized();
         flush(shared, app, &mut stats, &mut obs);
     }
     decoder.finish(|line| ingest::text_line(line, &mut stats, |o| obs.push(o)));

@@ -50,8 +50,8 @@ pub const MAX_LINE: usize = 64 * 1024;
 #[derive(Debug, Default)]
 pub struct LineBuffer {
     pending: Vec<u8>,
-    /// Partial lines dropped for exceeding [`MAX_LINE`].
-    pub oversized: u64,
+    /// Partial lines dropped for exceeding [`MAX_LINE`], not yet reported.
+    oversized: u64,
 }
 
 impl LineBuffer {
@@ -78,6 +78,11 @@ impl LineBuffer {
         } else {
             self.pending.extend_from_slice(chunk);
         }
+    }
+
+    /// Lines dropped for exceeding [`MAX_LINE`] since the last call.
+    pub fn take_oversized(&mut self) -> u64 {
+        std::mem::take(&mut self.oversized)
     }
 
     /// The stream ended: a last line without a newline is still a line.
@@ -110,6 +115,10 @@ impl SseDecoder {
                 f(data);
             }
         });
+    }
+
+    pub fn take_oversized(&mut self) -> u64 {
+        self.lines.take_oversized()
     }
 
     pub fn finish(&mut self, mut f: impl FnMut(&[u8])) {
@@ -156,6 +165,20 @@ mod tests {
         }
         lb.finish(|l| out.push(String::from_utf8_lossy(l).into_owned()));
         assert_eq!(out, ["abc", "def", "", "gh"]);
+    }
+
+    #[test]
+    fn an_endless_line_is_dropped_and_counted_not_buffered() {
+        let mut lb = LineBuffer::new();
+        let mut out = Vec::new();
+        let junk = vec![b'x'; MAX_LINE / 2 + 1];
+        lb.push(&junk, |l| out.push(l.len()));
+        lb.push(&junk, |l| out.push(l.len()));
+        lb.push(b"\nok\n", |l| out.push(l.len()));
+        assert_eq!(lb.take_oversized(), 1);
+        assert_eq!(lb.take_oversized(), 0);
+        // The remainder of the dropped line ends at its newline; then all is normal.
+        assert_eq!(out.last(), Some(&2));
     }
 
     #[test]

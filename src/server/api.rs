@@ -198,6 +198,11 @@ pub async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Respon
             "Log sessions reopened",
             &c.session_reconnects,
         ),
+        (
+            "dynoguard_session_lines_total",
+            "Lines read from log sessions",
+            &c.session_lines,
+        ),
     ];
     for (name, help, v) in counters {
         let _ = writeln!(
