@@ -25,23 +25,35 @@ fn load() -> Vec<Vec<u8>> {
     }
 }
 
-fn frames_in(bodies: &[Vec<u8>]) -> usize {
-    bodies
+/// The bodies and their counts: every bench reports lines/s and bytes/s.
+struct Corpus {
+    bodies: Vec<Vec<u8>>,
+    lines: usize,
+    bytes: usize,
+}
+
+fn corpus() -> Corpus {
+    let bodies = load();
+    let lines = bodies
         .iter()
         .map(|b| ingest::logplex::Frames::new(b).count())
-        .sum()
+        .sum();
+    let bytes = bodies.iter().map(Vec::len).sum();
+    Corpus {
+        bodies,
+        lines,
+        bytes,
+    }
 }
 
 #[divan::bench(sample_count = 30)]
 fn drain_bodies(b: Bencher) {
-    let bodies = load();
-    let lines = frames_in(&bodies);
-    let bytes: usize = bodies.iter().map(Vec::len).sum();
-    b.counter(ItemsCount::new(lines))
-        .counter(BytesCount::new(bytes))
+    let c = corpus();
+    b.counter(ItemsCount::new(c.lines))
+        .counter(BytesCount::new(c.bytes))
         .bench(|| {
             let mut n = 0u64;
-            for body in &bodies {
+            for body in &c.bodies {
                 n += ingest::drain_body(black_box(body), |o| {
                     black_box(o);
                 })
@@ -53,14 +65,12 @@ fn drain_bodies(b: Bencher) {
 
 #[divan::bench(sample_count = 30)]
 fn framing_only(b: Bencher) {
-    let bodies = load();
-    let lines = frames_in(&bodies);
-    let bytes: usize = bodies.iter().map(Vec::len).sum();
-    b.counter(ItemsCount::new(lines))
-        .counter(BytesCount::new(bytes))
+    let c = corpus();
+    b.counter(ItemsCount::new(c.lines))
+        .counter(BytesCount::new(c.bytes))
         .bench(|| {
             let mut n = 0usize;
-            for body in &bodies {
+            for body in &c.bodies {
                 n += ingest::logplex::Frames::new(black_box(body)).count();
             }
             n
@@ -70,9 +80,8 @@ fn framing_only(b: Bencher) {
 #[divan::bench(sample_count = 30)]
 fn text_lines(b: Bencher) {
     // The same messages as `heroku logs` text lines (log sessions).
-    let bodies = load();
     let mut text = Vec::new();
-    for body in &bodies {
+    for body in &corpus().bodies {
         for p in ingest::logplex::Frames::new(body) {
             if let Some(r) = ingest::logplex::parse_record(p) {
                 text.extend_from_slice(r.timestamp);

@@ -252,11 +252,11 @@ fn type_policy(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::Megabytes;
 
-    fn env(pairs: &[(&str, &str)]) -> Env {
+    pub(crate) fn env(pairs: &[(&str, &str)]) -> Env {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

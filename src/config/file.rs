@@ -630,13 +630,7 @@ fn types(cx: &mut Ctx<'_>, key: &str, v: &Option<Spanned<Vec<String>>>) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> Env {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::config::env::tests::env;
 
     const MIN: &str = "[server]\nport = 7000\ndrain_password = \"${PW}\"\n\n[[app]]\nname = \"a\"\napi_token = \"t\"\n";
 

@@ -254,18 +254,7 @@ pub async fn wait_until(mut f: impl FnMut() -> bool) {
 
 /// A child process killed when dropped, so that a failing test never leaves
 /// a `dynoguard serve` running (and CI waiting on it).
-pub struct KillOnDrop(pub Option<std::process::Child>);
-
-impl KillOnDrop {
-    pub fn id(&self) -> u32 {
-        self.0.as_ref().map_or(0, std::process::Child::id)
-    }
-
-    /// Takes the child out (the caller now waits for it).
-    pub fn take(&mut self) -> std::process::Child {
-        self.0.take().expect("child taken once")
-    }
-}
+struct KillOnDrop(Option<std::process::Child>);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -273,5 +262,81 @@ impl Drop for KillOnDrop {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// The real `dynoguard serve` binary on a free loopback port with its own
+/// temp SQLite and no reachable Platform API (`HEROKU_API_URL` is a closed
+/// port). `env` adds the configuration.
+pub struct ServeProcess {
+    pub port: u16,
+    child: KillOnDrop,
+    _dir: tempfile::TempDir,
+}
+
+impl ServeProcess {
+    /// Starts it and waits until `/healthz` answers.
+    pub async fn start(env: &[(&str, &str)]) -> Self {
+        install_crypto();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dynoguard"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("PORT", port.to_string())
+            .env("HEROKU_API_URL", "http://127.0.0.1:9")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("d.db").display()),
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let p = Self {
+            port,
+            child: KillOnDrop(Some(cmd.spawn().expect("dynoguard starts"))),
+            _dir: dir,
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if client
+                .get(p.url("/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return p;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("dynoguard did not come up");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Sends SIGTERM and returns the exit status and output once it exited
+    /// (10 s at most).
+    pub async fn sigterm(mut self) -> std::process::Output {
+        let mut child = self.child.0.take().expect("running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        for _ in 0..200 {
+            if child.try_wait().expect("waitable").is_some() {
+                return child.wait_with_output().expect("output");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.child.0 = Some(child);
+        panic!("dynoguard did not exit after SIGTERM");
     }
 }

@@ -28,6 +28,19 @@ fn replay(input: &[u8], env: &[(&str, &str)]) -> (i32, Vec<serde_json::Value>, S
     )
 }
 
+/// `(event, reason)` of each event, for comparing decision sequences.
+fn kinds(events: &[serde_json::Value]) -> Vec<(&str, &str)> {
+    events
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap_or("?"),
+                e["reason"].as_str().unwrap_or(""),
+            )
+        })
+        .collect()
+}
+
 fn fixture(name: &str) -> Vec<u8> {
     crate::helpers::fixture(name)
 }
@@ -50,15 +63,7 @@ fn dark_knight_out_of_memory_then_new_dyno() {
     log.extend(fixture("web.1.new_dyno.out_of_memory"));
     let (code, events, err) = replay(&log, &[("APP_ID_OR_NAME", "todo")]);
     assert_eq!(code, 0, "{err}");
-    let kinds: Vec<_> = events
-        .iter()
-        .map(|e| {
-            (
-                e["event"].as_str().unwrap(),
-                e["reason"].as_str().unwrap_or(""),
-            )
-        })
-        .collect();
+    let kinds = kinds(&events);
     assert_eq!(
         kinds,
         [
@@ -83,15 +88,7 @@ fn dark_knight_out_of_memory_then_new_dyno() {
 fn dark_knight_r14_fixture_restarts_on_r14() {
     let (code, events, err) = replay(&fixture("web.1.restarting"), &[]);
     assert_eq!(code, 0, "{err}");
-    let kinds: Vec<_> = events
-        .iter()
-        .map(|e| {
-            (
-                e["event"].as_str().unwrap(),
-                e["reason"].as_str().unwrap_or(""),
-            )
-        })
-        .collect();
+    let kinds = kinds(&events);
     assert_eq!(kinds, [("r14", ""), ("restart", "r14"), ("recovered", "")]);
     assert_eq!(
         events[2]["instance"],

@@ -1,7 +1,5 @@
 //! The service as a process: state across restarts of dynoguard, signals.
 
-use std::time::Duration;
-
 use dynoguard::config::{self, env::Need};
 
 use crate::helpers::*;
@@ -66,63 +64,14 @@ async fn a_claim_held_elsewhere_stops_the_restart() {
 
 #[tokio::test]
 async fn sigterm_stops_the_binary_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    install_crypto();
-    let mut guard = KillOnDrop(Some(
-        std::process::Command::new(env!("CARGO_BIN_EXE_dynoguard"))
-            .arg("serve")
-            .env_clear()
-            .env("APP_ID_OR_NAME", APP)
-            .env("AUTH_TOKEN", TOKEN)
-            .env("DRAIN_PASSWORD", PASSWORD)
-            .env("PORT", port.to_string())
-            .env("HEROKU_API_URL", "http://127.0.0.1:9")
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}", dir.path().join("d.db").display()),
-            )
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    ));
-    let client = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..200 {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await
-            && r.status() == 200
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "dynoguard did not come up");
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &guard.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut exited = None;
-    let child = guard.0.as_mut().expect("running");
-    for _ in 0..200 {
-        if let Some(s) = child.try_wait().unwrap() {
-            exited = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let Some(exit) = exited else {
-        panic!("dynoguard did not exit after SIGTERM");
-    };
-    let out = guard.take().wait_with_output().unwrap();
+    let serve = ServeProcess::start(&[
+        ("APP_ID_OR_NAME", APP),
+        ("AUTH_TOKEN", TOKEN),
+        ("DRAIN_PASSWORD", PASSWORD),
+    ])
+    .await;
+    let out = serve.sigterm().await;
+    let exit = out.status;
     let log = String::from_utf8_lossy(&out.stdout);
     assert!(exit.success(), "exit {exit:?}; log: {log}");
     assert!(log.contains("stopped"), "{log}");
@@ -182,64 +131,23 @@ async fn two_replicas_sharing_postgres_restart_once() {
 /// Runs the real binary in dry run with `LOG_FORMAT`, posts an over-quota
 /// sample, stops it and returns its stdout.
 async fn run_binary_log(format: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    install_crypto();
-    let mut guard = KillOnDrop(Some(
-        std::process::Command::new(env!("CARGO_BIN_EXE_dynoguard"))
-            .arg("serve")
-            .env_clear()
-            .env("APP_ID_OR_NAME", APP)
-            .env("DRAIN_PASSWORD", PASSWORD)
-            .env("DYNOGUARD_DRY_RUN", "1")
-            .env("LOG_FORMAT", format)
-            .env("PORT", port.to_string())
-            .env("HEROKU_API_URL", "http://127.0.0.1:9")
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}", dir.path().join("d.db").display()),
-            )
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    ));
-    let client = reqwest::Client::new();
-    let mut posted = false;
-    for _ in 0..200 {
-        let r = client
-            .post(format!("http://127.0.0.1:{port}/logs"))
-            .basic_auth("u", Some(PASSWORD))
-            .body(sample("web.1", UUID_A, 768.0, 512.0))
-            .send()
-            .await;
-        if r.is_ok_and(|r| r.status() == 204) {
-            posted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(posted, "dynoguard did not come up");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    std::process::Command::new("kill")
-        .args(["-TERM", &guard.id().to_string()])
-        .status()
-        .unwrap();
-    let child = guard.0.as_mut().expect("running");
-    for _ in 0..200 {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        child.try_wait().unwrap().is_some(),
-        "dynoguard did not exit after SIGTERM"
-    );
-    let out = guard.take().wait_with_output().unwrap();
+    let serve = ServeProcess::start(&[
+        ("APP_ID_OR_NAME", APP),
+        ("DRAIN_PASSWORD", PASSWORD),
+        ("DYNOGUARD_DRY_RUN", "1"),
+        ("LOG_FORMAT", format),
+    ])
+    .await;
+    let r = reqwest::Client::new()
+        .post(serve.url("/logs"))
+        .basic_auth("u", Some(PASSWORD))
+        .body(sample("web.1", UUID_A, 768.0, 512.0))
+        .send()
+        .await
+        .expect("posted");
+    assert_eq!(r.status(), 204);
+    // The event line is written before the 204 goes out: no wait needed.
+    let out = serve.sigterm().await;
     assert!(out.status.success());
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
