@@ -98,22 +98,22 @@ impl Reason {
         }
     }
 
+    pub const ALL: [Reason; 11] = [
+        Self::Threshold,
+        Self::R14,
+        Self::R15,
+        Self::Swap,
+        Self::Predicted,
+        Self::Retry,
+        Self::Window,
+        Self::SameInstance,
+        Self::Deferred,
+        Self::DryRun,
+        Self::TypeNotWatched,
+    ];
+
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Threshold,
-            Self::R14,
-            Self::R15,
-            Self::Swap,
-            Self::Predicted,
-            Self::Retry,
-            Self::Window,
-            Self::SameInstance,
-            Self::Deferred,
-            Self::DryRun,
-            Self::TypeNotWatched,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == s)
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
     }
 }
 
@@ -244,6 +244,18 @@ impl fmt::Display for Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_round_trip_and_match_serde() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        for r in Reason::ALL {
+            assert_eq!(Reason::parse(r.as_str()), Some(r));
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+    }
 
     #[test]
     fn json_shape_matches_spec() {
