@@ -58,11 +58,31 @@ pub struct DrainState {
     shared: Arc<Shared>,
     frame_ids: Arc<Mutex<FrameIdCache>>,
     warned_count: Arc<AtomicBool>,
+    /// The app a shared `/logs` serves when no drain token picks one: the
+    /// one drained app (the dark_knight set-up), if there is exactly one.
+    /// Fixed by the configuration, so worked out once.
+    untokened: Option<Arc<AppRuntime>>,
+    /// The same for batches with an unknown token: an app that has a drain
+    /// token of its own does not take those.
+    unknown_token: Option<Arc<AppRuntime>>,
 }
 
 impl DrainState {
     pub fn new(shared: Arc<Shared>) -> Self {
+        let only = |with_token: bool| {
+            let mut drained = shared
+                .apps
+                .iter()
+                .filter(|a| a.config.source == Source::Drain)
+                .filter(|a| !with_token || a.config.drain_token.is_none());
+            match (drained.next(), drained.next()) {
+                (Some(a), None) => Some(a.clone()),
+                _ => None,
+            }
+        };
         Self {
+            untokened: only(false),
+            unknown_token: only(true),
             shared,
             frame_ids: Arc::new(Mutex::new(FrameIdCache::new(16 * 1024))),
             warned_count: Arc::new(AtomicBool::new(false)),
@@ -74,26 +94,16 @@ pub async fn post_logs(State(st): State<DrainState>, headers: HeaderMap, body: B
     let token = headers
         .get("logplex-drain-token")
         .and_then(|v| v.to_str().ok());
-    let by_token = token.and_then(|t| {
-        st.shared
+    let app = match token {
+        None => st.untokened.clone(),
+        Some(t) => st
+            .shared
             .apps
             .iter()
             .find(|a| a.config.drain_token.as_deref() == Some(t))
-    });
-    // Otherwise the one drained app (the dark_knight set-up) — unless it has
-    // a drain token of its own and the batch carries another one.
-    let candidates: Vec<&Arc<AppRuntime>> = st
-        .shared
-        .apps
-        .iter()
-        .filter(|a| a.config.source == Source::Drain)
-        .filter(|a| token.is_none() || a.config.drain_token.is_none())
-        .collect();
-    let only_drained = match candidates.as_slice() {
-        [only] => Some(*only),
-        _ => None,
+            .cloned()
+            .or_else(|| st.unknown_token.clone()),
     };
-    let app = by_token.or(only_drained).cloned();
     handle(st, app, &headers, body)
 }
 
