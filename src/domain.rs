@@ -119,7 +119,9 @@ impl Megabytes {
             (s, 1.0)
         };
         let v: f64 = num.trim().parse().ok()?;
-        (v.is_finite() && v >= 0.0).then_some(Self(v * mult))
+        // `1e308GB` overflows to infinity once scaled: check the product.
+        let mb = v * mult;
+        (mb.is_finite() && mb >= 0.0).then_some(Self(mb))
     }
 }
 

@@ -1,48 +1,39 @@
 //! dynoguard watches the memory of Heroku dynos and restarts a dyno before it
 //! swaps itself into uselessness.
 //!
-//! # Layout, in the order data flows
+//! # Layout: ingest → decide → act, with the service and the commands around it
 //!
-//! * [`ingest`] — bytes → [`ingest::LogRecord`]: Logplex drain framing
-//!   (octet counts, resynchronisation) and log-session text lines (partial
-//!   lines carried across chunks, server-sent events).
-//! * [`heroku_line`] — record → [`heroku_line::Observation`]: runtime-metrics
-//!   samples (current and legacy), R14/R15, state changes, L10. Everything
-//!   else is dropped as cheaply as possible.
-//! * [`policy`] — every knob in one struct and the pure restart decision.
-//! * [`watch`] — per-app dyno state: observations in, [`events::Event`]s out.
-//!   Pure: no I/O, no clock, no async.
-//! * [`events`] — typed decision events and their text / JSON / Slack forms.
-//! * [`config`] — environment (dark_knight) and TOML (whacamole) configuration.
-//! * [`replay`] — a saved log through the same core, the log's clock.
+//! * [`ingest`] — bytes → [`ingest::LogRecord`] → [`ingest::heroku_line::Observation`]:
+//!   Logplex drain framing (octet counts trusted when they land, resync when
+//!   they do not), log-session text lines, and the platform lines that matter
+//!   (runtime-metrics samples, R14/R15, state changes, L10/L11).
+//! * [`decide`] — the pure core: every knob ([`decide::policy::Policy`]), the
+//!   per-app dyno state ([`decide::watch::Watcher`]), the events it says, and
+//!   the [`decide::engine::Engine`] that turns observations into events and
+//!   restart orders on the log's own clock. No I/O, no wall clock, no async.
+//!   `serve`, `replay` and `demo` all decide through this one path.
+//! * [`act`] — what the orders do: the restarter (re-check → claim → call →
+//!   record), the Platform API client, the notifiers and the reporter.
+//! * [`service`] — `dynoguard serve`: the wiring (`App::build`), the HTTP
+//!   server, log sessions and the background tasks.
+//! * [`commands`] — the other subcommands: `check`, `replay`, `setup`, `demo`.
 //!
-//! The edges, which do I/O: [`heroku_api`] (Platform API client), [`store`]
-//! (SQLite / PostgreSQL), [`restart`] (claim → call → record), [`notify`]
-//! (Slack, webhooks), [`session`] (log-session streams), [`server`] (axum),
-//! [`tasks`] (batched writes, self-test, pruning, quota refresh),
-//! [`app`] (wiring; `App::build`), and [`sim`] (the simulated Heroku used by
-//! tests, the demo and the benchmarks).
+//! Beside the pipeline: [`domain`] (newtypes parsed once), [`config`]
+//! (environment and TOML), [`store`] (SQLite / PostgreSQL), [`sim`] (the
+//! simulated Heroku used by tests, the demo and the benchmarks), [`cli`] and
+//! [`telemetry`].
+//!
+//! Imports run one way: `ingest` and `decide` never reach into `act`,
+//! `service` or `commands`; `act` never reaches into `service`.
 
-pub mod app;
-pub mod check;
+pub mod act;
 pub mod cli;
+pub mod commands;
 pub mod config;
-pub mod demo;
+pub mod decide;
 pub mod domain;
-pub mod events;
-pub mod heroku_api;
-pub mod heroku_line;
 pub mod ingest;
-pub mod notify;
-pub mod policy;
-pub mod replay;
-pub mod report;
-pub mod restart;
-pub mod server;
-pub mod session;
-pub mod setup;
+pub mod service;
 pub mod sim;
 pub mod store;
-pub mod tasks;
 pub mod telemetry;
-pub mod watch;

@@ -54,14 +54,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(p) => {
                     let f = std::fs::File::open(p)
                         .with_context(|| format!("opening {}", p.display()))?;
-                    dynoguard::replay::run(app, BufReader::new(f), std::io::stdout().lock())?
+                    dynoguard::commands::replay::run(
+                        app,
+                        BufReader::new(f),
+                        std::io::stdout().lock(),
+                    )?
                 }
             };
             eprintln!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => {
-            let problems = dynoguard::check::run(
+            let problems = dynoguard::commands::check::run(
                 cli.config.as_deref(),
                 &config::env::snapshot(),
                 &mut std::io::stdout().lock(),
@@ -78,7 +82,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cfg.server.port = p;
             }
             dynoguard::telemetry::init(cfg.log_format);
-            runtime()?.block_on(dynoguard::app::serve_until_signal(cfg))?;
+            runtime()?.block_on(dynoguard::service::serve_until_signal(cfg))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Setup {
@@ -88,7 +92,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             dynoguard::telemetry::init_stderr();
             let env = config::env::snapshot();
-            runtime()?.block_on(dynoguard::setup::run(&env, &app, &drain_url, dry_run))?;
+            runtime()?.block_on(dynoguard::commands::setup::run(
+                &env, &app, &drain_url, dry_run,
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {
@@ -120,22 +126,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .into());
             }
             dynoguard::telemetry::init_demo(std::io::stdout().is_terminal());
-            let opts = dynoguard::demo::DemoOptions {
+            let opts = dynoguard::commands::demo::DemoOptions {
                 duration,
                 dynos,
                 speed,
                 port: port.unwrap_or(0),
                 color: std::io::stdout().is_terminal(),
             };
-            runtime()?.block_on(dynoguard::demo::run(opts))?;
+            runtime()?.block_on(dynoguard::commands::demo::run(opts))?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn replay_stdin(app: &dynoguard::config::AppConfig) -> anyhow::Result<dynoguard::replay::Summary> {
+fn replay_stdin(
+    app: &dynoguard::config::AppConfig,
+) -> anyhow::Result<dynoguard::commands::replay::Summary> {
     let stdin = std::io::stdin().lock();
-    dynoguard::replay::run(app, stdin, std::io::stdout().lock())
+    dynoguard::commands::replay::run(app, stdin, std::io::stdout().lock())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -39,7 +39,7 @@ pub fn init_demo(color: bool) {
         .with_ansi(color)
         .with_env_filter(
             EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("warn,dynoguard::report=info")),
+                .unwrap_or_else(|_| EnvFilter::new("warn,dynoguard::act::report=info")),
         )
         .with_target(false)
         .without_time()

@@ -2,8 +2,8 @@
 #![no_main]
 
 use dynoguard::domain::AppName;
-use dynoguard::policy::AppPolicy;
-use dynoguard::watch::Watcher;
+use dynoguard::decide::policy::AppPolicy;
+use dynoguard::decide::watch::Watcher;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -10,8 +10,8 @@ use super::{
     DEFAULT_HEROKU_API_URL, DEFAULT_PORT, LogFormat, NotifyConfig, NotifyKind, Problem,
     ServerConfig, Source, parse_duration,
 };
+use crate::decide::policy::{AppPolicy, DynoTypes, Policy, Threshold};
 use crate::domain::AppName;
-use crate::policy::{AppPolicy, DynoTypes, Policy, Threshold};
 
 /// A snapshot of the environment (tests pass their own).
 pub type Env = BTreeMap<String, String>;
@@ -155,7 +155,7 @@ pub fn from_env(env: &Env, need: Need) -> Result<Config, ConfigError> {
             notify.push(NotifyConfig {
                 kind: NotifyKind::Slack,
                 url: SecretString::from(url.to_owned()),
-                events: vec![crate::events::EventKind::Restart],
+                events: vec![crate::decide::events::EventKind::Restart],
                 secret: None,
             });
         } else {

@@ -19,9 +19,9 @@ use super::{
     DEFAULT_HEROKU_API_URL, DEFAULT_PORT, LogFormat, NotifyConfig, NotifyKind, Problem,
     ServerConfig, Source, parse_duration,
 };
+use crate::decide::events::EventKind;
+use crate::decide::policy::{AppPolicy, DynoTypes, Parallelism, Policy, Threshold};
 use crate::domain::{AppName, Megabytes};
-use crate::events::EventKind;
-use crate::policy::{AppPolicy, DynoTypes, Parallelism, Policy, Threshold};
 
 /// A string or a number (`threshold = 1000` and `threshold = "95%"`).
 #[derive(Debug, Deserialize, Clone)]

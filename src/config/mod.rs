@@ -10,9 +10,9 @@ use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::decide::events::EventKind;
+use crate::decide::policy::AppPolicy;
 use crate::domain::AppName;
-use crate::events::EventKind;
-use crate::policy::AppPolicy;
 
 pub const DEFAULT_PORT: u16 = 5000;
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://dynoguard.db";

@@ -1,14 +1,18 @@
 //! HTTPS-drain bodies: RFC 6587 octet-counted RFC 5424 frames as Logplex sends
-//! them (`LEN <PRI>1 TIMESTAMP host APP PROCID - MSG\n`, no structured data).
+//! them (`LEN <PRI>V TIMESTAMP host APP PROCID - MSG\n`, no structured data).
 //!
-//! Frames are cut by their octet count, never by newline. Real senders get the
-//! count wrong (hand-edited fixtures one byte short, proxies re-joining lines,
-//! absurd lengths), and some bodies are plain newline-separated syslog. When a
-//! count does not land on a frame boundary we resynchronise on the next
-//! `LEN <PRI>1 ` (or bare `<PRI>1 ` at a line start) and skip only the broken
-//! bytes, so every good frame in a batch is kept.
+//! Frames are cut by their octet count, never by newline. **A count that lands
+//! on a frame boundary (or the end of the body) is authoritative**: nothing
+//! inside that frame is ever parsed as another frame, whatever an application
+//! logged into it. Real senders get the count wrong (hand-edited fixtures one
+//! byte short, proxies re-joining lines, absurd lengths), and some bodies are
+//! plain newline-separated syslog; only when a count does *not* land do we
+//! re-measure by line and resynchronise on the next `LEN <PRI>V ` (or bare
+//! `<PRI>V ` at a line start), skipping only the broken bytes. VERSION is any
+//! one or two digits (`<40>2 ` is seen in real bodies), and frames may follow
+//! each other with no newline between them.
 
-use memchr::{memchr, memchr_iter};
+use memchr::memchr;
 
 use super::LogRecord;
 
@@ -104,16 +108,8 @@ impl<'a> Iterator for Frames<'a> {
                 Some(len) => {
                     let stated = start.saturating_add(len);
                     if stated <= self.buf.len() && self.ends_cleanly(stated) {
-                        // The count lands on a boundary, but a too-long count can
-                        // swallow the next frame: a newline followed by a frame
-                        // start inside the payload means exactly that.
-                        match swallowed_frame(self.buf, start, stated) {
-                            Some(cut) => {
-                                self.stats.repaired += 1;
-                                cut
-                            }
-                            None => stated,
-                        }
+                        // The count lands: it is the frame, whatever it holds.
+                        stated
                     } else {
                         self.stats.repaired += 1;
                         self.end_by_line(start)
@@ -143,7 +139,7 @@ struct Boundary {
 /// few hundred KiB; anything longer is a broken count and is re-measured.
 const MAX_DIGITS: usize = 8;
 
-/// Recognises `LEN <PRI>1 ` or `<PRI>1 ` at `at`.
+/// Recognises `LEN <PRI>V ` or `<PRI>V ` at `at`.
 fn boundary_at(buf: &[u8], at: usize) -> Option<Boundary> {
     let rest = buf.get(at..)?;
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -169,13 +165,19 @@ fn boundary_at(buf: &[u8], at: usize) -> Option<Boundary> {
     })
 }
 
-/// `<PRI>1 ` with PRI of one to three digits.
-fn is_pri_version(b: &[u8]) -> bool {
+/// `<PRI>V ` with PRI of one to three digits and VERSION of one or two
+/// (RFC 5424 allows up to three; senders use `1`, and `2`/`3` are seen).
+pub(crate) fn is_pri_version(b: &[u8]) -> bool {
     if b.first() != Some(&b'<') {
         return false;
     }
     let digits = b[1..].iter().take_while(|c| c.is_ascii_digit()).count();
-    (1..=3).contains(&digits) && b[1 + digits..].starts_with(b">1 ")
+    if !(1..=3).contains(&digits) || b.get(1 + digits) != Some(&b'>') {
+        return false;
+    }
+    let rest = &b[2 + digits..];
+    let version = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    (1..=2).contains(&version) && rest[0] != b'0' && rest.get(version) == Some(&b' ')
 }
 
 /// The next boundary at or after `from` that starts a line or follows a
@@ -204,15 +206,6 @@ fn next_boundary(buf: &[u8], from: usize) -> Option<usize> {
         search = lt + 1;
     }
     None
-}
-
-/// A newline inside `[start, stated)` followed by a frame start means the
-/// stated count ran into the next frame: returns where to cut.
-fn swallowed_frame(buf: &[u8], start: usize, stated: usize) -> Option<usize> {
-    let body = &buf[start..stated.saturating_sub(1).max(start)];
-    memchr_iter(b'\n', body)
-        .map(|i| start + i + 1)
-        .find(|&after| boundary_at(buf, after).is_some_and(|b| b.len.is_some()))
 }
 
 fn trim_line_end(mut b: &[u8]) -> &[u8] {
@@ -299,11 +292,25 @@ mod tests {
     }
 
     #[test]
-    fn count_too_long_swallowing_next_frame() {
+    fn a_count_that_lands_is_authoritative_even_over_a_frame_inside() {
+        // The count covers A, a newline and a whole frame: it lands on the
+        // next frame, so it is one frame. What is inside is never split out.
         let second = frame(B);
         let body = format!("{} {A}\n{second}{}", A.len() + 1 + second.len(), frame(A));
-        let (v, _) = payloads(body.as_bytes());
-        assert_eq!(v, vec![A, B, A]);
+        let (v, s) = payloads(body.as_bytes());
+        assert_eq!(v, vec![format!("{A}\n{}", second.trim_end()), A.to_owned()]);
+        assert_eq!(s.repaired, 0);
+    }
+
+    #[test]
+    fn any_version_and_no_newline_between_frames() {
+        let p2 = "<40>2 2023-02-13T22:12:51Z host heroku web.1 - State changed from up to down";
+        let p3 = "<190>13 2023-02-13T22:12:51Z host app web.1 - hello";
+        let body = format!("{} {A}{} {p2}{} {p3}", A.len(), p2.len(), p3.len());
+        let (v, s) = payloads(body.as_bytes());
+        assert_eq!(v, vec![A, p2, p3]);
+        assert_eq!(s.rejected + s.repaired, 0);
+        assert!(!is_pri_version(b"<40>0 x") && !is_pri_version(b"<40>123 x"));
     }
 
     #[test]
@@ -361,11 +368,11 @@ mod tests {
 #[cfg(test)]
 mod fixture_tests {
     use super::*;
-    use crate::heroku_line::{ObservationKind, observe};
+    use crate::ingest::heroku_line::{ObservationKind, observe};
 
     fn fixture(name: &str) -> Vec<u8> {
         let p = format!(
-            "{}/../shared/fixtures/dark_knight/{name}",
+            "{}/tests/fixtures/dark_knight/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
@@ -385,10 +392,7 @@ mod fixture_tests {
 
     #[test]
     fn every_fixture_parses() {
-        let dir = format!(
-            "{}/../shared/fixtures/dark_knight",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let dir = format!("{}/tests/fixtures/dark_knight", env!("CARGO_MANIFEST_DIR"));
         let mut n = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let body = std::fs::read(entry.unwrap().path()).unwrap();
@@ -475,7 +479,7 @@ mod properties {
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let mut f = Frames::new(&bytes);
             for p in f.by_ref() {
-                let _ = parse_record(p).map(|r| crate::heroku_line::observe(&r));
+                let _ = parse_record(p).map(|r| crate::ingest::heroku_line::observe(&r));
             }
             let _ = f.stats();
         }

@@ -8,6 +8,7 @@
 //! Both produce a [`LogRecord`] that borrows from the input: nothing is copied
 //! until a line is known to matter.
 
+pub mod heroku_line;
 pub mod logplex;
 pub mod text;
 
@@ -64,7 +65,7 @@ mod tests {
     }
 }
 
-use crate::heroku_line::{self, Observation};
+use heroku_line::Observation;
 
 /// What one body or stream yielded, for metrics and the replay summary.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

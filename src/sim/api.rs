@@ -265,7 +265,8 @@ async fn api(
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
-    if headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) != Some(crate::heroku_api::ACCEPT)
+    if headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())
+        != Some(crate::act::heroku_api::ACCEPT)
     {
         return error(
             StatusCode::NOT_ACCEPTABLE,

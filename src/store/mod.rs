@@ -24,6 +24,24 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// What a claim stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimKind {
+    /// The restart call is in flight (short; renewed per attempt).
+    Lease,
+    /// The restart happened: no other restart of the dyno in the window.
+    Window,
+}
+
+impl ClaimKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Lease => "lease",
+            Self::Window => "window",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Store {
     Sqlite(SqlitePool),
@@ -144,9 +162,12 @@ impl Store {
         on_pool!(self, p => p.close().await);
     }
 
-    /// Atomically claims the restart of `app`/`dyno` until `expires_at`
-    /// (unix ms). Succeeds if there is no claim or the existing one expired
-    /// at or before `now`. With PostgreSQL, exactly one replica wins.
+    /// Atomically claims the restart of `app`/`dyno` (a lease) until
+    /// `expires_at` (unix ms). Succeeds if there is no claim, the existing one
+    /// expired at or before `now`, or it is the window of a restart of
+    /// another instance (each replica's engine enforces windows on log time;
+    /// the claim only keeps two replicas from restarting one instance). With
+    /// PostgreSQL, exactly one replica wins.
     pub async fn try_claim(
         &self,
         app: &str,
@@ -156,13 +177,50 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<bool, StoreError> {
-        const SQL: &str = "INSERT INTO claims (app, dyno, instance, holder, expires_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (app, dyno) DO UPDATE SET instance = excluded.instance, holder = excluded.holder, expires_at = excluded.expires_at \
-             WHERE claims.expires_at <= $6";
+        const SQL: &str = "INSERT INTO claims (app, dyno, instance, holder, expires_at, kind) VALUES ($1, $2, $3, $4, $5, 'lease') \
+             ON CONFLICT (app, dyno) DO UPDATE SET instance = excluded.instance, holder = excluded.holder, expires_at = excluded.expires_at, kind = 'lease' \
+             WHERE claims.expires_at <= $6 OR (claims.kind = 'window' AND claims.instance IS DISTINCT FROM excluded.instance)";
         let n = on_pool!(self, p => sqlx::query(SQL)
             .bind(app).bind(dyno).bind(instance).bind(holder).bind(expires_at).bind(now)
             .execute(p).await?.rows_affected());
         Ok(n == 1)
+    }
+
+    /// Renews this holder's claim, or turns its lease into the window.
+    pub async fn extend_claim(
+        &self,
+        app: &str,
+        dyno: &str,
+        holder: &str,
+        expires_at: i64,
+        kind: ClaimKind,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE claims SET expires_at = $1, kind = $2 WHERE app = $3 AND dyno = $4 AND holder = $5";
+        on_pool!(self, p => { sqlx::query(SQL).bind(expires_at).bind(kind.as_str()).bind(app).bind(dyno).bind(holder).execute(p).await?; });
+        Ok(())
+    }
+
+    /// Frees the leases an earlier run of this process left behind (it
+    /// crashed or was killed mid-call): the logs will show whether the dyno
+    /// still needs a restart. Holders are `{host}-{random}`.
+    pub async fn take_over_leases(&self, host_prefix: &str) -> Result<u64, StoreError> {
+        const SQL: &str = "DELETE FROM claims WHERE kind = 'lease' AND substr(holder, 1, $1) = $2";
+        let prefix = format!("{host_prefix}-");
+        let len = prefix.chars().count() as i64;
+        Ok(
+            on_pool!(self, p => sqlx::query(SQL).bind(len).bind(prefix).execute(p).await?.rows_affected()),
+        )
+    }
+
+    /// The claim on a dyno, if any: `(holder, kind, expires_at)`.
+    pub async fn claim(
+        &self,
+        app: &str,
+        dyno: &str,
+    ) -> Result<Option<(String, String, i64)>, StoreError> {
+        const SQL: &str =
+            "SELECT holder, kind, expires_at FROM claims WHERE app = $1 AND dyno = $2";
+        Ok(on_pool!(self, p => sqlx::query_as(SQL).bind(app).bind(dyno).fetch_optional(p).await?))
     }
 
     /// Releases a claim this holder owns (the call failed: let a retry in).
@@ -204,7 +262,10 @@ impl Store {
     }
 
     /// Inserts events in one transaction.
-    pub async fn insert_events(&self, events: &[crate::events::Event]) -> Result<(), StoreError> {
+    pub async fn insert_events(
+        &self,
+        events: &[crate::decide::events::Event],
+    ) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }

@@ -6,8 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dynoguard::app::{App, Shared, Tuning};
 use dynoguard::config::{self, Config, env::Need};
+use dynoguard::service::{App, Shared, Tuning};
 use dynoguard::sim::{FakeHeroku, Recorded};
 use secrecy::SecretString;
 use tokio::sync::watch;
@@ -24,7 +24,7 @@ pub fn install_crypto() {
 
 pub fn fixture(name: &str) -> Vec<u8> {
     let path = format!(
-        "{}/../shared/fixtures/dark_knight/{name}",
+        "{}/tests/fixtures/dark_knight/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
@@ -35,9 +35,33 @@ pub fn frame(payload: &str) -> String {
     format!("{} {payload}\n", payload.len() + 1)
 }
 
+/// Now, as a log timestamp: strictly increasing from call to call, since
+/// decisions run on log time and a sample not newer than the last is stale.
+pub fn log_now() -> String {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = jiff::Timestamp::now().as_microsecond();
+    let prev = LAST.fetch_max(now, Ordering::SeqCst);
+    let t = if prev >= now {
+        LAST.fetch_add(1, Ordering::SeqCst) + 1
+    } else {
+        now
+    };
+    jiff::Timestamp::from_microsecond(t).unwrap().to_string()
+}
+
 pub fn sample_payload(dyno: &str, uuid: &str, total: f64, quota: f64) -> String {
+    sample_payload_at(dyno, uuid, total, quota, &log_now())
+}
+
+/// A sample logged at `at` (RFC 3339).
+pub fn sample_at(dyno: &str, uuid: &str, total: f64, quota: f64, at: &str) -> String {
+    frame(&sample_payload_at(dyno, uuid, total, quota, at))
+}
+
+pub fn sample_payload_at(dyno: &str, uuid: &str, total: f64, quota: f64, at: &str) -> String {
     format!(
-        "<134>1 2023-02-13T22:12:51.822974+00:00 host heroku {dyno} - source={dyno} dyno=heroku.15253441.{uuid} sample#memory_total={total:.2}MB sample#memory_rss={:.2}MB sample#memory_cache=4.55MB sample#memory_swap=0.00MB sample#memory_pgpgin=1651pages sample#memory_pgpgout=165pages sample#memory_quota={quota:.2}MB",
+        "<134>1 {at} host heroku {dyno} - source={dyno} dyno=heroku.15253441.{uuid} sample#memory_total={total:.2}MB sample#memory_rss={:.2}MB sample#memory_cache=4.55MB sample#memory_swap=0.00MB sample#memory_pgpgin=1651pages sample#memory_pgpgout=165pages sample#memory_quota={quota:.2}MB",
         total - 4.55
     )
 }
@@ -47,9 +71,7 @@ pub fn sample(dyno: &str, uuid: &str, total: f64, quota: f64) -> String {
 }
 
 pub fn platform(dyno: &str, msg: &str) -> String {
-    frame(&format!(
-        "<134>1 2023-02-14T22:40:09.731329+00:00 host heroku {dyno} - {msg}"
-    ))
+    frame(&format!("<134>1 {} host heroku {dyno} - {msg}", log_now()))
 }
 
 pub fn base_env(extra: &[(&str, &str)]) -> BTreeMap<String, String> {

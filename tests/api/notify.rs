@@ -1,7 +1,7 @@
 //! Slack and webhook notifications: payloads, signatures, failures.
 
 use dynoguard::config::{self, NotifyConfig, NotifyKind, env::Need};
-use dynoguard::events::EventKind;
+use dynoguard::decide::events::EventKind;
 use dynoguard::sim::FakeHeroku;
 use secrecy::SecretString;
 
@@ -79,7 +79,7 @@ async fn webhooks_get_the_json_event_signed() {
         let sig = h.header("x-dynoguard-signature").expect("signed");
         assert_eq!(
             sig,
-            dynoguard::notify::signature(b"s3cret", h.body.as_bytes())
+            dynoguard::act::notify::signature(b"s3cret", h.body.as_bytes())
         );
     }
     let restart: serde_json::Value = hooks

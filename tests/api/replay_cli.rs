@@ -121,7 +121,7 @@ fn whacamole_style_text_logs_with_an_absolute_threshold() {
 #[test]
 fn replay_reads_a_file_and_reports_a_missing_one() {
     let path = format!(
-        "{}/../shared/fixtures/dark_knight/web.1.out_of_memory",
+        "{}/tests/fixtures/dark_knight/web.1.out_of_memory",
         env!("CARGO_MANIFEST_DIR")
     );
     let out = Command::new(env!("CARGO_BIN_EXE_dynoguard"))

@@ -85,17 +85,39 @@ async fn a_failed_call_is_retried_with_backoff() {
 }
 
 #[tokio::test]
-async fn a_call_that_keeps_failing_releases_the_claim_for_the_next_sample() {
+async fn a_failing_call_backs_off_instead_of_retrying_on_every_sample() {
     let app = spawn_app().await;
-    // 4 attempts per order (default tuning), all fail.
-    app.fake.fail_restarts(&[500, 500, 500, 500]);
-    app.post_logs(sample("web.1", UUID_A, 768.0, 512.0)).await;
+    // An expired token: 401 is not worth an immediate retry.
+    app.fake.fail_restarts(&[401]);
+    // Log time in the past: a line more than a minute ahead of its arrival
+    // would be judged at its arrival time.
+    let t0 = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(5);
+    let at = |secs: i64| (t0 + jiff::SignedDuration::from_secs(secs)).to_string();
+    app.post_logs(sample_at("web.1", UUID_A, 768.0, 512.0, &at(0)))
+        .await;
     app.wait_for_event("restart_failed").await;
-    assert_eq!(app.fake.restarts().len(), 4);
-    // The next sample of the same instance tries again, and succeeds.
-    app.post_logs(sample("web.1", UUID_A, 780.0, 512.0)).await;
+    // Five more samples within the minute: no call, one `skipped backoff`.
+    for i in 1..=5 {
+        app.post_logs(sample_at("web.1", UUID_A, 770.0, 512.0, &at(i * 10)))
+            .await;
+    }
+    app.quiesce().await;
+    assert_eq!(app.fake.restarts().len(), 1);
+    let events = app.events().await;
+    let count = |kind: &str, reason: Option<&str>| {
+        events
+            .iter()
+            .filter(|e| e["event"] == kind && reason.is_none_or(|r| e["reason"] == r))
+            .count()
+    };
+    assert_eq!(count("restart_failed", None), 1, "{events:?}");
+    assert_eq!(count("skipped", Some("backoff")), 1, "{events:?}");
+    // After the backoff (log time), the next sample tries again: the claim
+    // was released, the call now succeeds.
+    app.post_logs(sample_at("web.1", UUID_A, 780.0, 512.0, &at(61)))
+        .await;
     app.wait_for_event("restart").await;
-    assert_eq!(app.fake.restarts().len(), 5);
+    assert_eq!(app.fake.restarts().len(), 2);
     let rows = app.shared.store.restarts(APP).await.unwrap();
     let outcomes: Vec<_> = rows.iter().map(|r| r.outcome.as_str()).collect();
     assert_eq!(outcomes, ["failed", "ok"]);
@@ -215,13 +237,27 @@ async fn r15_line_restarts_and_can_be_turned_off() {
 async fn a_batch_that_already_shows_the_replacement_restarts_nothing() {
     // dark_knight's whole fixture: R14, then Heroku restarting web.1 and the
     // new instance's first sample — all in one batch. Restarting now would
-    // restart the fresh instance: the re-check before acting prevents it.
+    // restart the fresh instance: the re-check before acting prevents it,
+    // says so (`skipped` / `replaced`), and claims no recovery it did not make.
     let app = spawn_app().await;
     app.post_logs(fixture("web.1.restarting")).await;
-    let events = app.wait_for_event("recovered").await;
+    let events = app.wait_for_event("skipped").await;
     assert!(events.iter().any(|e| e["event"] == "r14"));
+    let skipped = events.iter().find(|e| e["event"] == "skipped").unwrap();
+    assert_eq!(skipped["reason"], "replaced");
+    assert_eq!(skipped["instance"], "4cf08a3d-2f18-4746-baa3-8374af270390");
     app.quiesce().await;
     assert!(app.fake.restarts().is_empty());
+    assert!(app.events().await.iter().all(|e| e["event"] != "recovered"));
+    // The window was not consumed: the new instance going over is restarted.
+    app.post_logs(sample(
+        "web.1",
+        "5fb3210e-a52b-4d35-9620-cc5a2cb416d7",
+        600.0,
+        512.0,
+    ))
+    .await;
+    assert_eq!(app.wait_for_restarts(1).await.len(), 1);
     app.stop().await;
 }
 

@@ -2,8 +2,8 @@
 //! post real drain bodies; dynoguard restarts the leaking ones before R15
 //! and never the steady ones.
 
+use dynoguard::commands::demo::scaled_policy;
 use dynoguard::config::{self, env::Need};
-use dynoguard::demo::scaled_policy;
 use dynoguard::sim::FakeHeroku;
 use dynoguard::sim::fleet::{self, Curve, Delivery, FleetOptions};
 use tokio::sync::watch;

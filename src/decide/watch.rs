@@ -1,22 +1,47 @@
 //! Per-app dyno state: feeds observations to the policy, returns events.
 //!
-//! A [`Watcher`] is the in-memory truth about one app's dynos. It is still
-//! pure — no I/O, no clock — so replay, the service and tests share it. The
-//! service keeps one per app behind a mutex and persists what it returns.
+//! A [`Watcher`] is the in-memory truth about one app's dynos. It is pure —
+//! no I/O, no clock — so replay, the service and tests share it through
+//! [`super::engine::Engine`], which gives it the sanitised log clock.
+//!
+//! Instance lineage: per process name it remembers the instances already
+//! replaced (bounded). Lines from a replaced instance — preboot overlap, a
+//! late batch — are counted and ignored, never taken for a new instance.
 
 use std::collections::HashMap;
 
 use jiff::{SignedDuration, Timestamp};
 
 use crate::domain::{AppName, DynoName, Megabytes};
-use crate::events::{Event, EventKind};
-use crate::heroku_line::{Observation, ObservationKind, Sample};
-use crate::policy::{self, AppPolicy, DynoState, RestartMark, Siblings, Trigger};
+use crate::ingest::heroku_line::{ObservationKind, Sample};
+
+use super::events::{Event, EventKind, Reason};
+use super::policy::{self, AppPolicy, DynoState, Lineage, RestartMark, Siblings, Trigger};
 
 /// A dyno with no report for this long is not counted as live.
 pub const LIVE: SignedDuration = SignedDuration::from_mins(5);
 /// A dyno with no report for this long is forgotten.
 pub const FORGET: SignedDuration = SignedDuration::from_hours(1);
+/// An R14/R15/`Process running` line this close after a line of a replaced
+/// instance belongs to that instance (Heroku logs them together).
+const SAME_BURST: SignedDuration = SignedDuration::from_secs(5);
+
+/// Lines that changed nothing, and why (counted, shown in `/metrics`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Ignored {
+    /// Samples not newer than the one already applied for the instance
+    /// (retried batches, reconnect history, out-of-order delivery).
+    pub stale: u64,
+    /// Lines from an instance already replaced (preboot overlap, late lines).
+    pub replaced: u64,
+}
+
+impl Ignored {
+    pub fn add(&mut self, o: Ignored) {
+        self.stale += o.stale;
+        self.replaced += o.replaced;
+    }
+}
 
 #[derive(Debug)]
 pub struct Watcher {
@@ -27,16 +52,22 @@ pub struct Watcher {
     /// carry none (legacy lines).
     type_quota: HashMap<String, Megabytes>,
     warnings: Vec<String>,
+    ignored: Ignored,
+    /// Orders count as done when decided (replay) rather than when a
+    /// restarter confirms them.
+    confirm_on_decision: bool,
 }
 
 impl Watcher {
-    pub fn new(app: AppName, policy: AppPolicy) -> Self {
+    pub fn new(app: AppName, policy: AppPolicy, confirm_on_decision: bool) -> Self {
         Self {
             app,
             policy,
             dynos: HashMap::new(),
             type_quota: HashMap::new(),
             warnings: Vec::new(),
+            ignored: Ignored::default(),
+            confirm_on_decision,
         }
     }
 
@@ -62,6 +93,10 @@ impl Watcher {
         std::mem::take(&mut self.warnings)
     }
 
+    pub fn take_ignored(&mut self) -> Ignored {
+        std::mem::take(&mut self.ignored)
+    }
+
     pub fn set_type_quota(&mut self, process_type: &str, quota: Megabytes) {
         self.type_quota.insert(process_type.to_owned(), quota);
     }
@@ -80,11 +115,65 @@ impl Watcher {
         state.last_restart = Some(mark);
     }
 
-    /// The restart call for `dyno` failed: release its bookkeeping.
-    pub fn restart_failed(&mut self, dyno: &DynoName) {
-        if let Some(s) = self.dynos.get_mut(dyno) {
-            s.restart_failed();
+    /// The state an order was made from, if it is still the latest order.
+    fn order_state(&mut self, order: &Event) -> Option<&mut DynoState> {
+        let s = self.dynos.get_mut(order.dyno.as_ref()?)?;
+        s.last_restart
+            .as_ref()
+            .is_some_and(|m| m.at == order.at && m.instance == order.instance && !m.confirmed)
+            .then_some(s)
+    }
+
+    /// The restarter's re-check found the instance already replaced: undo the
+    /// order's bookkeeping (the window is not consumed) and say so.
+    pub fn order_dropped(&mut self, order: &Event) -> Option<Event> {
+        let app = self.app.clone();
+        let state = self.order_state(order)?;
+        state.roll_back_order();
+        let mut e = policy::event_for(&app, state, EventKind::Skipped, state.last_seen);
+        e.reason = Some(Reason::Replaced);
+        e.instance = order.instance.clone();
+        e.detail = Some(format!(
+            "instance replaced before the restart call (order: {})",
+            order.reason.map_or("restart", |r| r.as_str())
+        ));
+        Some(e)
+    }
+
+    /// The restart call failed: undo the order and back off (a minute,
+    /// doubling, capped at the window) before the next attempt.
+    pub fn restart_failed(&mut self, order: &Event) {
+        let window = order
+            .dyno
+            .as_ref()
+            .map(|d| self.policy.judging(d.process_type()).restart_window)
+            .unwrap_or(SignedDuration::from_mins(10));
+        let Some(state) = self.order_state(order) else {
+            return;
+        };
+        state.roll_back_order();
+        state.failures = state.failures.saturating_add(1);
+        let backoff = SignedDuration::from_mins(1)
+            .checked_mul(1 << state.failures.saturating_sub(1).min(16))
+            .unwrap_or(window)
+            .min(window);
+        state.retry_after = Some(order.at + backoff);
+    }
+
+    /// The restart happened. Returns `recovered` if the new instance already
+    /// reported before the confirmation came.
+    pub fn restart_confirmed(&mut self, order: &Event) -> Option<Event> {
+        let app = self.app.clone();
+        let state = self.order_state(order)?;
+        if let Some(m) = state.last_restart.as_mut() {
+            m.confirmed = true;
         }
+        state.failures = 0;
+        state.retry_after = None;
+        let secs = state.pending_recovery.take()?;
+        let mut e = policy::event_for(&app, state, EventKind::Recovered, state.last_seen);
+        e.seconds = Some(secs);
+        Some(e)
     }
 
     /// The dyno no longer exists (404 from the API).
@@ -92,15 +181,21 @@ impl Watcher {
         self.dynos.remove(dyno);
     }
 
-    /// Drops dynos that have not reported for [`FORGET`].
-    pub fn prune(&mut self, now: Timestamp) {
+    /// Drops dynos that have not reported for [`FORGET`] of the app's log
+    /// clock (the newest line seen), never of the wall clock: a backlog or a
+    /// replayed log must not be forgotten while it is being judged.
+    pub fn prune(&mut self) {
+        let Some(clock) = self.dynos.values().map(|s| s.last_seen).max() else {
+            return;
+        };
         self.dynos
-            .retain(|_, s| now.duration_since(s.last_seen) < FORGET);
+            .retain(|_, s| clock.duration_since(s.last_seen) < FORGET);
     }
 
-    /// Applies one observation at `now`; returns the decision events.
-    pub fn observe(&mut self, obs: &Observation, now: Timestamp) -> Vec<Event> {
-        match &obs.kind {
+    /// Applies one observation at `now` (the sanitised log time); returns the
+    /// decision events.
+    pub fn observe(&mut self, kind: &ObservationKind, now: Timestamp) -> Vec<Event> {
+        match kind {
             ObservationKind::Sample(s) => self.sample(s, now),
             ObservationKind::R14 { dyno } => self.platform_error(dyno, EventKind::R14, now),
             ObservationKind::R15 { dyno } => self.platform_error(dyno, EventKind::R15, now),
@@ -109,9 +204,12 @@ impl Watcher {
                 memory,
                 percent,
             } => {
+                if self.follows_replaced_line(dyno, now) {
+                    return Vec::new();
+                }
                 let state = self.state(dyno, now);
-                // Quotas are whole megabytes: 736M at 143.8% is a 512 MB dyno.
-                state.quota_hint = Some(Megabytes((memory.0 * 100.0 / percent).round()));
+                state.process_memory = Some((now, *memory));
+                state.quota_hint = Some(policy::quota_from_percent(*memory, *percent));
                 Vec::new()
             }
             ObservationKind::State { dyno, .. } => {
@@ -126,12 +224,27 @@ impl Watcher {
         }
     }
 
+    /// Did a line of a replaced instance of `dyno` just come (so this
+    /// instance-less line belongs to it)?
+    fn follows_replaced_line(&mut self, dyno: &DynoName, now: Timestamp) -> bool {
+        let hit = self.dynos.get(dyno).is_some_and(|s| {
+            s.replaced_line_at
+                .is_some_and(|t| now >= t && now.duration_since(t) <= SAME_BURST)
+        });
+        if hit {
+            self.ignored.replaced += 1;
+        }
+        hit
+    }
+
     fn state(&mut self, dyno: &DynoName, now: Timestamp) -> &mut DynoState {
         let s = self
             .dynos
             .entry(dyno.clone())
             .or_insert_with(|| DynoState::new(dyno.clone(), now));
-        s.last_seen = now;
+        if now > s.last_seen {
+            s.last_seen = now;
+        }
         s
     }
 
@@ -161,7 +274,20 @@ impl Watcher {
         let type_quota = self.type_quota.get(&ty).copied();
         let app = self.app.clone();
         let state = self.state(dyno, now);
-        let recovered = state.set_instance(sample.instance.clone(), now);
+        let recovered = match state.lineage(sample.instance.as_deref()) {
+            Lineage::Replaced => {
+                state.replaced_line_at = Some(now);
+                self.ignored.replaced += 1;
+                return Vec::new();
+            }
+            Lineage::Current => None,
+            Lineage::New => state.set_instance(sample.instance.clone(), now),
+        };
+        if sample.memory.total.is_some() && state.sample_at.is_some_and(|t| now <= t) {
+            self.ignored.stale += 1;
+            return Vec::new();
+        }
+        state.replaced_line_at = None;
         state.record_memory(sample.memory, now);
         if state.quota().is_none() {
             state.quota_hint = type_quota;
@@ -207,8 +333,17 @@ impl Watcher {
     }
 
     fn platform_error(&mut self, dyno: &DynoName, kind: EventKind, now: Timestamp) -> Vec<Event> {
+        if self.follows_replaced_line(dyno, now) {
+            return Vec::new();
+        }
         let app = self.app.clone();
         let state = self.state(dyno, now);
+        // A line logged before the last restart was ordered is about the
+        // instance already being restarted (a late or retried batch).
+        if state.last_restart.as_ref().is_some_and(|m| now < m.at) {
+            self.ignored.stale += 1;
+            return Vec::new();
+        }
         // Heroku repeats R14 with every sample while a dyno swaps: report it
         // once per instance (R15 ends the instance, so it is always new).
         let mut events = Vec::new();
@@ -231,8 +366,17 @@ impl Watcher {
         let siblings = self.siblings(dyno, now);
         let policy = self.policy.for_type(dyno.process_type()).cloned();
         let app = self.app.clone();
+        let confirmed = self.confirm_on_decision || policy.as_ref().is_some_and(|p| p.dry_run);
         let state = self.dynos.get_mut(dyno).expect("caller created the state");
-        policy::decide_restart(&app, policy.as_ref(), state, trigger, siblings, now)
+        policy::decide_restart(
+            &app,
+            policy.as_ref(),
+            state,
+            trigger,
+            siblings,
+            now,
+            confirmed,
+        )
     }
 }
 
@@ -241,9 +385,10 @@ mod table {
     //! Policy as a table: a sample sequence and knobs → expected decisions.
 
     use super::*;
+    use crate::decide::engine::{Confirmation, Engine};
+    use crate::decide::policy::{Parallelism, Policy, Threshold};
     use crate::domain::AppName;
-    use crate::heroku_line::{Memory, StateChange};
-    use crate::policy::{Parallelism, Policy, Threshold};
+    use crate::ingest::heroku_line::{Memory, Observation, StateChange};
 
     const A: &str = "aaaaaaaa-0000-0000-0000-000000000001";
     const B: &str = "bbbbbbbb-0000-0000-0000-000000000002";
@@ -256,7 +401,12 @@ mod table {
         R15(i64, &'static str),
         Mem(i64, &'static str, f64, f64),
         Restarting(i64, &'static str),
+        /// From here on, orders wait for Ok/Fail/Drop (as with a restarter).
+        Hold,
+        /// The restarter confirms / fails / drops (re-check) the last order.
+        Ok(&'static str),
         Fail(&'static str),
+        Drop(&'static str),
     }
     use In::*;
 
@@ -266,12 +416,21 @@ mod table {
 
     fn run(policy: Policy, types: &[&str], input: &[In]) -> Vec<String> {
         let app = AppPolicy {
-            dyno_types: crate::policy::DynoTypes::parse_list(types.iter().copied()),
+            dyno_types: crate::decide::policy::DynoTypes::parse_list(types.iter().copied()),
             defaults: policy,
             per_type: Default::default(),
         };
-        let mut w = Watcher::new(AppName::parse("t").unwrap(), app);
+        let mut w = Engine::new(AppName::parse("t").unwrap(), app, Confirmation::ByRestarter);
         let mut out = Vec::new();
+        let mut hold = false;
+        let mut orders: HashMap<String, Event> = HashMap::new();
+        let name = |e: &Event| {
+            let dyno = e.dyno.as_ref().map_or("-", DynoName::as_str).to_owned();
+            match e.reason {
+                Some(r) => format!("{dyno}:{}:{}", e.event.as_str(), r.as_str()),
+                None => format!("{dyno}:{}", e.event.as_str()),
+            }
+        };
         for i in input {
             let (t, kind) = match *i {
                 S(t, d, inst, total, quota) => (
@@ -313,19 +472,44 @@ mod table {
                         change: StateChange::Restarting,
                     },
                 ),
+                Hold => {
+                    hold = true;
+                    continue;
+                }
+                Ok(d) => {
+                    if let Some(e) = w.restart_confirmed(&orders[d]) {
+                        out.push(name(&e));
+                    }
+                    continue;
+                }
                 Fail(d) => {
-                    w.restart_failed(&DynoName::parse(d).unwrap());
+                    w.restart_failed(&orders[d]);
                     out.push(format!("{d}:call failed"));
+                    continue;
+                }
+                Drop(d) => {
+                    if let Some(e) = w.order_dropped(&orders[d]) {
+                        out.push(name(&e));
+                    }
                     continue;
                 }
             };
             let o = Observation { at: at(t), kind };
-            for e in w.observe(&o, o.at) {
-                let dyno = e.dyno.as_ref().map_or("-", DynoName::as_str).to_owned();
-                out.push(match e.reason {
-                    Some(r) => format!("{dyno}:{}:{}", e.event.as_str(), r.as_str()),
-                    None => format!("{dyno}:{}", e.event.as_str()),
-                });
+            let arrived = at(100_000);
+            let d = w.apply(std::slice::from_ref(&o), arrived);
+            for e in d.events {
+                out.push(name(&e));
+            }
+            for e in d.orders {
+                out.push(name(&e));
+                let dyno = e.dyno.as_ref().unwrap().to_string();
+                if !hold {
+                    // No restarter in these cases: the call "succeeds" at once.
+                    if let Some(r) = w.restart_confirmed(&e) {
+                        out.push(name(&r));
+                    }
+                }
+                orders.insert(dyno, e);
             }
         }
         out
@@ -532,19 +716,117 @@ mod table {
                 ],
             ),
             (
-                "failed call releases: next sample retries",
+                "failed call: the next attempt waits a backoff (1 min, doubling), reported once per attempt",
                 p(),
                 vec!["web"],
                 vec![
+                    Hold,
                     S(0, "web.1", A, 600.0, q),
                     Fail("web.1"),
                     S(20, "web.1", A, 600.0, q),
+                    S(40, "web.1", A, 600.0, q),
+                    S(61, "web.1", A, 600.0, q),
+                    Fail("web.1"),
+                    S(90, "web.1", A, 600.0, q),
+                    S(150, "web.1", A, 600.0, q),
+                    S(182, "web.1", A, 600.0, q),
+                    Ok("web.1"),
                 ],
                 vec![
                     "web.1:over_threshold",
                     "web.1:restart:threshold",
                     "web.1:call failed",
+                    "web.1:skipped:backoff",
                     "web.1:restart:threshold",
+                    "web.1:call failed",
+                    "web.1:skipped:backoff",
+                    "web.1:restart:threshold",
+                ],
+            ),
+            (
+                "preboot overlap: once B is seen, A's lines change nothing",
+                p(),
+                vec!["web"],
+                vec![
+                    S(0, "web.1", A, 300.0, q),
+                    S(20, "web.1", B, 200.0, q),
+                    S(25, "web.1", A, 600.0, q),
+                    S(40, "web.1", B, 210.0, q),
+                    S(45, "web.1", A, 620.0, q),
+                    R14(45, "web.1"),
+                    S(60, "web.1", B, 220.0, q),
+                ],
+                vec![],
+            ),
+            (
+                "late lines of a restarted instance: no second recovered, no retry onto B",
+                p(),
+                vec!["web"],
+                vec![
+                    S(0, "web.1", A, 600.0, q),
+                    S(30, "web.1", B, 200.0, q),
+                    S(35, "web.1", A, 700.0, q),
+                    Mem(35, "web.1", 700.0, 136.7),
+                    R14(35, "web.1"),
+                    S(50, "web.1", B, 210.0, q),
+                    S(700, "web.1", A, 700.0, q),
+                    S(720, "web.1", B, 220.0, q),
+                ],
+                vec![
+                    "web.1:over_threshold",
+                    "web.1:restart:threshold",
+                    "web.1:recovered",
+                ],
+            ),
+            (
+                "out of order and duplicated samples change nothing",
+                Policy {
+                    consecutive: 2,
+                    ..p()
+                },
+                vec!["web"],
+                vec![
+                    S(40, "web.1", A, 300.0, q),
+                    S(20, "web.1", A, 600.0, q),
+                    S(60, "web.1", A, 600.0, q),
+                    S(60, "web.1", A, 600.0, q),
+                    S(60, "web.1", A, 600.0, q),
+                ],
+                vec!["web.1:over_threshold"],
+            ),
+            (
+                "re-check drops the order: window not consumed, no recovered, the new instance is judged",
+                p(),
+                vec!["web"],
+                vec![
+                    Hold,
+                    S(0, "web.1", A, 600.0, q),
+                    S(5, "web.1", B, 300.0, q),
+                    Drop("web.1"),
+                    S(25, "web.1", B, 600.0, q),
+                ],
+                vec![
+                    "web.1:over_threshold",
+                    "web.1:restart:threshold",
+                    "web.1:skipped:replaced",
+                    "web.1:over_threshold",
+                    "web.1:restart:threshold",
+                ],
+            ),
+            (
+                "recovered only once the restart is confirmed",
+                p(),
+                vec!["web"],
+                vec![
+                    Hold,
+                    S(0, "web.1", A, 600.0, q),
+                    S(30, "web.1", B, 200.0, q),
+                    Ok("web.1"),
+                ],
+                vec![
+                    "web.1:over_threshold",
+                    "web.1:restart:threshold",
+                    "web.1:recovered",
                 ],
             ),
             (
@@ -591,12 +873,14 @@ mod table {
                     S(61, "web.1", A, 600.0, q),
                     S(122, "web.1", A, 600.0, q),
                 ],
+                // Within one observation, reported events come before the
+                // order that the restarter then carries out.
                 vec![
                     "web.1:over_threshold",
                     "web.1:restart:threshold",
                     "web.1:restart:retry",
-                    "web.1:restart:retry",
                     "web.1:flapping",
+                    "web.1:restart:retry",
                 ],
             ),
             (
@@ -623,7 +907,7 @@ mod table {
             },
             ..AppPolicy::default()
         };
-        let mut w = Watcher::new(AppName::parse("t").unwrap(), app);
+        let mut w = Watcher::new(AppName::parse("t").unwrap(), app, true);
         let sample = |t: i64, total: f64, swap: f64| Observation {
             at: at(t),
             kind: ObservationKind::Sample(Sample {
@@ -642,7 +926,10 @@ mod table {
                 .filter_map(|e| e.reason.map(|r| r.as_str()))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(reasons(w.observe(&sample(0, 300.0, 70.0), at(0))), ["swap"]);
+        assert_eq!(
+            reasons(w.observe(&sample(0, 300.0, 70.0).kind, at(0))),
+            ["swap"]
+        );
 
         let app = AppPolicy {
             defaults: Policy {
@@ -651,13 +938,14 @@ mod table {
             },
             ..AppPolicy::default()
         };
-        let mut w = Watcher::new(AppName::parse("t").unwrap(), app);
+        let mut w = Watcher::new(AppName::parse("t").unwrap(), app, true);
         // +20 MB per 20 s = 60 MB/min: 420 → 512 in ~1.5 min < 5 min.
         let mut all = Vec::new();
         for (i, total) in [360.0, 380.0, 400.0, 420.0].into_iter().enumerate() {
-            all.push(reasons(
-                w.observe(&sample(i as i64 * 20, total, 0.0), at(i as i64 * 20)),
-            ));
+            all.push(reasons(w.observe(
+                &sample(i as i64 * 20, total, 0.0).kind,
+                at(i as i64 * 20),
+            )));
         }
         // Needs three points for a trend; the third already predicts.
         let none: Vec<&str> = Vec::new();

@@ -79,6 +79,30 @@ pub enum LineError {
     Timestamp,
     #[error("runtime-metrics line without a dyno name")]
     NoDyno,
+    #[error("implausible memory figure (negative, not finite, over 1 TB, or a quota under 64 MB)")]
+    Implausible,
+    #[error("a platform line holding a line break (two frames run together)")]
+    Multiline,
+}
+
+/// No dyno has more than this (the largest has 126 GB).
+pub const MAX_PLAUSIBLE_MB: f64 = 1024.0 * 1024.0;
+/// No dyno has a quota under this (the smallest has 512 MB).
+pub const MIN_PLAUSIBLE_QUOTA_MB: f64 = 64.0;
+
+impl Memory {
+    /// Every figure finite, not negative, at most 1 TB; a quota at least 64 MB.
+    pub fn plausible(&self) -> bool {
+        let ok = |m: Option<Megabytes>| {
+            m.is_none_or(|m| m.0.is_finite() && (0.0..=MAX_PLAUSIBLE_MB).contains(&m.0))
+        };
+        ok(self.total)
+            && ok(self.rss)
+            && ok(self.cache)
+            && ok(self.swap)
+            && ok(self.quota)
+            && self.quota.is_none_or(|q| q.0 >= MIN_PLAUSIBLE_QUOTA_MB)
+    }
 }
 
 /// Classifies one record: `Ok(None)` for the lines dynoguard ignores.
@@ -109,11 +133,19 @@ pub fn observe(rec: &LogRecord<'_>) -> Result<Option<Observation>, LineError> {
     let Ok(msg) = std::str::from_utf8(msg) else {
         return Ok(None);
     };
+    // Heroku's platform lines are one line each. A break means bytes of two
+    // frames were run together: nothing in it is trusted.
+    if memchr::memchr2(b'\n', b'\r', msg.trim_end().as_bytes()).is_some() {
+        return Err(LineError::Multiline);
+    }
     let metrics = ["source=", "sample#", "dyno=", "measure="];
     let kind = if metrics.iter().any(|p| msg.starts_with(p)) {
         let s = parse_sample(msg, Some(dyno));
         if s.dyno.is_none() {
             return Err(LineError::NoDyno);
+        }
+        if !s.memory.plausible() {
+            return Err(LineError::Implausible);
         }
         ObservationKind::Sample(s)
     } else if msg.starts_with("Error R14") {
@@ -127,7 +159,7 @@ pub fn observe(rec: &LogRecord<'_>) -> Result<Option<Observation>, LineError> {
                 memory,
                 percent,
             },
-            None => return Ok(None),
+            None => return Err(LineError::Implausible),
         }
     } else if let Some(change) = parse_state(msg) {
         ObservationKind::State { dyno, change }
@@ -144,19 +176,30 @@ fn lost(rec: &LogRecord<'_>) -> Result<Option<Observation>, LineError> {
     let Ok(msg) = std::str::from_utf8(rec.message) else {
         return Ok(None);
     };
-    let dropped = if msg.starts_with("Error L10") {
-        msg.split_once("): ").and_then(|(_, r)| r.split(' ').next())
-    } else if msg.starts_with("Error L11") {
-        msg.split_once("dropped ")
-            .and_then(|(_, r)| r.split(' ').next())
-    } else {
+    if !(msg.starts_with("Error L10") || msg.starts_with("Error L11")) {
         return Ok(None);
-    };
-    let dropped = dropped.and_then(|n| n.parse().ok()).unwrap_or(0);
+    }
+    let dropped = dropped_count(msg);
     Ok(Some(Observation {
         at: timestamp(rec.timestamp)?,
         kind: ObservationKind::SamplesLost { dropped },
     }))
+}
+
+/// The `N` of every known L10/L11 wording: `2 messages dropped since …`,
+/// `drain 'd.…' dropped 1 messages since …`, `… dropped 1101 messages since …`
+/// (the number right before `message(s)`). 0 when no wording matches.
+fn dropped_count(msg: &str) -> u64 {
+    let mut prev: Option<&str> = None;
+    for word in msg.split_ascii_whitespace() {
+        if word.starts_with("message")
+            && let Some(n) = prev.and_then(|p| p.parse::<u64>().ok())
+        {
+            return n;
+        }
+        prev = Some(word);
+    }
+    0
 }
 
 /// RFC 3339 with any number of fractional digits and any offset.
@@ -252,7 +295,8 @@ fn parse_process_memory(rest: &str) -> Option<(Megabytes, f64)> {
     let (mem, pct) = rest.split_once('(')?;
     let mem = Megabytes::parse(mem)?;
     let pct: f64 = pct.trim_end().strip_suffix("%)")?.parse().ok()?;
-    (pct.is_finite() && pct > 0.0).then_some((mem, pct))
+    let plausible = pct.is_finite() && pct > 0.0 && pct <= 100_000.0 && mem.0 <= MAX_PLAUSIBLE_MB;
+    plausible.then_some((mem, pct))
 }
 
 fn parse_state(msg: &str) -> Option<StateChange> {

@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, VecDeque};
 
 use jiff::{SignedDuration, Timestamp};
 
+use crate::decide::events::{Event, EventKind, Reason};
 use crate::domain::{AppName, DynoName, Megabytes};
-use crate::events::{Event, EventKind, Reason};
-use crate::heroku_line::Memory;
+use crate::ingest::heroku_line::Memory;
 
 /// When a sample counts as "too big".
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -203,13 +203,52 @@ pub struct RestartMark {
     /// The instance that was restarted (`None` if never seen in a sample).
     pub instance: Option<String>,
     pub reason: Reason,
+    /// The restart is known to have happened (the API accepted it, replay
+    /// or dry run decided it, or the store remembered it). Until then the
+    /// order can still be dropped or fail and be rolled back.
+    pub confirmed: bool,
+}
+
+/// How an instance id relates to what is known of a process name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lineage {
+    /// The current instance (or a line without an instance id).
+    Current,
+    /// Never seen: it replaces the current instance.
+    New,
+    /// An instance already replaced: its lines change nothing.
+    Replaced,
+}
+
+/// Replaced instances remembered per process name.
+pub const LINEAGE: usize = 8;
+
+/// Real dyno quotas in MB (heroku-reference §2.8), for quotas guessed from
+/// `Process running mem=…(P%)`.
+pub const DYNO_QUOTAS_MB: [f64; 7] = [512.0, 1024.0, 2560.0, 14336.0, 30720.0, 63488.0, 129024.0];
+
+/// The quota implied by `mem=N(P%)`, snapped to the nearest real dyno size
+/// when within 10% of it (N is truncated and P rounded, and real lines are
+/// off by more than that arithmetic suggests).
+pub fn quota_from_percent(memory: Megabytes, percent: f64) -> Megabytes {
+    let raw = memory.0 * 100.0 / percent;
+    let nearest = DYNO_QUOTAS_MB
+        .iter()
+        .copied()
+        .min_by(|a, b| (a - raw).abs().total_cmp(&(b - raw).abs()))
+        .unwrap_or(raw);
+    if (nearest - raw).abs() <= nearest * 0.10 {
+        Megabytes(nearest)
+    } else {
+        Megabytes(raw.round())
+    }
 }
 
 /// History length kept per dyno: an hour of 20-second samples.
 pub const HISTORY: usize = 180;
 
-/// What dynoguard knows of one dyno (process name). Updated only through
-/// [`DynoState::apply_sample`] and the decision functions below.
+/// What dynoguard knows of one dyno (process name). Updated only by the
+/// watcher and the decision functions below.
 #[derive(Debug, Clone)]
 pub struct DynoState {
     pub dyno: DynoName,
@@ -234,6 +273,19 @@ pub struct DynoState {
     pub unjudged_warned: bool,
     /// An `r14` event was reported for this instance.
     pub r14_reported: bool,
+    /// Instances of this process name already replaced (newest last).
+    pub replaced: VecDeque<String>,
+    /// When the last line of a replaced instance came (its R14 and
+    /// `Process running` lines, which carry no instance, follow it).
+    pub replaced_line_at: Option<Timestamp>,
+    /// `Process running mem=…`: the newest figure for R14 decisions.
+    pub process_memory: Option<(Timestamp, Megabytes)>,
+    /// The new instance reported before the restart was confirmed: the
+    /// `recovered` seconds wait for the confirmation.
+    pub pending_recovery: Option<f64>,
+    /// Failed restart calls in a row, and when the next may be made.
+    pub failures: u32,
+    pub retry_after: Option<Timestamp>,
 }
 
 impl DynoState {
@@ -255,6 +307,31 @@ impl DynoState {
             last_skip: None,
             unjudged_warned: false,
             r14_reported: false,
+            replaced: VecDeque::new(),
+            replaced_line_at: None,
+            process_memory: None,
+            pending_recovery: None,
+            failures: 0,
+            retry_after: None,
+        }
+    }
+
+    pub fn lineage(&self, instance: Option<&str>) -> Lineage {
+        match instance {
+            None => Lineage::Current,
+            Some(i) if self.instance.as_deref() == Some(i) => Lineage::Current,
+            Some(i) if self.replaced.iter().any(|r| r == i) => Lineage::Replaced,
+            Some(_) => Lineage::New,
+        }
+    }
+
+    /// The newest memory figure: the last sample or a later `Process running`.
+    pub fn latest_total(&self) -> Option<Megabytes> {
+        match (self.memory.total, self.sample_at, self.process_memory) {
+            (_, Some(s), Some((p, m))) if p > s => Some(m),
+            (Some(t), _, _) => Some(t),
+            (None, _, Some((_, m))) => Some(m),
+            (None, _, None) => None,
         }
     }
 
@@ -279,7 +356,13 @@ impl DynoState {
             return None;
         }
         let had_instance = self.instance.is_some();
-        self.instance = Some(new);
+        if let Some(old) = self.instance.replace(new) {
+            if self.replaced.len() == LINEAGE {
+                self.replaced.pop_front();
+            }
+            self.replaced.push_back(old);
+        }
+        self.process_memory = None;
         // The old instance's memory says nothing about the new one; its quota
         // (the dyno size) still holds.
         self.memory = Memory {
@@ -291,15 +374,24 @@ impl DynoState {
         self.over = false;
         self.last_skip = None;
         self.r14_reported = false;
-        let recovered = (self.awaiting_replacement && had_instance)
-            .then(|| {
-                self.last_restart
-                    .as_ref()
-                    .map(|m| at.duration_since(m.at).as_secs_f64())
-            })
-            .flatten();
+        let recovered = if self.awaiting_replacement && had_instance {
+            self.last_restart
+                .as_ref()
+                .map(|m| (m.confirmed, at.duration_since(m.at).as_secs_f64().max(0.0)))
+        } else {
+            None
+        };
         self.awaiting_replacement = false;
-        recovered
+        match recovered {
+            Some((true, secs)) => Some(secs),
+            Some((false, secs)) => {
+                // Only a restart that really happened recovers: wait for the
+                // restarter to confirm (or drop) the order.
+                self.pending_recovery = Some(secs);
+                None
+            }
+            None => None,
+        }
     }
 
     pub fn record_memory(&mut self, memory: Memory, at: Timestamp) {
@@ -319,11 +411,12 @@ impl DynoState {
         }
     }
 
-    /// Undo the bookkeeping of a restart whose API call failed, so that the
-    /// next sample (or the backoff) may try again.
-    pub fn restart_failed(&mut self) {
+    /// Undo the bookkeeping of an order that was dropped or whose call
+    /// failed: the window is not consumed and nothing recovered.
+    pub fn roll_back_order(&mut self) {
         self.last_restart = self.previous_restart.take();
         self.awaiting_replacement = false;
+        self.pending_recovery = None;
         self.restarts.pop_back();
         self.last_skip = None;
     }
@@ -427,6 +520,7 @@ pub fn decide_restart(
     trigger: Trigger,
     siblings: Siblings,
     now: Timestamp,
+    confirmed: bool,
 ) -> Vec<Event> {
     let mut reason = trigger.reason();
     let skip = |state: &mut DynoState, why: Reason, dry_run: Option<bool>| -> Vec<Event> {
@@ -443,6 +537,11 @@ pub fn decide_restart(
     let Some(policy) = policy else {
         return skip(state, Reason::TypeNotWatched, None);
     };
+    if let Some(t) = state.retry_after
+        && now < t
+    {
+        return skip(state, Reason::Backoff, Some(policy.dry_run));
+    }
     if let Some(last) = &state.last_restart {
         let in_window = now.duration_since(last.at) < policy.restart_window;
         let same = last.instance == state.instance;
@@ -465,6 +564,7 @@ pub fn decide_restart(
         at: now,
         instance: state.instance.clone(),
         reason,
+        confirmed,
     });
     state.awaiting_replacement = true;
     state.last_skip = None;
@@ -505,7 +605,7 @@ pub fn event_for(app: &AppName, state: &DynoState, kind: EventKind, now: Timesta
     let mut e = Event::new(now, kind, app.clone());
     e.dyno = Some(state.dyno.clone());
     e.instance = state.instance.clone();
-    e.memory_total_mb = state.memory.total.map(Megabytes::get);
+    e.memory_total_mb = state.latest_total().map(Megabytes::get);
     e.memory_quota_mb = state.quota().map(Megabytes::get);
     e
 }

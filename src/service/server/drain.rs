@@ -15,10 +15,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::auth;
-use crate::app::{AppRuntime, Shared};
+use crate::act::report::Counters;
 use crate::config::Source;
 use crate::ingest;
-use crate::report::Counters;
+use crate::service::{AppRuntime, Shared};
 
 /// Remembers recent `Logplex-Frame-Id`s to drop retried batches.
 #[derive(Debug)]

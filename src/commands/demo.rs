@@ -12,10 +12,10 @@ use jiff::SignedDuration;
 use secrecy::SecretString;
 use tokio::sync::watch;
 
-use crate::app::{App, Tuning};
 use crate::config::{AppConfig, Config, DEFAULT_BODY_LIMIT, LogFormat, ServerConfig, Source};
+use crate::decide::policy::{AppPolicy, Policy};
 use crate::domain::AppName;
-use crate::policy::{AppPolicy, Policy};
+use crate::service::{App, Tuning};
 use crate::sim::FakeHeroku;
 use crate::sim::fleet::{self, Curve, Delivery, FleetOptions, FleetReport};
 
@@ -142,9 +142,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     match opts.duration {
         Some(d) => tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs_f64(d.as_secs_f64())) => {}
-            _ = crate::app::shutdown_signal() => {}
+            _ = crate::service::shutdown_signal() => {}
         },
-        None => crate::app::shutdown_signal().await,
+        None => crate::service::shutdown_signal().await,
     }
     let _ = stop_tx.send(true);
     let report = fleet.await.context("the simulated fleet failed")?;

@@ -4,9 +4,9 @@
 use anyhow::Context as _;
 use secrecy::SecretString;
 
+use crate::act::heroku_api::HerokuClient;
 use crate::config::env::Env;
 use crate::domain::AppName;
-use crate::heroku_api::HerokuClient;
 
 pub const FEATURE: &str = "log-runtime-metrics";
 

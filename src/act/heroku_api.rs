@@ -37,9 +37,14 @@ pub enum ApiError {
         message: String,
         request_id: Option<String>,
     },
-    #[error("timed out after {}s", TIMEOUT.as_secs())]
-    Timeout,
+    /// No answer in time: the call may or may not have taken effect.
+    #[error("no answer within {0:?} (outcome unknown)")]
+    Timeout(Duration),
+    /// The connection could not be made: the call was not sent.
     #[error("connection failed: {0}")]
+    Connect(String),
+    /// The connection broke after the call was sent: outcome unknown.
+    #[error("connection broken: {0} (outcome unknown)")]
     Transport(String),
     #[error("unexpected response: {0}")]
     Decode(String),
@@ -55,20 +60,65 @@ impl ApiError {
     /// Worth another try after a backoff: rate limits, server errors, network.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::RateLimited { .. } | Self::Timeout | Self::Transport(_) => true,
+            Self::RateLimited { .. } | Self::Timeout(_) | Self::Connect(_) | Self::Transport(_) => {
+                true
+            }
             Self::Status { status, .. } => *status >= 500,
             Self::NotFound { .. } | Self::Decode(_) => false,
         }
     }
 
-    fn from_reqwest(e: reqwest::Error) -> Self {
+    /// The request may have reached Heroku and acted: a DELETE must not be
+    /// repeated before evidence says whether it did.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, Self::Timeout(_) | Self::Transport(_))
+    }
+
+    /// The `Request-Id` Heroku gave, if it answered.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Self::NotFound { request_id }
+            | Self::RateLimited { request_id, .. }
+            | Self::Status { request_id, .. } => request_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn from_reqwest(e: reqwest::Error, timeout: Duration) -> Self {
         if e.is_timeout() {
-            Self::Timeout
+            Self::Timeout(timeout)
+        } else if e.is_connect() {
+            Self::Connect(e.without_url().to_string())
         } else {
             // Drop the URL: webhooks and log-session URLs can carry secrets.
             Self::Transport(e.without_url().to_string())
         }
     }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(v)
+        .ok()?;
+    let wait = when.duration_since(jiff::Timestamp::now());
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
+}
+
+/// `GET /apps/{app}/dynos/{dyno}`: what the restarter needs as evidence.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DynoInfo {
+    pub name: String,
+    #[serde(default)]
+    pub state: Option<String>,
+    /// When this instance of the dyno was created (a restart makes a new one).
+    pub created_at: Option<jiff::Timestamp>,
+    /// The last state change.
+    pub updated_at: Option<jiff::Timestamp>,
 }
 
 /// A successful call's receipt.
@@ -171,6 +221,7 @@ impl Pacer {
 #[derive(Debug)]
 pub struct HerokuClient {
     http: reqwest::Client,
+    timeout: Duration,
     base: String,
     rate_remaining: AtomicI64,
     pacer: Pacer,
@@ -180,14 +231,20 @@ pub struct HerokuClient {
 
 impl HerokuClient {
     pub fn new(base_url: &str) -> Result<Self, ApiError> {
+        Self::with_timeout(base_url, TIMEOUT)
+    }
+
+    /// A client whose calls give up after `timeout` (`DYNOGUARD_API_TIMEOUT`).
+    pub fn with_timeout(base_url: &str, timeout: Duration) -> Result<Self, ApiError> {
         let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
+            .timeout(timeout)
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("dynoguard/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ApiError::Transport(e.to_string()))?;
         Ok(Self {
             http,
+            timeout,
             base: base_url.trim_end_matches('/').to_owned(),
             rate_remaining: AtomicI64::new(-1),
             pacer: Pacer::default(),
@@ -236,7 +293,7 @@ impl HerokuClient {
             Ok(r) => r,
             Err(e) => {
                 self.count(0);
-                return Err(ApiError::from_reqwest(e));
+                return Err(ApiError::from_reqwest(e, self.timeout));
             }
         };
         let status = resp.status();
@@ -271,9 +328,7 @@ impl HerokuClient {
                 },
             ));
         }
-        let retry_after = header("retry-after")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v));
         let body = resp.text().await.unwrap_or_default();
         Err(match status {
             StatusCode::NOT_FOUND => ApiError::NotFound { request_id },
@@ -310,6 +365,25 @@ impl HerokuClient {
             token,
         );
         self.send(token, rb).await.map(|(_, r)| r)
+    }
+
+    /// `GET /apps/{app}/dynos/{dyno}`: the dyno's current instance, as
+    /// evidence of whether a restart whose answer was lost took effect.
+    pub async fn dyno_info(
+        &self,
+        token: &SecretString,
+        app: &AppName,
+        dyno: &DynoName,
+    ) -> Result<DynoInfo, ApiError> {
+        let rb = self.request(
+            reqwest::Method::GET,
+            &format!("/apps/{app}/dynos/{dyno}"),
+            token,
+        );
+        let (resp, _) = self.send(token, rb).await?;
+        resp.json()
+            .await
+            .map_err(|e| ApiError::Decode(e.without_url().to_string()))
     }
 
     /// `GET /account/rate-limits` (free): proves the token works.
@@ -358,7 +432,7 @@ impl HerokuClient {
             .get(url)
             .send()
             .await
-            .map_err(ApiError::from_reqwest)?;
+            .map_err(|e| ApiError::from_reqwest(e, Duration::from_secs(10)))?;
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
             let body = resp.text().await.unwrap_or_default();

@@ -6,9 +6,9 @@ use std::io::{BufRead, Write};
 use anyhow::Context as _;
 
 use crate::config::AppConfig;
-use crate::events::{Event, EventKind};
+use crate::decide::engine::{Confirmation, Engine};
+use crate::decide::events::{Event, EventKind};
 use crate::ingest::{self, IngestStats, InputFormat};
-use crate::watch::Watcher;
 
 /// Totals printed on stderr at the end of a replay.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -18,18 +18,24 @@ pub struct Summary {
     pub events: u64,
     pub restarts: u64,
     pub skipped: u64,
+    /// Samples not newer than one already applied (duplicates, disorder).
+    pub stale: u64,
+    /// Lines of an instance already replaced.
+    pub replaced: u64,
 }
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "replay: format={} records={} observations={} repaired={} rejected={} events={} restarts={} skipped={}",
+            "replay: format={} records={} observations={} repaired={} rejected={} stale={} replaced_instance={} events={} restarts={} skipped={}",
             self.format.unwrap_or("empty"),
             self.stats.records,
             self.stats.observations,
             self.stats.repaired,
             self.stats.rejected,
+            self.stale,
+            self.replaced,
             self.events,
             self.restarts,
             self.skipped
@@ -43,8 +49,24 @@ pub fn run(
     mut input: impl BufRead,
     mut out: impl Write,
 ) -> anyhow::Result<Summary> {
-    let mut watcher = Watcher::new(app.name.clone(), app.policy.clone());
+    // The same engine the service runs; only what acts differs: here the
+    // decision is the record (nothing is called).
+    let mut engine = Engine::new(
+        app.name.clone(),
+        app.policy.clone(),
+        Confirmation::OnDecision,
+    );
+    let arrived = jiff::Timestamp::now();
     let mut summary = Summary::default();
+    let mut decide = |obs: &[crate::ingest::heroku_line::Observation], summary: &mut Summary| {
+        let d = engine.apply(obs, arrived);
+        for w in &d.warnings {
+            tracing::warn!("{w}");
+        }
+        summary.stale += d.ignored.stale;
+        summary.replaced += d.ignored.replaced;
+        d.events
+    };
     let emit =
         |events: Vec<Event>, summary: &mut Summary, out: &mut dyn Write| -> std::io::Result<()> {
             for e in events {
@@ -76,7 +98,7 @@ pub fn run(
             let mut obs = Vec::new();
             summary.stats = ingest::drain_body(&body, |o| obs.push(o));
             for o in obs {
-                let events = watcher.observe(&o, o.at);
+                let events = decide(std::slice::from_ref(&o), &mut summary);
                 emit(events, &mut summary, &mut out)?;
             }
         }
@@ -95,14 +117,11 @@ pub fn run(
                 let mut obs = None;
                 ingest::text_line(&line, &mut summary.stats, |o| obs = Some(o));
                 if let Some(o) = obs {
-                    let events = watcher.observe(&o, o.at);
+                    let events = decide(std::slice::from_ref(&o), &mut summary);
                     emit(events, &mut summary, &mut out)?;
                 }
             }
         }
-    }
-    for w in watcher.take_warnings() {
-        tracing::warn!("{w}");
     }
     out.flush()?;
     Ok(summary)

@@ -6,12 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
 use tokio::sync::{mpsc, watch};
 
-use crate::app::{AppRuntime, Shared};
+use crate::decide::events::Event;
 use crate::domain::Megabytes;
-use crate::events::Event;
+use crate::service::{AppRuntime, Shared};
 use crate::store::Store;
 
 /// Writes events to the store in batches until the channel closes.
@@ -55,8 +54,8 @@ pub(crate) async fn self_test(shared: Arc<Shared>) {
     for app in &shared.apps {
         let p = &app.config.policy;
         let types: Vec<String> = match &p.dyno_types {
-            crate::policy::DynoTypes::All => vec!["*".into()],
-            crate::policy::DynoTypes::List(l) => l.clone(),
+            crate::decide::policy::DynoTypes::All => vec!["*".into()],
+            crate::decide::policy::DynoTypes::List(l) => l.clone(),
         };
         for ty in types {
             let policy = p.for_type(&ty).unwrap_or(&p.defaults);
@@ -64,7 +63,7 @@ pub(crate) async fn self_test(shared: Arc<Shared>) {
                 "watching {} {ty} via {}: {}",
                 app.config.name,
                 app.config.source.as_str(),
-                crate::check::describe(policy)
+                crate::commands::check::describe(policy)
             );
         }
         let Some(token) = &app.config.api_token else {
@@ -77,7 +76,7 @@ pub(crate) async fn self_test(shared: Arc<Shared>) {
                 app.config.name
             ),
             Err(
-                e @ crate::heroku_api::ApiError::Status {
+                e @ crate::act::heroku_api::ApiError::Status {
                     status: 401 | 403, ..
                 },
             ) => {
@@ -102,9 +101,8 @@ pub(crate) async fn prune(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let now = Timestamp::now();
         for a in &shared.apps {
-            a.lock().prune(now);
+            a.lock().prune();
         }
     }
 }

@@ -11,12 +11,12 @@ use futures_util::StreamExt as _;
 use jiff::Timestamp;
 use tokio::sync::watch;
 
-use crate::app::{AppRuntime, Shared, Tuning};
-use crate::events::{Event, EventKind};
-use crate::heroku_line::Observation;
+use crate::act::report::Counters;
+use crate::decide::events::{Event, EventKind};
+use crate::ingest::heroku_line::Observation;
 use crate::ingest::text::{LineBuffer, SseDecoder};
 use crate::ingest::{self, IngestStats};
-use crate::report::Counters;
+use crate::service::{AppRuntime, Shared, Tuning};
 
 /// A stream that delivered for this long resets the backoff.
 const HEALTHY: Duration = Duration::from_secs(30);

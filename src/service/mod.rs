@@ -5,26 +5,31 @@
 //! address; `App::run_until(signal)` serves until the signal, then stops
 //! accepting, finishes in-flight restarts, flushes samples and events.
 
+pub mod server;
+pub mod session;
+pub mod tasks;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+
 use std::time::Duration;
 
 use anyhow::Context as _;
 use jiff::Timestamp;
 use tokio::sync::{mpsc, watch};
 
+use crate::act::heroku_api::HerokuClient;
+use crate::act::report::{Counters, Reporter};
+use crate::act::restart::{self, RestartContext, RestartOrder};
 use crate::config::{AppConfig, Config, Source};
+use crate::decide::engine::{Confirmation, Decisions, Engine, SharedEngine};
+use crate::decide::events::Event;
+use crate::decide::policy::RestartMark;
 use crate::domain::Megabytes;
-use crate::events::{Event, EventKind};
-use crate::heroku_api::HerokuClient;
-use crate::heroku_line::{Observation, ObservationKind};
 use crate::ingest::IngestStats;
-use crate::policy::RestartMark;
-use crate::report::{Counters, Reporter};
-use crate::restart::{self, RestartContext, RestartOrder};
+use crate::ingest::heroku_line::Observation;
 use crate::store::{self, SampleRow, Store};
-use crate::watch::Watcher;
 
 /// Knobs of the machinery rather than of the policy (tests shorten them).
 #[derive(Debug, Clone)]
@@ -39,9 +44,19 @@ pub struct Tuning {
     pub session_idle: Duration,
     /// How often quotas are fetched from the formation (apps with % thresholds).
     pub formation_refresh: Duration,
+    /// `{host}-{random}`: identifies this replica in claims.
     pub holder: String,
+    /// The `{host}` part: leases an earlier run of this host left are taken over.
+    pub host: String,
     /// Interface to listen on (tests and the demo use loopback).
     pub bind_ip: std::net::IpAddr,
+    /// Platform API call timeout (`DYNOGUARD_API_TIMEOUT`, default 10 s).
+    pub api_timeout: Duration,
+    /// How long a restart claim holds while its call is in flight.
+    pub claim_lease: Duration,
+    /// Everything stops within this after SIGTERM (`DYNOGUARD_SHUTDOWN_TIMEOUT`,
+    /// default 25 s: Heroku sends SIGKILL 30 s after SIGTERM).
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for Tuning {
@@ -56,7 +71,11 @@ impl Default for Tuning {
             session_idle: Duration::from_secs(300),
             formation_refresh: Duration::from_secs(600),
             holder: format!("{}-{:08x}", hostname(), fastrand::u32(..)),
+            host: hostname(),
             bind_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            api_timeout: crate::act::heroku_api::TIMEOUT,
+            claim_lease: Duration::from_secs(120),
+            shutdown_timeout: Duration::from_secs(25),
         }
     }
 }
@@ -67,22 +86,26 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "dynoguard".into())
 }
 
-/// One watched app at run time.
+/// One watched app at run time: its configuration and its decision engine.
 #[derive(Debug)]
 pub struct AppRuntime {
     pub config: AppConfig,
-    watcher: Mutex<Watcher>,
+    pub engine: Arc<SharedEngine>,
 }
 
 impl AppRuntime {
     pub fn new(config: AppConfig) -> Self {
-        let watcher = Mutex::new(Watcher::new(config.name.clone(), config.policy.clone()));
-        Self { config, watcher }
+        let engine = Arc::new(SharedEngine::new(
+            config.name.clone(),
+            config.policy.clone(),
+            Confirmation::ByRestarter,
+        ));
+        Self { config, engine }
     }
 
-    /// The watcher; a panic elsewhere never poisons ingestion for good.
-    pub fn lock(&self) -> MutexGuard<'_, Watcher> {
-        self.watcher.lock().unwrap_or_else(|e| e.into_inner())
+    /// The engine; a panic elsewhere never poisons ingestion for good.
+    pub fn lock(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock()
     }
 }
 
@@ -123,55 +146,50 @@ impl Shared {
         self.apps.iter().find(|a| a.config.name.as_str() == name)
     }
 
-    /// Runs observations of one app through its watcher (one lock for the
+    /// Runs observations of one app through its engine (one lock for the
     /// whole batch) and dispatches the results: restart orders to the
     /// restarter, everything else to the reporter. Never waits on I/O.
     pub fn apply(&self, app: &Arc<AppRuntime>, observations: &[Observation]) {
         if observations.is_empty() {
             return;
         }
-        let now = Timestamp::now();
-        let (events, warnings) = {
-            let mut w = app.lock();
-            let mut events = Vec::new();
-            for o in observations {
-                events.extend(w.observe(o, now));
-                if let ObservationKind::Sample(s) = &o.kind
-                    && s.memory.total.is_some()
-                    && let Some(d) = &s.dyno
-                    && let Some(state) = w.dyno(d)
-                {
-                    self.samples.put(SampleRow {
-                        app: app.config.name.to_string(),
-                        dyno: d.to_string(),
-                        instance: state.instance.clone(),
-                        at: store::millis(o.at),
-                        total: state.memory.total.map(Megabytes::get),
-                        rss: state.memory.rss.map(Megabytes::get),
-                        swap: state.memory.swap.map(Megabytes::get),
-                        quota: state.quota().map(Megabytes::get),
-                    });
-                }
-            }
-            (events, w.take_warnings())
-        };
-        for w in warnings {
+        let decisions = app.lock().apply(observations, Timestamp::now());
+        self.dispatch(app, decisions);
+    }
+
+    fn dispatch(&self, app: &Arc<AppRuntime>, d: Decisions) {
+        for s in d.samples {
+            self.samples.put(SampleRow {
+                app: app.config.name.to_string(),
+                dyno: s.dyno.to_string(),
+                instance: s.instance,
+                at: store::millis(s.at),
+                total: s.memory.total.map(Megabytes::get),
+                rss: s.memory.rss.map(Megabytes::get),
+                swap: s.memory.swap.map(Megabytes::get),
+                quota: s.memory.quota.map(Megabytes::get),
+            });
+        }
+        let c = &self.counters;
+        Counters::add(&c.lines_stale, d.ignored.stale);
+        Counters::add(&c.lines_replaced, d.ignored.replaced);
+        Counters::add(&c.timestamps_clamped, d.future_clamped);
+        for w in d.warnings {
             tracing::warn!("{w}");
         }
-        for e in events {
-            if e.event == EventKind::Restart {
-                let order = RestartOrder {
-                    app: app.clone(),
-                    event: e,
-                };
-                if let Err(mpsc::error::SendError(o)) = self.restart_tx.send(order) {
-                    // Shutting down: the restart will not happen; say so.
-                    app.lock()
-                        .restart_failed(o.event.dyno.as_ref().expect("restart events name a dyno"));
-                    tracing::warn!("shutting down: restart of {:?} not started", o.event.dyno);
-                }
-            } else {
-                self.reporter.emit(e);
+        for e in d.events {
+            self.reporter.emit(e);
+        }
+        for e in d.orders {
+            let order = RestartOrder {
+                engine: app.engine.clone(),
+                api_token: app.config.api_token.clone(),
+                event: e,
+            };
+            if let Err(mpsc::error::SendError(o)) = self.restart_tx.send(order) {
+                // Shutting down: the restart will not happen; say so.
+                app.lock().restart_failed(&o.event);
+                tracing::warn!("shutting down: restart of {:?} not started", o.event.dyno);
             }
         }
     }
@@ -203,10 +221,11 @@ impl App {
             .await
             .with_context(|| format!("opening the store {}", config.database_url_redacted()))?;
         let client = Arc::new(
-            HerokuClient::new(&config.heroku_api_url).context("building the Heroku API client")?,
+            HerokuClient::with_timeout(&config.heroku_api_url, tuning.api_timeout)
+                .context("building the Heroku API client")?,
         );
         let counters = Arc::new(Counters::default());
-        let (store_tx, store_rx) = mpsc::channel(crate::report::QUEUE);
+        let (store_tx, store_rx) = mpsc::channel(crate::act::report::QUEUE);
         let (notify_tx, notify_rx) = if config.notify.is_empty() {
             (None, None)
         } else {
@@ -222,6 +241,15 @@ impl App {
             .cloned()
             .map(|a| Arc::new(AppRuntime::new(a)))
             .collect();
+        // A lease an earlier run of this host left (killed mid-call) is ours
+        // to take over: the logs will say whether the dyno still needs it.
+        match store.take_over_leases(&tuning.host).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                "took over {n} restart claim(s) an earlier run left in flight; those dynos are judged afresh"
+            ),
+            Err(e) => tracing::error!("reading restart claims failed: {e}"),
+        }
         // Windows and "never the same instance twice" survive our own restart.
         let since = Timestamp::now().as_millisecond() - 24 * 3600 * 1000;
         for r in store
@@ -235,14 +263,15 @@ impl App {
             ) else {
                 continue;
             };
-            let reason =
-                crate::events::Reason::parse(&r.reason).unwrap_or(crate::events::Reason::Threshold);
+            let reason = crate::decide::events::Reason::parse(&r.reason)
+                .unwrap_or(crate::decide::events::Reason::Threshold);
             app.lock().seed_restart(
                 dyno,
                 RestartMark {
                     at: store::from_millis(r.at),
                     instance: r.instance,
                     reason,
+                    confirmed: true,
                 },
             );
         }
@@ -305,19 +334,25 @@ impl App {
                 holder: tuning.holder.clone(),
                 attempts: tuning.restart_attempts.max(1),
                 retry_base: tuning.restart_retry_base,
+                lease: tuning.claim_lease,
+                local_claims: Arc::default(),
             },
             restart_rx,
             stop_rx.clone(),
+            tuning.shutdown_timeout,
         ));
-        let writer = tokio::spawn(crate::tasks::write_events(shared.store.clone(), store_rx));
+        let writer = tokio::spawn(crate::service::tasks::write_events(
+            shared.store.clone(),
+            store_rx,
+        ));
         let notifier = notify_rx.map(|rx| {
-            tokio::spawn(crate::notify::run(
+            tokio::spawn(crate::act::notify::run(
                 shared.config.notify.clone(),
                 rx,
                 tuning.notify_retry_base,
             ))
         });
-        let flusher = tokio::spawn(crate::tasks::flush_samples(
+        let flusher = tokio::spawn(crate::service::tasks::flush_samples(
             shared.clone(),
             tuning.sample_flush,
             stop_rx.clone(),
@@ -328,7 +363,7 @@ impl App {
             .iter()
             .filter(|a| a.config.source == Source::LogSession)
         {
-            background.spawn(crate::session::watch(
+            background.spawn(crate::service::session::watch(
                 shared.clone(),
                 app.clone(),
                 tuning.clone(),
@@ -336,24 +371,27 @@ impl App {
             ));
         }
         for app in shared.apps.iter().filter(|a| a.config.api_token.is_some()) {
-            background.spawn(crate::tasks::refresh_quotas(
+            background.spawn(crate::service::tasks::refresh_quotas(
                 shared.clone(),
                 app.clone(),
                 tuning.formation_refresh,
                 stop_rx.clone(),
             ));
         }
-        background.spawn(crate::tasks::prune(shared.clone(), stop_rx.clone()));
+        background.spawn(crate::service::tasks::prune(
+            shared.clone(),
+            stop_rx.clone(),
+        ));
         let mut stop_test = stop_rx.clone();
         let tested = shared.clone();
         background.spawn(async move {
             tokio::select! {
-                () = crate::tasks::self_test(tested) => {}
+                () = crate::service::tasks::self_test(tested) => {}
                 _ = stop_test.wait_for(|s| *s) => {}
             }
         });
 
-        let router = crate::server::router(shared.clone());
+        let router = crate::service::server::router(shared.clone());
         let mut stop_on_signal = stop_rx.clone();
         tokio::spawn(async move {
             signal.await;
@@ -406,7 +444,7 @@ impl App {
 
 /// `dynoguard serve`: runs until SIGTERM (Heroku) or SIGINT (Ctrl-C).
 pub async fn serve_until_signal(config: Config) -> anyhow::Result<()> {
-    crate::check::serve_problems(&config)?;
+    crate::commands::check::serve_problems(&config)?;
     let app = App::build(config, Tuning::default()).await?;
     app.run_until(shutdown_signal()).await
 }

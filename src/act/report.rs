@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
 use crate::config::LogFormat;
-use crate::events::{Event, EventKind};
+use crate::decide::events::{Event, EventKind};
 
 /// Counters the `/metrics` route shows.
 #[derive(Debug, Default)]
@@ -24,6 +24,12 @@ pub struct Counters {
     pub events_dropped: AtomicU64,
     pub session_lines: AtomicU64,
     pub session_reconnects: AtomicU64,
+    /// Samples not newer than the one applied (retries, reconnects, disorder).
+    pub lines_stale: AtomicU64,
+    /// Lines of an instance already replaced.
+    pub lines_replaced: AtomicU64,
+    /// Timestamps more than a minute ahead, replaced by the arrival time.
+    pub timestamps_clamped: AtomicU64,
 }
 
 impl Counters {

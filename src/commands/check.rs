@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::config::{self, Config, Source, env::Env, env::Need, format_duration};
-use crate::policy::{DynoTypes, Policy};
+use crate::decide::policy::{DynoTypes, Policy};
 
 /// Prints the effective configuration or every problem. Returns whether
 /// there were problems (exit code 2).

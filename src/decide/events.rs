@@ -79,6 +79,10 @@ pub enum Reason {
     Deferred,
     DryRun,
     TypeNotWatched,
+    /// The instance was replaced before the restart call: nothing to do.
+    Replaced,
+    /// The last restart call failed; the next waits a backoff.
+    Backoff,
 }
 
 impl Reason {
@@ -95,10 +99,12 @@ impl Reason {
             Self::Deferred => "deferred",
             Self::DryRun => "dry_run",
             Self::TypeNotWatched => "type_not_watched",
+            Self::Replaced => "replaced",
+            Self::Backoff => "backoff",
         }
     }
 
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 13] = [
         Self::Threshold,
         Self::R14,
         Self::R15,
@@ -110,6 +116,8 @@ impl Reason {
         Self::Deferred,
         Self::DryRun,
         Self::TypeNotWatched,
+        Self::Replaced,
+        Self::Backoff,
     ];
 
     pub fn parse(s: &str) -> Option<Self> {

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
-use crate::app::Shared;
+use crate::service::Shared;
 
 pub use drain::FrameIdCache;
 

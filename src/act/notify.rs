@@ -10,7 +10,7 @@ use sha2::Sha256;
 use tokio::sync::mpsc;
 
 use crate::config::{NotifyConfig, NotifyKind};
-use crate::events::Event;
+use crate::decide::events::Event;
 
 /// Attempts per notification.
 pub const ATTEMPTS: u32 = 3;

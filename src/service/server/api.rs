@@ -12,9 +12,9 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::auth;
-use crate::app::Shared;
-use crate::policy::DynoState;
-use crate::watch::LIVE;
+use crate::decide::policy::DynoState;
+use crate::decide::watch::LIVE;
+use crate::service::Shared;
 
 pub async fn healthz(State(s): State<Arc<Shared>>) -> Response {
     match s.store.ping().await {
@@ -76,8 +76,8 @@ pub fn dyno_views(s: &Shared) -> Vec<DynoView> {
     let mut out = Vec::new();
     for a in &s.apps {
         let w = a.lock();
-        for d in w.dynos() {
-            let settle = w.policy().judging(d.dyno.process_type()).settle;
+        for d in w.watcher().dynos() {
+            let settle = w.watcher().policy().judging(d.dyno.process_type()).settle;
             out.push(DynoView {
                 app: a.config.name.to_string(),
                 dyno: d.dyno.to_string(),
@@ -338,10 +338,10 @@ pub async fn dashboard(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Resp
             esc(a.config.name.as_str()),
             a.config.source.as_str()
         );
-        let mut dynos: Vec<&DynoState> = w.dynos().collect();
+        let mut dynos: Vec<&DynoState> = w.watcher().dynos().collect();
         dynos.sort_by(|x, y| x.dyno.cmp(&y.dyno));
         for d in dynos {
-            let p = w.policy().judging(d.dyno.process_type());
+            let p = w.watcher().policy().judging(d.dyno.process_type());
             let st = state_of(d, now, p.settle);
             let limit = p.threshold.limit(d.quota()).map(|m| m.0);
             let _ = write!(

@@ -1,0 +1,478 @@
+//! The restarter: re-check → claim (a short lease) → call → record, one task
+//! per order so restarts of different dynos run concurrently and a slow API
+//! never blocks ingestion.
+//!
+//! A dyno restart is not idempotent: `DELETE …/dynos/web.1` restarts whatever
+//! holds the name *now*. So:
+//! - right before calling, the order is re-checked against the newest state
+//!   (earlyoom's rule): an instance already replaced is not restarted, the
+//!   order is dropped and the engine's bookkeeping rolled back;
+//! - a call whose outcome is unknown (timeout, broken connection) is never
+//!   simply repeated: evidence decides — a newer instance in the logs, or the
+//!   dyno's `created_at`/`updated_at`/`state` from `GET …/dynos/{dyno}`. Only
+//!   proof that the call did *not* act allows another DELETE; no proof either
+//!   way means "not repeated" (the window holds it, and it is reported);
+//! - the claim is a lease while the call is in flight (renewed per attempt)
+//!   and becomes the window only when the restart happened, so a crash
+//!   between claim and call costs at most a lease, not a window.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use secrecy::SecretString;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::act::heroku_api::{ApiError, HerokuClient};
+use crate::act::report::Reporter;
+use crate::decide::engine::SharedEngine;
+use crate::decide::events::{Event, EventKind};
+use crate::domain::DynoName;
+use crate::store::{self, ClaimKind, RestartRow, Store};
+
+/// A restart the engine ordered.
+#[derive(Debug, Clone)]
+pub struct RestartOrder {
+    pub engine: Arc<SharedEngine>,
+    pub api_token: Option<SecretString>,
+    /// The `restart` event the engine produced (dyno, instance, reason,
+    /// memory, and the log time of the decision).
+    pub event: Event,
+}
+
+/// Claims held in memory while the store is unavailable, so protection goes
+/// on (on one replica; several could then restart the same dyno — reported).
+#[derive(Debug, Default)]
+pub struct LocalClaims {
+    held: Mutex<HashMap<(String, String), i64>>,
+}
+
+impl LocalClaims {
+    fn try_claim(&self, app: &str, dyno: &str, now: i64, expires: i64) -> bool {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.retain(|_, exp| *exp > now);
+        let key = (app.to_owned(), dyno.to_owned());
+        if held.contains_key(&key) {
+            return false;
+        }
+        held.insert(key, expires);
+        true
+    }
+
+    fn set(&self, app: &str, dyno: &str, expires: Option<i64>) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (app.to_owned(), dyno.to_owned());
+        match expires {
+            Some(e) => {
+                held.insert(key, e);
+            }
+            None => {
+                held.remove(&key);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RestartContext {
+    pub store: Store,
+    pub client: Arc<HerokuClient>,
+    pub reporter: Reporter,
+    /// Identifies this replica in claims.
+    pub holder: String,
+    /// Calls per order before giving up (429/5xx/connection failures are
+    /// retried; an unknown outcome only after proof the call did not act).
+    pub attempts: u32,
+    /// First backoff; doubles per attempt, with jitter.
+    pub retry_base: Duration,
+    /// How long a claim holds while its call is in flight.
+    pub lease: Duration,
+    pub local_claims: Arc<LocalClaims>,
+}
+
+/// Runs until `shutdown` turns true, then finishes the orders already queued
+/// and in flight within `deadline`; calls still open then are abandoned
+/// (their leases expire and the next start takes over).
+pub async fn run(
+    ctx: RestartContext,
+    mut rx: mpsc::UnboundedReceiver<RestartOrder>,
+    mut shutdown: watch::Receiver<bool>,
+    deadline: Duration,
+) {
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            order = rx.recv() => match order {
+                Some(o) => { tasks.spawn(execute(ctx.clone(), o)); }
+                None => break,
+            },
+            _ = shutdown.wait_for(|s| *s) => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    rx.close();
+    while let Ok(o) = rx.try_recv() {
+        tasks.spawn(execute(ctx.clone(), o));
+    }
+    let finished = tokio::time::timeout(deadline, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            "shutdown deadline ({}s): abandoning {} restart call(s) in flight; their claims are leases the next start takes over",
+            deadline.as_secs(),
+            tasks.len()
+        );
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// What one order came to.
+enum Outcome {
+    /// The API accepted the call.
+    Done { request_id: Option<String> },
+    /// The answer was lost, but evidence shows the dyno was replaced.
+    Replaced { evidence: String },
+    /// The call failed and did not act.
+    Failed(ApiError),
+    /// No answer and no evidence either way: not repeated.
+    Unknown { error: ApiError, evidence: String },
+}
+
+/// Evidence about a call whose answer was lost.
+enum Evidence {
+    Replaced(String),
+    NotRestarted(String),
+    Unknown(String),
+}
+
+pub async fn execute(ctx: RestartContext, order: RestartOrder) {
+    let e = &order.event;
+    let Some(dyno) = e.dyno.clone() else { return };
+    let app = order.engine.app().clone();
+    let window = {
+        let engine = order.engine.lock();
+        engine
+            .watcher()
+            .policy()
+            .judging(dyno.process_type())
+            .restart_window
+    };
+
+    // Re-check the newest state: was the instance replaced meanwhile?
+    if replaced_in_logs(&order, &dyno) {
+        tracing::info!("{app} {dyno}: instance already replaced; restart not needed");
+        let dropped = order.engine.lock().order_dropped(e);
+        if let Some(ev) = dropped {
+            ctx.reporter.emit(ev);
+        }
+        return;
+    }
+
+    let Some(token) = order.api_token.clone() else {
+        order.engine.lock().restart_failed(e);
+        fail(&ctx, &order, "no API token configured".into(), None).await;
+        return;
+    };
+
+    let lease_ms = ctx.lease.as_millis() as i64;
+    let now = Timestamp::now().as_millisecond();
+    let claimed = match ctx
+        .store
+        .try_claim(
+            app.as_str(),
+            dyno.as_str(),
+            e.instance.as_deref(),
+            &ctx.holder,
+            now,
+            now.saturating_add(lease_ms),
+        )
+        .await
+    {
+        Ok(c) => c,
+        Err(err) => {
+            // Protection goes on without the store, on this replica's word.
+            tracing::error!(
+                "{app} {dyno}: the store is unavailable for the claim ({err}); claiming in memory — other replicas cannot see this claim"
+            );
+            ctx.local_claims.try_claim(
+                app.as_str(),
+                dyno.as_str(),
+                now,
+                now.saturating_add(lease_ms),
+            )
+        }
+    };
+    if !claimed {
+        // Another replica (or an earlier call) holds it: that one restarts.
+        tracing::info!("{app} {dyno}: restart already claimed elsewhere; not restarting");
+        let _ = order.engine.lock().restart_confirmed(e);
+        return;
+    }
+
+    let started = Timestamp::now();
+    let mut attempt = 0;
+    let outcome = loop {
+        attempt += 1;
+        if attempt > 1 {
+            renew_lease(&ctx, &order, &dyno, ClaimKind::Lease, ctx.lease).await;
+        }
+        match ctx.client.restart_dyno(&token, &app, &dyno).await {
+            Ok(r) => {
+                break Outcome::Done {
+                    request_id: r.request_id,
+                };
+            }
+            Err(err) if err.outcome_unknown() => {
+                match evidence(&ctx, &order, &token, &dyno, started).await {
+                    Evidence::Replaced(evidence) => break Outcome::Replaced { evidence },
+                    Evidence::NotRestarted(why) if attempt < ctx.attempts => {
+                        let wait = backoff(&ctx, attempt, &err);
+                        tracing::warn!(
+                            "{app} {dyno}: restart attempt {attempt}: {err}; {why}, so it is safe to call again in {:.1}s",
+                            wait.as_secs_f64()
+                        );
+                        tokio::time::sleep(wait).await;
+                    }
+                    Evidence::NotRestarted(_) => break Outcome::Failed(err),
+                    Evidence::Unknown(evidence) => {
+                        break Outcome::Unknown {
+                            error: err,
+                            evidence,
+                        };
+                    }
+                }
+            }
+            Err(err) if err.is_retryable() && attempt < ctx.attempts => {
+                let wait = backoff(&ctx, attempt, &err);
+                tracing::warn!(
+                    "{app} {dyno}: restart attempt {attempt} failed ({err}); retrying in {:.1}s",
+                    wait.as_secs_f64()
+                );
+                tokio::time::sleep(wait).await;
+            }
+            Err(err) => break Outcome::Failed(err),
+        }
+    };
+
+    match outcome {
+        Outcome::Done { request_id } => {
+            let detail = request_id.as_ref().map(|id| format!("request_id={id}"));
+            succeeded(&ctx, &order, &dyno, window, "ok", request_id, detail).await;
+        }
+        Outcome::Replaced { evidence } => {
+            let detail = format!("the API's answer was lost; the dyno was replaced ({evidence})");
+            tracing::warn!("{app} {dyno}: {detail}");
+            succeeded(&ctx, &order, &dyno, window, "ok", None, Some(detail)).await;
+        }
+        Outcome::Unknown { error, evidence } => {
+            // Maybe restarted, maybe not: repeating could restart the healthy
+            // replacement. The window holds the order; the logs will tell.
+            let detail = format!(
+                "outcome unknown ({error}; {evidence}): not repeated — the window holds it; a new instance in the logs will confirm it"
+            );
+            record(&ctx, &order, "unknown", None, Some(detail.clone())).await;
+            renew_lease(
+                &ctx,
+                &order,
+                &dyno,
+                ClaimKind::Window,
+                window_duration(window),
+            )
+            .await;
+            let recovered = order.engine.lock().restart_confirmed(e);
+            let mut ev = e.clone();
+            ev.at = Timestamp::now();
+            ev.event = EventKind::RestartFailed;
+            ev.dry_run = Some(false);
+            ev.detail = Some(detail);
+            ctx.reporter.emit(ev);
+            if let Some(r) = recovered {
+                ctx.reporter.emit(r);
+            }
+        }
+        Outcome::Failed(err) => {
+            if matches!(err, ApiError::NotFound { .. }) {
+                // Scaled down or renamed: forget it rather than retry.
+                order.engine.lock().forget(&dyno);
+            } else {
+                order.engine.lock().restart_failed(e);
+            }
+            ctx.local_claims.set(app.as_str(), dyno.as_str(), None);
+            if let Err(se) = ctx
+                .store
+                .release_claim(app.as_str(), dyno.as_str(), &ctx.holder)
+                .await
+            {
+                tracing::error!("{app} {dyno}: releasing the claim failed: {se}");
+            }
+            let request_id = err.request_id().map(str::to_owned);
+            fail(&ctx, &order, err.to_string(), request_id).await;
+        }
+    }
+}
+
+fn window_duration(window: jiff::SignedDuration) -> Duration {
+    Duration::try_from(window).unwrap_or(Duration::from_secs(600))
+}
+
+/// Has the engine seen a newer instance than the order was for (or
+/// forgotten the dyno, so the order is stale)?
+fn replaced_in_logs(order: &RestartOrder, dyno: &DynoName) -> bool {
+    let engine = order.engine.lock();
+    match engine.watcher().dyno(dyno) {
+        None => true,
+        Some(s) => s
+            .instance
+            .as_ref()
+            .is_some_and(|current| Some(current) != order.event.instance.as_ref()),
+    }
+}
+
+fn backoff(ctx: &RestartContext, attempt: u32, err: &ApiError) -> Duration {
+    match err {
+        ApiError::RateLimited {
+            retry_after: Some(d),
+            ..
+        } => (*d).min(Duration::from_secs(60)),
+        _ => ctx
+            .retry_base
+            .mul_f64(f64::from(1u32 << (attempt - 1).min(10)) * (0.5 + fastrand::f64())),
+    }
+}
+
+/// Looks for proof of whether a call whose answer was lost acted.
+async fn evidence(
+    ctx: &RestartContext,
+    order: &RestartOrder,
+    token: &SecretString,
+    dyno: &DynoName,
+    started: Timestamp,
+) -> Evidence {
+    if replaced_in_logs(order, dyno) {
+        return Evidence::Replaced("a new instance reported in the logs".into());
+    }
+    let app = order.engine.app();
+    match ctx.client.dyno_info(token, app, dyno).await {
+        Ok(info) => {
+            // Heroku's clock and ours differ a little: a change within a few
+            // seconds before our call counts as ours.
+            let since = started - jiff::SignedDuration::from_secs(5);
+            let state = info.state.as_deref().unwrap_or("up");
+            if info.created_at.is_some_and(|t| t >= since) {
+                Evidence::Replaced(format!("GET dyno: created_at {}", fmt(info.created_at)))
+            } else if info.updated_at.is_some_and(|t| t >= since) || state != "up" {
+                Evidence::Replaced(format!(
+                    "GET dyno: state {state} since {}",
+                    fmt(info.updated_at)
+                ))
+            } else {
+                Evidence::NotRestarted(format!(
+                    "GET dyno: up and unchanged since {}",
+                    fmt(info.updated_at.or(info.created_at))
+                ))
+            }
+        }
+        Err(ApiError::NotFound { .. }) => {
+            Evidence::Replaced("GET dyno: 404, the dyno is gone".into())
+        }
+        Err(err) => {
+            if replaced_in_logs(order, dyno) {
+                return Evidence::Replaced("a new instance reported in the logs".into());
+            }
+            Evidence::Unknown(format!("GET dyno failed too: {err}"))
+        }
+    }
+}
+
+fn fmt(t: Option<Timestamp>) -> String {
+    t.map_or_else(|| "?".into(), |t| t.to_string())
+}
+
+/// Turns the lease into the window (or renews the lease).
+async fn renew_lease(
+    ctx: &RestartContext,
+    order: &RestartOrder,
+    dyno: &DynoName,
+    kind: ClaimKind,
+    hold: Duration,
+) {
+    let app = order.engine.app();
+    let expires = Timestamp::now()
+        .as_millisecond()
+        .saturating_add(hold.as_millis() as i64);
+    ctx.local_claims
+        .set(app.as_str(), dyno.as_str(), Some(expires));
+    if let Err(err) = ctx
+        .store
+        .extend_claim(app.as_str(), dyno.as_str(), &ctx.holder, expires, kind)
+        .await
+    {
+        tracing::error!("{app} {dyno}: updating the claim failed: {err}");
+    }
+}
+
+async fn succeeded(
+    ctx: &RestartContext,
+    order: &RestartOrder,
+    dyno: &DynoName,
+    window: jiff::SignedDuration,
+    outcome: &str,
+    request_id: Option<String>,
+    detail: Option<String>,
+) {
+    renew_lease(ctx, order, dyno, ClaimKind::Window, window_duration(window)).await;
+    record(ctx, order, outcome, request_id, detail.clone()).await;
+    let recovered = order.engine.lock().restart_confirmed(&order.event);
+    let mut ev = order.event.clone();
+    ev.dry_run = Some(false);
+    ev.detail = detail;
+    ctx.reporter.emit(ev);
+    if let Some(r) = recovered {
+        ctx.reporter.emit(r);
+    }
+}
+
+async fn record(
+    ctx: &RestartContext,
+    order: &RestartOrder,
+    outcome: &str,
+    request_id: Option<String>,
+    detail: Option<String>,
+) {
+    let e = &order.event;
+    let row = RestartRow {
+        app: e.app.to_string(),
+        dyno: e.dyno.as_ref().map(|d| d.to_string()).unwrap_or_default(),
+        instance: e.instance.clone(),
+        reason: e.reason.map_or("threshold", |r| r.as_str()).to_owned(),
+        at: store::millis(Timestamp::now()),
+        outcome: outcome.into(),
+        request_id,
+        detail,
+    };
+    if let Err(err) = ctx.store.record_restart(&row).await {
+        tracing::error!(
+            "{} {}: recording the restart ({outcome}) failed: {err}",
+            row.app,
+            row.dyno
+        );
+    }
+}
+
+async fn fail(
+    ctx: &RestartContext,
+    order: &RestartOrder,
+    detail: String,
+    request_id: Option<String>,
+) {
+    record(ctx, order, "failed", request_id, Some(detail.clone())).await;
+    let mut ev = order.event.clone();
+    ev.event = EventKind::RestartFailed;
+    ev.detail = Some(detail);
+    ctx.reporter.emit(ev);
+}

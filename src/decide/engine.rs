@@ -1,0 +1,220 @@
+//! The engine: one app's observations in, events and restart orders out, on
+//! the log's own clock.
+//!
+//! This is the one decision path. `serve` (drain and log sessions), `replay`
+//! and `demo` all call [`Engine::apply`]; they differ only in what acts on
+//! [`Decisions::orders`] — the restarter, or nothing (replay, dry run).
+//!
+//! The clock of every decision is the record's own timestamp, sanitised: a
+//! timestamp more than [`MAX_FUTURE`] ahead of the arrival time is replaced
+//! by the arrival time (a far-future line must not freeze a dyno). Batches that
+//! arrive late, retried or out of order are judged by when the lines were
+//! logged, never by when they reached us; a sample not newer than the one
+//! already applied for that dyno instance changes nothing (it is counted).
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::domain::{AppName, DynoName};
+use crate::ingest::heroku_line::{Memory, Observation, ObservationKind};
+
+use super::events::{Event, EventKind};
+use super::policy::{AppPolicy, RestartMark};
+use super::watch::{Ignored, Watcher};
+
+/// How far ahead of its arrival a line's timestamp may be before it is
+/// replaced by the arrival time.
+pub const MAX_FUTURE: SignedDuration = SignedDuration::from_mins(1);
+
+/// Who confirms that an ordered restart happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// The decision is the record (replay): an order counts as done at once.
+    OnDecision,
+    /// A restarter calls the API and reports back through
+    /// [`Engine::restart_confirmed`], [`Engine::order_dropped`] or
+    /// [`Engine::restart_failed`] (the service). Dry-run policies are always
+    /// confirmed on decision: nothing is called.
+    ByRestarter,
+}
+
+/// One memory sample as applied to a dyno (for history and the store).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedSample {
+    pub dyno: DynoName,
+    pub instance: Option<String>,
+    pub at: Timestamp,
+    /// The dyno's figures after the sample (quota resolved from hints).
+    pub memory: Memory,
+}
+
+/// What one batch of observations produced.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Decisions {
+    /// Events to report as they are.
+    pub events: Vec<Event>,
+    /// `restart` events the actuator carries out (with
+    /// [`Confirmation::ByRestarter`]); with [`Confirmation::OnDecision`] they
+    /// are in `events` instead.
+    pub orders: Vec<Event>,
+    pub samples: Vec<AppliedSample>,
+    /// Warnings to log once (a percentage threshold without a quota).
+    pub warnings: Vec<String>,
+    /// Lines that changed nothing, and why.
+    pub ignored: Ignored,
+    /// Timestamps replaced by the arrival time.
+    pub future_clamped: u64,
+}
+
+/// The decision core of one app.
+#[derive(Debug)]
+pub struct Engine {
+    watcher: Watcher,
+    confirmation: Confirmation,
+}
+
+impl Engine {
+    pub fn new(app: AppName, policy: AppPolicy, confirmation: Confirmation) -> Self {
+        Self {
+            watcher: Watcher::new(app, policy, confirmation == Confirmation::OnDecision),
+            confirmation,
+        }
+    }
+
+    pub fn watcher(&self) -> &Watcher {
+        &self.watcher
+    }
+
+    /// The clock a line is judged by.
+    pub fn clock(logged: Timestamp, arrived: Timestamp) -> Timestamp {
+        if logged.duration_since(arrived) > MAX_FUTURE {
+            arrived
+        } else {
+            logged
+        }
+    }
+
+    /// Applies a batch in order; `arrived` is when the batch reached us.
+    pub fn apply(&mut self, observations: &[Observation], arrived: Timestamp) -> Decisions {
+        let mut out = Decisions::default();
+        self.apply_into(observations, arrived, &mut out);
+        out
+    }
+
+    /// [`Engine::apply`] into an existing [`Decisions`] (replay streams).
+    pub fn apply_into(
+        &mut self,
+        observations: &[Observation],
+        arrived: Timestamp,
+        out: &mut Decisions,
+    ) {
+        for o in observations {
+            let at = Self::clock(o.at, arrived);
+            if at != o.at {
+                out.future_clamped += 1;
+            }
+            let events = self.watcher.observe(&o.kind, at);
+            if let ObservationKind::Sample(s) = &o.kind
+                && s.memory.total.is_some()
+                && let Some(d) = &s.dyno
+                && let Some(state) = self.watcher.dyno(d)
+                && state.sample_at == Some(at)
+            {
+                let mut memory = state.memory;
+                memory.quota = state.quota();
+                out.samples.push(AppliedSample {
+                    dyno: d.clone(),
+                    instance: state.instance.clone(),
+                    at,
+                    memory,
+                });
+            }
+            for e in events {
+                if e.event == EventKind::Restart && self.confirmation == Confirmation::ByRestarter {
+                    out.orders.push(e);
+                } else {
+                    out.events.push(e);
+                }
+            }
+        }
+        out.warnings.extend(self.watcher.take_warnings());
+        out.ignored.add(self.watcher.take_ignored());
+    }
+
+    /// The restarter's re-check found the instance already replaced: the
+    /// order is dropped, the window is not consumed, and a `skipped` event
+    /// with reason `replaced` says so.
+    pub fn order_dropped(&mut self, order: &Event) -> Option<Event> {
+        self.watcher.order_dropped(order)
+    }
+
+    /// The restart call failed: the next attempt waits a backoff.
+    pub fn restart_failed(&mut self, order: &Event) {
+        self.watcher.restart_failed(order);
+    }
+
+    /// The restart happened (the API accepted it, or evidence shows the
+    /// instance was replaced). Returns the `recovered` event if the new
+    /// instance already reported.
+    pub fn restart_confirmed(&mut self, order: &Event) -> Option<Event> {
+        self.watcher.restart_confirmed(order)
+    }
+
+    /// The dyno no longer exists (404 from the API).
+    pub fn forget(&mut self, dyno: &DynoName) {
+        self.watcher.forget(dyno);
+    }
+
+    /// Forgets dynos silent for an hour of the app's log clock.
+    pub fn prune(&mut self) {
+        self.watcher.prune();
+    }
+
+    pub fn seed_restart(&mut self, dyno: DynoName, mark: RestartMark) {
+        self.watcher.seed_restart(dyno, mark);
+    }
+
+    pub fn set_type_quota(&mut self, process_type: &str, quota: crate::domain::Megabytes) {
+        self.watcher.set_type_quota(process_type, quota);
+    }
+}
+
+/// One app's engine shared by the service's handlers, log sessions, tasks
+/// and restarter. A panic elsewhere never poisons ingestion for good.
+#[derive(Debug)]
+pub struct SharedEngine {
+    app: AppName,
+    inner: std::sync::Mutex<Engine>,
+}
+
+impl SharedEngine {
+    pub fn new(app: AppName, policy: AppPolicy, confirmation: Confirmation) -> Self {
+        Self {
+            inner: std::sync::Mutex::new(Engine::new(app.clone(), policy, confirmation)),
+            app,
+        }
+    }
+
+    pub fn app(&self) -> &AppName {
+        &self.app
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Engine> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn far_future_is_clamped_to_arrival() {
+        let now = Timestamp::from_second(1_700_000_000).unwrap();
+        let soon = now + SignedDuration::from_secs(30);
+        let far = now + SignedDuration::from_hours(24 * 365);
+        let past = now - SignedDuration::from_hours(5);
+        assert_eq!(Engine::clock(soon, now), soon);
+        assert_eq!(Engine::clock(far, now), now);
+        assert_eq!(Engine::clock(past, now), past);
+    }
+}
