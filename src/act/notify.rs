@@ -10,7 +10,7 @@ use sha2::Sha256;
 use tokio::sync::mpsc;
 
 use crate::config::{NotifyConfig, NotifyKind};
-use crate::decide::events::Event;
+use crate::decide::events::{Event, EventKind};
 
 /// Attempts per notification.
 pub const ATTEMPTS: u32 = 3;
@@ -47,6 +47,39 @@ pub fn payload(sink: &NotifyConfig, e: &Event) -> (String, Option<String>) {
     }
 }
 
+/// Deliveries in flight at most; the next event waits for one to finish
+/// (the queue in front is bounded, so a dead sink cannot eat the memory).
+pub const MAX_INFLIGHT: usize = 32;
+
+/// One notification per incident: the first `restart_failed` of a dyno
+/// instance is sent, repeats (one per attempt, after backoffs) are not, until
+/// a restart of that dyno succeeds or it recovers.
+#[derive(Debug, Default)]
+pub struct Incidents {
+    open: std::collections::HashSet<(String, String, Option<String>)>,
+}
+
+impl Incidents {
+    pub fn should_notify(&mut self, e: &Event) -> bool {
+        let Some(dyno) = &e.dyno else { return true };
+        match e.event {
+            EventKind::RestartFailed => {
+                if self.open.len() >= 4096 {
+                    self.open.clear();
+                }
+                self.open
+                    .insert((e.app.to_string(), dyno.to_string(), e.instance.clone()))
+            }
+            EventKind::Restart | EventKind::Recovered => {
+                self.open
+                    .retain(|(a, d, _)| !(a == e.app.as_str() && d == dyno.as_str()));
+                true
+            }
+            _ => true,
+        }
+    }
+}
+
 /// Runs until the channel closes, delivering each event to the sinks that
 /// want it. Deliveries of one event run concurrently; a slow sink does not
 /// hold the others.
@@ -63,8 +96,20 @@ pub async fn run(sinks: Vec<NotifyConfig>, mut rx: mpsc::Receiver<Event>, retry_
         }
     };
     let mut inflight = tokio::task::JoinSet::new();
+    let mut incidents = Incidents::default();
     while let Some(event) = rx.recv().await {
+        if !incidents.should_notify(&event) {
+            tracing::debug!(
+                "{} {:?}: restart_failed again for this incident; not notified again",
+                event.app,
+                event.dyno
+            );
+            continue;
+        }
         for (i, sink) in sinks.iter().enumerate() {
+            while inflight.len() >= MAX_INFLIGHT {
+                let _ = inflight.join_next().await;
+            }
             if !sink.wants(event.event) {
                 continue;
             }
@@ -110,6 +155,22 @@ pub async fn run(sinks: Vec<NotifyConfig>, mut rx: mpsc::Receiver<Event>, retry_
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restart_failed_is_notified_once_per_incident() {
+        let app = crate::domain::AppName::parse("a").unwrap();
+        let mut e = Event::new(jiff::Timestamp::UNIX_EPOCH, EventKind::RestartFailed, app);
+        e.dyno = crate::domain::DynoName::parse("web.1");
+        e.instance = Some("i1".into());
+        let mut inc = Incidents::default();
+        assert!(inc.should_notify(&e));
+        assert!(!inc.should_notify(&e));
+        assert!(!inc.should_notify(&e));
+        let mut ok = e.clone();
+        ok.event = EventKind::Restart;
+        assert!(inc.should_notify(&ok));
+        assert!(inc.should_notify(&e), "a new incident after a success");
+    }
 
     #[test]
     fn signature_is_hmac_sha256_hex() {

@@ -13,7 +13,7 @@ use secrecy::SecretString;
 use tokio::sync::watch;
 
 use crate::config::{AppConfig, Config, DEFAULT_BODY_LIMIT, LogFormat, ServerConfig, Source};
-use crate::decide::policy::{AppPolicy, Policy};
+use crate::decide::policy::AppPolicy;
 use crate::domain::AppName;
 use crate::service::{App, Tuning};
 use crate::sim::FakeHeroku;
@@ -32,28 +32,8 @@ pub struct DemoOptions {
     pub color: bool,
 }
 
-/// The policy's time knobs divided by `speed`, so that simulated hours in a
-/// short demo meet the same windows a real app would.
-pub fn scaled_policy(speed: f64) -> Policy {
-    let d = Policy::default();
-    let scale =
-        |x: SignedDuration| SignedDuration::from_secs_f64((x.as_secs_f64() / speed).max(0.05));
-    Policy {
-        restart_window: scale(d.restart_window),
-        settle: scale(d.settle),
-        flap_window: scale(d.flap_window),
-        ..d
-    }
-}
-
 /// A config for dynoguard against the simulator.
-pub fn demo_config(
-    api_url: &str,
-    database_url: &str,
-    port: u16,
-    password: &str,
-    speed: f64,
-) -> Config {
+pub fn demo_config(api_url: &str, database_url: &str, port: u16, password: &str) -> Config {
     Config {
         server: ServerConfig {
             port,
@@ -70,10 +50,8 @@ pub fn demo_config(
             source: Source::Drain,
             drain_token: None,
             drain_password: None,
-            policy: AppPolicy {
-                defaults: scaled_policy(speed),
-                ..AppPolicy::default()
-            },
+            // The real defaults: decisions run on the simulated log clock.
+            policy: AppPolicy::default(),
         }],
         notify: Vec::new(),
     }
@@ -91,7 +69,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let db = format!("sqlite://{}", dir.join("dynoguard.db").display());
     let password = format!("demo-{:016x}", fastrand::u64(..));
-    let cfg = demo_config(&fake.url(), &db, opts.port, &password, opts.speed);
+    let cfg = demo_config(&fake.url(), &db, opts.port, &password);
     let tuning = Tuning {
         bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         sample_flush: Duration::from_millis(500),
@@ -137,6 +115,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         },
     );
     fo.speed = opts.speed;
+    // Simulated time must stay behind the wall clock (log time decides).
+    if let Some(d) = opts.duration {
+        fo.start = jiff::Timestamp::now()
+            - jiff::SignedDuration::from_secs_f64(d.as_secs_f64() * opts.speed + 60.0);
+    }
     let fleet = fleet::spawn(fo, fake.clone(), stop_rx.clone());
 
     match opts.duration {

@@ -113,6 +113,7 @@ impl Engine {
                 out.future_clamped += 1;
             }
             let events = self.watcher.observe(&o.kind, at);
+            self.watcher.note_arrival(&o.kind, arrived);
             if let ObservationKind::Sample(s) = &o.kind
                 && s.memory.total.is_some()
                 && let Some(d) = &s.dyno

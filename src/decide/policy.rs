@@ -283,6 +283,11 @@ pub struct DynoState {
     /// The new instance reported before the restart was confirmed: the
     /// `recovered` seconds wait for the confirmation.
     pub pending_recovery: Option<f64>,
+    /// When the current instance's first line came.
+    pub instance_since: Option<Timestamp>,
+    /// When a line of this dyno last *arrived* (wall clock, for display and
+    /// staleness only: decisions use log time).
+    pub last_arrival: Option<Timestamp>,
     /// Failed restart calls in a row, and when the next may be made.
     pub failures: u32,
     pub retry_after: Option<Timestamp>,
@@ -311,6 +316,8 @@ impl DynoState {
             replaced_line_at: None,
             process_memory: None,
             pending_recovery: None,
+            instance_since: None,
+            last_arrival: None,
             failures: 0,
             retry_after: None,
         }
@@ -363,6 +370,7 @@ impl DynoState {
             self.replaced.push_back(old);
         }
         self.process_memory = None;
+        self.instance_since = Some(at);
         // The old instance's memory says nothing about the new one; its quota
         // (the dyno size) still holds.
         self.memory = Memory {
@@ -645,6 +653,18 @@ mod tests {
         assert!(!all.watches("run") && !all.watches("scheduler"));
         let list = DynoTypes::parse_list("web, worker".split(','));
         assert!(list.watches("worker") && !list.watches("slow_worker"));
+    }
+
+    #[test]
+    fn quotas_from_percent_snap_to_real_dyno_sizes() {
+        let q = |m: f64, p: f64| quota_from_percent(Megabytes(m), p).0;
+        assert_eq!(q(594.0, 109.6), 512.0);
+        assert_eq!(q(736.0, 143.8), 512.0);
+        assert_eq!(q(1210.0, 236.5), 512.0);
+        assert_eq!(q(1100.0, 107.0), 1024.0);
+        assert_eq!(q(2700.0, 105.0), 2560.0);
+        // Nothing near: the arithmetic, rounded.
+        assert_eq!(q(700.0, 100.0), 700.0);
     }
 
     #[test]

@@ -224,6 +224,21 @@ impl Watcher {
         }
     }
 
+    /// Notes when a line of the observation's dyno arrived (wall clock).
+    pub fn note_arrival(&mut self, kind: &ObservationKind, arrived: Timestamp) {
+        let dyno = match kind {
+            ObservationKind::Sample(s) => s.dyno.as_ref(),
+            ObservationKind::R14 { dyno }
+            | ObservationKind::R15 { dyno }
+            | ObservationKind::ProcessMemory { dyno, .. }
+            | ObservationKind::State { dyno, .. } => Some(dyno),
+            ObservationKind::SamplesLost { .. } => None,
+        };
+        if let Some(s) = dyno.and_then(|d| self.dynos.get_mut(d)) {
+            s.last_arrival = Some(arrived);
+        }
+    }
+
     /// Did a line of a replaced instance of `dyno` just come (so this
     /// instance-less line belongs to it)?
     fn follows_replaced_line(&mut self, dyno: &DynoName, now: Timestamp) -> bool {
@@ -340,7 +355,10 @@ impl Watcher {
         let state = self.state(dyno, now);
         // A line logged before the last restart was ordered is about the
         // instance already being restarted (a late or retried batch).
-        if state.last_restart.as_ref().is_some_and(|m| now < m.at) {
+        // So is one logged before the current instance began.
+        if state.last_restart.as_ref().is_some_and(|m| now < m.at)
+            || state.instance_since.is_some_and(|t| now < t)
+        {
             self.ignored.stale += 1;
             return Vec::new();
         }
@@ -443,6 +461,7 @@ mod table {
                             quota: quota.map(Megabytes),
                             ..Memory::default()
                         },
+                        malformed: false,
                     }),
                 ),
                 R14(t, d) => (
@@ -919,6 +938,7 @@ mod table {
                     quota: q,
                     ..Memory::default()
                 },
+                malformed: false,
             }),
         };
         let reasons = |evs: Vec<Event>| {

@@ -61,6 +61,8 @@ pub struct Sample {
     /// the dyno was replaced.
     pub instance: Option<String>,
     pub memory: Memory,
+    /// A memory field was present but not a number of MB (`inf`, `1e308GB`).
+    pub malformed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -144,7 +146,7 @@ pub fn observe(rec: &LogRecord<'_>) -> Result<Option<Observation>, LineError> {
         if s.dyno.is_none() {
             return Err(LineError::NoDyno);
         }
-        if !s.memory.plausible() {
+        if s.malformed || !s.memory.plausible() {
             return Err(LineError::Implausible);
         }
         ObservationKind::Sample(s)
@@ -247,7 +249,10 @@ pub fn parse_sample(msg: &str, procid: Option<DynoName>) -> Sample {
             "val" => val = Megabytes::parse(value),
             _ => {
                 if let Some(field) = key.strip_prefix("sample#memory_") {
-                    set_field(&mut s.memory, field, Megabytes::parse(value));
+                    let v = Megabytes::parse(value);
+                    if set_field(&mut s.memory, field, v) && v.is_none() {
+                        s.malformed = true;
+                    }
                 }
             }
         }
@@ -261,16 +266,18 @@ pub fn parse_sample(msg: &str, procid: Option<DynoName>) -> Sample {
     s
 }
 
-fn set_field(m: &mut Memory, field: &str, v: Option<Megabytes>) {
+/// Sets a known memory field; false for fields dynoguard does not use.
+fn set_field(m: &mut Memory, field: &str, v: Option<Megabytes>) -> bool {
     let slot = match field {
         "total" => &mut m.total,
         "rss" => &mut m.rss,
         "cache" => &mut m.cache,
         "swap" => &mut m.swap,
         "quota" => &mut m.quota,
-        _ => return,
+        _ => return false,
     };
     *slot = v;
+    true
 }
 
 fn split_legacy_source(rest: &str) -> (Option<DynoName>, Option<String>) {
@@ -459,6 +466,59 @@ mod tests {
         )
         .unwrap();
         assert_eq!(observe(&r).unwrap(), None);
+    }
+
+    #[test]
+    fn every_l10_l11_wording_gives_its_count() {
+        for (line, n) in [
+            (
+                "<172>1 2023-02-12T20:47:48.605013+00:00 host heroku logplex - Error L10 (output buffer overflow): 2 messages dropped since 2023-02-12T20:46:53.025447+00:00.",
+                2,
+            ),
+            (
+                "<172>1 2023-02-12T20:47:48.605013+00:00 host heroku logplex - Error L10 (output buffer overflow): drain 'd.9f0c1a2b-1111-2222-3333-444455556666' dropped 1 messages since 2023-02-12T20:46:53+00:00.",
+                1,
+            ),
+            (
+                "<172>1 2023-02-12T20:47:48.605013+00:00 host heroku logplex - Error L11 (Tail buffer overflow) -> This tail session dropped 1101 messages since 2023-02-12T20:46:53+00:00.",
+                1101,
+            ),
+        ] {
+            assert_eq!(
+                drain(line).unwrap().kind,
+                ObservationKind::SamplesLost { dropped: n },
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn implausible_numbers_are_bad_input() {
+        let at = "<134>1 2023-02-13T22:12:51Z host heroku web.1 - source=web.1 ";
+        for bad in [
+            "sample#memory_total=100.00MB sample#memory_quota=1e-320MB",
+            "sample#memory_total=1e308GB sample#memory_quota=512.00MB",
+            "sample#memory_total=inf sample#memory_quota=512.00MB",
+            "sample#memory_total=2000000.00MB sample#memory_quota=512.00MB",
+            "sample#memory_total=100.00MB sample#memory_quota=10.00MB",
+        ] {
+            let rec = logplex::parse_record(format!("{at}{bad}").into_bytes().leak()).unwrap();
+            assert_eq!(observe(&rec), Err(LineError::Implausible), "{bad}");
+        }
+        let rec = logplex::parse_record(
+            b"<134>1 2023-02-13T22:12:51Z host heroku web.1 - Process running mem=1e400M(143.8%)",
+        )
+        .unwrap();
+        assert_eq!(observe(&rec), Err(LineError::Implausible));
+    }
+
+    #[test]
+    fn a_platform_line_with_a_break_is_not_trusted() {
+        let rec = logplex::parse_record(
+            b"<134>1 2023-02-13T22:12:51Z host heroku web.1 - source=web.1 sample#memory_total=1MB\n101 <134>1 2023-02-13T22:12:51Z host heroku web.1 - Error R15 (Memory quota vastly exceeded)",
+        )
+        .unwrap();
+        assert_eq!(observe(&rec), Err(LineError::Multiline));
     }
 
     #[test]

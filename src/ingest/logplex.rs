@@ -491,6 +491,54 @@ mod properties {
             prop_assert_eq!(got, payloads);
         }
 
+        /// Whatever an application logs (newlines, counts, whole forged
+        /// platform frames), a correctly framed body yields no observation
+        /// from it: only the platform frames around it count.
+        #[test]
+        fn app_output_never_becomes_an_observation(
+            m in proptest::collection::vec(any::<u8>(), 0..600),
+            forged in "[0-9]{1,3}",
+            sep in proptest::bool::ANY,
+        ) {
+            let platform = "<134>1 2023-02-13T22:12:51.822974+00:00 host heroku web.1 - source=web.1 sample#memory_total=100.00MB sample#memory_quota=512.00MB";
+            let mut msg = m.clone();
+            msg.extend_from_slice(format!("\n{forged} <134>1 2023-02-13T22:12:52+00:00 host heroku web.1 - Error R15 (Memory quota vastly exceeded)\n").as_bytes());
+            msg.extend_from_slice(&m);
+            let mut app = b"<190>1 2023-02-13T22:12:51.9+00:00 host app web.1 - ".to_vec();
+            app.extend_from_slice(&msg);
+            let mut body = Vec::new();
+            for payload in [platform.as_bytes(), &app, platform.as_bytes()] {
+                let len = payload.len() + usize::from(sep);
+                body.extend_from_slice(format!("{len} ").as_bytes());
+                body.extend_from_slice(payload);
+                if sep {
+                    body.push(b'\n');
+                }
+            }
+            let mut kinds = Vec::new();
+            let stats = crate::ingest::drain_body(&body, |o| kinds.push(o.kind));
+            prop_assert_eq!(kinds.len(), 2, "{:?}", kinds);
+            for k in &kinds {
+                let is_sample = matches!(k, crate::ingest::heroku_line::ObservationKind::Sample(_));
+                prop_assert!(is_sample);
+            }
+            prop_assert_eq!(stats.records, 3);
+        }
+
+        /// Frames with no separator between them, any VERSION, are each found.
+        #[test]
+        fn frames_without_separators_are_each_found(
+            payloads in proptest::collection::vec((payload(), 1u8..=99), 1..12),
+        ) {
+            let payloads: Vec<String> = payloads
+                .into_iter()
+                .map(|(p, v)| p.replacen("<134>1 ", &format!("<134>{v} "), 1))
+                .collect();
+            let body: String = payloads.iter().map(|p| format!("{} {p}", p.len())).collect();
+            let got: Vec<String> = Frames::new(body.as_bytes()).map(|p| String::from_utf8(p.to_vec()).unwrap()).collect();
+            prop_assert_eq!(got, payloads);
+        }
+
         #[test]
         fn a_good_frame_after_garbage_is_found(garbage in proptest::collection::vec(any::<u8>(), 0..512), p in payload()) {
             let mut body = garbage;

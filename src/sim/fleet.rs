@@ -94,6 +94,11 @@ pub struct FleetOptions {
     pub router_lines: usize,
     pub delivery: Delivery,
     pub seed: u64,
+    /// Where the simulated clock starts. dynoguard decides on log time and
+    /// judges a line stamped over a minute ahead at its arrival, so a clock
+    /// running `speed` times faster than the wall clock must start far
+    /// enough in the past. Default: a day ago (24 minutes at 60×).
+    pub start: Timestamp,
 }
 
 impl FleetOptions {
@@ -107,6 +112,7 @@ impl FleetOptions {
             router_lines: 20,
             delivery,
             seed: 42,
+            start: Timestamp::now() - SignedDuration::from_hours(24),
         }
     }
 }
@@ -429,7 +435,7 @@ pub async fn run(
         .ok();
     let mut report = FleetReport::default();
 
-    let start = Timestamp::now();
+    let start = opts.start;
     let mut now = start;
     let dt = opts.sample_every.as_secs_f64();
     let tick = Duration::from_secs_f64((dt / opts.speed).max(0.001));

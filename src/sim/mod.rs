@@ -10,6 +10,7 @@
 pub mod api;
 pub mod bodies;
 pub mod fleet;
+pub mod scenario;
 
 pub use api::{FakeHeroku, FormationItem, Recorded, SessionPlan};
 pub use fleet::{Curve, Delivery, DynoSpec, FleetOptions, FleetReport};

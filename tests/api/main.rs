@@ -6,6 +6,7 @@ mod helpers;
 
 mod check_cli;
 mod dark_knight;
+mod decisions;
 mod drain;
 mod many_apps;
 mod notify;

@@ -168,3 +168,41 @@ async fn a_silent_stream_is_reopened() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_reconnect_replaying_history_does_not_count_samples_twice() {
+    let fake = FakeHeroku::start().await.unwrap();
+    // Two over-quota samples are needed; the session's history holds one,
+    // and every reconnect replays it.
+    let history = line("web.1", 700.0);
+    for _ in 0..3 {
+        fake.plan_session(
+            "a",
+            SessionPlan::Chunks {
+                content_type: "text/plain; charset=utf-8",
+                chunks: vec![history.clone().into_bytes()],
+            },
+        );
+    }
+    let toml = "[[app]]\nname = \"a\"\napi_token = \"tok\"\nsource = \"log-session\"\n[app.types.web]\nconsecutive = 2\n";
+    let cfg = file::parse("t.toml", toml, &Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let app = spawn_with(cfg, fake, None).await;
+    // Three sessions (the stream ends after the history each time): the two
+    // replays are counted as stale, never as new samples.
+    let stale = || {
+        app.shared
+            .counters
+            .lines_stale
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    for _ in 0..100 {
+        if stale() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(stale(), 2);
+    app.quiesce().await;
+    assert!(app.fake.restarts().is_empty(), "{:?}", app.events().await);
+    app.stop().await;
+}

@@ -2,7 +2,6 @@
 //! post real drain bodies; dynoguard restarts the leaking ones before R15
 //! and never the steady ones.
 
-use dynoguard::commands::demo::scaled_policy;
 use dynoguard::config::{self, env::Need};
 use dynoguard::sim::FakeHeroku;
 use dynoguard::sim::fleet::{self, Curve, Delivery, FleetOptions};
@@ -14,8 +13,8 @@ use crate::helpers::*;
 async fn leaking_dynos_are_restarted_before_r15_and_steady_ones_never() {
     let speed = 240.0;
     let fake = FakeHeroku::start().await.unwrap();
-    let mut cfg = config::env::from_env(&base_env(&[]), Need::App).unwrap();
-    cfg.apps[0].policy.defaults = scaled_policy(speed);
+    let cfg = config::env::from_env(&base_env(&[]), Need::App).unwrap();
+    // The real defaults: decisions run on the simulated log clock.
     let app = spawn_with(cfg, fake.clone(), None).await;
 
     let curves = [
@@ -99,8 +98,8 @@ async fn a_leaking_dyno_watched_through_a_live_log_session_is_restarted() {
     let fake = FakeHeroku::start().await.unwrap();
     let toml =
         "[[app]]\nname = \"todo\"\napi_token = \"test-token-7f3a\"\nsource = \"log-session\"\n";
-    let mut cfg = dynoguard::config::file::parse("t.toml", toml, &Default::default()).unwrap();
-    cfg.apps[0].policy.defaults = scaled_policy(speed);
+    let cfg = dynoguard::config::file::parse("t.toml", toml, &Default::default()).unwrap();
+    // The real defaults: decisions run on the simulated log clock.
     let app = spawn_with(cfg, fake.clone(), None).await;
     let mut opts = FleetOptions::new(
         APP,

@@ -55,13 +55,15 @@ pub struct SampleView {
     pub at: String,
 }
 
+/// Staleness is about the wall clock (is the dyno still reporting?); the
+/// restart in progress is judged on the dyno's own log clock, as decisions are.
 fn state_of(d: &DynoState, now: Timestamp, settle: jiff::SignedDuration) -> &'static str {
-    if now.duration_since(d.last_seen) > LIVE {
+    if d.last_arrival.is_none_or(|t| now.duration_since(t) > LIVE) {
         "stale"
     } else if d.awaiting_replacement
         && d.last_restart
             .as_ref()
-            .is_some_and(|m| now.duration_since(m.at) < settle)
+            .is_some_and(|m| d.last_seen.duration_since(m.at) < settle)
     {
         "restarting"
     } else if d.over {
@@ -197,6 +199,21 @@ pub async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Respon
             "dynoguard_session_reconnects_total",
             "Log sessions reopened",
             &c.session_reconnects,
+        ),
+        (
+            "dynoguard_lines_stale_total",
+            "Samples not newer than the one applied for the instance (retries, reconnects, disorder)",
+            &c.lines_stale,
+        ),
+        (
+            "dynoguard_lines_replaced_total",
+            "Lines of a dyno instance already replaced (preboot overlap, late lines)",
+            &c.lines_replaced,
+        ),
+        (
+            "dynoguard_timestamps_clamped_total",
+            "Lines stamped more than a minute ahead, judged at their arrival",
+            &c.timestamps_clamped,
         ),
         (
             "dynoguard_session_lines_total",

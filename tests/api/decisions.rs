@@ -1,0 +1,298 @@
+//! Decisions you can trust (issue 8): no log line can forge a restart, and a
+//! running `serve` decides exactly as `replay` does on the same bytes.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use dynoguard::sim::scenario::{self, Scenario};
+
+use crate::helpers::*;
+
+fn ago(secs: i64) -> String {
+    (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(secs)).to_string()
+}
+
+#[tokio::test]
+async fn app_output_cannot_forge_a_platform_line() {
+    let app = spawn_app().await;
+    // A correctly counted app frame whose message holds a newline and then a
+    // whole, correctly counted platform R15 frame.
+    let forged = format!(
+        "<134>1 {} host heroku web.1 - Error R15 (Memory quota vastly exceeded)",
+        ago(1)
+    );
+    let app_frame = format!(
+        "<190>1 {} host app web.1 - user input: x\n{} {forged}",
+        ago(2),
+        forged.len() + 1
+    );
+    let body = sample_at("web.1", UUID_A, 200.0, 512.0, &ago(3)) + &frame(&app_frame);
+    assert_eq!(app.post_logs(body).await.status(), 204);
+    app.quiesce().await;
+    assert!(app.fake.restarts().is_empty());
+    assert!(app.events().await.iter().all(|e| e["event"] != "r15"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn version_2_frames_without_newlines_are_each_read() {
+    let app = spawn_app().await;
+    // Nine exactly counted frames, VERSION 1, 2 and 3, no newline between.
+    let mut body = String::new();
+    for (i, v) in [1, 2, 3, 2, 1, 2, 3, 2, 1].into_iter().enumerate() {
+        let p = if i == 4 {
+            sample_payload_at("web.1", UUID_A, 300.25, 512.0, &ago(30))
+        } else {
+            format!(
+                "<40>{v} {} host heroku router - at=info status=200",
+                ago(40)
+            )
+        };
+        let p = p.replacen("<134>1 ", &format!("<134>{v} "), 1);
+        body.push_str(&format!("{} {p}", p.len()));
+    }
+    // A platform frame followed, with no newline, by app output posing as a
+    // sample: the app frame is app output, whatever it says.
+    let fake = format!(
+        "<190>2 {} host app web.1 - source=web.1 sample#memory_total=9999.00MB sample#memory_quota=512.00MB",
+        ago(20)
+    );
+    body.push_str(&format!("{} {fake}", fake.len()));
+    assert_eq!(app.post_logs(body).await.status(), 204);
+    app.quiesce().await;
+    assert!(app.fake.restarts().is_empty());
+    let dynos = app.dynos().await;
+    assert_eq!(dynos[0]["last_sample"]["total"], 300.25);
+    assert_eq!(dynos[0]["last_sample"]["quota"], 512.0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn serve_judges_by_log_time_not_arrival() {
+    let mut cfg =
+        dynoguard::config::env::from_env(&base_env(&[]), dynoguard::config::env::Need::App)
+            .unwrap();
+    cfg.apps[0].policy.defaults.predict = Some(jiff::SignedDuration::from_mins(5));
+    let app = spawn_config(cfg).await;
+    // +0.5 MB per 20 s: 211 MB to go is hours away. Posted back to back, an
+    // arrival clock would see +0.5 MB per millisecond and predict a crossing.
+    for (i, mb) in [300.0, 300.5, 301.0].into_iter().enumerate() {
+        let at = ago(60 - 20 * i as i64);
+        app.post_logs(sample_at("web.1", UUID_A, mb, 512.0, &at))
+            .await;
+    }
+    app.quiesce().await;
+    assert!(app.fake.restarts().is_empty(), "{:?}", app.events().await);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn out_of_order_and_far_future_samples_cannot_freeze_or_fool_a_dyno() {
+    let app = spawn_app().await;
+    // A far-future sample is judged at its arrival; the next real sample is
+    // newer and still applies.
+    app.post_logs(sample_at(
+        "web.1",
+        UUID_A,
+        200.0,
+        512.0,
+        "2100-01-01T00:00:00+00:00",
+    ))
+    .await;
+    // An older over-quota sample arriving late changes nothing.
+    app.post_logs(sample_at("web.1", UUID_A, 900.0, 512.0, &ago(60)))
+        .await;
+    app.quiesce().await;
+    assert!(app.fake.restarts().is_empty());
+    app.post_logs(sample("web.1", UUID_A, 700.0, 512.0)).await;
+    assert_eq!(app.wait_for_restarts(1).await.len(), 1);
+    let m = app.metrics().await;
+    assert!(m.contains("dynoguard_lines_stale_total 1"), "{m}");
+    assert!(m.contains("dynoguard_timestamps_clamped_total 1"), "{m}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn preboot_overlap_never_restarts_the_new_instance() {
+    let app = spawn_app().await;
+    // A is over quota and restarted; B boots; A keeps logging beside B.
+    app.post_logs(sample_at("web.1", UUID_A, 600.0, 512.0, &ago(200)))
+        .await;
+    app.wait_for_event("restart").await;
+    for i in 0..6 {
+        let t = 180 - i * 20;
+        let body = sample_at("web.1", UUID_B, 200.0 + i as f64, 512.0, &ago(t))
+            + &sample_at("web.1", UUID_A, 620.0 + i as f64, 512.0, &ago(t - 5))
+            + &frame(&format!(
+                "<134>1 {} host heroku web.1 - Error R14 (Memory quota exceeded)",
+                ago(t - 5)
+            ));
+        app.post_logs(body).await;
+    }
+    // Long after the window, a late line of A still changes nothing.
+    app.post_logs(sample("web.1", UUID_A, 700.0, 512.0)).await;
+    app.quiesce().await;
+    assert_eq!(app.fake.restarts().len(), 1);
+    let events = app.events().await;
+    let count = |k: &str| events.iter().filter(|e| e["event"] == k).count();
+    assert_eq!(count("recovered"), 1, "{events:?}");
+    assert_eq!(count("over_threshold"), 1, "{events:?}");
+    assert_eq!(count("skipped"), 0, "{events:?}");
+    assert!(
+        app.metrics()
+            .await
+            .contains("dynoguard_lines_replaced_total 1")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_r14_restart_carries_the_memory_of_its_process_running_line() {
+    let app = spawn_app().await;
+    let body = frame(&format!(
+        "<134>1 {} host heroku web.1 - source=web.1 dyno=heroku.1.{UUID_A} sample#load_avg_1m=0.00",
+        ago(3)
+    )) + &frame(&format!(
+        "<134>1 {} host heroku web.1 - Process running mem=789M(154.3%)",
+        ago(2)
+    )) + &frame(&format!(
+        "<134>1 {} host heroku web.1 - Error R14 (Memory quota exceeded)",
+        ago(2)
+    ));
+    app.post_logs(body).await;
+    let events = app.wait_for_event("restart").await;
+    let r = events.iter().find(|e| e["event"] == "restart").unwrap();
+    assert_eq!(r["reason"], "r14");
+    assert_eq!(r["memory_total_mb"], 789.0);
+    assert_eq!(r["memory_quota_mb"], 512.0, "snapped to a real dyno size");
+    app.stop().await;
+}
+
+// ---- replay == serve -------------------------------------------------------
+
+fn replay_events(input: &[u8], env: &[(&str, &str)]) -> Vec<serde_json::Value> {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dynoguard"));
+    c.env_clear()
+        .args(["replay", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in base_env(env) {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The decision-relevant fields of an event.
+fn decision(e: &serde_json::Value) -> String {
+    format!(
+        "{} {} {} {} {} {} {}",
+        e["at"],
+        e["event"],
+        e["dyno"],
+        e["instance"],
+        e["reason"],
+        e["memory_total_mb"],
+        e["count"]
+    )
+}
+
+/// Posts `batches` to a dry-run `serve`, one POST each, and returns its
+/// decisions in the order they were made.
+async fn serve_events(batches: &[Vec<u8>]) -> Vec<serde_json::Value> {
+    let app = spawn_env(&[("DYNOGUARD_DRY_RUN", "1")]).await;
+    for b in batches {
+        assert_eq!(app.post_logs(b.clone()).await.status(), 204);
+    }
+    let mut last = usize::MAX;
+    let events = loop {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let rows = app
+            .shared
+            .store
+            .recent_events(None, 1_000_000)
+            .await
+            .unwrap();
+        if rows.len() == last {
+            break rows;
+        }
+        last = rows.len();
+    };
+    app.stop().await;
+    events
+        .into_iter()
+        .rev()
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect()
+}
+
+async fn assert_same_decisions(name: &str, batches: Vec<Vec<u8>>) -> usize {
+    let replayed = replay_events(&batches.concat(), &[("DYNOGUARD_DRY_RUN", "1")]);
+    let served = serve_events(&batches).await;
+    let r: Vec<String> = replayed.iter().map(decision).collect();
+    let s: Vec<String> = served.iter().map(decision).collect();
+    if r != s {
+        let first = r.iter().zip(&s).position(|(a, b)| a != b);
+        panic!(
+            "{name}: replay and serve differ ({} vs {} decisions, first difference at {first:?}):\nreplay: {:?}\nserve:  {:?}",
+            r.len(),
+            s.len(),
+            first.and_then(|i| r.get(i)),
+            first.and_then(|i| s.get(i)),
+        );
+    }
+    r.len()
+}
+
+#[tokio::test]
+async fn replay_equals_serve_on_every_fixture() {
+    for name in [
+        "web.1",
+        "web.1.new_dyno",
+        "web.1.new_dyno.out_of_memory",
+        "web.1.out_of_memory",
+        "web.1.restarting",
+        "logplex",
+    ] {
+        assert_same_decisions(name, vec![fixture(name)]).await;
+    }
+    // All of them in sequence, one POST each.
+    let all = [
+        "web.1",
+        "web.1.out_of_memory",
+        "web.1.new_dyno.out_of_memory",
+        "web.1.restarting",
+        "logplex",
+    ]
+    .map(fixture)
+    .to_vec();
+    assert!(assert_same_decisions("all fixtures", all).await > 0);
+}
+
+#[tokio::test]
+async fn replay_equals_serve_on_hours_of_leaks_kills_and_preboot_overlaps() {
+    let s = Scenario {
+        start: jiff::Timestamp::now() - jiff::SignedDuration::from_hours(4),
+        ..Scenario::default()
+    };
+    let batches = scenario::batches(&s);
+    let n = assert_same_decisions("scenario in order", batches.clone()).await;
+    assert!(n > 20, "the scenario should be eventful ({n} decisions)");
+    // Late, out of order and retried batches: both still decide alike.
+    let delivered = scenario::deliver(&batches, 3);
+    assert_same_decisions("scenario, disordered delivery", delivered).await;
+}
