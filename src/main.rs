@@ -81,8 +81,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(p) = port {
                 cfg.server.port = p;
             }
+            let tuning = dynoguard::service::Tuning::from_env(&config::env::snapshot())?;
             dynoguard::telemetry::init(cfg.log_format);
-            runtime()?.block_on(dynoguard::service::serve_until_signal(cfg))?;
+            runtime()?.block_on(dynoguard::service::serve_until_signal(cfg, tuning))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Setup {

@@ -30,6 +30,18 @@ pub struct Counters {
     pub lines_replaced: AtomicU64,
     /// Timestamps more than a minute ahead, replaced by the arrival time.
     pub timestamps_clamped: AtomicU64,
+    /// Drain POSTs with wrong or missing credentials.
+    pub drain_auth_failures: AtomicU64,
+    /// Bodies refused as too large (413).
+    pub bodies_too_large: AtomicU64,
+    /// Bodies not received within the deadline (408).
+    pub body_timeouts: AtomicU64,
+    /// Bodies refused for their Content-Encoding (415).
+    pub unsupported_encoding: AtomicU64,
+    /// Connections closed at once because the connection limit was reached.
+    pub connections_refused: AtomicU64,
+    /// Failed `accept()` calls (e.g. out of file descriptors).
+    pub accept_errors: AtomicU64,
 }
 
 impl Counters {

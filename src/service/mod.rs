@@ -57,6 +57,63 @@ pub struct Tuning {
     /// Everything stops within this after SIGTERM (`DYNOGUARD_SHUTDOWN_TIMEOUT`,
     /// default 25 s: Heroku sends SIGKILL 30 s after SIGTERM).
     pub shutdown_timeout: Duration,
+    /// The HTTP edge: connection cap and timeouts.
+    pub http: server::listen::Limits,
+}
+
+/// The machinery knobs an operator may set (SECURITY.md lists them):
+/// `(variable, default, min, max)`.
+pub const TUNING_VARS: [(&str, &str, u64, u64); 6] = [
+    ("DYNOGUARD_API_TIMEOUT", "10s", 1, 120),
+    ("DYNOGUARD_SHUTDOWN_TIMEOUT", "25s", 1, 300),
+    ("DYNOGUARD_HEADER_TIMEOUT", "10s", 1, 300),
+    ("DYNOGUARD_IDLE_TIMEOUT", "75s", 1, 3600),
+    ("DYNOGUARD_BODY_TIMEOUT", "30s", 1, 600),
+    ("DYNOGUARD_MAX_CONNECTIONS", "1024", 16, 100_000),
+];
+
+impl Tuning {
+    /// The defaults, with the operator's `DYNOGUARD_*` machinery variables.
+    pub fn from_env(env: &crate::config::env::Env) -> Result<Self, crate::config::ConfigError> {
+        let mut t = Self::default();
+        let mut problems = Vec::new();
+        for (var, default, min, max) in TUNING_VARS {
+            let Some(raw) = env.get(var) else { continue };
+            let value = if var == "DYNOGUARD_MAX_CONNECTIONS" {
+                raw.trim().parse::<u64>().ok()
+            } else {
+                crate::config::parse_duration(raw).and_then(|d| u64::try_from(d.as_secs()).ok())
+            };
+            let Some(v) = value.filter(|v| (min..=max).contains(v)) else {
+                let unit = if var == "DYNOGUARD_MAX_CONNECTIONS" {
+                    ""
+                } else {
+                    "s"
+                };
+                problems.push(crate::config::Problem {
+                    at: var.into(),
+                    message: format!(
+                        "{raw:?} is not valid: use {min}{unit} to {max}{unit} (default {default})"
+                    ),
+                });
+                continue;
+            };
+            let d = Duration::from_secs(v);
+            match var {
+                "DYNOGUARD_API_TIMEOUT" => t.api_timeout = d,
+                "DYNOGUARD_SHUTDOWN_TIMEOUT" => t.shutdown_timeout = d,
+                "DYNOGUARD_HEADER_TIMEOUT" => t.http.header_timeout = d,
+                "DYNOGUARD_IDLE_TIMEOUT" => t.http.idle_timeout = d,
+                "DYNOGUARD_BODY_TIMEOUT" => t.http.body_timeout = d,
+                _ => t.http.max_connections = v as usize,
+            }
+        }
+        if problems.is_empty() {
+            Ok(t)
+        } else {
+            Err(crate::config::ConfigError(problems))
+        }
+    }
 }
 
 impl Default for Tuning {
@@ -76,6 +133,7 @@ impl Default for Tuning {
             api_timeout: crate::act::heroku_api::TIMEOUT,
             claim_lease: Duration::from_secs(120),
             shutdown_timeout: Duration::from_secs(25),
+            http: server::listen::Limits::default(),
         }
     }
 }
@@ -339,7 +397,11 @@ impl App {
             },
             restart_rx,
             stop_rx.clone(),
-            tuning.shutdown_timeout,
+            // Leaves the last seconds of the deadline for flushing the store.
+            tuning
+                .shutdown_timeout
+                .saturating_sub(Duration::from_secs(2))
+                .max(Duration::from_secs(1)),
         ));
         let writer = tokio::spawn(crate::service::tasks::write_events(
             shared.store.clone(),
@@ -391,7 +453,7 @@ impl App {
             }
         });
 
-        let router = crate::service::server::router(shared.clone());
+        let router = server::router(shared.clone(), tuning.http.body_timeout);
         let mut stop_on_signal = stop_rx.clone();
         tokio::spawn(async move {
             signal.await;
@@ -417,35 +479,58 @@ impl App {
                 "no DASHBOARD_PASSWORD (or DRAIN_PASSWORD): the dashboard, /api and /metrics answer 401"
             );
         }
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_on_signal.wait_for(|s| *s).await;
-            })
-            .await
-            .context("HTTP server")?;
+        let mut limits = tuning.http;
+        limits.max_connections = server::listen::connection_cap(limits.max_connections);
+        let http = tokio::spawn(server::listen::serve(
+            listener,
+            router,
+            limits,
+            shared.counters.clone(),
+            stop_rx.clone(),
+        ));
+        let _ = stop_on_signal.wait_for(|s| *s).await;
+        // From here on, everything finishes within the shutdown deadline
+        // (Heroku sends SIGKILL 30 s after SIGTERM).
+        let deadline = tokio::time::Instant::now() + tuning.shutdown_timeout;
+        if tokio::time::timeout_at(deadline, http).await.is_err() {
+            tracing::warn!("shutdown deadline: closing HTTP connections still open");
+        }
 
-        tracing::info!("shutting down: finishing in-flight restarts and flushing state");
-        while background.join_next().await.is_some() {}
-        let _ = restarter.await;
-        let _ = flusher.await;
+        tracing::info!(
+            "shutting down: finishing in-flight restarts and flushing state (deadline {}s)",
+            tuning.shutdown_timeout.as_secs()
+        );
+        let started = tokio::time::Instant::now();
+        if tokio::time::timeout_at(deadline, async {
+            while background.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            background.abort_all();
+        }
+        // The restarter bounds itself by the deadline too (abandoning calls
+        // still open: their claims are leases the next start takes over).
+        let _ = tokio::time::timeout_at(deadline, restarter).await;
+        let _ = tokio::time::timeout_at(deadline, flusher).await;
         // Every sender of events is gone once the tasks above ended, except
         // the reporter held by `shared`; dropping the last clone closes them.
         let store = shared.store.clone();
         drop(shared);
-        let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
+        let _ = tokio::time::timeout_at(deadline, writer).await;
         if let Some(n) = notifier {
-            let _ = tokio::time::timeout(Duration::from_secs(10), n).await;
+            let _ = tokio::time::timeout_at(deadline, n).await;
         }
-        store.close().await;
-        tracing::info!("stopped");
+        let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), store.close()).await;
+        tracing::info!("stopped in {:.1}s", started.elapsed().as_secs_f64());
         Ok(())
     }
 }
 
 /// `dynoguard serve`: runs until SIGTERM (Heroku) or SIGINT (Ctrl-C).
-pub async fn serve_until_signal(config: Config) -> anyhow::Result<()> {
+pub async fn serve_until_signal(config: Config, tuning: Tuning) -> anyhow::Result<()> {
     crate::commands::check::serve_problems(&config)?;
-    let app = App::build(config, Tuning::default()).await?;
+    let app = App::build(config, tuning).await?;
     app.run_until(shutdown_signal()).await
 }
 

@@ -9,7 +9,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -58,6 +58,9 @@ pub struct DrainState {
     shared: Arc<Shared>,
     frame_ids: Arc<Mutex<FrameIdCache>>,
     warned_count: Arc<AtomicBool>,
+    /// When a failed drain login was last logged (unix seconds).
+    login_logged: Arc<std::sync::atomic::AtomicI64>,
+    body_timeout: std::time::Duration,
     /// The app a shared `/logs` serves when no drain token picks one: the
     /// one drained app (the dark_knight set-up), if there is exactly one.
     /// Fixed by the configuration, so worked out once.
@@ -68,7 +71,7 @@ pub struct DrainState {
 }
 
 impl DrainState {
-    pub fn new(shared: Arc<Shared>) -> Self {
+    pub fn new(shared: Arc<Shared>, body_timeout: std::time::Duration) -> Self {
         let only = |with_token: bool| {
             let mut drained = shared
                 .apps
@@ -86,11 +89,39 @@ impl DrainState {
             shared,
             frame_ids: Arc::new(Mutex::new(FrameIdCache::new(16 * 1024))),
             warned_count: Arc::new(AtomicBool::new(false)),
+            login_logged: Arc::default(),
+            body_timeout,
+        }
+    }
+
+    /// Counts a failed drain login and logs it at most once a minute: after
+    /// a password rotation Logplex keeps posting with the old one and every
+    /// batch is lost until the drain is updated.
+    fn login_failed(&self, app: Option<&Arc<AppRuntime>>) {
+        Counters::add(&self.shared.counters.drain_auth_failures, 1);
+        let now = jiff::Timestamp::now().as_second();
+        let last = self.login_logged.load(Ordering::Relaxed);
+        if now - last >= 60
+            && self
+                .login_logged
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let total = self
+                .shared
+                .counters
+                .drain_auth_failures
+                .load(Ordering::Relaxed);
+            tracing::warn!(
+                "drain login failed{} ({total} so far): the drain's password may have changed — Logplex drops every batch until the drain URL is updated (dynoguard setup)",
+                app.map(|a| format!(" for {}", a.config.name))
+                    .unwrap_or_default()
+            );
         }
     }
 }
 
-pub async fn post_logs(State(st): State<DrainState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post_logs(State(st): State<DrainState>, headers: HeaderMap, body: Body) -> Response {
     let token = headers
         .get("logplex-drain-token")
         .and_then(|v| v.to_str().ok());
@@ -104,25 +135,87 @@ pub async fn post_logs(State(st): State<DrainState>, headers: HeaderMap, body: B
             .cloned()
             .or_else(|| st.unknown_token.clone()),
     };
-    handle(st, app, &headers, body)
+    handle(st, app, &headers, body).await
 }
 
 pub async fn post_app_logs(
     State(st): State<DrainState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let app = st.shared.app(&name).cloned();
-    handle(st, app, &headers, body)
+    handle(st, app, &headers, body).await
 }
 
-fn handle(
+/// Longest `Logplex-Frame-Id` remembered (Logplex's are 32 hex digits).
+const MAX_FRAME_ID: usize = 128;
+
+/// Auth, then size, then the body: nothing of a stranger's body is read.
+async fn handle(
     st: DrainState,
     app: Option<Arc<AppRuntime>>,
     headers: &HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let app = match authenticate(&st, app, headers) {
+        Ok(app) => app,
+        Err(r) => return r,
+    };
+    let limit = st.shared.config.server.body_limit;
+    let c = &st.shared.counters;
+    if let Some(enc) = headers
+        .get(axum::http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().eq_ignore_ascii_case("identity"))
+    {
+        // Logplex sends plain bodies; never drop an encoded one silently.
+        Counters::add(&c.unsupported_encoding, 1);
+        tracing::warn!(
+            "{}: drain body with Content-Encoding {enc:?} refused (415); Logplex sends plain bodies",
+            app.config.name
+        );
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Encoding not supported: send the body uncompressed\n",
+        )
+            .into_response();
+    }
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        Counters::add(&c.bodies_too_large, 1);
+        return (StatusCode::PAYLOAD_TOO_LARGE, "body too large\n").into_response();
+    }
+    let read = tokio::time::timeout(st.body_timeout, axum::body::to_bytes(body, limit)).await;
+    let body = match read {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            // Over the limit without a Content-Length, or the client broke off.
+            Counters::add(&c.bodies_too_large, 1);
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body too large or incomplete\n",
+            )
+                .into_response();
+        }
+        Err(_) => {
+            Counters::add(&c.body_timeouts, 1);
+            return (StatusCode::REQUEST_TIMEOUT, "body not received in time\n").into_response();
+        }
+    };
+    ingest_body(&st, &app, headers, body)
+}
+
+/// The app a request may post for, or the answer to give instead.
+#[allow(clippy::result_large_err)]
+fn authenticate(
+    st: &DrainState,
+    app: Option<Arc<AppRuntime>>,
+    headers: &HeaderMap,
+) -> Result<Arc<AppRuntime>, Response> {
     let provided = auth::password(headers);
     let server_pw = st.shared.config.server.drain_password.as_ref();
     let Some(app) = app else {
@@ -134,19 +227,30 @@ fn handle(
                     .as_ref()
                     .is_some_and(|pw| auth::matches(provided.as_deref(), pw))
             });
-        return if known {
+        return Err(if known {
             (StatusCode::NOT_FOUND, "unknown app\n").into_response()
         } else {
+            st.login_failed(None);
             auth::unauthorized()
-        };
+        });
     };
     let Some(expected) = app.config.drain_password.as_ref().or(server_pw) else {
-        return auth::unauthorized();
+        st.login_failed(Some(&app));
+        return Err(auth::unauthorized());
     };
     if !auth::matches(provided.as_deref(), expected) {
-        return auth::unauthorized();
+        st.login_failed(Some(&app));
+        return Err(auth::unauthorized());
     }
+    Ok(app)
+}
 
+fn ingest_body(
+    st: &DrainState,
+    app: &Arc<AppRuntime>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
     let c = &st.shared.counters;
     Counters::add(&c.drain_requests, 1);
     Counters::add(&c.drain_bytes, body.len() as u64);
@@ -154,7 +258,7 @@ fn handle(
     let frame_id = headers
         .get("logplex-frame-id")
         .and_then(|v| v.to_str().ok());
-    if let Some(id) = frame_id {
+    if let Some(id) = frame_id.filter(|id| id.len() <= MAX_FRAME_ID) {
         let mut ids = st.frame_ids.lock().unwrap_or_else(|e| e.into_inner());
         if !ids.insert(id) {
             Counters::add(&c.duplicate_batches, 1);
@@ -187,6 +291,6 @@ fn handle(
             stats.rejected
         );
     }
-    st.shared.apply(&app, &observations);
+    st.shared.apply(app, &observations);
     StatusCode::NO_CONTENT.into_response()
 }

@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 mod drain;
+pub mod listen;
 
 use std::sync::Arc;
 
@@ -15,13 +16,14 @@ use crate::service::Shared;
 
 pub use drain::FrameIdCache;
 
-pub fn router(shared: Arc<Shared>) -> Router {
-    let limit = shared.config.server.body_limit;
-    let state = drain::DrainState::new(shared.clone());
+pub fn router(shared: Arc<Shared>, body_timeout: std::time::Duration) -> Router {
+    let state = drain::DrainState::new(shared.clone(), body_timeout);
+    // Drain bodies are read by the handler itself, after the credentials
+    // were checked, with the limit and a deadline.
     let drains = Router::new()
         .route("/logs", post(drain::post_logs))
         .route("/logs/{app}", post(drain::post_app_logs))
-        .layer(DefaultBodyLimit::max(limit))
+        .layer(DefaultBodyLimit::disable())
         .with_state(state);
     let api = Router::new()
         .route("/healthz", get(api::healthz))
