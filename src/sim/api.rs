@@ -45,6 +45,20 @@ pub enum SessionPlan {
     },
 }
 
+/// How the fake answers restart calls (DELETE …/dynos/{dyno}).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RestartMode {
+    /// Restart, answer 202.
+    #[default]
+    Normal,
+    /// Restart, then never answer (an API that accepts and hangs).
+    Hang,
+    /// Restart, then answer only after this long (past the caller's timeout).
+    AnswerAfter(Duration),
+    /// The call is lost: no restart, no answer.
+    Lost,
+}
+
 #[derive(Debug, Clone)]
 pub struct FormationItem {
     pub process_type: String,
@@ -66,6 +80,11 @@ struct Inner {
     drains: HashMap<String, Vec<String>>,
     /// session id → app
     sessions: HashMap<String, String>,
+    restart_mode: RestartMode,
+    /// (app, dyno) → when its current instance was created (restarts reset it).
+    created: HashMap<(String, String), jiff::Timestamp>,
+    /// Answer `GET …/dynos/{dyno}` only after this long (a slow API for reads).
+    info_delay: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -139,6 +158,16 @@ impl FakeHeroku {
     /// The next restart calls answer these statuses, in order.
     pub fn fail_restarts(&self, statuses: &[u16]) {
         lock(&self.state.inner).fail_restarts.extend(statuses);
+    }
+
+    /// How restart calls are answered from now on.
+    pub fn set_restart_mode(&self, mode: RestartMode) {
+        lock(&self.state.inner).restart_mode = mode;
+    }
+
+    /// `GET …/dynos/{dyno}` answers after this long (None: at once).
+    pub fn set_info_delay(&self, d: Option<Duration>) {
+        lock(&self.state.inner).info_delay = d;
     }
 
     /// Every API answer waits this long first (a slow Heroku).
@@ -326,8 +355,24 @@ async fn api(
                     "Internal server error.",
                 ),
                 None => {
+                    if lock(&state.inner).restart_mode == RestartMode::Lost {
+                        std::future::pending::<()>().await;
+                    }
+                    let mode = {
+                        let mut inner = lock(&state.inner);
+                        inner.created.insert(
+                            ((*app).to_owned(), (*dyno).to_owned()),
+                            jiff::Timestamp::now(),
+                        );
+                        inner.restart_mode
+                    };
                     if let Some(tx) = lock(&state.restarts).as_ref() {
                         let _ = tx.send(((*app).to_owned(), (*dyno).to_owned()));
+                    }
+                    match mode {
+                        RestartMode::Normal | RestartMode::Lost => {}
+                        RestartMode::Hang => std::future::pending::<()>().await,
+                        RestartMode::AnswerAfter(d) => tokio::time::sleep(d).await,
                     }
                     json(StatusCode::ACCEPTED, &state, serde_json::json!({}))
                 }
@@ -368,6 +413,29 @@ async fn api(
                 .flat_map(|f| (1..=f.quantity).map(move |n| serde_json::json!({"name": format!("{}.{n}", f.process_type), "type": f.process_type, "size": f.size, "state": "up", "app": {"name": app}})))
                 .collect();
             json(StatusCode::OK, &state, serde_json::Value::Array(body))
+        }
+        ("GET", ["apps", app, "dynos", dyno]) => {
+            let (created, delay) = {
+                let inner = lock(&state.inner);
+                (
+                    inner
+                        .created
+                        .get(&((*app).to_owned(), (*dyno).to_owned()))
+                        .copied(),
+                    inner.info_delay,
+                )
+            };
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            // A dyno never restarted here was created long ago.
+            let created = created
+                .unwrap_or_else(|| jiff::Timestamp::from_second(1_704_067_200).unwrap_or_default());
+            json(
+                StatusCode::OK,
+                &state,
+                serde_json::json!({"name": dyno, "type": dyno.split('.').next(), "state": "up", "created_at": created.to_string(), "updated_at": created.to_string(), "app": {"name": app}}),
+            )
         }
         ("GET", ["account", "rate-limits"]) => {
             let remaining = state.rate_remaining.load(Ordering::Relaxed);

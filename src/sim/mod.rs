@@ -12,5 +12,5 @@ pub mod bodies;
 pub mod fleet;
 pub mod scenario;
 
-pub use api::{FakeHeroku, FormationItem, Recorded, SessionPlan};
+pub use api::{FakeHeroku, FormationItem, Recorded, RestartMode, SessionPlan};
 pub use fleet::{Curve, Delivery, DynoSpec, FleetOptions, FleetReport};

@@ -128,7 +128,17 @@ pub async fn spawn_config(cfg: Config) -> TestApp {
     spawn_with(cfg, fake, None).await
 }
 
-pub async fn spawn_with(mut cfg: Config, fake: FakeHeroku, db_url: Option<String>) -> TestApp {
+pub async fn spawn_with(cfg: Config, fake: FakeHeroku, db_url: Option<String>) -> TestApp {
+    spawn_tuned(cfg, fake, db_url, tuning()).await
+}
+
+/// dynoguard with a given config and machinery knobs.
+pub async fn spawn_tuned(
+    mut cfg: Config,
+    fake: FakeHeroku,
+    db_url: Option<String>,
+    tuning: Tuning,
+) -> TestApp {
     install_crypto();
     let (dir, db_url) = match db_url {
         Some(u) => (None, u),
@@ -141,7 +151,7 @@ pub async fn spawn_with(mut cfg: Config, fake: FakeHeroku, db_url: Option<String
     cfg.database_url = SecretString::from(db_url.clone());
     cfg.heroku_api_url = fake.url();
     cfg.server.port = 0;
-    let app = App::build(cfg, tuning()).await.expect("app builds");
+    let app = App::build(cfg, tuning).await.expect("app builds");
     let addr = app.local_addr();
     let shared = app.shared();
     let (stop, mut rx) = watch::channel(false);
@@ -314,8 +324,9 @@ impl ServeProcess {
                 "DATABASE_URL",
                 format!("sqlite://{}", dir.path().join("d.db").display()),
             )
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+            // Files, not pipes: a chatty run must never block on a full pipe.
+            .stdout(std::fs::File::create(dir.path().join("stdout")).expect("stdout file"))
+            .stderr(std::fs::File::create(dir.path().join("stderr")).expect("stderr file"));
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -343,8 +354,25 @@ impl ServeProcess {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.0.as_ref().expect("running").id()
+    }
+
+    /// What it printed so far.
+    pub fn output(&self) -> (String, String) {
+        let read = |n: &str| std::fs::read_to_string(self._dir.path().join(n)).unwrap_or_default();
+        (read("stdout"), read("stderr"))
+    }
+
+    /// SIGKILL: no chance to clean up (a crash, an OOM kill).
+    pub fn kill9(mut self) {
+        let mut child = self.child.0.take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Sends SIGTERM and returns the exit status and output once it exited
-    /// (10 s at most).
+    /// (30 s at most).
     pub async fn sigterm(mut self) -> std::process::Output {
         let mut child = self.child.0.take().expect("running");
         let status = std::process::Command::new("kill")
@@ -352,13 +380,28 @@ impl ServeProcess {
             .status()
             .expect("kill runs");
         assert!(status.success());
-        for _ in 0..200 {
-            if child.try_wait().expect("waitable").is_some() {
-                return child.wait_with_output().expect("output");
+        for _ in 0..600 {
+            if let Some(status) = child.try_wait().expect("waitable") {
+                let (stdout, stderr) = self.output();
+                return std::process::Output {
+                    status,
+                    stdout: stdout.into_bytes(),
+                    stderr: stderr.into_bytes(),
+                };
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.child.0 = Some(child);
-        panic!("dynoguard did not exit after SIGTERM");
+        panic!("dynoguard did not exit within 30 s of SIGTERM");
+    }
+}
+
+/// Polls `f` every 50 ms for up to `secs` seconds.
+pub async fn wait_for(mut f: impl FnMut() -> bool, secs: u64) {
+    for _ in 0..secs * 20 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -8,6 +8,7 @@ mod check_cli;
 mod dark_knight;
 mod decisions;
 mod drain;
+mod hardening;
 mod many_apps;
 mod notify;
 mod replay_cli;

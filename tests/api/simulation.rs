@@ -83,15 +83,6 @@ async fn leaking_dynos_are_restarted_before_r15_and_steady_ones_never() {
     app.stop().await;
 }
 
-async fn wait_for(mut f: impl FnMut() -> bool, secs: u64) {
-    for _ in 0..secs * 20 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_leaking_dyno_watched_through_a_live_log_session_is_restarted() {
     let speed = 240.0;

@@ -211,6 +211,36 @@ pub async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Respon
             &c.lines_replaced,
         ),
         (
+            "dynoguard_drain_auth_failures_total",
+            "Drain POSTs with wrong or missing credentials (401)",
+            &c.drain_auth_failures,
+        ),
+        (
+            "dynoguard_bodies_too_large_total",
+            "Drain bodies refused as too large (413)",
+            &c.bodies_too_large,
+        ),
+        (
+            "dynoguard_body_timeouts_total",
+            "Drain bodies not received within the deadline (408)",
+            &c.body_timeouts,
+        ),
+        (
+            "dynoguard_unsupported_encoding_total",
+            "Drain bodies refused for their Content-Encoding (415)",
+            &c.unsupported_encoding,
+        ),
+        (
+            "dynoguard_connections_refused_total",
+            "Connections closed at once: the connection limit was reached",
+            &c.connections_refused,
+        ),
+        (
+            "dynoguard_accept_errors_total",
+            "Failed accept() calls (e.g. out of file descriptors)",
+            &c.accept_errors,
+        ),
+        (
             "dynoguard_timestamps_clamped_total",
             "Lines stamped more than a minute ahead, judged at their arrival",
             &c.timestamps_clamped,

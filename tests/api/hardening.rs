@@ -1,0 +1,350 @@
+//! Hardened under attack and failure (issue 9): no failure makes dynoguard
+//! restart twice or go quiet, no stranger can exhaust it.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use dynoguard::sim::{FakeHeroku, RestartMode};
+
+use crate::helpers::*;
+
+fn short_api_timeout() -> dynoguard::service::Tuning {
+    dynoguard::service::Tuning {
+        api_timeout: Duration::from_millis(800),
+        ..tuning()
+    }
+}
+
+async fn spawn_short_timeout(fake: FakeHeroku) -> TestApp {
+    let cfg = dynoguard::config::env::from_env(&base_env(&[]), dynoguard::config::env::Need::App)
+        .unwrap();
+    spawn_tuned(cfg, fake, None, short_api_timeout()).await
+}
+
+fn ago(secs: i64) -> String {
+    (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(secs)).to_string()
+}
+
+#[tokio::test]
+async fn a_restart_answered_after_the_timeout_is_not_repeated() {
+    let fake = FakeHeroku::start().await.unwrap();
+    // Heroku restarts the dyno at once but answers after our timeout.
+    fake.set_restart_mode(RestartMode::AnswerAfter(Duration::from_secs(3)));
+    let app = spawn_short_timeout(fake).await;
+    app.post_logs(sample_at("web.1", UUID_A, 700.0, 512.0, &ago(100)))
+        .await;
+    let events = app.wait_for_event("restart").await;
+    let r = events.iter().find(|e| e["event"] == "restart").unwrap();
+    assert!(
+        r["detail"].as_str().unwrap().contains("answer was lost"),
+        "{r}"
+    );
+    // The old instance keeps reporting for a while; the new one arrives.
+    for i in 0..5 {
+        app.post_logs(sample_at("web.1", UUID_A, 710.0, 512.0, &ago(90 - i * 5)))
+            .await;
+    }
+    app.post_logs(sample_at("web.1", UUID_B, 180.0, 512.0, &ago(60)))
+        .await;
+    app.wait_for_event("recovered").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(app.fake.restarts().len(), 1, "one DELETE per incident");
+    let evidence = app
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/apps/todo/dynos/web.1")
+        .count();
+    assert_eq!(evidence, 1, "the dyno was looked up once, as evidence");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_api_that_never_answers_gets_one_delete_per_incident() {
+    let fake = FakeHeroku::start().await.unwrap();
+    fake.set_restart_mode(RestartMode::Hang);
+    // The evidence call hangs too: the outcome stays unknown.
+    fake.set_info_delay(Some(Duration::from_secs(60)));
+    let app = spawn_short_timeout(fake).await;
+    app.post_logs(sample_at("web.1", UUID_A, 700.0, 512.0, &ago(300)))
+        .await;
+    let events = app.wait_for_event("restart_failed").await;
+    let f = events
+        .iter()
+        .find(|e| e["event"] == "restart_failed")
+        .unwrap();
+    assert!(
+        f["detail"].as_str().unwrap().contains("outcome unknown"),
+        "{f}"
+    );
+    // The same instance keeps reporting over quota for four minutes (log
+    // time, inside the window): never another DELETE.
+    for i in 1..=12 {
+        app.post_logs(sample_at("web.1", UUID_A, 720.0, 512.0, &ago(300 - i * 20)))
+            .await;
+    }
+    app.quiesce().await;
+    assert_eq!(app.fake.restarts().len(), 1);
+    let rows = app.shared.store.restarts(APP).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].outcome, "unknown");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_timeout_with_the_dyno_still_unchanged_is_retried_once_proven() {
+    let fake = FakeHeroku::start().await.unwrap();
+    // The DELETE is lost (no effect, no answer); the dyno lookup shows it up
+    // and unchanged since before the call, so calling again is safe.
+    fake.set_restart_mode(RestartMode::Lost);
+    let app = spawn_short_timeout(fake.clone()).await;
+    app.post_logs(sample_at("web.1", UUID_A, 700.0, 512.0, &ago(100)))
+        .await;
+    wait_for(|| !fake.restarts().is_empty(), 5).await;
+    fake.set_restart_mode(RestartMode::Normal);
+    app.wait_for_event("restart").await;
+    let deletes = app
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .count();
+    assert_eq!(deletes, 2, "retried once, after proof");
+    app.stop().await;
+}
+
+/// `dynoguard serve` as a process against `fake`, with its store in `db`.
+async fn serve_process(
+    fake: &FakeHeroku,
+    db: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> ServeProcess {
+    let url = format!("sqlite://{}", db.display());
+    let api = fake.url();
+    let mut env = vec![
+        ("APP_ID_OR_NAME", APP),
+        ("AUTH_TOKEN", TOKEN),
+        ("DRAIN_PASSWORD", PASSWORD),
+        ("DATABASE_URL", url.as_str()),
+        ("HEROKU_API_URL", api.as_str()),
+        ("DYNO", "web.1"),
+        ("LOG_FORMAT", "json"),
+    ];
+    env.extend_from_slice(extra);
+    ServeProcess::start(&env).await
+}
+
+async fn post(serve: &ServeProcess, body: String) -> u16 {
+    reqwest::Client::new()
+        .post(serve.url("/logs"))
+        .basic_auth("x", Some(PASSWORD))
+        .body(body)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_crash_between_claim_and_call_does_not_cost_the_window() {
+    let fake = FakeHeroku::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    // The call hangs; dynoguard is killed while it is in flight.
+    fake.set_restart_mode(RestartMode::Hang);
+    let serve = serve_process(&fake, &db, &[]).await;
+    post(&serve, sample_at("web.1", UUID_A, 700.0, 512.0, &ago(60))).await;
+    wait_for(|| !fake.restarts().is_empty(), 10).await;
+    serve.kill9();
+    // The next start of the same dyno takes its lease over; the dyno is still
+    // over quota (the logs say so), so it is restarted now, not in 10 min.
+    fake.set_restart_mode(RestartMode::Normal);
+    let serve = serve_process(&fake, &db, &[]).await;
+    post(&serve, sample_at("web.1", UUID_A, 720.0, 512.0, &ago(30))).await;
+    wait_for(|| fake.restarts().len() >= 2, 10).await;
+    assert_eq!(fake.restarts().len(), 2);
+    let (out, _) = serve.output();
+    assert!(out.contains("took over 1 restart claim"), "{out}");
+    let _ = serve.sigterm().await;
+}
+
+#[tokio::test]
+async fn sigterm_with_a_hanging_api_exits_within_the_deadline() {
+    let fake = FakeHeroku::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fake.set_restart_mode(RestartMode::Hang);
+    let serve = serve_process(
+        &fake,
+        &dir.path().join("s.db"),
+        &[
+            ("DYNOGUARD_SHUTDOWN_TIMEOUT", "3s"),
+            ("DYNOGUARD_API_TIMEOUT", "60s"),
+        ],
+    )
+    .await;
+    post(&serve, sample_at("web.1", UUID_A, 700.0, 512.0, &ago(10))).await;
+    wait_for(|| !fake.restarts().is_empty(), 10).await;
+    let started = Instant::now();
+    let out = serve.sigterm().await;
+    let took = started.elapsed();
+    assert!(out.status.success(), "{out:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(fake.restarts().len(), 1, "no DELETE during shutdown");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("abandoning 1 restart call"), "{stdout}");
+}
+
+// ---- the HTTP edge ----------------------------------------------------------
+
+/// Writes `head` and returns what the server answers within `wait`.
+fn raw(port: u16, head: &[u8], wait: Duration) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(wait)).unwrap();
+    s.write_all(head).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn credentials_and_size_are_checked_before_any_body_byte() {
+    let app = spawn_app().await;
+    let port = app.addr.port();
+    // A stranger announcing 10 MiB − 1 gets 401 before sending any of it.
+    let head = format!(
+        "POST /logs HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\nContent-Length: {}\r\n\r\n",
+        base64_of("x:wrong"),
+        10 * 1024 * 1024 - 1
+    );
+    let started = Instant::now();
+    let answer =
+        tokio::task::spawn_blocking(move || raw(port, head.as_bytes(), Duration::from_secs(3)))
+            .await
+            .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The right password, too large a Content-Length: 413 at once.
+    let head = format!(
+        "POST /logs HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\nContent-Length: {}\r\n\r\n",
+        base64_of(&format!("x:{PASSWORD}")),
+        64 * 1024 * 1024
+    );
+    let answer =
+        tokio::task::spawn_blocking(move || raw(port, head.as_bytes(), Duration::from_secs(3)))
+            .await
+            .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // An encoded body is refused, not dropped silently.
+    let r = app
+        .http
+        .post(app.url("/logs"))
+        .basic_auth("x", Some(PASSWORD))
+        .header("content-encoding", "gzip")
+        .body(vec![0x1f, 0x8b, 0, 0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let m = app.metrics().await;
+    assert!(m.contains("dynoguard_drain_auth_failures_total 1"), "{m}");
+    assert!(m.contains("dynoguard_unsupported_encoding_total 1"), "{m}");
+    app.stop().await;
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[tokio::test]
+async fn http2_cleartext_is_not_served() {
+    let app = spawn_app().await;
+    let port = app.addr.port();
+    let answer = tokio::task::spawn_blocking(move || {
+        raw(
+            port,
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+            Duration::from_secs(3),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!answer.contains("HTTP/2"), "{answer:?}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4") || answer.starts_with("HTTP/1.1 5"),
+        "{answer:?}"
+    );
+    app.stop().await;
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+#[tokio::test]
+async fn slow_and_idle_clients_are_cut_off_and_connections_are_capped() {
+    let fake = FakeHeroku::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_process(
+        &fake,
+        &dir.path().join("s.db"),
+        &[
+            ("DYNOGUARD_HEADER_TIMEOUT", "1s"),
+            ("DYNOGUARD_IDLE_TIMEOUT", "1s"),
+            ("DYNOGUARD_BODY_TIMEOUT", "1s"),
+            ("DYNOGUARD_MAX_CONNECTIONS", "50"),
+        ],
+    )
+    .await;
+    let port = serve.port;
+    let pid = serve.pid();
+    let before = open_fds(pid);
+    // 300 bare connections: at most 50 are held, the rest closed at once.
+    let bare: Vec<TcpStream> = (0..300)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let during = open_fds(pid);
+    assert!(during <= before + 55, "fds {before} → {during}");
+    // A slowloris header and a slow body are cut off by their deadlines.
+    let slow = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let started = Instant::now();
+        for b in b"POST /logs HTTP/1.1\r\nHost: x\r\n" {
+            if s.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            if started.elapsed() > Duration::from_secs(5) {
+                break;
+            }
+        }
+        started.elapsed()
+    });
+    // After the header timeout the bare connections are gone, and the
+    // service answers again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let ok = reqwest::Client::new()
+        .get(serve.url("/healthz"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0);
+    assert_eq!(ok, 200);
+    assert!(slow.await.unwrap() < Duration::from_secs(4));
+    // Slow body: headers complete, the body never comes.
+    let head = format!(
+        "POST /logs HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\nContent-Length: 1000\r\n\r\nabc",
+        base64_of(&format!("x:{PASSWORD}"))
+    );
+    let answer =
+        tokio::task::spawn_blocking(move || raw(port, head.as_bytes(), Duration::from_secs(4)))
+            .await
+            .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    drop(bare);
+    let _ = serve.sigterm().await;
+}
