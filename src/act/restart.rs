@@ -90,6 +90,8 @@ pub struct RestartContext {
     /// How long a claim holds while its call is in flight.
     pub lease: Duration,
     pub local_claims: Arc<LocalClaims>,
+    /// Restart records that could not be written; the event writer retries.
+    pub pending_restarts: Arc<Mutex<Vec<RestartRow>>>,
 }
 
 /// Runs until `shutdown` turns true, then finishes the orders already queued
@@ -457,10 +459,14 @@ async fn record(
     };
     if let Err(err) = ctx.store.record_restart(&row).await {
         tracing::error!(
-            "{} {}: recording the restart ({outcome}) failed: {err}",
+            "{} {}: recording the restart ({outcome}) failed: {err}; kept for a retry",
             row.app,
             row.dyno
         );
+        ctx.pending_restarts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(row);
     }
 }
 

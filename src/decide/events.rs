@@ -24,10 +24,12 @@ pub enum EventKind {
     Flapping,
     SamplesLost,
     SessionReconnect,
+    /// Writes to the store fail: claims are in memory, history may lag.
+    StoreUnavailable,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         Self::Sample,
         Self::OverThreshold,
         Self::R14,
@@ -39,6 +41,7 @@ impl EventKind {
         Self::Flapping,
         Self::SamplesLost,
         Self::SessionReconnect,
+        Self::StoreUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +57,7 @@ impl EventKind {
             Self::Flapping => "flapping",
             Self::SamplesLost => "samples_lost",
             Self::SessionReconnect => "session_reconnect",
+            Self::StoreUnavailable => "store_unavailable",
         }
     }
 

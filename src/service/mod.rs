@@ -183,6 +183,14 @@ impl SampleBuffer {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         p.drain().map(|(_, v)| v).collect()
     }
+
+    /// Rows whose write failed go back, unless a newer one of the dyno came.
+    pub(crate) fn put_back(&self, rows: Vec<SampleRow>) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for row in rows {
+            p.entry((row.app.clone(), row.dyno.clone())).or_insert(row);
+        }
+    }
 }
 
 /// State shared by the HTTP handlers, the session watchers and the tasks.
@@ -195,6 +203,8 @@ pub struct Shared {
     pub client: Arc<HerokuClient>,
     pub counters: Arc<Counters>,
     pub samples: SampleBuffer,
+    /// Restart records the restarter could not write; the writer retries.
+    pub pending_restarts: Arc<Mutex<Vec<store::RestartRow>>>,
     restart_tx: mpsc::UnboundedSender<RestartOrder>,
     pub started: Timestamp,
 }
@@ -346,6 +356,7 @@ impl App {
             client,
             counters,
             samples: SampleBuffer::default(),
+            pending_restarts: Arc::default(),
             restart_tx,
             started: Timestamp::now(),
         });
@@ -394,6 +405,7 @@ impl App {
                 retry_base: tuning.restart_retry_base,
                 lease: tuning.claim_lease,
                 local_claims: Arc::default(),
+                pending_restarts: shared.pending_restarts.clone(),
             },
             restart_rx,
             stop_rx.clone(),
@@ -403,9 +415,11 @@ impl App {
                 .saturating_sub(Duration::from_secs(2))
                 .max(Duration::from_secs(1)),
         ));
-        let writer = tokio::spawn(crate::service::tasks::write_events(
+        let writer = tokio::spawn(tasks::write_events(
             shared.store.clone(),
             store_rx,
+            shared.pending_restarts.clone(),
+            shared.counters.clone(),
         ));
         let notifier = notify_rx.map(|rx| {
             tokio::spawn(crate::act::notify::run(
@@ -414,7 +428,7 @@ impl App {
                 tuning.notify_retry_base,
             ))
         });
-        let flusher = tokio::spawn(crate::service::tasks::flush_samples(
+        let flusher = tokio::spawn(tasks::flush_samples(
             shared.clone(),
             tuning.sample_flush,
             stop_rx.clone(),
@@ -433,22 +447,20 @@ impl App {
             ));
         }
         for app in shared.apps.iter().filter(|a| a.config.api_token.is_some()) {
-            background.spawn(crate::service::tasks::refresh_quotas(
+            background.spawn(tasks::refresh_quotas(
                 shared.clone(),
                 app.clone(),
                 tuning.formation_refresh,
                 stop_rx.clone(),
             ));
         }
-        background.spawn(crate::service::tasks::prune(
-            shared.clone(),
-            stop_rx.clone(),
-        ));
+        background.spawn(tasks::prune(shared.clone(), stop_rx.clone()));
+        background.spawn(tasks::watch_store(shared.clone(), stop_rx.clone()));
         let mut stop_test = stop_rx.clone();
         let tested = shared.clone();
         background.spawn(async move {
             tokio::select! {
-                () = crate::service::tasks::self_test(tested) => {}
+                () = tasks::self_test(tested) => {}
                 _ = stop_test.wait_for(|s| *s) => {}
             }
         });

@@ -3,24 +3,146 @@
 //! the formation. Each task ends when the stop signal turns true (or its
 //! channel closes) so that shutdown can wait for it.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use jiff::Timestamp;
 use tokio::sync::{mpsc, watch};
 
-use crate::decide::events::Event;
+use crate::act::report::Counters;
+use crate::decide::events::{Event, EventKind};
 use crate::domain::Megabytes;
 use crate::service::{AppRuntime, Shared};
-use crate::store::Store;
+use crate::store::{RestartRow, Store};
 
-/// Writes events to the store in batches until the channel closes.
-pub(crate) async fn write_events(store: Store, mut rx: mpsc::Receiver<Event>) {
+/// Events kept for a retry while the store fails; beyond this the oldest
+/// are dropped (counted and logged).
+const PENDING_EVENTS: usize = 50_000;
+
+/// Writes events (and restart records the restarter could not write) to the
+/// store in batches until the channel closes. Failed writes are kept and
+/// retried with a backoff (1 s → 30 s): nothing accepted is dropped silently.
+pub(crate) async fn write_events(
+    store: Store,
+    mut rx: mpsc::Receiver<Event>,
+    pending_restarts: Arc<Mutex<Vec<RestartRow>>>,
+    counters: Arc<Counters>,
+) {
+    let mut pending: VecDeque<Event> = VecDeque::new();
     let mut batch = Vec::with_capacity(256);
-    while rx.recv_many(&mut batch, 256).await > 0 {
-        if let Err(e) = store.insert_events(&batch).await {
-            tracing::error!("writing {} events failed: {e}", batch.len());
+    let mut backoff = Duration::from_secs(1);
+    let mut open = true;
+    let mut health = store.health().subscribe();
+    loop {
+        let waiting = !pending.is_empty() || !lock(&pending_restarts).is_empty();
+        if open {
+            let got = if !waiting {
+                rx.recv_many(&mut batch, 256).await
+            } else {
+                // Something waits for a retry: wake up for it after the
+                // backoff, or as soon as another write finds the store well.
+                tokio::select! {
+                    n = rx.recv_many(&mut batch, 256) => n,
+                    _ = tokio::time::sleep(backoff) => usize::MAX,
+                    _ = health.wait_for(|h| h.is_none()) => usize::MAX,
+                }
+            };
+            if got == 0 {
+                open = false;
+            }
+            pending.extend(batch.drain(..));
         }
-        batch.clear();
+        while pending.len() > PENDING_EVENTS {
+            pending.pop_front();
+            Counters::add(&counters.events_dropped, 1);
+        }
+        let rows: Vec<RestartRow> = std::mem::take(&mut *lock(&pending_restarts));
+        let mut ok = true;
+        for row in rows {
+            if ok && let Err(e) = store.record_restart(&row).await {
+                tracing::error!(
+                    "recording the restart of {} {} failed again: {e}",
+                    row.app,
+                    row.dyno
+                );
+                ok = false;
+            }
+            if !ok {
+                lock(&pending_restarts).push(row);
+            }
+        }
+        while ok && !pending.is_empty() {
+            let n = pending.len().min(256);
+            let chunk: Vec<Event> = pending.iter().take(n).cloned().collect();
+            match store.insert_events(&chunk).await {
+                Ok(()) => {
+                    pending.drain(..n);
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "writing {} events failed ({e}); kept for a retry in {}s",
+                        pending.len(),
+                        backoff.as_secs()
+                    );
+                    ok = false;
+                }
+            }
+        }
+        backoff = if ok {
+            Duration::from_secs(1)
+        } else {
+            (backoff * 2).min(Duration::from_secs(30))
+        };
+        if !open && (pending.is_empty() && lock(&pending_restarts).is_empty()) {
+            return;
+        }
+        if !open && !ok {
+            // Shutting down with the store failing: the caller's deadline
+            // ends this; say what is lost if it does.
+            tracing::warn!(
+                "store unavailable at shutdown: {} events and {} restart records wait for it",
+                pending.len(),
+                lock(&pending_restarts).len()
+            );
+            tokio::time::sleep(backoff).await;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Reports the store's trouble as it starts (`store_unavailable`, once per
+/// outage and app) and its end (a log line), until `stop`.
+pub(crate) async fn watch_store(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut health = shared.store.health().subscribe();
+    loop {
+        tokio::select! {
+            r = health.changed() => if r.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let state = health.borrow_and_update().clone();
+        match state {
+            Some(why) => {
+                tracing::error!(
+                    "store unavailable: {why} — protection goes on with claims held in memory (other replicas cannot see them); writes are retried"
+                );
+                for app in &shared.apps {
+                    let mut e = Event::new(
+                        Timestamp::now(),
+                        EventKind::StoreUnavailable,
+                        app.config.name.clone(),
+                    );
+                    e.detail = Some(format!(
+                        "{why}; restarts go on with in-memory claims on this replica; events and history are kept and retried"
+                    ));
+                    shared.reporter.emit(e);
+                }
+            }
+            None => tracing::info!("store available again: pending writes are being flushed"),
+        }
     }
 }
 
@@ -39,7 +161,12 @@ pub(crate) async fn flush_samples(
         };
         let rows = shared.samples.take();
         if let Err(e) = shared.store.upsert_samples(&rows).await {
-            tracing::error!("writing {} samples failed: {e}", rows.len());
+            tracing::error!(
+                "writing {} samples failed ({e}); kept for the next flush",
+                rows.len()
+            );
+            // Back into the buffer, unless a newer sample of the dyno came.
+            shared.samples.put_back(rows);
         }
         if stopping {
             return;

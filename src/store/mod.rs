@@ -4,6 +4,7 @@
 //! (`$N` placeholders work in both) and the same contract tests.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -11,6 +12,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+
+use tokio::sync::watch;
 
 use crate::config::redact_url;
 
@@ -22,6 +25,8 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("injected fault: {0}")]
+    Injected(String),
 }
 
 /// What a claim stands for.
@@ -42,18 +47,65 @@ impl ClaimKind {
     }
 }
 
+/// The database behind a [`Store`].
 #[derive(Debug, Clone)]
-pub enum Store {
+pub enum Db {
     Sqlite(SqlitePool),
     Postgres(PgPool),
+}
+
+/// The store: one database, its health as the writes found it, and a fault
+/// switch the tests use to make every write fail.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Db,
+    health: Arc<StoreHealth>,
+    fault: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+/// Whether the last write worked; watched by `/healthz`, the dashboard and
+/// the task that reports `store_unavailable`.
+#[derive(Debug)]
+pub struct StoreHealth {
+    /// `Some(reason)` while writes fail.
+    state: watch::Sender<Option<String>>,
+}
+
+impl StoreHealth {
+    fn new() -> Self {
+        Self {
+            state: watch::channel(None).0,
+        }
+    }
+
+    /// Why the store is failing, if it is.
+    pub fn failing(&self) -> Option<String> {
+        self.state.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Option<String>> {
+        self.state.subscribe()
+    }
+
+    fn ok(&self) {
+        self.state.send_if_modified(|s| s.take().is_some());
+    }
+
+    fn failed(&self, why: String) {
+        self.state.send_if_modified(|s| {
+            let changed = s.is_none();
+            *s = Some(why);
+            changed
+        });
+    }
 }
 
 /// Runs `$body` with `$pool` bound to whichever backend this store is.
 macro_rules! on_pool {
     ($self:expr, $pool:ident => $body:expr) => {
-        match $self {
-            Store::Sqlite($pool) => $body,
-            Store::Postgres($pool) => $body,
+        match &$self.db {
+            Db::Sqlite($pool) => $body,
+            Db::Postgres($pool) => $body,
         }
     };
 }
@@ -117,6 +169,18 @@ impl Store {
             // one, and keep it open.
             let memory = url.contains(":memory:") || url.contains("mode=memory");
             let pool = SqlitePoolOptions::new()
+                // A failed COMMIT (disk full, I/O error) can leave the
+                // connection inside its transaction: it then holds the write
+                // lock ("database is locked" for every other connection) and
+                // its own later writes vanish uncommitted. Every connection
+                // goes back to the pool with no transaction open.
+                .after_release(|conn, _| {
+                    Box::pin(async move {
+                        use sqlx::Executor as _;
+                        let _ = conn.execute("ROLLBACK").await;
+                        Ok(true)
+                    })
+                })
                 .max_connections(if memory { 1 } else { 4 })
                 .min_connections(u32::from(memory))
                 .idle_timeout(if memory {
@@ -132,7 +196,7 @@ impl Store {
                 .connect_with(opts)
                 .await?;
             sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-            Ok(Self::Sqlite(pool))
+            Ok(Self::new(Db::Sqlite(pool)))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
                 .max_connections(8)
@@ -140,17 +204,52 @@ impl Store {
                 .connect(url)
                 .await?;
             sqlx::migrate!("migrations/postgres").run(&pool).await?;
-            Ok(Self::Postgres(pool))
+            Ok(Self::new(Db::Postgres(pool)))
         } else {
             Err(StoreError::Url(redact_url(url)))
         }
     }
 
-    pub fn backend(&self) -> &'static str {
-        match self {
-            Self::Sqlite(_) => "sqlite",
-            Self::Postgres(_) => "postgres",
+    fn new(db: Db) -> Self {
+        Self {
+            db,
+            health: Arc::new(StoreHealth::new()),
+            fault: Arc::default(),
         }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    pub fn health(&self) -> &StoreHealth {
+        &self.health
+    }
+
+    /// Makes every write fail with `why` (`None`: stop). For tests and
+    /// drills; shared by every clone of this store.
+    pub fn inject_fault(&self, why: Option<&str>) {
+        *self.fault.lock().unwrap_or_else(|e| e.into_inner()) = why.map(str::to_owned);
+    }
+
+    /// Runs one write, noting in the health whether it worked.
+    async fn write<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let injected = self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let r = match injected {
+            Some(why) => Err(StoreError::Injected(why)),
+            None => f.await,
+        };
+        match &r {
+            Ok(_) => self.health.ok(),
+            Err(e) => self.health.failed(e.to_string()),
+        }
+        r
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -177,13 +276,16 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<bool, StoreError> {
-        const SQL: &str = "INSERT INTO claims (app, dyno, instance, holder, expires_at, kind) VALUES ($1, $2, $3, $4, $5, 'lease') \
-             ON CONFLICT (app, dyno) DO UPDATE SET instance = excluded.instance, holder = excluded.holder, expires_at = excluded.expires_at, kind = 'lease' \
-             WHERE claims.expires_at <= $6 OR (claims.kind = 'window' AND claims.instance IS DISTINCT FROM excluded.instance)";
-        let n = on_pool!(self, p => sqlx::query(SQL)
-            .bind(app).bind(dyno).bind(instance).bind(holder).bind(expires_at).bind(now)
-            .execute(p).await?.rows_affected());
-        Ok(n == 1)
+        self.write(async {
+            const SQL: &str = "INSERT INTO claims (app, dyno, instance, holder, expires_at, kind) VALUES ($1, $2, $3, $4, $5, 'lease') \
+                 ON CONFLICT (app, dyno) DO UPDATE SET instance = excluded.instance, holder = excluded.holder, expires_at = excluded.expires_at, kind = 'lease' \
+                 WHERE claims.expires_at <= $6 OR (claims.kind = 'window' AND claims.instance IS DISTINCT FROM excluded.instance)";
+            let n = on_pool!(self, p => sqlx::query(SQL)
+                .bind(app).bind(dyno).bind(instance).bind(holder).bind(expires_at).bind(now)
+                .execute(p).await?.rows_affected());
+            Ok(n == 1)
+        })
+        .await
     }
 
     /// Renews this holder's claim, or turns its lease into the window.
@@ -195,21 +297,27 @@ impl Store {
         expires_at: i64,
         kind: ClaimKind,
     ) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE claims SET expires_at = $1, kind = $2 WHERE app = $3 AND dyno = $4 AND holder = $5";
-        on_pool!(self, p => { sqlx::query(SQL).bind(expires_at).bind(kind.as_str()).bind(app).bind(dyno).bind(holder).execute(p).await?; });
-        Ok(())
+        self.write(async {
+            const SQL: &str = "UPDATE claims SET expires_at = $1, kind = $2 WHERE app = $3 AND dyno = $4 AND holder = $5";
+            on_pool!(self, p => { sqlx::query(SQL).bind(expires_at).bind(kind.as_str()).bind(app).bind(dyno).bind(holder).execute(p).await?; });
+            Ok(())
+        })
+        .await
     }
 
     /// Frees the leases an earlier run of this process left behind (it
     /// crashed or was killed mid-call): the logs will show whether the dyno
     /// still needs a restart. Holders are `{host}-{random}`.
     pub async fn take_over_leases(&self, host_prefix: &str) -> Result<u64, StoreError> {
-        const SQL: &str = "DELETE FROM claims WHERE kind = 'lease' AND substr(holder, 1, $1) = $2";
-        let prefix = format!("{host_prefix}-");
-        let len = prefix.chars().count() as i64;
-        Ok(
-            on_pool!(self, p => sqlx::query(SQL).bind(len).bind(prefix).execute(p).await?.rows_affected()),
-        )
+        self.write(async {
+            const SQL: &str = "DELETE FROM claims WHERE kind = 'lease' AND substr(holder, 1, $1) = $2";
+            let prefix = format!("{host_prefix}-");
+            let len = prefix.chars().count() as i64;
+            Ok(
+                on_pool!(self, p => sqlx::query(SQL).bind(len).bind(prefix).execute(p).await?.rows_affected()),
+            )
+        })
+        .await
     }
 
     /// The claim on a dyno, if any: `(holder, kind, expires_at)`.
@@ -230,20 +338,26 @@ impl Store {
         dyno: &str,
         holder: &str,
     ) -> Result<(), StoreError> {
-        const SQL: &str = "DELETE FROM claims WHERE app = $1 AND dyno = $2 AND holder = $3";
-        on_pool!(self, p => { sqlx::query(SQL).bind(app).bind(dyno).bind(holder).execute(p).await?; });
-        Ok(())
+        self.write(async {
+            const SQL: &str = "DELETE FROM claims WHERE app = $1 AND dyno = $2 AND holder = $3";
+            on_pool!(self, p => { sqlx::query(SQL).bind(app).bind(dyno).bind(holder).execute(p).await?; });
+            Ok(())
+        })
+        .await
     }
 
     pub async fn record_restart(&self, r: &RestartRow) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO restarts (app, dyno, instance, reason, at, outcome, request_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-        on_pool!(self, p => {
-            sqlx::query(SQL)
-                .bind(&r.app).bind(&r.dyno).bind(&r.instance).bind(&r.reason).bind(r.at)
-                .bind(&r.outcome).bind(&r.request_id).bind(&r.detail)
-                .execute(p).await?;
-        });
-        Ok(())
+        self.write(async {
+            const SQL: &str = "INSERT INTO restarts (app, dyno, instance, reason, at, outcome, request_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+            on_pool!(self, p => {
+                sqlx::query(SQL)
+                    .bind(&r.app).bind(&r.dyno).bind(&r.instance).bind(&r.reason).bind(r.at)
+                    .bind(&r.outcome).bind(&r.request_id).bind(&r.detail)
+                    .execute(p).await?;
+            });
+            Ok(())
+        })
+        .await
     }
 
     /// The latest successful (or dry-run) restart of every dyno since
@@ -266,22 +380,25 @@ impl Store {
         &self,
         events: &[crate::decide::events::Event],
     ) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        const SQL: &str =
-            "INSERT INTO events (at, app, dyno, kind, body) VALUES ($1, $2, $3, $4, $5)";
-        on_pool!(self, p => {
-            let mut tx = p.begin().await?;
-            for e in events {
-                sqlx::query(SQL)
-                    .bind(millis(e.at)).bind(e.app.as_str()).bind(e.dyno.as_ref().map(|d| d.as_str()))
-                    .bind(e.event.as_str()).bind(e.to_json())
-                    .execute(&mut *tx).await?;
+        self.write(async {
+            if events.is_empty() {
+                return Ok(());
             }
-            tx.commit().await?;
-        });
-        Ok(())
+            const SQL: &str =
+                "INSERT INTO events (at, app, dyno, kind, body) VALUES ($1, $2, $3, $4, $5)";
+            on_pool!(self, p => {
+                let mut tx = p.begin().await?;
+                for e in events {
+                    sqlx::query(SQL)
+                        .bind(millis(e.at)).bind(e.app.as_str()).bind(e.dyno.as_ref().map(|d| d.as_str()))
+                        .bind(e.event.as_str()).bind(e.to_json())
+                        .execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            });
+            Ok(())
+        })
+        .await
     }
 
     /// Recent events, newest first.
@@ -305,23 +422,26 @@ impl Store {
 
     /// Upserts the latest samples in one transaction.
     pub async fn upsert_samples(&self, rows: &[SampleRow]) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        const SQL: &str = "INSERT INTO samples (app, dyno, instance, at, total, rss, swap, quota) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (app, dyno) DO UPDATE SET instance = excluded.instance, at = excluded.at, total = excluded.total, \
-             rss = excluded.rss, swap = excluded.swap, quota = excluded.quota WHERE samples.at <= excluded.at";
-        on_pool!(self, p => {
-            let mut tx = p.begin().await?;
-            for r in rows {
-                sqlx::query(SQL)
-                    .bind(&r.app).bind(&r.dyno).bind(&r.instance).bind(r.at)
-                    .bind(r.total).bind(r.rss).bind(r.swap).bind(r.quota)
-                    .execute(&mut *tx).await?;
+        self.write(async {
+            if rows.is_empty() {
+                return Ok(());
             }
-            tx.commit().await?;
-        });
-        Ok(())
+            const SQL: &str = "INSERT INTO samples (app, dyno, instance, at, total, rss, swap, quota) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (app, dyno) DO UPDATE SET instance = excluded.instance, at = excluded.at, total = excluded.total, \
+                 rss = excluded.rss, swap = excluded.swap, quota = excluded.quota WHERE samples.at <= excluded.at";
+            on_pool!(self, p => {
+                let mut tx = p.begin().await?;
+                for r in rows {
+                    sqlx::query(SQL)
+                        .bind(&r.app).bind(&r.dyno).bind(&r.instance).bind(r.at)
+                        .bind(r.total).bind(r.rss).bind(r.swap).bind(r.quota)
+                        .execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            });
+            Ok(())
+        })
+        .await
     }
 
     pub async fn latest_samples(&self) -> Result<Vec<SampleRow>, StoreError> {

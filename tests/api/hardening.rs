@@ -348,3 +348,173 @@ async fn slow_and_idle_clients_are_cut_off_and_connections_are_capped() {
     drop(bare);
     let _ = serve.sigterm().await;
 }
+
+// ---- store failures ----------------------------------------------------------
+
+async fn healthz(app: &TestApp) -> (u16, String) {
+    let r = app.http.get(app.url("/healthz")).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+async fn wait_health(app: &TestApp, want: u16, secs: u64) -> (u16, String) {
+    let mut last = (0, String::new());
+    for _ in 0..secs * 10 {
+        last = healthz(app).await;
+        if last.0 == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
+#[tokio::test]
+async fn a_failing_store_is_visible_protection_goes_on_and_nothing_is_lost() {
+    // Root ignores file modes and a busy SQLite file cannot be remounted
+    // read-only: SQLite's own read-only error comes through the fault switch.
+    let app = spawn_app().await;
+    app.shared
+        .store
+        .inject_fault(Some("attempt to write a readonly database"));
+    app.post_logs(sample_at("web.1", UUID_A, 700.0, 512.0, &ago(30)))
+        .await;
+    // The restart happens on an in-memory claim.
+    assert_eq!(app.wait_for_restarts(1).await.len(), 1);
+    let (status, body) = wait_health(&app, 503, 5).await;
+    assert_eq!(status, 503);
+    assert!(body.contains("readonly database"), "{body}");
+    // The fault clears: the queued events and the restart record arrive.
+    app.shared.store.inject_fault(None);
+    assert_eq!(wait_health(&app, 200, 10).await.0, 200);
+    let events = app.wait_for_event("store_unavailable").await;
+    assert!(events.iter().any(|e| e["event"] == "restart"), "{events:?}");
+    for _ in 0..50 {
+        if !app.shared.store.restarts(APP).await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = app.shared.store.restarts(APP).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].outcome, "ok");
+    app.stop().await;
+}
+
+/// A tmpfs of `kb` KiB mounted for the test; unmounted when dropped.
+struct TinyFs {
+    dir: tempfile::TempDir,
+}
+
+impl TinyFs {
+    fn mount(kb: u32) -> Option<Self> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kb}k"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Self { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_is_reported_and_the_store_recovers_when_space_is_back() {
+    let Some(fs) = TinyFs::mount(2048) else {
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs here (needs root); the fault-switch test covers the logic"
+        );
+        return;
+    };
+    let db = fs.path().join("dynoguard.db");
+    let cfg = dynoguard::config::env::from_env(&base_env(&[]), dynoguard::config::env::Need::App)
+        .unwrap();
+    let fake = FakeHeroku::start().await.unwrap();
+    let app = spawn_tuned(
+        cfg,
+        fake,
+        Some(format!("sqlite://{}", db.display())),
+        tuning(),
+    )
+    .await;
+    // Fill the disk.
+    let filler = fs.path().join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+    }
+    // Enough to need new pages: 1,000 dynos of an unwatched type over
+    // quota (an over_threshold and a skipped event each).
+    for batch in 0..10 {
+        let body: String = (0..100)
+            .map(|i| {
+                sample_at(
+                    &format!("worker.{}", batch * 100 + i),
+                    UUID_B,
+                    600.0,
+                    512.0,
+                    &ago(50),
+                )
+            })
+            .collect();
+        app.post_logs(body).await;
+    }
+    app.post_logs(sample_at("web.1", UUID_A, 700.0, 512.0, &ago(40)))
+        .await;
+    assert_eq!(
+        app.wait_for_restarts(1).await.len(),
+        1,
+        "protection goes on"
+    );
+    let (status, body) = wait_health(&app, 503, 10).await;
+    assert_eq!(status, 503, "{body}");
+    // Space back: the store recovers by itself, the queued writes land.
+    std::fs::remove_file(&filler).unwrap();
+    let (status, body) = wait_health(&app, 200, 15).await;
+    assert_eq!(status, 200, "{body}");
+    for _ in 0..100 {
+        if !app.shared.store.restarts(APP).await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A write on every pooled connection works: none was left inside a
+    // transaction by the failed commits ("database is locked" for good).
+    for n in 0..8 {
+        let row = dynoguard::store::RestartRow {
+            app: "probe".into(),
+            dyno: format!("web.{n}"),
+            instance: None,
+            reason: "threshold".into(),
+            at: 0,
+            outcome: "ok".into(),
+            request_id: None,
+            detail: None,
+        };
+        app.shared
+            .store
+            .record_restart(&row)
+            .await
+            .expect("the store writes again");
+    }
+    assert_eq!(app.shared.store.restarts("probe").await.unwrap().len(), 8);
+    assert_eq!(app.shared.store.restarts(APP).await.unwrap().len(), 1);
+    let events = app.events().await;
+    assert!(events.iter().any(|e| e["event"] == "store_unavailable"));
+    app.stop().await;
+    drop(fs);
+}

@@ -17,6 +17,13 @@ use crate::decide::watch::LIVE;
 use crate::service::Shared;
 
 pub async fn healthz(State(s): State<Arc<Shared>>) -> Response {
+    if let Some(why) = s.store.health().failing() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unavailable: {why}\n"),
+        )
+            .into_response();
+    }
     match s.store.ping().await {
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
         Err(e) => {
