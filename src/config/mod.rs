@@ -118,18 +118,38 @@ impl Config {
     }
 }
 
-/// `postgres://user:pw@host/db` → `postgres://user:***@host/db`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+/// A URL fit to print: the password, secret-looking query parameters and
+/// the fragment become `***` (`postgres://user:***@host/db?sslmode=require`).
+/// Parsed with a real URL parser, so a password holding `@ : / ? # %` never
+/// leaks a tail; a URL that does not parse is not shown at all.
+pub fn redact_url(raw: &str) -> String {
+    const SECRET_KEYS: [&str; 7] = ["pass", "pwd", "secret", "token", "key", "auth", "sig"];
+    let Ok(mut url) = url::Url::parse(raw) else {
+        let scheme = raw
+            .split_once("://")
+            .map(|(s, _)| s)
+            .filter(|s| s.chars().all(|c| c.is_ascii_alphanumeric() || c == '+'))
+            .unwrap_or("?");
+        return format!("{scheme}://<unparseable URL, not shown>");
     };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => url.to_owned(),
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
     }
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let lower = k.to_ascii_lowercase();
+                let secret = SECRET_KEYS.iter().any(|s| lower.contains(s));
+                (k.into_owned(), if secret { "***".into() } else { v.into_owned() })
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    if url.fragment().is_some() {
+        url.set_fragment(Some("***"));
+    }
+    url.to_string().replace("%2A%2A%2A", "***")
 }
 
 /// One configuration problem: where, what is wrong, what is allowed.
@@ -235,6 +255,30 @@ mod tests {
         assert!(parse_duration("m").is_none());
         assert!(parse_duration("-5").is_none());
         assert_eq!(format_duration(jiff::SignedDuration::from_secs(600)), "10m");
+    }
+
+    #[test]
+    fn secrets_with_every_special_character_never_leak() {
+        for secret in [
+            "xY7@Zq", "xY7:Zq", "xY7%Zq", "xY7/Zq", "xY7?Zq", "xY7#Zq", "xY7@:/?#%Zq",
+        ] {
+            for url in [
+                format!("postgres://user:{secret}@db.example.com:5432/d"),
+                format!("postgres://db.example.com/d?sslmode=require&password={secret}"),
+                format!("https://user:{secret}@drain.example.com/logs"),
+            ] {
+                let shown = redact_url(&url);
+                // Neither end of the secret, however the URL was cut.
+                assert!(
+                    !shown.contains("xY7") && !shown.contains("Zq"),
+                    "{url} → {shown}"
+                );
+            }
+        }
+        assert_eq!(
+            redact_url("postgres://u:p@ss@h:5432/d?sslmode=require&password=x"),
+            "postgres://u:***@h:5432/d?sslmode=require&password=***"
+        );
     }
 
     #[test]

@@ -143,3 +143,21 @@ fn a_file_that_cannot_be_read_is_a_problem() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("cannot read the file"), "{out}");
 }
+
+#[test]
+fn secrets_with_special_characters_never_reach_check_output() {
+    for pw in ["xY7@Zq", "xY7:Zq", "xY7/Zq", "xY7?Zq", "xY7#Zq", "xY7%Zq", "xY7@:/?#%Zq"] {
+        let db = format!("postgres://user:{pw}@db.example.com:5432/d?sslmode=require&password={pw}");
+        let (_, out) = check(
+            &[],
+            &[
+                ("APP_ID_OR_NAME", "todo"),
+                ("AUTH_TOKEN", pw),
+                ("DRAIN_PASSWORD", pw),
+                ("DATABASE_URL", &db),
+                ("SLACK_WEBHOOK_URL", &format!("https://hooks.slack.com/services/{pw}")),
+            ],
+        );
+        assert!(!out.contains("xY7") && !out.contains("Zq"), "{pw}: {out}");
+    }
+}
