@@ -42,11 +42,32 @@ pub struct Counters {
     pub connections_refused: AtomicU64,
     /// Failed `accept()` calls (e.g. out of file descriptors).
     pub accept_errors: AtomicU64,
+    /// Events deleted by retention.
+    pub rows_pruned: AtomicU64,
+    /// L10/L11 lines folded into the minute's first report.
+    pub l10_coalesced: AtomicU64,
+    /// Restart calls by (app, process type, reason, outcome): this process's
+    /// own count, so `/metrics` never scans the history and `sum()` over
+    /// replicas is right.
+    pub restarts:
+        std::sync::Mutex<std::collections::BTreeMap<(String, String, String, String), u64>>,
 }
 
 impl Counters {
     pub fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn count_restart(&self, app: &str, dyno: &str, reason: &str, outcome: &str) {
+        let ty = dyno.rsplit_once('.').map_or(dyno, |(t, _)| t);
+        let mut m = self.restarts.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((app.into(), ty.into(), reason.into(), outcome.into()))
+            .or_default() += 1;
+    }
+
+    pub fn restarts(&self) -> Vec<((String, String, String, String), u64)> {
+        let m = self.restarts.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 }
 

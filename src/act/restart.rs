@@ -457,6 +457,9 @@ async fn record(
         request_id,
         detail,
     };
+    ctx.reporter
+        .counters
+        .count_restart(&row.app, &row.dyno, &row.reason, &row.outcome);
     if let Err(err) = ctx.store.record_restart(&row).await {
         tracing::error!(
             "{} {}: recording the restart ({outcome}) failed: {err}; kept for a retry",

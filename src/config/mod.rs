@@ -141,7 +141,10 @@ pub fn redact_url(raw: &str) -> String {
             .map(|(k, v)| {
                 let lower = k.to_ascii_lowercase();
                 let secret = SECRET_KEYS.iter().any(|s| lower.contains(s));
-                (k.into_owned(), if secret { "***".into() } else { v.into_owned() })
+                (
+                    k.into_owned(),
+                    if secret { "***".into() } else { v.into_owned() },
+                )
             })
             .collect();
         url.query_pairs_mut().clear().extend_pairs(pairs);
@@ -260,7 +263,13 @@ mod tests {
     #[test]
     fn secrets_with_every_special_character_never_leak() {
         for secret in [
-            "xY7@Zq", "xY7:Zq", "xY7%Zq", "xY7/Zq", "xY7?Zq", "xY7#Zq", "xY7@:/?#%Zq",
+            "xY7@Zq",
+            "xY7:Zq",
+            "xY7%Zq",
+            "xY7/Zq",
+            "xY7?Zq",
+            "xY7#Zq",
+            "xY7@:/?#%Zq",
         ] {
             for url in [
                 format!("postgres://user:{secret}@db.example.com:5432/d"),

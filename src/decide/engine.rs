@@ -209,6 +209,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn l10_is_reported_once_a_minute_and_the_rest_counted() {
+        use crate::ingest::heroku_line::{Observation, ObservationKind};
+        let mut e = Engine::new(
+            AppName::parse("a").unwrap(),
+            AppPolicy::default(),
+            Confirmation::OnDecision,
+        );
+        let t0 = Timestamp::from_second(1_700_000_040).unwrap();
+        let lost = |secs: i64| Observation {
+            at: t0 + SignedDuration::from_secs(secs),
+            kind: ObservationKind::SamplesLost { dropped: 2 },
+        };
+        let batch: Vec<_> = (0..50).map(|i| lost(i % 20)).chain([lost(65)]).collect();
+        let d = e.apply(&batch, t0 + SignedDuration::from_hours(1));
+        assert_eq!(d.events.len(), 2, "one per log minute");
+        assert_eq!(d.ignored.l10_coalesced, 49);
+        assert_eq!(d.ignored.l10_dropped, 98);
+    }
+
+    #[test]
     fn far_future_is_clamped_to_arrival() {
         let now = Timestamp::from_second(1_700_000_000).unwrap();
         let soon = now + SignedDuration::from_secs(30);

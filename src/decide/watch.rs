@@ -34,12 +34,18 @@ pub struct Ignored {
     pub stale: u64,
     /// Lines from an instance already replaced (preboot overlap, late lines).
     pub replaced: u64,
+    /// L10/L11 lines folded into the minute's first report, and the
+    /// messages they said were dropped.
+    pub l10_coalesced: u64,
+    pub l10_dropped: u64,
 }
 
 impl Ignored {
     pub fn add(&mut self, o: Ignored) {
         self.stale += o.stale;
         self.replaced += o.replaced;
+        self.l10_coalesced += o.l10_coalesced;
+        self.l10_dropped += o.l10_dropped;
     }
 }
 
@@ -56,6 +62,8 @@ pub struct Watcher {
     /// Orders count as done when decided (replay) rather than when a
     /// restarter confirms them.
     confirm_on_decision: bool,
+    /// The log minute of the last L10/L11 reported: one per minute.
+    lost_minute: Option<i64>,
 }
 
 impl Watcher {
@@ -68,6 +76,7 @@ impl Watcher {
             warnings: Vec::new(),
             ignored: Ignored::default(),
             confirm_on_decision,
+            lost_minute: None,
         }
     }
 
@@ -217,6 +226,15 @@ impl Watcher {
                 Vec::new()
             }
             ObservationKind::SamplesLost { dropped } => {
+                // A drain that overflows says so on every batch: one event a
+                // minute, the rest counted.
+                let minute = now.as_second().div_euclid(60);
+                if self.lost_minute == Some(minute) {
+                    self.ignored.l10_coalesced += 1;
+                    self.ignored.l10_dropped += dropped;
+                    return Vec::new();
+                }
+                self.lost_minute = Some(minute);
                 let mut e = Event::new(now, EventKind::SamplesLost, self.app.clone());
                 e.count = Some(*dropped);
                 vec![e]

@@ -242,6 +242,8 @@ impl Shared {
         Counters::add(&c.lines_stale, d.ignored.stale);
         Counters::add(&c.lines_replaced, d.ignored.replaced);
         Counters::add(&c.timestamps_clamped, d.future_clamped);
+        Counters::add(&c.l10_coalesced, d.ignored.l10_coalesced);
+        Counters::add(&c.samples_lost, d.ignored.l10_dropped);
         for w in d.warnings {
             tracing::warn!("{w}");
         }

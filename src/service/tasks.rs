@@ -220,9 +220,19 @@ pub(crate) async fn self_test(shared: Arc<Shared>) {
     }
 }
 
-/// Forgets dynos that stopped reporting an hour ago.
+/// Retention of the store (SECURITY.md): events 30 days and at most
+/// 200,000 rows, restart history 90 days, latest samples 7 days, expired
+/// claims a day after they expired.
+pub const EVENTS_KEPT: jiff::SignedDuration = jiff::SignedDuration::from_hours(30 * 24);
+pub const MAX_EVENTS: i64 = 200_000;
+pub const RESTARTS_KEPT: jiff::SignedDuration = jiff::SignedDuration::from_hours(90 * 24);
+pub const SAMPLES_KEPT: jiff::SignedDuration = jiff::SignedDuration::from_hours(7 * 24);
+
+/// Forgets dynos that stopped reporting an hour ago (every minute) and
+/// applies the store's retention (at start, then hourly).
 pub(crate) async fn prune(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut minutes = 0u32;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -231,6 +241,30 @@ pub(crate) async fn prune(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
         for a in &shared.apps {
             a.lock().prune();
         }
+        if minutes.is_multiple_of(60) {
+            let now = Timestamp::now();
+            let ms = |d: jiff::SignedDuration| (now - d).as_millisecond();
+            match shared
+                .store
+                .prune(
+                    ms(EVENTS_KEPT),
+                    ms(RESTARTS_KEPT),
+                    ms(SAMPLES_KEPT),
+                    ms(jiff::SignedDuration::from_hours(24)),
+                    MAX_EVENTS,
+                )
+                .await
+            {
+                Ok(n) => {
+                    Counters::add(&shared.counters.rows_pruned, n);
+                    if n > 0 {
+                        tracing::info!("retention: {n} old rows deleted");
+                    }
+                }
+                Err(e) => tracing::warn!("retention failed: {e}"),
+            }
+        }
+        minutes = minutes.wrapping_add(1);
     }
 }
 

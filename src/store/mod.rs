@@ -449,6 +449,32 @@ impl Store {
         Ok(on_pool!(self, p => sqlx::query_as::<_, SampleRow>(SQL).fetch_all(p).await?))
     }
 
+    /// Retention: events older than `events_before`, restart history older
+    /// than `restarts_before`, latest samples older than `samples_before`,
+    /// expired claims (all unix ms), and events beyond the newest
+    /// `max_events`. Returns the rows deleted.
+    pub async fn prune(
+        &self,
+        events_before: i64,
+        restarts_before: i64,
+        samples_before: i64,
+        claims_before: i64,
+        max_events: i64,
+    ) -> Result<u64, StoreError> {
+        self.write(async {
+            let mut n = 0;
+            on_pool!(self, p => {
+                n += sqlx::query("DELETE FROM events WHERE at < $1").bind(events_before).execute(p).await?.rows_affected();
+                n += sqlx::query("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - $1").bind(max_events).execute(p).await?.rows_affected();
+                n += sqlx::query("DELETE FROM restarts WHERE at < $1").bind(restarts_before).execute(p).await?.rows_affected();
+                n += sqlx::query("DELETE FROM samples WHERE at < $1").bind(samples_before).execute(p).await?.rows_affected();
+                n += sqlx::query("DELETE FROM claims WHERE expires_at < $1").bind(claims_before).execute(p).await?.rows_affected();
+            });
+            Ok(n)
+        })
+        .await
+    }
+
     /// Restart calls by app, process type, reason and outcome (for /metrics).
     pub async fn restart_counts(
         &self,

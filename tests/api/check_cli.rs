@@ -146,8 +146,17 @@ fn a_file_that_cannot_be_read_is_a_problem() {
 
 #[test]
 fn secrets_with_special_characters_never_reach_check_output() {
-    for pw in ["xY7@Zq", "xY7:Zq", "xY7/Zq", "xY7?Zq", "xY7#Zq", "xY7%Zq", "xY7@:/?#%Zq"] {
-        let db = format!("postgres://user:{pw}@db.example.com:5432/d?sslmode=require&password={pw}");
+    for pw in [
+        "xY7@Zq",
+        "xY7:Zq",
+        "xY7/Zq",
+        "xY7?Zq",
+        "xY7#Zq",
+        "xY7%Zq",
+        "xY7@:/?#%Zq",
+    ] {
+        let db =
+            format!("postgres://user:{pw}@db.example.com:5432/d?sslmode=require&password={pw}");
         let (_, out) = check(
             &[],
             &[
@@ -155,7 +164,10 @@ fn secrets_with_special_characters_never_reach_check_output() {
                 ("AUTH_TOKEN", pw),
                 ("DRAIN_PASSWORD", pw),
                 ("DATABASE_URL", &db),
-                ("SLACK_WEBHOOK_URL", &format!("https://hooks.slack.com/services/{pw}")),
+                (
+                    "SLACK_WEBHOOK_URL",
+                    &format!("https://hooks.slack.com/services/{pw}"),
+                ),
             ],
         );
         assert!(!out.contains("xY7") && !out.contains("Zq"), "{pw}: {out}");

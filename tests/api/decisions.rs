@@ -213,25 +213,29 @@ fn decision(e: &serde_json::Value) -> String {
 
 /// Posts `batches` to a dry-run `serve`, one POST each, and returns its
 /// decisions in the order they were made.
-async fn serve_events(batches: &[Vec<u8>]) -> Vec<serde_json::Value> {
+async fn serve_events(batches: &[Vec<u8>], expect: usize) -> Vec<serde_json::Value> {
     let app = spawn_env(&[("DYNOGUARD_DRY_RUN", "1")]).await;
     for b in batches {
         assert_eq!(app.post_logs(b.clone()).await.status(), 204);
     }
-    let mut last = usize::MAX;
-    let events = loop {
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        let rows = app
-            .shared
+    // Events reach the store through a batched writer: wait for at least as
+    // many as replay printed (15 s at most), then for stragglers (a serve
+    // that decided *more* must show it too).
+    let read = || async {
+        app.shared
             .store
             .recent_events(None, 1_000_000)
             .await
-            .unwrap();
-        if rows.len() == last {
-            break rows;
-        }
-        last = rows.len();
+            .unwrap()
     };
+    for _ in 0..150 {
+        if read().await.len() >= expect {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let events = read().await;
     app.stop().await;
     events
         .into_iter()
@@ -242,7 +246,7 @@ async fn serve_events(batches: &[Vec<u8>]) -> Vec<serde_json::Value> {
 
 async fn assert_same_decisions(name: &str, batches: Vec<Vec<u8>>) -> usize {
     let replayed = replay_events(&batches.concat(), &[("DYNOGUARD_DRY_RUN", "1")]);
-    let served = serve_events(&batches).await;
+    let served = serve_events(&batches, replayed.len()).await;
     let r: Vec<String> = replayed.iter().map(decision).collect();
     let s: Vec<String> = served.iter().map(decision).collect();
     if r != s {

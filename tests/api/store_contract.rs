@@ -164,8 +164,91 @@ async fn samples_keep_the_newest(s: &Store) {
     assert_eq!((got[0].at, got[0].total), (30, Some(300.25)));
 }
 
+async fn a_lease_becomes_the_window_and_blocks_only_its_instance(s: &Store) {
+    use dynoguard::store::ClaimKind;
+    let app = unique("lease");
+    assert!(
+        s.try_claim(&app, "web.1", Some("A"), "host1-aaaa", 1_000, 61_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.try_claim(&app, "web.1", Some("B"), "host2-bbbb", 2_000, 62_000)
+            .await
+            .unwrap(),
+        "a lease blocks everyone"
+    );
+    s.extend_claim(&app, "web.1", "host1-aaaa", 600_000, ClaimKind::Window)
+        .await
+        .unwrap();
+    assert!(
+        !s.try_claim(&app, "web.1", Some("A"), "host2-bbbb", 3_000, 63_000)
+            .await
+            .unwrap(),
+        "the window blocks the same instance"
+    );
+    assert!(
+        s.try_claim(&app, "web.1", Some("B"), "host2-bbbb", 3_000, 63_000)
+            .await
+            .unwrap(),
+        "but not a new instance"
+    );
+    let (holder, kind, _) = s.claim(&app, "web.1").await.unwrap().unwrap();
+    assert_eq!((holder.as_str(), kind.as_str()), ("host2-bbbb", "lease"));
+    // A crashed run's lease: only the same host takes it over at start.
+    assert!(
+        s.try_claim(
+            &app,
+            "web.2",
+            Some("A"),
+            "host3-cccc",
+            3_000,
+            9_000_000_000_000
+        )
+        .await
+        .unwrap()
+    );
+    s.take_over_leases("host1").await.unwrap();
+    assert!(s.claim(&app, "web.2").await.unwrap().is_some());
+    assert!(s.take_over_leases("host3").await.unwrap() >= 1);
+    assert!(s.claim(&app, "web.2").await.unwrap().is_none());
+}
+
+async fn retention_deletes_what_is_old(s: &Store) {
+    let app = unique("retention");
+    let old = RestartRow {
+        app: app.clone(),
+        dyno: "web.1".into(),
+        instance: None,
+        reason: "threshold".into(),
+        at: 5,
+        outcome: "ok".into(),
+        request_id: None,
+        detail: None,
+    };
+    s.record_restart(&old).await.unwrap();
+    s.record_restart(&RestartRow {
+        at: 50_000,
+        ..old.clone()
+    })
+    .await
+    .unwrap();
+    let n = s.prune(10, 10, 10, 10, i64::MAX / 4).await.unwrap();
+    assert!(n >= 1);
+    let left: Vec<i64> = s
+        .restarts(&app)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.at)
+        .collect();
+    assert_eq!(left, [50_000]);
+}
+
 async fn contract(s: &Store) {
     s.ping().await.unwrap();
+    a_lease_becomes_the_window_and_blocks_only_its_instance(s).await;
+    retention_deletes_what_is_old(s).await;
     claims_are_exclusive_until_they_expire(s).await;
     concurrent_claims_have_one_winner(s).await;
     restarts_history_and_last_restarts(s).await;

@@ -248,6 +248,16 @@ pub async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Respon
             &c.accept_errors,
         ),
         (
+            "dynoguard_rows_pruned_total",
+            "Stored rows deleted by retention",
+            &c.rows_pruned,
+        ),
+        (
+            "dynoguard_l10_coalesced_total",
+            "L10/L11 lines folded into the minute's first report",
+            &c.l10_coalesced,
+        ),
+        (
             "dynoguard_timestamps_clamped_total",
             "Lines stamped more than a minute ahead, judged at their arrival",
             &c.timestamps_clamped,
@@ -304,20 +314,16 @@ pub async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Respon
             );
         }
     }
-    match s.store.restart_counts().await {
-        Ok(rows) => {
-            let _ = writeln!(
-                out,
-                "# HELP dynoguard_restarts_total Restart calls by app, type, reason and outcome\n# TYPE dynoguard_restarts_total counter"
-            );
-            for (app, ty, reason, outcome, n) in rows {
-                let _ = writeln!(
-                    out,
-                    "dynoguard_restarts_total{{app=\"{app}\",type=\"{ty}\",reason=\"{reason}\",outcome=\"{outcome}\"}} {n}"
-                );
-            }
-        }
-        Err(e) => tracing::warn!("/metrics: {e}"),
+    // This process's own counts: O(series), no store scan per scrape.
+    let _ = writeln!(
+        out,
+        "# HELP dynoguard_restarts_total Restart calls by app, type, reason and outcome (this process)\n# TYPE dynoguard_restarts_total counter"
+    );
+    for ((app, ty, reason, outcome), n) in s.counters.restarts() {
+        let _ = writeln!(
+            out,
+            "dynoguard_restarts_total{{app=\"{app}\",type=\"{ty}\",reason=\"{reason}\",outcome=\"{outcome}\"}} {n}"
+        );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
