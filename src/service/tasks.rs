@@ -42,10 +42,23 @@ pub(crate) async fn write_events(
             } else {
                 // Something waits for a retry: wake up for it after the
                 // backoff, or as soon as another write finds the store well.
+                health.borrow_and_update();
+                let healed = async {
+                    // Only a change to healthy wakes us (not a state that
+                    // already was: that would spin while our writes fail).
+                    loop {
+                        if health.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                        if health.borrow_and_update().is_none() {
+                            return;
+                        }
+                    }
+                };
                 tokio::select! {
                     n = rx.recv_many(&mut batch, 256) => n,
                     _ = tokio::time::sleep(backoff) => usize::MAX,
-                    _ = health.wait_for(|h| h.is_none()) => usize::MAX,
+                    _ = healed => usize::MAX,
                 }
             };
             if got == 0 {

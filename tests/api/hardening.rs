@@ -513,8 +513,7 @@ async fn a_full_disk_is_reported_and_the_store_recovers_when_space_is_back() {
     }
     assert_eq!(app.shared.store.restarts("probe").await.unwrap().len(), 8);
     assert_eq!(app.shared.store.restarts(APP).await.unwrap().len(), 1);
-    let events = app.events().await;
-    assert!(events.iter().any(|e| e["event"] == "store_unavailable"));
+    app.wait_for_event("store_unavailable").await;
     app.stop().await;
     drop(fs);
 }
