@@ -593,3 +593,23 @@ fn error_message(body: &str) -> String {
         _ => body.chars().take(200).collect(),
     }
 }
+
+#[cfg(test)]
+mod retry_after_tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_an_http_date() {
+        assert_eq!(parse_retry_after("30"), Some(Duration::from_secs(30)));
+        let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(90);
+        let date = soon.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        let d = parse_retry_after(&date).expect("an HTTP date");
+        assert!((85..=91).contains(&d.as_secs()), "{date} → {d:?}");
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO),
+            "a date in the past: now"
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

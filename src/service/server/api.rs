@@ -390,6 +390,13 @@ pub async fn dashboard(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Resp
     let mut html = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"10\"><title>dynoguard</title><style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:.3em .6em;border-bottom:1px solid #ddd;text-align:left}.over{color:#c00}.restarting{color:#06c}.stale{color:#888}</style></head><body><h1>dynoguard</h1>",
     );
+    if let Some(why) = s.store.health().failing() {
+        let _ = write!(
+            html,
+            "<p style=\"background:#fee;border:1px solid #c00;padding:.6em\"><b>Store unavailable</b>: {} — restarts go on with claims held in memory; events and history are kept and retried.</p>",
+            esc(&why)
+        );
+    }
     for a in &s.apps {
         let w = a.lock();
         let _ = write!(
