@@ -5,6 +5,7 @@
 //!
 //!     cargo build --release
 //!     python3 ../shared/tools/gen_drain.py --out /tmp/bodies.nul --bodies 500 --frames 100 --dynos 200 --over-frac 0.01
+//!     cargo build --release --features loadtest --bin dynoguard-loadtest
 //!     target/release/dynoguard-loadtest --bodies /tmp/bodies.nul --seconds 20 --connections 32
 
 use std::path::PathBuf;

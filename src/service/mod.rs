@@ -544,6 +544,14 @@ impl App {
 /// `dynoguard serve`: runs until SIGTERM (Heroku) or SIGINT (Ctrl-C).
 pub async fn serve_until_signal(config: Config, tuning: Tuning) -> anyhow::Result<()> {
     crate::commands::check::serve_problems(&config)?;
+    use secrecy::ExposeSecret as _;
+    if std::env::var_os("DYNO").is_some()
+        && config.database_url.expose_secret().starts_with("sqlite:")
+    {
+        tracing::warn!(
+            "running on Heroku with SQLite: a dyno's disk is wiped at every deploy, restart and daily cycle, so restart windows, claims and history are forgotten — attach Postgres: heroku addons:create heroku-postgresql:essential-0 -a <this app> (DATABASE_URL is then set for you)"
+        );
+    }
     let app = App::build(config, tuning).await?;
     app.run_until(shutdown_signal()).await
 }

@@ -156,6 +156,25 @@ pub fn from_millis(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
+/// PostgreSQL options from a URL. Heroku Postgres URLs carry no `sslmode`
+/// but require TLS: a remote host without one gets `sslmode=require` (the
+/// server certificate is not verified, as with `psql` on Heroku); loopback
+/// and an explicit `sslmode` are left as they are.
+pub fn postgres_options(url: &str) -> Result<sqlx::postgres::PgConnectOptions, StoreError> {
+    use sqlx::postgres::{PgConnectOptions, PgSslMode};
+    let opts = PgConnectOptions::from_str(url)?;
+    let explicit = url::Url::parse(url)
+        .map(|u| u.query_pairs().any(|(k, _)| k == "sslmode"))
+        .unwrap_or(true);
+    let local = matches!(opts.get_host(), "localhost" | "127.0.0.1" | "::1" | "[::1]")
+        || opts.get_host().starts_with('/');
+    Ok(if explicit || local {
+        opts
+    } else {
+        opts.ssl_mode(PgSslMode::Require)
+    })
+}
+
 impl Store {
     /// Connects and migrates. `sqlite://PATH` creates the file if missing.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -201,7 +220,7 @@ impl Store {
             let pool = PgPoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
+                .connect_with(postgres_options(url)?)
                 .await?;
             sqlx::migrate!("migrations/postgres").run(&pool).await?;
             Ok(Self::new(Db::Postgres(pool)))
@@ -494,5 +513,28 @@ impl Store {
             .into_iter()
             .map(|((a, t, r, o), n)| (a, t, r, o, n))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heroku_postgres_urls_require_tls_and_local_ones_do_not() {
+        use sqlx::postgres::PgSslMode;
+        let mode = |u: &str| format!("{:?}", postgres_options(u).unwrap().get_ssl_mode());
+        assert_eq!(
+            mode("postgres://u:p@ec2-1-2-3-4.compute-1.amazonaws.com:5432/d1"),
+            format!("{:?}", PgSslMode::Require)
+        );
+        assert_eq!(
+            mode("postgres://u@127.0.0.1:5432/d"),
+            format!("{:?}", PgSslMode::Prefer)
+        );
+        assert_eq!(
+            mode("postgres://u@db.example.com/d?sslmode=disable"),
+            format!("{:?}", PgSslMode::Disable)
+        );
     }
 }

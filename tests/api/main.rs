@@ -7,6 +7,7 @@ mod helpers;
 mod check_cli;
 mod dark_knight;
 mod decisions;
+mod deploy;
 mod drain;
 mod hardening;
 mod many_apps;
