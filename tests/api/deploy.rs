@@ -100,7 +100,7 @@ fn the_dockerfile_builds_what_ci_builds_and_the_procfiles_run_it() {
         .find_map(|l| l.strip_prefix("VERSION="))
         .expect("VERSION=")
         .to_owned();
-    let minor = version.rsplitn(2, '.').nth(1).unwrap();
+    let minor = version.rsplit_once('.').unwrap().0;
     assert!(docker.contains(&format!("FROM rust:{minor}-")), "{version}");
     assert!(read("Cargo.toml").contains(&format!("rust-version = \"{minor}\"")));
 }
