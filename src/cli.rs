@@ -61,6 +61,11 @@ pub enum Command {
         /// Print the calls instead of making them.
         #[arg(long)]
         dry_run: bool,
+        /// Then watch the app's logs (a log session) until its first
+        /// runtime-metrics samples arrive, and say which dynos are watched —
+        /// or exactly what is missing. Default wait: 3m.
+        #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = "3m")]
+        wait: Option<String>,
     },
     /// Start a simulated Heroku and a real dynoguard against it; print a summary.
     Demo {

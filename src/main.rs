@@ -90,11 +90,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             app,
             drain_url,
             dry_run,
+            wait,
         } => {
             dynoguard::telemetry::init_stderr();
             let env = config::env::snapshot();
+            let wait = wait
+                .map(|w| {
+                    config::parse_duration(&w)
+                        .filter(|d| !d.is_zero() && d.as_secs() <= 3600)
+                        .and_then(|d| std::time::Duration::try_from(d).ok())
+                        .ok_or_else(|| {
+                            ConfigError(vec![config::Problem {
+                                at: "--wait".into(),
+                                message: format!("{w:?} is not a duration from 1s to 1h (e.g. 3m)"),
+                            }])
+                        })
+                })
+                .transpose()?;
             runtime()?.block_on(dynoguard::commands::setup::run(
-                &env, &app, &drain_url, dry_run,
+                &env, &app, &drain_url, dry_run, wait,
             ))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -15,7 +15,13 @@ pub fn redact_drain_url(url: &str) -> String {
     crate::config::redact_url(url)
 }
 
-pub async fn run(env: &Env, app: &str, drain_url: &str, dry_run: bool) -> anyhow::Result<()> {
+pub async fn run(
+    env: &Env,
+    app: &str,
+    drain_url: &str,
+    dry_run: bool,
+    wait: Option<std::time::Duration>,
+) -> anyhow::Result<()> {
     let app = AppName::parse(app).map_err(|e| {
         crate::config::ConfigError(vec![crate::config::Problem {
             at: "--app".into(),
@@ -94,5 +100,139 @@ pub async fn run(env: &Env, app: &str, drain_url: &str, dry_run: bool) -> anyhow
                 .unwrap_or_default()
         );
     }
+    if let Some(limit) = wait {
+        let seen = wait_for_samples(&client, &token, &app, limit).await?;
+        report_wait(&app, limit, &seen)?;
+    }
+    Ok(())
+}
+
+/// What `setup --wait` saw through a log session.
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// Platform and app lines read.
+    pub lines: u64,
+    /// Latest memory (MB) and quota per dyno.
+    pub dynos: std::collections::BTreeMap<String, (f64, Option<f64>)>,
+}
+
+/// Reads the app's platform lines through log sessions until a round of
+/// runtime-metrics samples came (25 s after the first, or the stream ends),
+/// or `limit` passed.
+pub async fn wait_for_samples(
+    client: &HerokuClient,
+    token: &SecretString,
+    app: &AppName,
+    limit: std::time::Duration,
+) -> anyhow::Result<Seen> {
+    use crate::ingest::heroku_line::ObservationKind;
+    use crate::ingest::text::{LineBuffer, SseDecoder};
+    use futures_util::StreamExt as _;
+
+    const ROUND: std::time::Duration = std::time::Duration::from_secs(25);
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut seen = Seen::default();
+    let mut first: Option<tokio::time::Instant> = None;
+    println!(
+        "waiting up to {}s for the first runtime-metrics samples of {app}…",
+        limit.as_secs()
+    );
+    while tokio::time::Instant::now() < deadline {
+        let session = match client.create_log_session(token, app).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("log session: {e}; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let Ok(resp) = client.open_stream(&session.logplex_url).await else {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            continue;
+        };
+        let sse = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let (mut lines, mut events) = (LineBuffer::new(), SseDecoder::new());
+        let mut body = resp.bytes_stream();
+        let on_line = |line: &[u8], seen: &mut Seen| {
+            let mut stats = crate::ingest::IngestStats::default();
+            crate::ingest::text_line(line, &mut stats, |o| {
+                if let ObservationKind::Sample(s) = o.kind
+                    && let (Some(d), Some(total)) = (s.dyno, s.memory.total)
+                {
+                    seen.dynos
+                        .insert(d.to_string(), (total.0, s.memory.quota.map(|q| q.0)));
+                }
+            });
+            seen.lines += stats.records;
+        };
+        loop {
+            let until = match first {
+                Some(t) => (t + ROUND).min(deadline),
+                None => deadline,
+            };
+            let Ok(next) = tokio::time::timeout_at(until, body.next()).await else {
+                break;
+            };
+            let Some(Ok(chunk)) = next else { break };
+            let mut got = Vec::new();
+            if sse {
+                events.push(&chunk, |l| got.push(l.to_vec()));
+            } else {
+                lines.push(&chunk, |l| got.push(l.to_vec()));
+            }
+            for l in got {
+                on_line(&l, &mut seen);
+            }
+            if first.is_none() && !seen.dynos.is_empty() {
+                first = Some(tokio::time::Instant::now());
+            }
+        }
+        let mut rest = Vec::new();
+        lines.finish(|l| rest.push(l.to_vec()));
+        events.finish(|l| rest.push(l.to_vec()));
+        for l in rest {
+            on_line(&l, &mut seen);
+        }
+        if !seen.dynos.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    Ok(seen)
+}
+
+fn report_wait(app: &AppName, limit: std::time::Duration, seen: &Seen) -> anyhow::Result<()> {
+    if seen.dynos.is_empty() {
+        let why = if seen.lines == 0 {
+            format!("no log line at all came from {app}: is it running? (heroku ps -a {app})")
+        } else {
+            format!(
+                "{} lines came, none a runtime-metrics sample: the dynos start logging samples only after a restart once {FEATURE} is enabled — run heroku ps:restart -a {app}",
+                seen.lines
+            )
+        };
+        anyhow::bail!(
+            "no memory sample of {app} within {}s: {why}",
+            limit.as_secs()
+        );
+    }
+    let list: Vec<String> = seen
+        .dynos
+        .iter()
+        .map(|(d, (mb, quota))| match quota {
+            Some(q) => format!("{d} ({mb:.0} of {q:.0} MB)"),
+            None => format!("{d} ({mb:.0} MB)"),
+        })
+        .collect();
+    println!(
+        "watching {} dyno{} of {app}: {}",
+        list.len(),
+        if list.len() == 1 { "" } else { "s" },
+        list.join(", ")
+    );
     Ok(())
 }

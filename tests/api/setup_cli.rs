@@ -78,3 +78,61 @@ async fn setup_dry_run_prints_the_calls() {
     assert!(!out.contains("SECRETPW"), "{out}");
     assert!(fake.requests().is_empty());
 }
+
+fn sample_line(dyno: &str, mb: f64) -> String {
+    format!(
+        "2024-05-01T10:00:00.000000+00:00 heroku[{dyno}]: source={dyno} dyno=heroku.1.aaaaaaaa-0000-0000-0000-00000000000{} sample#memory_total={mb:.2}MB sample#memory_quota=512.00MB\n",
+        dyno.len() % 10
+    )
+}
+
+#[tokio::test]
+async fn setup_wait_reports_the_dynos_it_will_watch() {
+    let fake = FakeHeroku::start().await.unwrap();
+    let body = format!(
+        "2024-05-01T10:00:00+00:00 heroku[router]: at=info method=GET path=/\n{}{}",
+        sample_line("web.1", 230.4),
+        sample_line("worker.1", 120.0)
+    );
+    fake.plan_session(
+        "shop",
+        dynoguard::sim::SessionPlan::Chunks {
+            content_type: "text/plain",
+            chunks: vec![body.into_bytes()],
+        },
+    );
+    let url = fake.url();
+    let (code, out) = tokio::task::spawn_blocking(move || setup(&url, &["--wait", "10s"]))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("watching 2 dynos of shop: web.1 (230 of 512 MB), worker.1 (120 of 512 MB)"),
+        "{out}"
+    );
+    assert!(!out.contains("SECRETPW"));
+}
+
+#[tokio::test]
+async fn setup_wait_says_what_is_missing_when_no_sample_comes() {
+    let fake = FakeHeroku::start().await.unwrap();
+    for _ in 0..20 {
+        fake.plan_session(
+            "shop",
+            dynoguard::sim::SessionPlan::Chunks {
+                content_type: "text/plain",
+                chunks: vec![
+                    b"2024-05-01T10:00:00+00:00 heroku[router]: at=info method=GET path=/\n"
+                        .to_vec(),
+                ],
+            },
+        );
+    }
+    let url = fake.url();
+    let (code, out) = tokio::task::spawn_blocking(move || setup(&url, &["--wait", "2s"]))
+        .await
+        .unwrap();
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no memory sample of shop within 2s"), "{out}");
+    assert!(out.contains("heroku ps:restart -a shop"), "{out}");
+}
