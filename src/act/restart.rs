@@ -210,9 +210,30 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
         }
     };
     if !claimed {
-        // Another replica (or an earlier call) holds it: that one restarts.
-        tracing::info!("{app} {dyno}: restart already claimed elsewhere; not restarting");
-        let _ = order.engine.lock().restart_confirmed(e);
+        // Another replica holds the claim. A window for this instance means
+        // it restarted it: the window holds here too. A lease means its call
+        // is in flight (or it died mid-call): back off and look again, so a
+        // stuck lease costs minutes, not a window.
+        let held = ctx.store.claim(app.as_str(), dyno.as_str()).await;
+        let mut engine = order.engine.lock();
+        match held {
+            Ok(Some((holder, kind, _))) if kind == "window" => {
+                tracing::info!(
+                    "{app} {dyno}: already restarted by {holder} (its claim holds the window); not restarting"
+                );
+                let _ = engine.restart_confirmed(e);
+            }
+            other => {
+                let holder = match other {
+                    Ok(Some((h, ..))) => h,
+                    _ => "another replica".into(),
+                };
+                tracing::info!(
+                    "{app} {dyno}: {holder} is restarting it (its lease is in flight); looking again after a backoff"
+                );
+                engine.restart_failed(e);
+            }
+        }
         return;
     }
 
