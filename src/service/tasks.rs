@@ -128,33 +128,43 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Reports the store's trouble as it starts (`store_unavailable`, once per
-/// outage and app) and its end (a log line), until `stop`.
+/// outage and app — even an outage that ended before this task looked) and
+/// its end (a log line), until `stop`.
 pub(crate) async fn watch_store(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut outages = shared.store.health().outages();
     let mut health = shared.store.health().subscribe();
+    let mut reported = outages.borrow_and_update().0;
     loop {
         tokio::select! {
-            r = health.changed() => if r.is_err() { return },
+            r = outages.changed() => if r.is_err() { return },
+            r = health.changed() => {
+                if r.is_err() { return }
+                if health.borrow_and_update().is_none() {
+                    tracing::info!("store available again: pending writes are being flushed");
+                }
+                continue;
+            }
             _ = stop.wait_for(|s| *s) => return,
         }
-        let state = health.borrow_and_update().clone();
-        match state {
-            Some(why) => {
-                tracing::error!(
-                    "store unavailable: {why} — protection goes on with claims held in memory (other replicas cannot see them); writes are retried"
-                );
-                for app in &shared.apps {
-                    let mut e = Event::new(
-                        Timestamp::now(),
-                        EventKind::StoreUnavailable,
-                        app.config.name.clone(),
-                    );
-                    e.detail = Some(format!(
-                        "{why}; restarts go on with in-memory claims on this replica; events and history are kept and retried"
-                    ));
-                    shared.reporter.emit(e);
-                }
-            }
-            None => tracing::info!("store available again: pending writes are being flushed"),
+        let (count, why) = outages.borrow_and_update().clone();
+        if count == reported {
+            continue;
+        }
+        reported = count;
+        tracing::error!(
+            "store unavailable: {why} — protection goes on with claims held in memory (other replicas cannot see them); writes are retried"
+        );
+        for app in &shared.apps {
+            let mut e = Event::new(
+                Timestamp::now(),
+                EventKind::StoreUnavailable,
+                app.config.name.clone(),
+            );
+            e.detail = Some(format!(
+                "{why}; restarts go on with in-memory claims on this replica; events and history are kept and retried"
+            ));
+            e.count = Some(count);
+            shared.reporter.emit(e);
         }
     }
 }

@@ -69,13 +69,22 @@ pub struct Store {
 pub struct StoreHealth {
     /// `Some(reason)` while writes fail.
     state: watch::Sender<Option<String>>,
+    /// Outages so far and the reason of the last one: a short outage is
+    /// still reported even if it ended before anyone looked.
+    outages: watch::Sender<(u64, String)>,
 }
 
 impl StoreHealth {
     fn new() -> Self {
         Self {
             state: watch::channel(None).0,
+            outages: watch::channel((0, String::new())).0,
         }
+    }
+
+    /// Outages (count, last reason); changes when a new outage starts.
+    pub fn outages(&self) -> watch::Receiver<(u64, String)> {
+        self.outages.subscribe()
     }
 
     /// Why the store is failing, if it is.
@@ -92,11 +101,17 @@ impl StoreHealth {
     }
 
     fn failed(&self, why: String) {
-        self.state.send_if_modified(|s| {
+        let started = self.state.send_if_modified(|s| {
             let changed = s.is_none();
-            *s = Some(why);
+            *s = Some(why.clone());
             changed
         });
+        if started {
+            self.outages.send_modify(|(n, last)| {
+                *n += 1;
+                *last = why;
+            });
+        }
     }
 }
 
@@ -156,6 +171,26 @@ pub fn from_millis(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
+/// After a batch written in a transaction: on failure, roll back, and if
+/// even that fails, close the connection rather than return it to the pool.
+/// A failed COMMIT (disk full, I/O error) can otherwise leave a pooled
+/// SQLite connection inside its transaction, holding the write lock
+/// ("database is locked" for every other connection) while its own later
+/// writes vanish uncommitted.
+async fn end_transaction<DB: sqlx::Database>(
+    conn: &mut sqlx::pool::PoolConnection<DB>,
+    r: Result<(), sqlx::Error>,
+) -> Result<(), sqlx::Error>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+{
+    if r.is_err() && sqlx::query("ROLLBACK").execute(&mut **conn).await.is_err() {
+        conn.close_on_drop();
+    }
+    r
+}
+
 /// PostgreSQL options from a URL. Heroku Postgres URLs carry no `sslmode`
 /// but require TLS: a remote host without one gets `sslmode=require` (the
 /// server certificate is not verified, as with `psql` on Heroku); loopback
@@ -188,18 +223,6 @@ impl Store {
             // one, and keep it open.
             let memory = url.contains(":memory:") || url.contains("mode=memory");
             let pool = SqlitePoolOptions::new()
-                // A failed COMMIT (disk full, I/O error) can leave the
-                // connection inside its transaction: it then holds the write
-                // lock ("database is locked" for every other connection) and
-                // its own later writes vanish uncommitted. Every connection
-                // goes back to the pool with no transaction open.
-                .after_release(|conn, _| {
-                    Box::pin(async move {
-                        use sqlx::Executor as _;
-                        let _ = conn.execute("ROLLBACK").await;
-                        Ok(true)
-                    })
-                })
                 .max_connections(if memory { 1 } else { 4 })
                 .min_connections(u32::from(memory))
                 .idle_timeout(if memory {
@@ -331,7 +354,7 @@ impl Store {
         self.write(async {
             const SQL: &str = "DELETE FROM claims WHERE kind = 'lease' AND substr(holder, 1, $1) = $2";
             let prefix = format!("{host_prefix}-");
-            let len = prefix.chars().count() as i64;
+            let len = i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX);
             Ok(
                 on_pool!(self, p => sqlx::query(SQL).bind(len).bind(prefix).execute(p).await?.rows_affected()),
             )
@@ -404,16 +427,23 @@ impl Store {
                 return Ok(());
             }
             const SQL: &str =
-                "INSERT INTO events (at, app, dyno, kind, body) VALUES ($1, $2, $3, $4, $5)";
+                "INSERT INTO events (at, app, dyno, kind, body, stored_at) VALUES ($1, $2, $3, $4, $5, $6)";
+            let stored_at = millis(Timestamp::now());
             on_pool!(self, p => {
-                let mut tx = p.begin().await?;
-                for e in events {
-                    sqlx::query(SQL)
-                        .bind(millis(e.at)).bind(e.app.as_str()).bind(e.dyno.as_ref().map(|d| d.as_str()))
-                        .bind(e.event.as_str()).bind(e.to_json())
-                        .execute(&mut *tx).await?;
+                let mut conn = p.acquire().await?;
+                let r: Result<(), sqlx::Error> = async {
+                    sqlx::query("BEGIN").execute(&mut *conn).await?;
+                    for e in events {
+                        sqlx::query(SQL)
+                            .bind(millis(e.at)).bind(e.app.as_str()).bind(e.dyno.as_ref().map(|d| d.as_str()))
+                            .bind(e.event.as_str()).bind(e.to_json()).bind(stored_at)
+                            .execute(&mut *conn).await?;
+                    }
+                    sqlx::query("COMMIT").execute(&mut *conn).await?;
+                    Ok(())
                 }
-                tx.commit().await?;
+                .await;
+                end_transaction(&mut conn, r).await?;
             });
             Ok(())
         })
@@ -449,14 +479,20 @@ impl Store {
                  ON CONFLICT (app, dyno) DO UPDATE SET instance = excluded.instance, at = excluded.at, total = excluded.total, \
                  rss = excluded.rss, swap = excluded.swap, quota = excluded.quota WHERE samples.at <= excluded.at";
             on_pool!(self, p => {
-                let mut tx = p.begin().await?;
-                for r in rows {
-                    sqlx::query(SQL)
-                        .bind(&r.app).bind(&r.dyno).bind(&r.instance).bind(r.at)
-                        .bind(r.total).bind(r.rss).bind(r.swap).bind(r.quota)
-                        .execute(&mut *tx).await?;
+                let mut conn = p.acquire().await?;
+                let r: Result<(), sqlx::Error> = async {
+                    sqlx::query("BEGIN").execute(&mut *conn).await?;
+                    for r in rows {
+                        sqlx::query(SQL)
+                            .bind(&r.app).bind(&r.dyno).bind(&r.instance).bind(r.at)
+                            .bind(r.total).bind(r.rss).bind(r.swap).bind(r.quota)
+                            .execute(&mut *conn).await?;
+                    }
+                    sqlx::query("COMMIT").execute(&mut *conn).await?;
+                    Ok(())
                 }
-                tx.commit().await?;
+                .await;
+                end_transaction(&mut conn, r).await?;
             });
             Ok(())
         })
@@ -468,7 +504,7 @@ impl Store {
         Ok(on_pool!(self, p => sqlx::query_as::<_, SampleRow>(SQL).fetch_all(p).await?))
     }
 
-    /// Retention: events older than `events_before`, restart history older
+    /// Retention: events stored before `events_before`, restart history older
     /// than `restarts_before`, latest samples older than `samples_before`,
     /// expired claims (all unix ms), and events beyond the newest
     /// `max_events`. Returns the rows deleted.
@@ -483,7 +519,7 @@ impl Store {
         self.write(async {
             let mut n = 0;
             on_pool!(self, p => {
-                n += sqlx::query("DELETE FROM events WHERE at < $1").bind(events_before).execute(p).await?.rows_affected();
+                n += sqlx::query("DELETE FROM events WHERE COALESCE(stored_at, at) < $1").bind(events_before).execute(p).await?.rows_affected();
                 n += sqlx::query("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - $1").bind(max_events).execute(p).await?.rows_affected();
                 n += sqlx::query("DELETE FROM restarts WHERE at < $1").bind(restarts_before).execute(p).await?.rows_affected();
                 n += sqlx::query("DELETE FROM samples WHERE at < $1").bind(samples_before).execute(p).await?.rows_affected();

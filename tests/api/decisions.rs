@@ -236,6 +236,23 @@ async fn serve_events(batches: &[Vec<u8>], expect: usize) -> Vec<serde_json::Val
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let events = read().await;
+    if events.len() < expect {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &app.shared.counters;
+        eprintln!(
+            "serve: {} events stored, {} expected; frames={} observations={} stale={} dropped={} store={:?}",
+            events.len(),
+            expect,
+            c.frames.load(Relaxed),
+            c.observations.load(Relaxed),
+            c.lines_stale.load(Relaxed),
+            c.events_dropped.load(Relaxed),
+            app.shared.store.health().failing()
+        );
+        let fresh = dynoguard::store::Store::connect(&app.db_url).await.unwrap();
+        let n = fresh.recent_events(None, 1000).await.unwrap().len();
+        eprintln!("serve: a fresh connection reads {n} events");
+    }
     app.stop().await;
     events
         .into_iter()

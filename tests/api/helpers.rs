@@ -97,6 +97,7 @@ pub struct TestApp {
     stop: watch::Sender<bool>,
     handle: tokio::task::JoinHandle<anyhow::Result<()>>,
     _dir: Option<tempfile::TempDir>,
+    pub db_url: String,
 }
 
 pub fn tuning() -> Tuning {
@@ -140,6 +141,11 @@ pub async fn spawn_tuned(
     tuning: Tuning,
 ) -> TestApp {
     install_crypto();
+    // dynoguard's own log lines appear with a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("dynoguard=warn")
+        .try_init();
     let (dir, db_url) = match db_url {
         Some(u) => (None, u),
         None => {
@@ -166,6 +172,7 @@ pub async fn spawn_tuned(
         stop,
         handle,
         _dir: dir,
+        db_url,
     }
 }
 
@@ -214,18 +221,31 @@ impl TestApp {
         self.fake.restarts()
     }
 
-    /// Waits until an event of `kind` is in the store (or 5 s pass).
+    /// Waits until an event of `kind` is in the store (or [`WAIT`] passes).
     pub async fn wait_for_event(&self, kind: &str) -> Vec<serde_json::Value> {
-        for _ in 0..250 {
+        // Generous: ~100 tests share two cores in CI.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while tokio::time::Instant::now() < deadline {
             let events = self.events().await;
             if events.iter().any(|e| e["event"] == kind) {
                 return events;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let events = self.events().await;
+        let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+        let c = &self.shared.counters;
+        let dropped = c.events_dropped.load(std::sync::atomic::Ordering::Relaxed);
+        let direct = self
+            .shared
+            .store
+            .recent_events(None, 5)
+            .await
+            .map(|r| r.len());
         panic!(
-            "no {kind} event within 5s; events: {:?}",
-            self.events().await
+            "no {kind} event within {WAIT:?}; {} events: {kinds:?}; store health {:?}, events dropped {dropped}, direct read {direct:?}",
+            kinds.len(),
+            self.shared.store.health().failing()
         );
     }
 
@@ -276,7 +296,8 @@ impl TestApp {
 }
 
 pub async fn wait_until(mut f: impl FnMut() -> bool) {
-    for _ in 0..250 {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
         if f() {
             return;
         }
@@ -336,7 +357,7 @@ impl ServeProcess {
             _dir: dir,
         };
         let client = reqwest::Client::new();
-        for _ in 0..200 {
+        for _ in 0..600 {
             if client
                 .get(p.url("/healthz"))
                 .send()
@@ -395,6 +416,9 @@ impl ServeProcess {
         panic!("dynoguard did not exit within 30 s of SIGTERM");
     }
 }
+
+/// How long the helpers wait for something that should happen.
+pub const WAIT: Duration = Duration::from_secs(15);
 
 /// Polls `f` every 50 ms for up to `secs` seconds.
 pub async fn wait_for(mut f: impl FnMut() -> bool, secs: u64) {
