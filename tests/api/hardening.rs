@@ -166,6 +166,12 @@ async fn a_crash_between_claim_and_call_does_not_cost_the_window() {
     assert_eq!(fake.restarts().len(), 2);
     let (out, _) = serve.output();
     assert!(out.contains("took over 1 restart claim"), "{out}");
+    // On a dyno (DYNO is set) with SQLite, start-up says what that costs.
+    assert!(
+        out.contains("running on Heroku with SQLite")
+            && out.contains("heroku addons:create heroku-postgresql"),
+        "{out}"
+    );
     let _ = serve.sigterm().await;
 }
 
