@@ -1,9 +1,6 @@
 //! Decisions you can trust (issue 8): no log line can forge a restart, and a
 //! running `serve` decides exactly as `replay` does on the same bytes.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use dynoguard::sim::scenario::{self, Scenario};
 
 use crate::helpers::*;
@@ -171,30 +168,11 @@ async fn an_r14_restart_carries_the_memory_of_its_process_running_line() {
 // ---- replay == serve -------------------------------------------------------
 
 fn replay_events(input: &[u8], env: &[(&str, &str)]) -> Vec<serde_json::Value> {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dynoguard"));
-    c.env_clear()
-        .args(["replay", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in base_env(env) {
-        c.env(k, v);
-    }
-    let mut child = c.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    let env = base_env(env);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (code, events, stderr) = run_replay(input, &env);
+    assert_eq!(code, 0, "{stderr}");
+    events
 }
 
 /// The decision-relevant fields of an event.

@@ -429,3 +429,36 @@ pub async fn wait_for(mut f: impl FnMut() -> bool, secs: u64) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Runs `dynoguard replay -` on `input` with exactly `env`; returns the exit
+/// code, the JSON events printed and stderr. Stdin is fed from a thread, so
+/// a large log cannot deadlock against a full stdout pipe.
+pub fn run_replay(input: &[u8], env: &[(&str, &str)]) -> (i32, Vec<serde_json::Value>, String) {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dynoguard"));
+    c.env_clear()
+        .args(["replay", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().expect("dynoguard runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("replay output");
+    // A replay that exits early closes stdin: not the test's concern here.
+    let _ = writer.join();
+    let events = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (
+        out.status.code().unwrap_or(-1),
+        events,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,31 +1,10 @@
 //! `dynoguard replay` on saved logs: same decisions as dark_knight and
 //! whacamole for the same config; nothing for healthy logs.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn replay(input: &[u8], env: &[(&str, &str)]) -> (i32, Vec<serde_json::Value>, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dynoguard"));
-    c.env_clear()
-        .args(["replay", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let mut child = c.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let events = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    (
-        out.status.code().unwrap_or(-1),
-        events,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::helpers::run_replay(input, env)
 }
 
 /// `(event, reason)` of each event, for comparing decision sequences.
