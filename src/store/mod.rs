@@ -530,26 +530,6 @@ impl Store {
         .await
     }
 
-    /// Restart calls by app, process type, reason and outcome (for /metrics).
-    pub async fn restart_counts(
-        &self,
-    ) -> Result<Vec<(String, String, String, String, i64)>, StoreError> {
-        const SQL: &str = "SELECT app, dyno, reason, outcome, COUNT(*) AS n FROM restarts GROUP BY app, dyno, reason, outcome";
-        let rows: Vec<(String, String, String, String, i64)> =
-            on_pool!(self, p => sqlx::query_as(SQL).fetch_all(p).await?);
-        let mut by_type = std::collections::BTreeMap::new();
-        for (app, dyno, reason, outcome, n) in rows {
-            let ty = dyno
-                .rsplit_once('.')
-                .map_or(dyno.as_str(), |(t, _)| t)
-                .to_owned();
-            *by_type.entry((app, ty, reason, outcome)).or_insert(0) += n;
-        }
-        Ok(by_type
-            .into_iter()
-            .map(|((a, t, r, o), n)| (a, t, r, o, n))
-            .collect())
-    }
 }
 
 #[cfg(test)]
