@@ -529,7 +529,6 @@ impl Store {
         })
         .await
     }
-
 }
 
 #[cfg(test)]

@@ -207,7 +207,8 @@ pub async fn serve(
                 tokio::select! {
                     _ = conn.as_mut() => break,
                     _ = tokio::time::sleep(wait), if !closing => {
-                        let idle = epoch.elapsed().as_millis() as u64 - last.load(Ordering::Relaxed);
+                        let idle = (epoch.elapsed().as_millis() as u64)
+                            .saturating_sub(last.load(Ordering::Relaxed));
                         if Duration::from_millis(idle) >= limits.idle_timeout {
                             conn.as_mut().graceful_shutdown();
                             closing = true;
