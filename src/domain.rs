@@ -99,6 +99,31 @@ impl Serialize for DynoName {
     }
 }
 
+/// Heroku's dyno sizes (reference §2.8): the names a size goes by (compared
+/// case-insensitively) and its memory quota in MB.
+pub const DYNO_SIZES: [(&[&str], f64); 7] = [
+    (&["eco", "basic", "free", "hobby", "standard-1x"], 512.0),
+    (&["standard-2x", "private-s", "shield-s"], 1024.0),
+    (&["performance-m", "private-m", "shield-m"], 2560.0),
+    (&["performance-l", "private-l", "shield-l"], 14336.0),
+    (
+        &["performance-l-ram", "private-l-ram", "shield-l-ram"],
+        30720.0,
+    ),
+    (&["performance-xl", "private-xl", "shield-xl"], 63488.0),
+    (&["performance-2xl", "private-2xl", "shield-2xl"], 129024.0),
+];
+
+/// Memory quota in MB of a dyno size name, for when neither samples nor
+/// `/dyno-sizes` give it.
+pub fn quota_for_size(size: &str) -> Option<f64> {
+    let size = size.to_ascii_lowercase();
+    DYNO_SIZES
+        .iter()
+        .find(|(names, _)| names.contains(&size.as_str()))
+        .map(|(_, mb)| *mb)
+}
+
 /// Megabytes as Heroku reports them (`512.00MB`), decimals kept.
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd, Default)]
 pub struct Megabytes(pub f64);
@@ -160,6 +185,14 @@ mod tests {
         ] {
             assert!(DynoName::parse(s).is_none(), "{s}");
         }
+    }
+
+    #[test]
+    fn dyno_sizes_by_any_name_and_case() {
+        assert_eq!(quota_for_size("Standard-1X"), Some(512.0));
+        assert_eq!(quota_for_size("performance-M"), Some(2560.0));
+        assert_eq!(quota_for_size("shield-2xl"), Some(129024.0));
+        assert_eq!(quota_for_size("huge"), None);
     }
 
     #[test]

@@ -170,22 +170,6 @@ pub struct Feature {
     pub enabled: bool,
 }
 
-/// Memory quota in MB of a dyno size name (dyno-types table, reference §2.8),
-/// for when neither samples nor `/dyno-sizes` give it.
-pub fn quota_for_size(size: &str) -> Option<f64> {
-    let s = size.to_ascii_lowercase();
-    Some(match s.as_str() {
-        "eco" | "basic" | "free" | "hobby" | "standard-1x" => 512.0,
-        "standard-2x" | "private-s" | "shield-s" => 1024.0,
-        "performance-m" | "private-m" | "shield-m" => 2560.0,
-        "performance-l" | "private-l" | "shield-l" => 14336.0,
-        "performance-l-ram" | "private-l-ram" | "shield-l-ram" => 30720.0,
-        "performance-xl" | "private-xl" | "shield-xl" => 63488.0,
-        "performance-2xl" | "private-2xl" | "shield-2xl" => 129024.0,
-        _ => return None,
-    })
-}
-
 /// Per-account pacing: 429s and a low `RateLimit-Remaining` slow every call
 /// made with that token.
 #[derive(Debug, Default)]
@@ -352,6 +336,18 @@ impl HerokuClient {
         })
     }
 
+    /// [`Self::send`], then the body as JSON.
+    async fn send_json<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &SecretString,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<T, ApiError> {
+        let (resp, _) = self.send(token, rb).await?;
+        resp.json()
+            .await
+            .map_err(|e| ApiError::Decode(e.without_url().to_string()))
+    }
+
     /// `DELETE /apps/{app}/dynos/{dyno}`: restart one dyno.
     pub async fn restart_dyno(
         &self,
@@ -380,10 +376,7 @@ impl HerokuClient {
             &format!("/apps/{app}/dynos/{dyno}"),
             token,
         );
-        let (resp, _) = self.send(token, rb).await?;
-        resp.json()
-            .await
-            .map_err(|e| ApiError::Decode(e.without_url().to_string()))
+        self.send_json(token, rb).await
     }
 
     /// `GET /account/rate-limits` (free): proves the token works.
@@ -393,11 +386,7 @@ impl HerokuClient {
             remaining: i64,
         }
         let rb = self.request(reqwest::Method::GET, "/account/rate-limits", token);
-        let (resp, _) = self.send(token, rb).await?;
-        let r: Remaining = resp
-            .json()
-            .await
-            .map_err(|e| ApiError::Decode(e.without_url().to_string()))?;
+        let r: Remaining = self.send_json(token, rb).await?;
         Ok(r.remaining)
     }
 
@@ -414,10 +403,7 @@ impl HerokuClient {
                 token,
             )
             .json(&serde_json::json!({"tail": true, "source": "heroku", "lines": 10}));
-        let (resp, _) = self.send(token, rb).await?;
-        resp.json()
-            .await
-            .map_err(|e| ApiError::Decode(e.without_url().to_string()))
+        self.send_json(token, rb).await
     }
 
     /// Opens a log session's stream (no token: the URL is pre-authorised).
@@ -456,19 +442,13 @@ impl HerokuClient {
             &format!("/apps/{app}/formation"),
             token,
         );
-        let (resp, _) = self.send(token, rb).await?;
-        resp.json()
-            .await
-            .map_err(|e| ApiError::Decode(e.without_url().to_string()))
+        self.send_json(token, rb).await
     }
 
     /// `GET /dyno-sizes`.
     pub async fn dyno_sizes(&self, token: &SecretString) -> Result<Vec<DynoSize>, ApiError> {
         let rb = self.request(reqwest::Method::GET, "/dyno-sizes", token);
-        let (resp, _) = self.send(token, rb).await?;
-        resp.json()
-            .await
-            .map_err(|e| ApiError::Decode(e.without_url().to_string()))
+        self.send_json(token, rb).await
     }
 
     /// Quota in MB per process type, from the formation and dyno sizes.
@@ -498,7 +478,7 @@ impl HerokuClient {
                 let mb = sizes
                     .get(&size)
                     .copied()
-                    .or_else(|| quota_for_size(&size))?;
+                    .or_else(|| crate::domain::quota_for_size(&size))?;
                 Some((f.process_type, mb))
             })
             .collect())
@@ -515,10 +495,7 @@ impl HerokuClient {
             &format!("/apps/{app}/features/{name}"),
             token,
         );
-        let (resp, _) = self.send(token, rb).await?;
-        resp.json()
-            .await
-            .map_err(|e| ApiError::Decode(e.without_url().to_string()))
+        self.send_json(token, rb).await
     }
 
     pub async fn enable_feature(
@@ -547,10 +524,7 @@ impl HerokuClient {
             &format!("/apps/{app}/log-drains"),
             token,
         );
-        let (resp, _) = self.send(token, rb).await?;
-        resp.json()
-            .await
-            .map_err(|e| ApiError::Decode(e.without_url().to_string()))
+        self.send_json(token, rb).await
     }
 
     pub async fn add_log_drain(
@@ -566,10 +540,7 @@ impl HerokuClient {
                 token,
             )
             .json(&serde_json::json!({"url": url}));
-        let (resp, _) = self.send(token, rb).await?;
-        resp.json()
-            .await
-            .map_err(|e| ApiError::Decode(e.without_url().to_string()))
+        self.send_json(token, rb).await
     }
 }
 

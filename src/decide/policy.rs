@@ -223,18 +223,14 @@ pub enum Lineage {
 /// Replaced instances remembered per process name.
 pub const LINEAGE: usize = 8;
 
-/// Real dyno quotas in MB (heroku-reference §2.8), for quotas guessed from
-/// `Process running mem=…(P%)`.
-pub const DYNO_QUOTAS_MB: [f64; 7] = [512.0, 1024.0, 2560.0, 14336.0, 30720.0, 63488.0, 129024.0];
-
 /// The quota implied by `mem=N(P%)`, snapped to the nearest real dyno size
 /// when within 10% of it (N is truncated and P rounded, and real lines are
 /// off by more than that arithmetic suggests).
 pub fn quota_from_percent(memory: Megabytes, percent: f64) -> Megabytes {
     let raw = memory.0 * 100.0 / percent;
-    let nearest = DYNO_QUOTAS_MB
+    let nearest = crate::domain::DYNO_SIZES
         .iter()
-        .copied()
+        .map(|(_, mb)| *mb)
         .min_by(|a, b| (a - raw).abs().total_cmp(&(b - raw).abs()))
         .unwrap_or(raw);
     if (nearest - raw).abs() <= nearest * 0.10 {
