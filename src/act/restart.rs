@@ -217,7 +217,7 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
         let held = ctx.store.claim(app.as_str(), dyno.as_str()).await;
         let mut engine = order.engine.lock();
         match held {
-            Ok(Some((holder, kind, _))) if kind == "window" => {
+            Ok(Some((holder, ClaimKind::Window, _))) => {
                 tracing::info!(
                     "{app} {dyno}: already restarted by {holder} (its claim holds the window); not restarting"
                 );
@@ -285,12 +285,14 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
     match outcome {
         Outcome::Done { request_id } => {
             let detail = request_id.as_ref().map(|id| format!("request_id={id}"));
-            succeeded(&ctx, &order, &dyno, window, "ok", request_id, detail).await;
+            let done = (EventKind::Restart, "ok");
+            window_holds(&ctx, &order, &dyno, window, done, request_id, detail).await;
         }
         Outcome::Replaced { evidence } => {
             let detail = format!("the API's answer was lost; the dyno was replaced ({evidence})");
             tracing::warn!("{app} {dyno}: {detail}");
-            succeeded(&ctx, &order, &dyno, window, "ok", None, Some(detail)).await;
+            let done = (EventKind::Restart, "ok");
+            window_holds(&ctx, &order, &dyno, window, done, None, Some(detail)).await;
         }
         Outcome::Unknown { error, evidence } => {
             // Maybe restarted, maybe not: repeating could restart the healthy
@@ -298,25 +300,8 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
             let detail = format!(
                 "outcome unknown ({error}; {evidence}): not repeated — the window holds it; a new instance in the logs will confirm it"
             );
-            record(&ctx, &order, "unknown", None, Some(detail.clone())).await;
-            renew_lease(
-                &ctx,
-                &order,
-                &dyno,
-                ClaimKind::Window,
-                window_duration(window),
-            )
-            .await;
-            let recovered = order.engine.lock().restart_confirmed(e);
-            let mut ev = e.clone();
-            ev.at = Timestamp::now();
-            ev.event = EventKind::RestartFailed;
-            ev.dry_run = Some(false);
-            ev.detail = Some(detail);
-            ctx.reporter.emit(ev);
-            if let Some(r) = recovered {
-                ctx.reporter.emit(r);
-            }
+            let unknown = (EventKind::RestartFailed, "unknown");
+            window_holds(&ctx, &order, &dyno, window, unknown, None, Some(detail)).await;
         }
         Outcome::Failed(err) => {
             if matches!(err, ApiError::NotFound { .. }) {
@@ -439,12 +424,17 @@ async fn renew_lease(
     }
 }
 
-async fn succeeded(
+/// The restart happened (or may have: an unknown outcome is not repeated
+/// either): the claim becomes the window, the outcome is recorded, the engine
+/// confirms the order, and `kind` (`restart`, or `restart_failed` for an
+/// unknown outcome) is reported, then `recovered` if the new instance already
+/// reported.
+async fn window_holds(
     ctx: &RestartContext,
     order: &RestartOrder,
     dyno: &DynoName,
     window: jiff::SignedDuration,
-    outcome: &str,
+    (kind, outcome): (EventKind, &str),
     request_id: Option<String>,
     detail: Option<String>,
 ) {
@@ -452,6 +442,7 @@ async fn succeeded(
     record(ctx, order, outcome, request_id, detail.clone()).await;
     let recovered = order.engine.lock().restart_confirmed(&order.event);
     let mut ev = order.event.clone();
+    ev.event = kind;
     ev.dry_run = Some(false);
     ev.detail = detail;
     ctx.reporter.emit(ev);

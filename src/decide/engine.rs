@@ -96,17 +96,6 @@ impl Engine {
     /// Applies a batch in order; `arrived` is when the batch reached us.
     pub fn apply(&mut self, observations: &[Observation], arrived: Timestamp) -> Decisions {
         let mut out = Decisions::default();
-        self.apply_into(observations, arrived, &mut out);
-        out
-    }
-
-    /// [`Engine::apply`] into an existing [`Decisions`] (replay streams).
-    pub fn apply_into(
-        &mut self,
-        observations: &[Observation],
-        arrived: Timestamp,
-        out: &mut Decisions,
-    ) {
         for o in observations {
             let at = Self::clock(o.at, arrived);
             if at != o.at {
@@ -137,8 +126,9 @@ impl Engine {
                 }
             }
         }
-        out.warnings.extend(self.watcher.take_warnings());
-        out.ignored.add(self.watcher.take_ignored());
+        out.warnings = self.watcher.take_warnings();
+        out.ignored = self.watcher.take_ignored();
+        out
     }
 
     /// The restarter's re-check found the instance already replaced: the

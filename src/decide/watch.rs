@@ -40,15 +40,6 @@ pub struct Ignored {
     pub l10_dropped: u64,
 }
 
-impl Ignored {
-    pub fn add(&mut self, o: Ignored) {
-        self.stale += o.stale;
-        self.replaced += o.replaced;
-        self.l10_coalesced += o.l10_coalesced;
-        self.l10_dropped += o.l10_dropped;
-    }
-}
-
 #[derive(Debug)]
 pub struct Watcher {
     app: AppName,
@@ -244,15 +235,7 @@ impl Watcher {
 
     /// Notes when a line of the observation's dyno arrived (wall clock).
     pub fn note_arrival(&mut self, kind: &ObservationKind, arrived: Timestamp) {
-        let dyno = match kind {
-            ObservationKind::Sample(s) => s.dyno.as_ref(),
-            ObservationKind::R14 { dyno }
-            | ObservationKind::R15 { dyno }
-            | ObservationKind::ProcessMemory { dyno, .. }
-            | ObservationKind::State { dyno, .. } => Some(dyno),
-            ObservationKind::SamplesLost { .. } => None,
-        };
-        if let Some(s) = dyno.and_then(|d| self.dynos.get_mut(d)) {
+        if let Some(s) = kind.dyno().and_then(|d| self.dynos.get_mut(d)) {
             s.last_arrival = Some(arrived);
         }
     }

@@ -38,6 +38,20 @@ pub enum ObservationKind {
     SamplesLost { dropped: u64 },
 }
 
+impl ObservationKind {
+    /// The dyno the line is about (`None` for Logplex's own L10/L11).
+    pub fn dyno(&self) -> Option<&DynoName> {
+        match self {
+            Self::Sample(s) => s.dyno.as_ref(),
+            Self::R14 { dyno }
+            | Self::R15 { dyno }
+            | Self::ProcessMemory { dyno, .. }
+            | Self::State { dyno, .. } => Some(dyno),
+            Self::SamplesLost { .. } => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateChange {
     Restarting,

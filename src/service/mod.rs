@@ -61,51 +61,100 @@ pub struct Tuning {
     pub http: server::listen::Limits,
 }
 
-/// The machinery knobs an operator may set (SECURITY.md lists them):
-/// `(variable, default, min, max)`.
-pub const TUNING_VARS: [(&str, &str, u64, u64); 6] = [
-    ("DYNOGUARD_API_TIMEOUT", "10s", 1, 120),
-    ("DYNOGUARD_SHUTDOWN_TIMEOUT", "25s", 1, 300),
-    ("DYNOGUARD_HEADER_TIMEOUT", "10s", 1, 300),
-    ("DYNOGUARD_IDLE_TIMEOUT", "75s", 1, 3600),
-    ("DYNOGUARD_BODY_TIMEOUT", "30s", 1, 600),
-    ("DYNOGUARD_MAX_CONNECTIONS", "1024", 16, 100_000),
+/// One machinery knob an operator may set (SECURITY.md lists them): a
+/// duration (`30s`, `2m`) in seconds, or a count.
+pub struct TuningVar {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub min: u64,
+    pub max: u64,
+    /// A count rather than a duration.
+    pub count: bool,
+    set: fn(&mut Tuning, u64),
+}
+
+const fn secs(v: u64) -> Duration {
+    Duration::from_secs(v)
+}
+
+pub const TUNING_VARS: [TuningVar; 6] = [
+    TuningVar {
+        name: "DYNOGUARD_API_TIMEOUT",
+        default: "10s",
+        min: 1,
+        max: 120,
+        count: false,
+        set: |t, v| t.api_timeout = secs(v),
+    },
+    TuningVar {
+        name: "DYNOGUARD_SHUTDOWN_TIMEOUT",
+        default: "25s",
+        min: 1,
+        max: 300,
+        count: false,
+        set: |t, v| t.shutdown_timeout = secs(v),
+    },
+    TuningVar {
+        name: "DYNOGUARD_HEADER_TIMEOUT",
+        default: "10s",
+        min: 1,
+        max: 300,
+        count: false,
+        set: |t, v| t.http.header_timeout = secs(v),
+    },
+    TuningVar {
+        name: "DYNOGUARD_IDLE_TIMEOUT",
+        default: "75s",
+        min: 1,
+        max: 3600,
+        count: false,
+        set: |t, v| t.http.idle_timeout = secs(v),
+    },
+    TuningVar {
+        name: "DYNOGUARD_BODY_TIMEOUT",
+        default: "30s",
+        min: 1,
+        max: 600,
+        count: false,
+        set: |t, v| t.http.body_timeout = secs(v),
+    },
+    TuningVar {
+        name: "DYNOGUARD_MAX_CONNECTIONS",
+        default: "1024",
+        min: 16,
+        max: 100_000,
+        count: true,
+        set: |t, v| t.http.max_connections = usize::try_from(v).unwrap_or(usize::MAX),
+    },
 ];
 
 impl Tuning {
-    /// The defaults, with the operator's `DYNOGUARD_*` machinery variables.
+    /// The defaults, with the operator's `DYNOGUARD_*` machinery variables;
+    /// every bad value is reported with its allowed range.
     pub fn from_env(env: &crate::config::env::Env) -> Result<Self, crate::config::ConfigError> {
         let mut t = Self::default();
         let mut problems = Vec::new();
-        for (var, default, min, max) in TUNING_VARS {
-            let Some(raw) = env.get(var) else { continue };
-            let value = if var == "DYNOGUARD_MAX_CONNECTIONS" {
+        for var in &TUNING_VARS {
+            let Some(raw) = env.get(var.name) else {
+                continue;
+            };
+            let value = if var.count {
                 raw.trim().parse::<u64>().ok()
             } else {
                 crate::config::parse_duration(raw).and_then(|d| u64::try_from(d.as_secs()).ok())
             };
-            let Some(v) = value.filter(|v| (min..=max).contains(v)) else {
-                let unit = if var == "DYNOGUARD_MAX_CONNECTIONS" {
-                    ""
-                } else {
-                    "s"
-                };
-                problems.push(crate::config::Problem {
-                    at: var.into(),
-                    message: format!(
-                        "{raw:?} is not valid: use {min}{unit} to {max}{unit} (default {default})"
-                    ),
-                });
-                continue;
-            };
-            let d = Duration::from_secs(v);
-            match var {
-                "DYNOGUARD_API_TIMEOUT" => t.api_timeout = d,
-                "DYNOGUARD_SHUTDOWN_TIMEOUT" => t.shutdown_timeout = d,
-                "DYNOGUARD_HEADER_TIMEOUT" => t.http.header_timeout = d,
-                "DYNOGUARD_IDLE_TIMEOUT" => t.http.idle_timeout = d,
-                "DYNOGUARD_BODY_TIMEOUT" => t.http.body_timeout = d,
-                _ => t.http.max_connections = v as usize,
+            match value.filter(|v| (var.min..=var.max).contains(v)) {
+                Some(v) => (var.set)(&mut t, v),
+                None => {
+                    let unit = if var.count { "" } else { "s" };
+                    problems.push(crate::config::Problem {
+                        at: var.name.into(),
+                        message: format!(
+                            "{raw:?} is not valid: use {}{unit} to {}{unit} (default {})",
+                            var.min, var.max, var.default
+                        ),
+                    });
+                }
             }
         }
         if problems.is_empty() {
@@ -572,4 +621,49 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> crate::config::env::Env {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn machinery_variables_are_read_and_checked() {
+        let t = Tuning::from_env(&env(&[
+            ("DYNOGUARD_API_TIMEOUT", "3s"),
+            ("DYNOGUARD_SHUTDOWN_TIMEOUT", "1m"),
+            ("DYNOGUARD_MAX_CONNECTIONS", "64"),
+        ]))
+        .unwrap();
+        assert_eq!(t.api_timeout, Duration::from_secs(3));
+        assert_eq!(t.shutdown_timeout, Duration::from_secs(60));
+        assert_eq!(t.http.max_connections, 64);
+        assert_eq!(t.http.idle_timeout, Duration::from_secs(75), "default kept");
+
+        let e = Tuning::from_env(&env(&[
+            ("DYNOGUARD_SHUTDOWN_TIMEOUT", "10m"),
+            ("DYNOGUARD_MAX_CONNECTIONS", "lots"),
+        ]))
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(
+                r#"DYNOGUARD_SHUTDOWN_TIMEOUT: "10m" is not valid: use 1s to 300s (default 25s)"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"DYNOGUARD_MAX_CONNECTIONS: "lots" is not valid: use 16 to 100000 (default 1024)"#
+            ),
+            "{text}"
+        );
+    }
 }

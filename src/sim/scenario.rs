@@ -82,6 +82,26 @@ fn sample(out: &mut String, at: Timestamp, dyno: &str, i: &Instance, quota: f64,
     frame(out, 134, version, at, "heroku", dyno, &msg);
 }
 
+/// Heroku's pair of lines for a dyno over its quota: `Process running` and
+/// R14 (R15 at twice the quota). Nothing under the quota.
+fn memory_error(out: &mut String, at: Timestamp, dyno: &str, mb: f64, quota: f64) {
+    if mb <= quota {
+        return;
+    }
+    let running = format!(
+        "Process running mem={}M({:.1}%)",
+        mb as u64,
+        mb * 100.0 / quota
+    );
+    frame(out, 134, 1, at, "heroku", dyno, &running);
+    let code = if mb > 2.0 * quota {
+        "Error R15 (Memory quota vastly exceeded)"
+    } else {
+        "Error R14 (Memory quota exceeded)"
+    };
+    frame(out, 134, 1, at, "heroku", dyno, code);
+}
+
 /// One drain body per 20 s tick, in log order.
 pub fn batches(s: &Scenario) -> Vec<Vec<u8>> {
     let mut rng = fastrand::Rng::with_seed(s.seed);
@@ -126,23 +146,7 @@ pub fn batches(s: &Scenario) -> Vec<Vec<u8>> {
                     old.mb += d.leak;
                     let late = at + SignedDuration::from_millis(9);
                     sample(&mut body, late, &d.name, old, s.quota_mb, 1);
-                    if old.mb > s.quota_mb {
-                        let msg = format!(
-                            "Process running mem={}M({:.1}%)",
-                            old.mb as u64,
-                            old.mb * 100.0 / s.quota_mb
-                        );
-                        frame(&mut body, 134, 1, late, "heroku", &d.name, &msg);
-                        frame(
-                            &mut body,
-                            134,
-                            1,
-                            late,
-                            "heroku",
-                            &d.name,
-                            "Error R14 (Memory quota exceeded)",
-                        );
-                    }
+                    memory_error(&mut body, late, &d.name, old.mb, s.quota_mb);
                 } else {
                     d.overlap = None;
                 }
@@ -153,45 +157,32 @@ pub fn batches(s: &Scenario) -> Vec<Vec<u8>> {
             d.current.mb += d.leak + (rng.f64() - 0.5) * 2.0;
             let version = if tick % 7 == 0 { 2 } else { 1 };
             sample(&mut body, at, &d.name, &d.current, s.quota_mb, version);
-            if d.current.mb > s.quota_mb {
-                let msg = format!(
-                    "Process running mem={}M({:.1}%)",
-                    d.current.mb as u64,
-                    d.current.mb * 100.0 / s.quota_mb
+            memory_error(&mut body, at, &d.name, d.current.mb, s.quota_mb);
+            if d.current.mb > 2.0 * s.quota_mb {
+                // Killed; the replacement boots for a tick.
+                frame(
+                    &mut body,
+                    134,
+                    1,
+                    at,
+                    "heroku",
+                    &d.name,
+                    "Stopping process with SIGKILL",
                 );
-                frame(&mut body, 134, 1, at, "heroku", &d.name, &msg);
-                let code = if d.current.mb > 2.0 * s.quota_mb {
-                    "Error R15 (Memory quota vastly exceeded)"
-                } else {
-                    "Error R14 (Memory quota exceeded)"
+                frame(
+                    &mut body,
+                    134,
+                    1,
+                    at,
+                    "heroku",
+                    &d.name,
+                    "Process exited with status 137",
+                );
+                d.current = Instance {
+                    uuid: uuid(&mut rng),
+                    mb: 175.0,
+                    up_at: tick + 2,
                 };
-                frame(&mut body, 134, 1, at, "heroku", &d.name, code);
-                if d.current.mb > 2.0 * s.quota_mb {
-                    // Killed; the replacement boots for a tick.
-                    frame(
-                        &mut body,
-                        134,
-                        1,
-                        at,
-                        "heroku",
-                        &d.name,
-                        "Stopping process with SIGKILL",
-                    );
-                    frame(
-                        &mut body,
-                        134,
-                        1,
-                        at,
-                        "heroku",
-                        &d.name,
-                        "Process exited with status 137",
-                    );
-                    d.current = Instance {
-                        uuid: uuid(&mut rng),
-                        mb: 175.0,
-                        up_at: tick + 2,
-                    };
-                }
             }
             // Router noise, and app output an attacker controls.
             frame(

@@ -45,6 +45,15 @@ impl ClaimKind {
             Self::Window => "window",
         }
     }
+
+    /// Anything but `lease` holds like a window (rows from before leases).
+    fn parse(s: &str) -> Self {
+        if s == "lease" {
+            Self::Lease
+        } else {
+            Self::Window
+        }
+    }
 }
 
 /// The database behind a [`Store`].
@@ -367,10 +376,12 @@ impl Store {
         &self,
         app: &str,
         dyno: &str,
-    ) -> Result<Option<(String, String, i64)>, StoreError> {
+    ) -> Result<Option<(String, ClaimKind, i64)>, StoreError> {
         const SQL: &str =
             "SELECT holder, kind, expires_at FROM claims WHERE app = $1 AND dyno = $2";
-        Ok(on_pool!(self, p => sqlx::query_as(SQL).bind(app).bind(dyno).fetch_optional(p).await?))
+        let row: Option<(String, String, i64)> =
+            on_pool!(self, p => sqlx::query_as(SQL).bind(app).bind(dyno).fetch_optional(p).await?);
+        Ok(row.map(|(holder, kind, expires)| (holder, ClaimKind::parse(&kind), expires)))
     }
 
     /// Releases a claim this holder owns (the call failed: let a retry in).

@@ -20,8 +20,8 @@ fn variables_the_code_reads() -> BTreeSet<String> {
             vars.insert(part.split('"').next().unwrap().to_owned());
         }
     }
-    for (var, ..) in dynoguard::service::TUNING_VARS {
-        vars.insert(var.to_owned());
+    for var in &dynoguard::service::TUNING_VARS {
+        vars.insert(var.name.to_owned());
     }
     assert!(read("src/cli.rs").contains("env = \"DYNOGUARD_CONFIG\""));
     vars.insert("DYNOGUARD_CONFIG".into());

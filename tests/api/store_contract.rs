@@ -194,7 +194,7 @@ async fn a_lease_becomes_the_window_and_blocks_only_its_instance(s: &Store) {
         "but not a new instance"
     );
     let (holder, kind, _) = s.claim(&app, "web.1").await.unwrap().unwrap();
-    assert_eq!((holder.as_str(), kind.as_str()), ("host2-bbbb", "lease"));
+    assert_eq!((holder.as_str(), kind), ("host2-bbbb", ClaimKind::Lease));
     // A crashed run's lease: only the same host takes it over at start.
     assert!(
         s.try_claim(
