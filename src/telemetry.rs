@@ -45,3 +45,60 @@ pub fn init_demo(color: bool) {
         .without_time()
         .try_init();
 }
+
+/// Lets a recurring log line through at most once per interval, and says
+/// how many were held back since. Shared by concurrent callers.
+#[derive(Debug)]
+pub struct Throttle {
+    every: std::time::Duration,
+    /// Milliseconds since `epoch` of the last line let through (0: none yet).
+    last: std::sync::atomic::AtomicU64,
+    suppressed: std::sync::atomic::AtomicU64,
+    epoch: std::time::Instant,
+}
+
+impl Throttle {
+    pub fn new(every: std::time::Duration) -> Self {
+        Self {
+            every,
+            last: Default::default(),
+            suppressed: Default::default(),
+            epoch: std::time::Instant::now(),
+        }
+    }
+
+    /// `Some(held back since the last one)` if a line may be logged now.
+    pub fn allow(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        // +1 so that "never logged" (0) differs from "logged at the start".
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        let last = self.last.load(Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= self.every.as_millis() as u64;
+        if due
+            && self
+                .last
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            Some(self.suppressed.swap(0, Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Relaxed);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttle_lets_one_through_per_interval_and_counts_the_rest() {
+        let t = Throttle::new(std::time::Duration::from_millis(50));
+        assert_eq!(t.allow(), Some(0));
+        assert_eq!(t.allow(), None);
+        assert_eq!(t.allow(), None);
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        assert_eq!(t.allow(), Some(2));
+    }
+}

@@ -227,9 +227,6 @@ async fn serve_events(batches: &[Vec<u8>], expect: usize) -> Vec<serde_json::Val
             c.events_dropped.load(Relaxed),
             app.shared.store.health().failing()
         );
-        let fresh = dynoguard::store::Store::connect(&app.db_url).await.unwrap();
-        let n = fresh.recent_events(None, 1000).await.unwrap().len();
-        eprintln!("serve: a fresh connection reads {n} events");
     }
     app.stop().await;
     events

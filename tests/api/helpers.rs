@@ -97,7 +97,6 @@ pub struct TestApp {
     stop: watch::Sender<bool>,
     handle: tokio::task::JoinHandle<anyhow::Result<()>>,
     _dir: Option<tempfile::TempDir>,
-    pub db_url: String,
 }
 
 pub fn tuning() -> Tuning {
@@ -172,7 +171,6 @@ pub async fn spawn_tuned(
         stop,
         handle,
         _dir: dir,
-        db_url,
     }
 }
 

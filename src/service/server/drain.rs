@@ -19,6 +19,7 @@ use crate::act::report::Counters;
 use crate::config::Source;
 use crate::ingest;
 use crate::service::{AppRuntime, Shared};
+use crate::telemetry::Throttle;
 
 /// Remembers recent `Logplex-Frame-Id`s to drop retried batches.
 #[derive(Debug)]
@@ -59,7 +60,7 @@ pub struct DrainState {
     frame_ids: Arc<Mutex<FrameIdCache>>,
     warned_count: Arc<AtomicBool>,
     /// When a failed drain login was last logged (unix seconds).
-    login_logged: Arc<std::sync::atomic::AtomicI64>,
+    login_log: Arc<Throttle>,
     body_timeout: std::time::Duration,
     /// The app a shared `/logs` serves when no drain token picks one: the
     /// one drained app (the dark_knight set-up), if there is exactly one.
@@ -89,7 +90,7 @@ impl DrainState {
             shared,
             frame_ids: Arc::new(Mutex::new(FrameIdCache::new(16 * 1024))),
             warned_count: Arc::new(AtomicBool::new(false)),
-            login_logged: Arc::default(),
+            login_log: Arc::new(Throttle::new(std::time::Duration::from_secs(60))),
             body_timeout,
         }
     }
@@ -99,14 +100,7 @@ impl DrainState {
     /// batch is lost until the drain is updated.
     fn login_failed(&self, app: Option<&Arc<AppRuntime>>) {
         Counters::add(&self.shared.counters.drain_auth_failures, 1);
-        let now = jiff::Timestamp::now().as_second();
-        let last = self.login_logged.load(Ordering::Relaxed);
-        if now - last >= 60
-            && self
-                .login_logged
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.login_log.allow().is_some() {
             let total = self
                 .shared
                 .counters

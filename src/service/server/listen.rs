@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::act::report::Counters;
+use crate::telemetry::Throttle;
 
 /// The limits of the HTTP edge (defaults in SECURITY.md).
 #[derive(Debug, Clone, Copy)]
@@ -112,24 +113,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     }
 }
 
-/// Logs at most one line per interval for a recurring problem.
-struct RateLimitedLog {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl RateLimitedLog {
-    fn log(&mut self, every: Duration, msg: impl FnOnce(u64) -> String) {
-        if self.last.is_some_and(|t| t.elapsed() < every) {
-            self.suppressed += 1;
-            return;
-        }
-        tracing::warn!("{}", msg(self.suppressed));
-        self.last = Some(Instant::now());
-        self.suppressed = 0;
-    }
-}
-
 /// Serves `router` on `listener` until `stop`; then closes idle connections,
 /// lets requests in flight finish, and returns when all connections are gone
 /// (the caller bounds that with the shutdown deadline).
@@ -141,14 +124,8 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let mut accept_log = RateLimitedLog {
-        last: None,
-        suppressed: 0,
-    };
-    let mut cap_log = RateLimitedLog {
-        last: None,
-        suppressed: 0,
-    };
+    let accept_log = Throttle::new(Duration::from_secs(10));
+    let cap_log = Throttle::new(Duration::from_secs(10));
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -161,21 +138,21 @@ pub async fn serve(
             Err(e) => {
                 // EMFILE and friends: say so, and do not spin on it.
                 Counters::add(&counters.accept_errors, 1);
-                accept_log.log(Duration::from_secs(10), |n| {
-                    format!("accepting a connection failed: {e} ({n} more not logged)")
-                });
+                if let Some(n) = accept_log.allow() {
+                    tracing::warn!("accepting a connection failed: {e} ({n} more not logged)");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             Counters::add(&counters.connections_refused, 1);
-            cap_log.log(Duration::from_secs(10), |n| {
-                format!(
+            if let Some(n) = cap_log.allow() {
+                tracing::warn!(
                     "connection limit ({}) reached: closing new connections ({n} more not logged)",
                     limits.max_connections
-                )
-            });
+                );
+            }
             drop(stream);
             continue;
         };
