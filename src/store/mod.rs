@@ -180,6 +180,22 @@ pub fn from_millis(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
+/// Runs `$body` (statements on `$conn`) between BEGIN and COMMIT on one
+/// pooled connection, then [`end_transaction`].
+macro_rules! in_transaction {
+    ($pool:expr, |$conn:ident| $body:block) => {{
+        let mut $conn = $pool.acquire().await?;
+        let r: Result<(), sqlx::Error> = async {
+            sqlx::query("BEGIN").execute(&mut *$conn).await?;
+            $body
+            sqlx::query("COMMIT").execute(&mut *$conn).await?;
+            Ok(())
+        }
+        .await;
+        end_transaction(&mut $conn, r).await?;
+    }};
+}
+
 /// After a batch written in a transaction: on failure, roll back, and if
 /// even that fails, close the connection rather than return it to the pool.
 /// A failed COMMIT (disk full, I/O error) can otherwise leave a pooled
@@ -440,22 +456,14 @@ impl Store {
             const SQL: &str =
                 "INSERT INTO events (at, app, dyno, kind, body, stored_at) VALUES ($1, $2, $3, $4, $5, $6)";
             let stored_at = millis(Timestamp::now());
-            on_pool!(self, p => {
-                let mut conn = p.acquire().await?;
-                let r: Result<(), sqlx::Error> = async {
-                    sqlx::query("BEGIN").execute(&mut *conn).await?;
-                    for e in events {
-                        sqlx::query(SQL)
-                            .bind(millis(e.at)).bind(e.app.as_str()).bind(e.dyno.as_ref().map(|d| d.as_str()))
-                            .bind(e.event.as_str()).bind(e.to_json()).bind(stored_at)
-                            .execute(&mut *conn).await?;
-                    }
-                    sqlx::query("COMMIT").execute(&mut *conn).await?;
-                    Ok(())
+            on_pool!(self, p => in_transaction!(p, |conn| {
+                for e in events {
+                    sqlx::query(SQL)
+                        .bind(millis(e.at)).bind(e.app.as_str()).bind(e.dyno.as_ref().map(|d| d.as_str()))
+                        .bind(e.event.as_str()).bind(e.to_json()).bind(stored_at)
+                        .execute(&mut *conn).await?;
                 }
-                .await;
-                end_transaction(&mut conn, r).await?;
-            });
+            }));
             Ok(())
         })
         .await
@@ -489,22 +497,14 @@ impl Store {
             const SQL: &str = "INSERT INTO samples (app, dyno, instance, at, total, rss, swap, quota) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                  ON CONFLICT (app, dyno) DO UPDATE SET instance = excluded.instance, at = excluded.at, total = excluded.total, \
                  rss = excluded.rss, swap = excluded.swap, quota = excluded.quota WHERE samples.at <= excluded.at";
-            on_pool!(self, p => {
-                let mut conn = p.acquire().await?;
-                let r: Result<(), sqlx::Error> = async {
-                    sqlx::query("BEGIN").execute(&mut *conn).await?;
-                    for r in rows {
-                        sqlx::query(SQL)
-                            .bind(&r.app).bind(&r.dyno).bind(&r.instance).bind(r.at)
-                            .bind(r.total).bind(r.rss).bind(r.swap).bind(r.quota)
-                            .execute(&mut *conn).await?;
-                    }
-                    sqlx::query("COMMIT").execute(&mut *conn).await?;
-                    Ok(())
+            on_pool!(self, p => in_transaction!(p, |conn| {
+                for r in rows {
+                    sqlx::query(SQL)
+                        .bind(&r.app).bind(&r.dyno).bind(&r.instance).bind(r.at)
+                        .bind(r.total).bind(r.rss).bind(r.swap).bind(r.quota)
+                        .execute(&mut *conn).await?;
                 }
-                .await;
-                end_transaction(&mut conn, r).await?;
-            });
+            }));
             Ok(())
         })
         .await
