@@ -33,19 +33,35 @@ fn main() -> ExitCode {
     }
 }
 
+fn usage(at: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError(vec![config::Problem {
+        at: at.into(),
+        message: message.into(),
+    }])
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let need = match cli.command {
-        Command::Replay { .. } => Need::Nothing,
-        _ => Need::App,
-    };
     match cli.command {
-        Command::Replay { file, app } => {
+        Command::Replay { config, file, app } => {
             dynoguard::telemetry::init_stderr();
-            let cfg = dynoguard::config::load(cli.config.as_deref(), need)?;
+            let cfg = config::load(config.config.as_deref(), Need::Nothing)?;
+            for w in &cfg.warnings {
+                tracing::warn!("{w}");
+            }
             let app = match &app {
-                Some(name) => cfg
-                    .app(name)
-                    .with_context(|| format!("no app named {name:?} in the configuration"))?,
+                Some(name) => cfg.app(name).ok_or_else(|| {
+                    usage(
+                        "--app",
+                        format!(
+                            "{name:?} is not a configured app; configured: {}",
+                            cfg.apps
+                                .iter()
+                                .map(|a| a.name.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                })?,
                 None => cfg.apps.first().context("the configuration names no app")?,
             };
             let summary = match file.as_deref() {
@@ -64,9 +80,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check => {
+        Command::Check { config } => {
             let problems = dynoguard::commands::check::run(
-                cli.config.as_deref(),
+                config.config.as_deref(),
                 &config::env::snapshot(),
                 &mut std::io::stdout().lock(),
             )?;
@@ -76,20 +92,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
-        Command::Serve { port } => {
-            let mut cfg = dynoguard::config::load(cli.config.as_deref(), need)?;
+        Command::Serve { config, port } => {
+            let mut cfg = config::load(config.config.as_deref(), Need::App)?;
             if let Some(p) = port {
                 cfg.server.port = p;
             }
             let tuning = dynoguard::service::Tuning::from_env(&config::env::snapshot())?;
             dynoguard::telemetry::init(cfg.log_format);
+            for w in &cfg.warnings {
+                tracing::warn!("configuration: {w}");
+            }
             runtime()?.block_on(dynoguard::service::serve_until_signal(cfg, tuning))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Setup {
+            config,
             app,
             drain_url,
             dry_run,
+            restart,
+            replace,
             wait,
         } => {
             dynoguard::telemetry::init_stderr();
@@ -100,16 +122,46 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .filter(|d| !d.is_zero() && d.as_secs() <= 3600)
                         .and_then(|d| std::time::Duration::try_from(d).ok())
                         .ok_or_else(|| {
-                            ConfigError(vec![config::Problem {
-                                at: "--wait".into(),
-                                message: format!("{w:?} is not a duration from 1s to 1h (e.g. 3m)"),
-                            }])
+                            usage(
+                                "--wait",
+                                format!("{w:?} is not a duration from 1s to 1h (e.g. 3m)"),
+                            )
                         })
                 })
                 .transpose()?;
-            runtime()?.block_on(dynoguard::commands::setup::run(
-                &env, &app, &drain_url, dry_run, wait,
-            ))?;
+            let from_file = config.config.is_some()
+                || env
+                    .get(config::CONFIG_TOML_VAR)
+                    .is_some_and(|v| !v.trim().is_empty());
+            let cfg = if from_file {
+                Some(config::load_from(
+                    config.config.as_deref(),
+                    &env,
+                    Need::Nothing,
+                )?)
+            } else {
+                None
+            };
+            let api_base = match &cfg {
+                Some(c) => c.heroku_api_url.clone(),
+                None => config::env::get(&env, "HEROKU_API_URL")
+                    .unwrap_or(config::DEFAULT_HEROKU_API_URL)
+                    .trim_end_matches('/')
+                    .to_owned(),
+            };
+            let targets = dynoguard::commands::setup::targets(
+                cfg.as_ref(),
+                app.as_deref(),
+                &drain_url,
+                &env,
+            )?;
+            let opts = dynoguard::commands::setup::SetupOptions {
+                dry_run,
+                restart,
+                replace,
+                wait,
+            };
+            runtime()?.block_on(dynoguard::commands::setup::run(&api_base, targets, &opts))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {
@@ -123,10 +175,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     config::parse_duration(&d)
                         .filter(|d| !d.is_zero())
                         .ok_or_else(|| {
-                            ConfigError(vec![config::Problem {
-                                at: "--for".into(),
-                                message: format!("{d:?} is not a duration; use e.g. 30s or 2m"),
-                            }])
+                            usage(
+                                "--for",
+                                format!("{d:?} is not a duration; use e.g. 30s or 2m"),
+                            )
                         })
                 })
                 .transpose()?;
@@ -134,10 +186,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 || dynos == 0
                 || dynos > 1000
             {
-                return Err(ConfigError(vec![config::Problem {
-                    at: "--speed/--dynos".into(),
-                    message: "--speed must be in (0, 10000] and --dynos in 1..=1000".into(),
-                }])
+                return Err(usage(
+                    "--speed/--dynos",
+                    "--speed must be in (0, 10000] and --dynos in 1..=1000",
+                )
                 .into());
             }
             dynoguard::telemetry::init_demo(std::io::stdout().is_terminal());

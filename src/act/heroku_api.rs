@@ -159,6 +159,8 @@ pub struct LogSession {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct LogDrain {
+    #[serde(default)]
+    pub id: Option<String>,
     pub url: String,
     #[serde(default)]
     pub token: Option<String>,
@@ -525,6 +527,34 @@ impl HerokuClient {
             token,
         );
         self.send_json(token, rb).await
+    }
+
+    /// `DELETE /apps/{app}/log-drains/{id-or-url-or-token}`.
+    pub async fn remove_log_drain(
+        &self,
+        token: &SecretString,
+        app: &AppName,
+        id: &str,
+    ) -> Result<(), ApiError> {
+        let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+        let rb = self.request(
+            reqwest::Method::DELETE,
+            &format!("/apps/{app}/log-drains/{id}"),
+            token,
+        );
+        self.send(token, rb).await.map(|_| ())
+    }
+
+    /// `DELETE /apps/{app}/dynos`: restarts every dyno of the app (what
+    /// `heroku ps:restart` does), so runtime metrics start after the
+    /// feature was enabled.
+    pub async fn restart_app(&self, token: &SecretString, app: &AppName) -> Result<(), ApiError> {
+        let rb = self.request(
+            reqwest::Method::DELETE,
+            &format!("/apps/{app}/dynos"),
+            token,
+        );
+        self.send(token, rb).await.map(|_| ())
     }
 
     pub async fn add_log_drain(

@@ -7,21 +7,37 @@ use std::path::Path;
 use crate::config::{self, Config, Source, env::Env, env::Need, format_duration};
 use crate::decide::policy::{DynoTypes, Policy};
 
-/// Prints the effective configuration or every problem. Returns whether
-/// there were problems (exit code 2).
+/// Prints the effective configuration and its warnings, or every problem.
+/// Returns whether there were problems (exit code 2).
 pub fn run(path: Option<&Path>, env: &Env, out: &mut dyn Write) -> std::io::Result<bool> {
-    let loaded = match path {
-        Some(p) => config::file::load(p, env),
-        None => config::env::from_env(env, Need::App),
-    };
-    let cfg = match loaded.and_then(|c| serve_problems(&c).map(|()| c)) {
+    let loaded = config::load_from(path, env, Need::App).and_then(|c| {
+        let mut problems = serve_problems(&c).err().map(|e| e.0).unwrap_or_default();
+        if let Err(e) = crate::service::Tuning::from_env(env) {
+            problems.extend(e.0);
+        }
+        if problems.is_empty() {
+            Ok(c)
+        } else {
+            Err(config::ConfigError(problems))
+        }
+    });
+    let cfg = match loaded {
         Ok(c) => c,
         Err(e) => {
             write!(out, "{e}")?;
             return Ok(true);
         }
     };
-    print_effective(&cfg, out)?;
+    let from = match (
+        path,
+        env.get(config::CONFIG_TOML_VAR)
+            .filter(|v| !v.trim().is_empty()),
+    ) {
+        (Some(p), _) => p.display().to_string(),
+        (None, Some(_)) => config::CONFIG_TOML_VAR.to_owned(),
+        (None, None) => "the environment".to_owned(),
+    };
+    print_effective(&cfg, &from, out)?;
     Ok(false)
 }
 
@@ -58,23 +74,35 @@ fn secret<T>(s: &Option<T>) -> &'static str {
     if s.is_some() { "***" } else { "(not set)" }
 }
 
-fn print_effective(cfg: &Config, out: &mut dyn Write) -> std::io::Result<()> {
-    writeln!(out, "configuration is valid")?;
+fn print_effective(cfg: &Config, from: &str, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "configuration is valid (read from {from})")?;
+    let o = &cfg.origins;
     writeln!(
         out,
-        "server: port={} drain_password={} dashboard_password={} body_limit={}B log_format={:?}",
+        "server: port={} [{}] drain_password={} dashboard_password={} [{}] body_limit={}B log_format={:?}",
         cfg.server.port,
+        o.port,
         secret(&cfg.server.drain_password),
         secret(&cfg.server.dashboard_password),
+        o.dashboard_password,
         cfg.server.body_limit,
         cfg.log_format
     )?;
-    writeln!(out, "store: {}", cfg.database_url_redacted())?;
+    writeln!(
+        out,
+        "store: {} [{}]",
+        cfg.database_url_redacted(),
+        o.database_url
+    )?;
     writeln!(out, "heroku api: {}", cfg.heroku_api_url)?;
+    writeln!(out, "dry run: [{}]", o.dry_run)?;
+    if let Some(u) = &cfg.public_url {
+        writeln!(out, "dashboard link in notifications: {u}")?;
+    }
     for a in &cfg.apps {
         writeln!(
             out,
-            "app {}: source={} api_token={} drain_token={} drain_password={}",
+            "app {}: source={} api_token={} drain_token={} drain_password={} blind_after={}",
             a.name,
             a.source.as_str(),
             secret(&a.api_token),
@@ -83,19 +111,34 @@ fn print_effective(cfg: &Config, out: &mut dyn Write) -> std::io::Result<()> {
             } else {
                 "(not set)"
             },
-            secret(&a.drain_password)
+            secret(&a.drain_password),
+            format_duration(a.policy.blind_after)
         )?;
-        let types: Vec<String> = match &a.policy.dyno_types {
-            DynoTypes::All => vec!["*".into()],
-            DynoTypes::List(l) => l.clone(),
+        let mut lines: Vec<(String, &Policy)> = match &a.policy.dyno_types {
+            DynoTypes::All => {
+                writeln!(
+                    out,
+                    "  watching: every process type except run and scheduler (*)"
+                )?;
+                std::iter::once(("*".to_owned(), &a.policy.defaults))
+                    .chain(a.policy.per_type.iter().map(|(t, p)| (t.clone(), p)))
+                    .collect()
+            }
+            DynoTypes::List(l) => {
+                writeln!(out, "  watching: {}", l.join(", "))?;
+                l.iter().map(|t| (t.clone(), a.policy.judging(t))).collect()
+            }
         };
-        for ty in &types {
-            let p = if ty == "*" {
-                &a.policy.defaults
-            } else {
-                a.policy.for_type(ty).unwrap_or(&a.policy.defaults)
-            };
+        for (ty, p) in lines.drain(..) {
             writeln!(out, "  {ty}: {}", describe(p))?;
+            let set_by = a
+                .set_by
+                .get(&ty)
+                .or_else(|| a.set_by.get("*"))
+                .filter(|v| !v.is_empty());
+            if let Some(vars) = set_by {
+                writeln!(out, "    set by: {}", vars.join(", "))?;
+            }
         }
     }
     for n in &cfg.notify {
@@ -114,6 +157,9 @@ fn print_effective(cfg: &Config, out: &mut dyn Write) -> std::io::Result<()> {
             events.join(","),
             secret(&n.secret)
         )?;
+    }
+    for w in &cfg.warnings {
+        writeln!(out, "warning: {w}")?;
     }
     Ok(())
 }

@@ -52,8 +52,12 @@ pub fn demo_config(api_url: &str, database_url: &str, port: u16, password: &str)
             drain_password: None,
             // The real defaults: decisions run on the simulated log clock.
             policy: AppPolicy::default(),
+            set_by: Default::default(),
         }],
         notify: Vec::new(),
+        public_url: None,
+        origins: Default::default(),
+        warnings: Vec::new(),
     }
 }
 

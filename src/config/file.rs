@@ -1,141 +1,97 @@
-//! Configuration from a TOML file (SPEC §5.2): `[server]`, `[store]`,
+//! Configuration from a TOML document (SPEC §5.2): `[server]`, `[store]`,
 //! `[defaults]`, any number of `[[app]]` with `[app.types.TYPE]` overrides,
-//! and `[[notify]]` sinks. `${VAR}` in a string reads the environment.
+//! and `[[notify]]` sinks. `${VAR}` in a string reads the environment. The
+//! document comes from `--config FILE` or the `DYNOGUARD_CONFIG_TOML` config
+//! var.
 //!
-//! Unknown keys and wrong types are reported by the TOML parser with their
-//! line; impossible values are checked here, also with their line, and all
-//! problems are collected before giving up.
+//! The document is parsed into spanned TOML values and walked by hand, so
+//! every problem of a file — unknown keys, wrong types, values out of range —
+//! is reported in one run, each with its line and full key
+//! (`shop.toml:12: app.shop.types.worker.threshold: …`). Policy values go
+//! through the same [`Knob`]s as config vars.
+//!
+//! The operational switches `PORT`, `DATABASE_URL`, `DASHBOARD_PASSWORD`
+//! and `DYNOGUARD_DRY_RUN` in the environment win over the file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use secrecy::SecretString;
-use serde::Deserialize;
 use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
-use super::env::Env;
+use super::env::{Env, Need, event_list, get};
+use super::knobs::{self, KNOBS, Knob, suggestion};
 use super::{
-    AppConfig, Config, ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_DATABASE_URL,
-    DEFAULT_HEROKU_API_URL, DEFAULT_PORT, LogFormat, NotifyConfig, NotifyKind, Problem,
-    ServerConfig, Source, parse_duration,
+    AppConfig, Collect, Config, ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_DATABASE_URL,
+    DEFAULT_HEROKU_API_URL, DEFAULT_PORT, LogFormat, NotifyConfig, NotifyKind, Origins, Problem,
+    ServerConfig, Source,
 };
-use crate::decide::events::EventKind;
-use crate::decide::policy::{AppPolicy, DynoTypes, Parallelism, Policy, Threshold};
-use crate::domain::{AppName, Megabytes};
+use crate::decide::policy::{AppPolicy, DynoTypes, Policy};
+use crate::domain::AppName;
 
-/// A string or a number (`threshold = 1000` and `threshold = "95%"`).
-#[derive(Debug, Deserialize, Clone)]
-#[serde(untagged)]
-enum Value {
-    Str(String),
-    Int(i64),
-    Float(f64),
-}
+type Value<'i> = Spanned<DeValue<'i>>;
 
-impl Value {
-    fn text(&self) -> String {
-        match self {
-            Self::Str(s) => s.clone(),
-            Self::Int(i) => i.to_string(),
-            Self::Float(f) => f.to_string(),
-        }
+const ROOT_KEYS: [&str; 5] = ["server", "store", "defaults", "app", "notify"];
+const SERVER_KEYS: [&str; 7] = [
+    "port",
+    "drain_password",
+    "dashboard_password",
+    "body_limit",
+    "log_format",
+    "heroku_api_url",
+    "public_url",
+];
+const APP_KEYS: [&str; 8] = [
+    "name",
+    "api_token",
+    "source",
+    "drain_token",
+    "drain_password",
+    "dyno_types",
+    "types",
+    "blind_after",
+];
+const NOTIFY_KEYS: [&str; 4] = ["kind", "url", "events", "secret"];
+
+/// Environment variables that only mean something without a file: with
+/// one they are ignored, and said to be (unless the file reads them).
+const ENV_ONLY: [&str; 8] = [
+    "APP_ID_OR_NAME",
+    "DYNO_TYPES",
+    "AUTH_TOKEN",
+    "DRAIN_PASSWORD",
+    "DRAIN_TOKEN",
+    "DYNOGUARD_SOURCE",
+    "SLACK_WEBHOOK_URL",
+    "SLACK_EVENTS",
+];
+
+fn kind(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date-time",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
     }
 }
 
-macro_rules! policy_struct {
-    ($name:ident { $($extra:tt)* }) => {
-        #[derive(Debug, Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct $name {
-            threshold: Option<Spanned<Value>>,
-            restart_window: Option<Spanned<Value>>,
-            on_r14: Option<bool>,
-            on_r15: Option<bool>,
-            swap_threshold: Option<Spanned<Value>>,
-            consecutive: Option<Spanned<i64>>,
-            predict: Option<Spanned<Value>>,
-            max_parallel: Option<Spanned<Value>>,
-            settle: Option<Spanned<Value>>,
-            flap_limit: Option<Spanned<i64>>,
-            flap_window: Option<Spanned<Value>>,
-            dry_run: Option<bool>,
-            $($extra)*
-        }
-    };
-}
-
-policy_struct!(RawTypePolicy {});
-policy_struct!(RawDefaults {
-    dyno_types: Option<Spanned<Vec<String>>>,
-});
-
-impl Default for RawDefaults {
-    fn default() -> Self {
-        toml::from_str("").expect("an empty table is a valid [defaults]")
-    }
-}
-policy_struct!(RawApp {
-    name: Spanned<String>,
-    api_token: Option<Spanned<String>>,
-    source: Option<Spanned<String>>,
-    drain_token: Option<Spanned<String>>,
-    drain_password: Option<Spanned<String>>,
-    dyno_types: Option<Spanned<Vec<String>>>,
-    #[serde(default)]
-    types: BTreeMap<String, RawTypePolicy>,
-});
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawServer {
-    port: Option<Spanned<i64>>,
-    drain_password: Option<Spanned<String>>,
-    dashboard_password: Option<Spanned<String>>,
-    body_limit: Option<Spanned<Value>>,
-    log_format: Option<Spanned<String>>,
-    heroku_api_url: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawStore {
-    url: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNotify {
-    kind: Spanned<String>,
-    url: Spanned<String>,
-    #[serde(default)]
-    events: Option<Spanned<Vec<String>>>,
-    secret: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    #[serde(default)]
-    server: RawServer,
-    #[serde(default)]
-    store: RawStore,
-    #[serde(default)]
-    defaults: RawDefaults,
-    #[serde(default)]
-    app: Vec<RawApp>,
-    #[serde(default)]
-    notify: Vec<RawNotify>,
-}
-
-/// Collects problems with the file name and line of each key.
+/// Walks the document, collecting problems with their line.
 struct Ctx<'a> {
-    file: String,
+    file: &'a str,
     src: &'a str,
     env: &'a Env,
-    problems: Vec<Problem>,
+    /// `(line, server-only, problem)`.
+    problems: Vec<(usize, bool, Problem)>,
+    warnings: Vec<(usize, Problem)>,
+    /// Variables the document reads through `${VAR}`.
+    read: BTreeSet<String>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     fn line(&self, span: std::ops::Range<usize>) -> usize {
         self.src[..span.start.min(self.src.len())]
             .bytes()
@@ -144,19 +100,82 @@ impl Ctx<'_> {
             + 1
     }
 
+    fn at(&self, key: &str, line: usize) -> String {
+        format!("{}:{line}: {key}", self.file)
+    }
+
     fn problem(&mut self, key: &str, span: std::ops::Range<usize>, message: impl Into<String>) {
+        self.push(key, span, message, false);
+    }
+
+    /// A problem with something only `serve` uses.
+    fn server(&mut self, key: &str, span: std::ops::Range<usize>, message: impl Into<String>) {
+        self.push(key, span, message, true);
+    }
+
+    fn push(
+        &mut self,
+        key: &str,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+        server: bool,
+    ) {
         let line = self.line(span);
-        self.problems.push(Problem {
-            at: format!("{}:{line}: {key}", self.file),
+        let p = Problem {
+            at: self.at(key, line),
             message: message.into(),
-        });
+        };
+        self.problems.push((line, server, p));
+    }
+
+    fn warn(&mut self, key: &str, span: std::ops::Range<usize>, message: impl Into<String>) {
+        let line = self.line(span);
+        let p = Problem {
+            at: self.at(key, line),
+            message: message.into(),
+        };
+        self.warnings.push((line, p));
+    }
+
+    /// Unknown keys of a table, each reported with what is allowed.
+    fn known_keys(&mut self, path: &str, t: &DeTable<'_>, allowed: &[&str]) {
+        for (k, _) in t.iter() {
+            let name = k.get_ref().as_ref();
+            if allowed.contains(&name) {
+                continue;
+            }
+            let full = join(path, name);
+            let hint = suggestion(name, allowed.iter().copied());
+            self.problem(
+                &full,
+                k.span(),
+                format!(
+                    "unknown key{hint}{} allowed here: {}",
+                    if hint.is_empty() { ";" } else { "" },
+                    allowed.join(", ")
+                ),
+            );
+        }
+    }
+
+    fn table<'v>(&mut self, key: &str, v: &'v Value<'a>) -> Option<&'v DeTable<'a>> {
+        match v.get_ref() {
+            DeValue::Table(t) => Some(t),
+            other => {
+                self.problem(
+                    key,
+                    v.span(),
+                    format!("expected a table ([{key}]), found {}", kind(other)),
+                );
+                None
+            }
+        }
     }
 
     /// Expands `${VAR}` from the environment.
-    fn expand(&mut self, key: &str, v: &Spanned<String>) -> Option<String> {
-        let s = v.get_ref();
+    fn expand(&mut self, key: &str, v: &Value<'_>, s: &str) -> Option<String> {
         let mut out = String::with_capacity(s.len());
-        let mut rest = s.as_str();
+        let mut rest = s;
         while let Some(start) = rest.find("${") {
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
@@ -165,6 +184,7 @@ impl Ctx<'_> {
                 return None;
             };
             let var = &after[..end];
+            self.read.insert(var.to_owned());
             match self.env.get(var).filter(|v| !v.is_empty()) {
                 Some(val) => out.push_str(val),
                 None => {
@@ -182,153 +202,164 @@ impl Ctx<'_> {
         Some(out)
     }
 
-    fn secret(&mut self, key: &str, v: &Option<Spanned<String>>) -> Option<SecretString> {
-        let v = v.as_ref()?;
-        self.expand(key, v)
-            .filter(|s| !s.is_empty())
-            .map(SecretString::from)
-    }
-
-    fn duration(
-        &mut self,
-        key: &str,
-        v: &Option<Spanned<Value>>,
-        zero_ok: bool,
-    ) -> Option<jiff::SignedDuration> {
-        let v = v.as_ref()?;
-        let text = v.get_ref().text();
-        match parse_duration(&text).filter(|d| zero_ok || !d.is_zero()) {
-            Some(d) => Some(d),
-            None => {
+    /// A string value (with `${VAR}` expanded).
+    fn string(&mut self, key: &str, v: &Value<'_>) -> Option<String> {
+        match v.get_ref() {
+            DeValue::String(s) => self.expand(key, v, s),
+            other => {
                 self.problem(
                     key,
                     v.span(),
-                    format!("{text:?} is not a duration; use seconds (600) or 30s, 10m, 1h"),
+                    format!("expected a string, found {}", kind(other)),
                 );
                 None
             }
         }
     }
 
-    fn policy<T: PolicyFields>(&mut self, prefix: &str, raw: &T, base: &Policy) -> Policy {
+    fn secret(&mut self, key: &str, v: Option<&Value<'_>>) -> Option<SecretString> {
+        let s = self.string(key, v?)?;
+        (!s.is_empty()).then(|| SecretString::from(s))
+    }
+
+    /// A string, number or boolean as text (`threshold = 1000` and
+    /// `threshold = "95%"` are both fine).
+    fn scalar(&mut self, key: &str, v: &Value<'_>) -> Option<String> {
+        match v.get_ref() {
+            DeValue::String(s) => self.expand(key, v, s),
+            DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+                Ok(n) => Some(n.to_string()),
+                Err(_) => {
+                    self.problem(key, v.span(), "integer too large");
+                    None
+                }
+            },
+            DeValue::Float(f) => Some(f.as_str().to_owned()),
+            DeValue::Boolean(b) => Some(b.to_string()),
+            other => {
+                self.problem(
+                    key,
+                    v.span(),
+                    format!("expected a string or a number, found {}", kind(other)),
+                );
+                None
+            }
+        }
+    }
+
+    /// A list of strings; a single string is split on commas and spaces.
+    fn list(&mut self, key: &str, v: &Value<'_>) -> Option<Vec<String>> {
+        match v.get_ref() {
+            DeValue::String(s) => Some(vec![s.to_string()]),
+            DeValue::Array(items) => {
+                let mut out = Vec::new();
+                for item in items.iter() {
+                    match item.get_ref() {
+                        DeValue::String(s) => out.push(s.to_string()),
+                        other => {
+                            self.problem(
+                                key,
+                                item.span(),
+                                format!("expected a list of strings, found {} in it", kind(other)),
+                            );
+                            return None;
+                        }
+                    }
+                }
+                Some(out)
+            }
+            other => {
+                self.problem(
+                    key,
+                    v.span(),
+                    format!(
+                        "expected a list of strings ([\"web\", \"worker\"]), found {}",
+                        kind(other)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn dyno_types(&mut self, key: &str, v: Option<&Value<'_>>) -> Option<DynoTypes> {
+        let v = v?;
+        let items = self.list(key, v)?;
+        match DynoTypes::parse_list(items.iter().map(String::as_str)) {
+            Ok(DynoTypes::List(l)) if l.is_empty() => {
+                self.problem(
+                    key,
+                    v.span(),
+                    "lists no process type; use e.g. [\"web\", \"worker\"] or [\"*\"]",
+                );
+                None
+            }
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.problem(key, v.span(), e);
+                None
+            }
+        }
+    }
+
+    /// The knobs of one table over `base`; other keys are the caller's.
+    fn policy(
+        &mut self,
+        path: &str,
+        t: &DeTable<'_>,
+        base: &Policy,
+        set_by: &mut Vec<String>,
+    ) -> Policy {
         let mut p = base.clone();
-        let f = raw.fields();
-        if let Some(v) = f.threshold {
-            let text = v.get_ref().text();
-            match Threshold::parse(&text) {
-                Some(t) => p.threshold = t,
-                None => self.problem(&format!("{prefix}threshold"), v.span(), format!("{text:?} is not a threshold; use \"95%\" of the quota or megabytes (\"1000MB\", 1000)")),
+        for (k, v) in t.iter() {
+            let Some(knob) = Knob::by_key(k.get_ref()) else {
+                continue;
+            };
+            let key = join(path, knob.key);
+            let Some(text) = self.scalar(&key, v) else {
+                continue;
+            };
+            match knob.set(&mut p, &text) {
+                Ok(warning) => {
+                    if let Some(w) = warning {
+                        self.warn(&key, v.span(), w);
+                    }
+                    set_by.push(key);
+                }
+                Err(e) => self.problem(&key, v.span(), e),
             }
-        }
-        if let Some(d) = self.duration(&format!("{prefix}restart_window"), f.restart_window, false)
-        {
-            p.restart_window = d;
-        }
-        if let Some(b) = f.on_r14 {
-            p.on_r14 = *b;
-        }
-        if let Some(b) = f.on_r15 {
-            p.on_r15 = *b;
-        }
-        if let Some(v) = f.swap_threshold {
-            let text = v.get_ref().text();
-            match Megabytes::parse(&text) {
-                Some(m) => p.swap_threshold = Some(m),
-                None => self.problem(
-                    &format!("{prefix}swap_threshold"),
-                    v.span(),
-                    format!("{text:?} is not a size; use e.g. \"64MB\""),
-                ),
-            }
-        }
-        if let Some(v) = f.consecutive {
-            match u32::try_from(*v.get_ref()) {
-                Ok(n) if (1..=100).contains(&n) => p.consecutive = n,
-                _ => self.problem(
-                    &format!("{prefix}consecutive"),
-                    v.span(),
-                    format!("{} is not allowed; use 1 to 100 samples", v.get_ref()),
-                ),
-            }
-        }
-        if let Some(d) = self.duration(&format!("{prefix}predict"), f.predict, false) {
-            p.predict = Some(d);
-        }
-        if let Some(v) = f.max_parallel {
-            let text = v.get_ref().text();
-            match Parallelism::parse(&text) {
-                Some(m) => p.max_parallel = m,
-                None => self.problem(&format!("{prefix}max_parallel"), v.span(), format!("{text:?} is not allowed; use a count (2) or a percentage of the type's dynos (\"25%\")")),
-            }
-        }
-        if let Some(d) = self.duration(&format!("{prefix}settle"), f.settle, false) {
-            p.settle = d;
-        }
-        if let Some(v) = f.flap_limit {
-            match u32::try_from(*v.get_ref()) {
-                Ok(n) if n >= 1 => p.flap_limit = n,
-                _ => self.problem(
-                    &format!("{prefix}flap_limit"),
-                    v.span(),
-                    format!("{} is not allowed; use a positive count", v.get_ref()),
-                ),
-            }
-        }
-        if let Some(d) = self.duration(&format!("{prefix}flap_window"), f.flap_window, false) {
-            p.flap_window = d;
-        }
-        if let Some(b) = f.dry_run {
-            p.dry_run = *b;
         }
         p
     }
+
+    fn blind_after(&mut self, path: &str, t: &DeTable<'_>) -> Option<jiff::SignedDuration> {
+        let key = join(path, "blind_after");
+        let v = t.get("blind_after")?;
+        let text = self.scalar(&key, v)?;
+        knobs::parse_blind_after(&text)
+            .map_err(|e| self.problem(&key, v.span(), e))
+            .ok()
+    }
 }
 
-/// Borrowed view of the policy fields shared by the three raw structs.
-struct Fields<'a> {
-    threshold: &'a Option<Spanned<Value>>,
-    restart_window: &'a Option<Spanned<Value>>,
-    on_r14: &'a Option<bool>,
-    on_r15: &'a Option<bool>,
-    swap_threshold: &'a Option<Spanned<Value>>,
-    consecutive: &'a Option<Spanned<i64>>,
-    predict: &'a Option<Spanned<Value>>,
-    max_parallel: &'a Option<Spanned<Value>>,
-    settle: &'a Option<Spanned<Value>>,
-    flap_limit: &'a Option<Spanned<i64>>,
-    flap_window: &'a Option<Spanned<Value>>,
-    dry_run: &'a Option<bool>,
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
-trait PolicyFields {
-    fn fields(&self) -> Fields<'_>;
+fn keys_with_knobs(extra: &[&'static str]) -> Vec<&'static str> {
+    KNOBS
+        .iter()
+        .map(|k| k.key)
+        .chain(extra.iter().copied())
+        .collect()
 }
 
-macro_rules! impl_fields {
-    ($($t:ty),*) => {$(
-        impl PolicyFields for $t {
-            fn fields(&self) -> Fields<'_> {
-                Fields {
-                    threshold: &self.threshold,
-                    restart_window: &self.restart_window,
-                    on_r14: &self.on_r14,
-                    on_r15: &self.on_r15,
-                    swap_threshold: &self.swap_threshold,
-                    consecutive: &self.consecutive,
-                    predict: &self.predict,
-                    max_parallel: &self.max_parallel,
-                    settle: &self.settle,
-                    flap_limit: &self.flap_limit,
-                    flap_window: &self.flap_window,
-                    dry_run: &self.dry_run,
-                }
-            }
-        }
-    )*};
-}
-impl_fields!(RawTypePolicy, RawDefaults, RawApp);
-
-pub fn load(path: &Path, env: &Env) -> Result<Config, ConfigError> {
+/// Reads and parses a TOML file.
+pub fn load(path: &Path, env: &Env, need: Need) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
     let src = std::fs::read_to_string(path).map_err(|e| {
         ConfigError(vec![Problem {
@@ -336,268 +367,525 @@ pub fn load(path: &Path, env: &Env) -> Result<Config, ConfigError> {
             message: format!("cannot read the file: {e}"),
         }])
     })?;
-    parse(&file, &src, env)
+    parse_for(&file, &src, env, need)
 }
 
+/// [`parse_for`] for `serve`: everything checked.
 pub fn parse(file: &str, src: &str, env: &Env) -> Result<Config, ConfigError> {
-    let raw: RawFile = toml::from_str(src).map_err(|e| {
-        let line = e.span().map(|s| {
-            src[..s.start.min(src.len())]
-                .bytes()
-                .filter(|&b| b == b'\n')
-                .count()
-                + 1
-        });
-        let msg = e.message().trim().to_owned();
-        ConfigError(vec![Problem {
-            at: match line {
-                Some(l) => format!("{file}:{l}"),
-                None => file.to_owned(),
-            },
-            message: msg,
-        }])
-    })?;
+    parse_for(file, src, env, Need::App)
+}
+
+/// Parses a TOML document named `file` (a path, or `DYNOGUARD_CONFIG_TOML`).
+pub fn parse_for(file: &str, src: &str, env: &Env, need: Need) -> Result<Config, ConfigError> {
+    let line_of = |start: usize| {
+        src[..start.min(src.len())]
+            .bytes()
+            .filter(|&b| b == b'\n')
+            .count()
+            + 1
+    };
+    let (doc, errors) = DeTable::parse_recoverable(src);
+    if !errors.is_empty() {
+        return Err(ConfigError(
+            errors
+                .iter()
+                .map(|e| Problem {
+                    at: match e.span() {
+                        Some(s) => format!("{file}:{}", line_of(s.start)),
+                        None => file.to_owned(),
+                    },
+                    message: e.message().trim().to_owned(),
+                })
+                .collect(),
+        ));
+    }
+    let root = doc.get_ref();
     let mut cx = Ctx {
-        file: file.to_owned(),
+        file,
         src,
         env,
         problems: Vec::new(),
+        warnings: Vec::new(),
+        read: BTreeSet::new(),
     };
+    let mut c = Collect::default();
+    let switches = super::env::switches(env, &mut c);
+    cx.known_keys("", root, &ROOT_KEYS);
 
     // [server]
-    let s = &raw.server;
-    let file_port = match &s.port {
-        None => DEFAULT_PORT,
-        Some(p) => u16::try_from(*p.get_ref())
-            .ok()
-            .filter(|p| *p > 0)
-            .unwrap_or_else(|| {
-                cx.problem(
+    let empty = DeTable::new();
+    let server = root
+        .get("server")
+        .and_then(|v| cx.table("server", v))
+        .unwrap_or(&empty);
+    cx.known_keys("server", server, &SERVER_KEYS);
+    let file_port = server.get("port").and_then(|v| {
+        let text = cx.scalar("server.port", v)?;
+        match text.parse::<u16>() {
+            Ok(p) if p > 0 => Some(p),
+            _ => {
+                cx.server(
                     "server.port",
-                    p.span(),
-                    format!("{} is not a port; use 1-65535", p.get_ref()),
+                    v.span(),
+                    format!("{text:?} is not allowed; use a port from 1 to 65535"),
                 );
-                DEFAULT_PORT
-            }),
-    };
-    // Heroku assigns $PORT: it wins over the file (and `--port` over both).
-    let port = env
-        .get("PORT")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(file_port);
-    let drain_password = cx.secret("server.drain_password", &s.drain_password);
-    let dashboard_password = cx
-        .secret("server.dashboard_password", &s.dashboard_password)
-        .or_else(|| drain_password.clone());
-    let body_limit = match &s.body_limit {
-        None => DEFAULT_BODY_LIMIT,
-        Some(v) => {
-            let text = v.get_ref().text();
-            match text
-                .parse::<usize>()
-                .ok()
-                .or_else(|| Megabytes::parse(&text).map(|m| (m.0 * 1024.0 * 1024.0) as usize))
-            {
-                Some(n) if n >= 1024 => n,
+                None
+            }
+        }
+    });
+    let drain_password = cx.secret("server.drain_password", server.get("drain_password"));
+    let file_dashboard = cx.secret(
+        "server.dashboard_password",
+        server.get("dashboard_password"),
+    );
+    let body_limit = server
+        .get("body_limit")
+        .and_then(|v| {
+            let text = cx.scalar("server.body_limit", v)?;
+            let bytes = text.parse::<usize>().ok().or_else(|| {
+                knobs::parse_size(&text).map(|m| (m.0 * 1024.0 * 1024.0) as usize)
+            });
+            match bytes {
+                Some(n) if (1024..=1024 * 1024 * 1024).contains(&n) => Some(n),
                 _ => {
-                    cx.problem(
+                    cx.server(
                         "server.body_limit",
                         v.span(),
                         format!(
-                            "{text:?} is not allowed; use bytes or \"10MB\" (at least 1024 bytes)"
+                            "{text:?} is not allowed; use bytes or a size (\"10MB\") from 1024 bytes to 1GB"
                         ),
                     );
-                    DEFAULT_BODY_LIMIT
+                    None
                 }
             }
-        }
-    };
-    let log_format = match s
-        .log_format
-        .as_ref()
-        .map(|v| (v.get_ref().as_str(), v.span()))
-    {
-        None => match env.get("LOG_FORMAT").map(String::as_str) {
+        })
+        .unwrap_or(DEFAULT_BODY_LIMIT);
+    let log_format = match server.get("log_format") {
+        None => match get(env, "LOG_FORMAT") {
             Some("json") => LogFormat::Json,
             _ => LogFormat::Text,
         },
-        Some(("text", _)) => LogFormat::Text,
-        Some(("json", _)) => LogFormat::Json,
-        Some((v, span)) => {
-            cx.problem(
-                "server.log_format",
-                span,
-                format!("{v:?} is not allowed; use \"text\" or \"json\""),
-            );
-            LogFormat::Text
-        }
+        Some(v) => match cx.string("server.log_format", v).as_deref() {
+            Some("json") => LogFormat::Json,
+            Some("text") | None => LogFormat::Text,
+            Some(other) => {
+                cx.server(
+                    "server.log_format",
+                    v.span(),
+                    format!("{other:?} is not allowed; use \"text\" or \"json\""),
+                );
+                LogFormat::Text
+            }
+        },
     };
-    let heroku_api_url = match &s.heroku_api_url {
-        Some(v) => cx.expand("server.heroku_api_url", v).unwrap_or_default(),
-        None => env
-            .get("HEROKU_API_URL")
-            .cloned()
-            .unwrap_or_else(|| DEFAULT_HEROKU_API_URL.to_owned()),
+    let heroku_api_url = match server.get("heroku_api_url") {
+        Some(v) => cx.string("server.heroku_api_url", v).unwrap_or_default(),
+        None => get(env, "HEROKU_API_URL")
+            .unwrap_or(DEFAULT_HEROKU_API_URL)
+            .to_owned(),
+    }
+    .trim_end_matches('/')
+    .to_owned();
+    let api_at = if server.contains_key("heroku_api_url") {
+        format!("{file}: server.heroku_api_url")
+    } else {
+        "HEROKU_API_URL".to_owned()
+    };
+    super::check_api_url(&heroku_api_url, &mut c, &api_at);
+    let public_url = match server.get("public_url") {
+        Some(v) => {
+            cx.string("server.public_url", v)
+                .and_then(|u| match super::check_http_url(&u) {
+                    Ok(()) => Some(u.trim_end_matches('/').to_owned()),
+                    Err(e) => {
+                        cx.server("server.public_url", v.span(), e);
+                        None
+                    }
+                })
+        }
+        None => super::env::public_url(env, &mut c),
     };
 
     // [store]
-    let database_url = match &raw.store.url {
-        Some(v) => cx.expand("store.url", v).unwrap_or_default(),
-        None => env
-            .get("DATABASE_URL")
-            .cloned()
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
-    };
-    if !(database_url.starts_with("sqlite:")
-        || database_url.starts_with("postgres://")
-        || database_url.starts_with("postgresql://"))
-    {
-        let span = raw.store.url.as_ref().map(|v| v.span()).unwrap_or(0..0);
-        cx.problem("store.url", span, "use sqlite://PATH or postgres://…");
-    }
+    let store = root
+        .get("store")
+        .and_then(|v| cx.table("store", v))
+        .unwrap_or(&empty);
+    cx.known_keys("store", store, &["url"]);
+    let file_store = store.get("url").and_then(|v| {
+        let url = cx.string("store.url", v)?;
+        if switches.database_url.is_none()
+            && let Err(e) = super::check_store_url(&url)
+        {
+            cx.server("store.url", v.span(), e);
+        }
+        Some(url)
+    });
 
     // [defaults]
-    let defaults = cx.policy("defaults.", &raw.defaults, &Policy::default());
-    let default_types =
-        types(&mut cx, "defaults.dyno_types", &raw.defaults.dyno_types).unwrap_or_default();
+    let defaults_t = root
+        .get("defaults")
+        .and_then(|v| cx.table("defaults", v))
+        .unwrap_or(&empty);
+    cx.known_keys(
+        "defaults",
+        defaults_t,
+        &keys_with_knobs(&["dyno_types", "blind_after"]),
+    );
+    let mut default_set_by = Vec::new();
+    let defaults = cx.policy(
+        "defaults",
+        defaults_t,
+        &Policy::default(),
+        &mut default_set_by,
+    );
+    let default_types = cx
+        .dyno_types("defaults.dyno_types", defaults_t.get("dyno_types"))
+        .unwrap_or_default();
+    let mut default_blind = knobs::DEFAULT_BLIND_AFTER;
+    if let Some(b) = super::env::blind_after(env, &mut c) {
+        default_blind = b;
+    }
+    if let Some(b) = cx.blind_after("defaults", defaults_t) {
+        default_blind = b;
+    }
 
     // [[app]]
-    let mut apps = Vec::new();
-    if raw.app.is_empty() {
-        cx.problems.push(Problem {
-            at: file.to_owned(),
-            message: "no [[app]] table: name at least one app to watch".into(),
-        });
+    let mut apps: Vec<AppConfig> = Vec::new();
+    let app_values: Vec<&Value<'_>> = match root.get("app") {
+        None => Vec::new(),
+        Some(v) => match v.get_ref() {
+            DeValue::Array(items) => items.iter().collect(),
+            other => {
+                cx.problem(
+                    "app",
+                    v.span(),
+                    format!(
+                        "expected [[app]] tables (one per watched app), found {}",
+                        kind(other)
+                    ),
+                );
+                Vec::new()
+            }
+        },
+    };
+    if app_values.is_empty() && root.get("app").is_none() {
+        cx.problem("[[app]]", 0..0, "missing: name at least one app to watch");
     }
-    for (i, a) in raw.app.iter().enumerate() {
-        let name = match AppName::parse(a.name.get_ref()) {
-            Ok(n) => n,
-            Err(e) => {
-                cx.problem(&format!("app[{i}].name"), a.name.span(), e.to_string());
-                continue;
+    for (i, v) in app_values.into_iter().enumerate() {
+        let Some(a) = cx.table(&format!("app[{i}]"), v) else {
+            continue;
+        };
+        let name = match a.get("name") {
+            None => {
+                cx.problem(
+                    &format!("app[{i}].name"),
+                    v.span(),
+                    "required: the Heroku app's name",
+                );
+                None
+            }
+            Some(n) => {
+                cx.string(&format!("app[{i}].name"), n)
+                    .and_then(|s| match AppName::parse(&s) {
+                        Ok(name) => Some(name),
+                        Err(e) => {
+                            cx.problem(&format!("app[{i}].name"), n.span(), e.to_string());
+                            None
+                        }
+                    })
             }
         };
-        let p = format!("app.{name}.");
-        if apps.iter().any(|x: &AppConfig| x.name == name) {
+        let path = match &name {
+            Some(n) => format!("app.{n}"),
+            None => format!("app[{i}]"),
+        };
+        cx.known_keys(&path, a, &keys_with_knobs(&APP_KEYS));
+        if let (Some(n), Some(nv)) = (&name, a.get("name"))
+            && apps.iter().any(|x| &x.name == n)
+        {
             cx.problem(
-                &format!("{p}name"),
-                a.name.span(),
+                &format!("{path}.name"),
+                nv.span(),
                 "the same app is configured twice",
             );
         }
-        let source = match a.source.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
-            None | Some(("drain", _)) => Source::Drain,
-            Some(("log-session", _)) => Source::LogSession,
-            Some((v, span)) => {
-                cx.problem(
-                    &format!("{p}source"),
-                    span,
-                    format!("{v:?} is not allowed; use \"drain\" or \"log-session\""),
-                );
-                Source::Drain
-            }
-        };
-        let api_token = cx.secret(&format!("{p}api_token"), &a.api_token);
-        let app_defaults = cx.policy(&p, a, &defaults);
-        if api_token.is_none() && !app_defaults.dry_run {
-            cx.problem(
-                &format!("{p}api_token"),
-                a.name.span(),
-                "required (a Heroku API token) unless dry_run = true",
-            );
-        }
-        let drain_token = a
-            .drain_token
-            .as_ref()
-            .and_then(|v| cx.expand(&format!("{p}drain_token"), v));
-        let drain_password = cx.secret(&format!("{p}drain_password"), &a.drain_password);
-        let dyno_types = types(&mut cx, &format!("{p}dyno_types"), &a.dyno_types)
-            .unwrap_or_else(|| default_types.clone());
-        let mut per_type = BTreeMap::new();
-        for (ty, raw_ty) in &a.types {
-            per_type.insert(
-                ty.clone(),
-                cx.policy(&format!("{p}types.{ty}."), raw_ty, &app_defaults),
-            );
-        }
-        apps.push(AppConfig {
-            name,
-            api_token,
-            source,
-            drain_token,
-            drain_password,
-            policy: AppPolicy {
-                dyno_types,
-                defaults: app_defaults,
-                per_type,
+        let source = match a.get("source") {
+            None => Source::Drain,
+            Some(v) => match cx.string(&format!("{path}.source"), v).as_deref() {
+                Some("drain") | None => Source::Drain,
+                Some("log-session") => Source::LogSession,
+                Some(other) => {
+                    cx.problem(
+                        &format!("{path}.source"),
+                        v.span(),
+                        format!("{other:?} is not allowed; use \"drain\" or \"log-session\""),
+                    );
+                    Source::Drain
+                }
             },
-        });
-    }
-    let drains = apps.iter().filter(|a| a.source == Source::Drain).count();
-    if drains > 0
-        && drain_password.is_none()
-        && apps
-            .iter()
-            .any(|a| a.source == Source::Drain && a.drain_password.is_none())
-    {
-        cx.problems.push(Problem {
-            at: format!("{file}: server.drain_password"),
-            message:
-                "required when an app is fed by a drain (or give each such app a drain_password)"
-                    .into(),
-        });
+        };
+        let api_token = cx.secret(&format!("{path}.api_token"), a.get("api_token"));
+        let drain_token = a
+            .get("drain_token")
+            .and_then(|v| cx.string(&format!("{path}.drain_token"), v));
+        let drain_password = cx.secret(&format!("{path}.drain_password"), a.get("drain_password"));
+        let mut set_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut app_set = default_set_by.clone();
+        let app_defaults = cx.policy(&path, a, &defaults, &mut app_set);
+        let dyno_types = cx
+            .dyno_types(&format!("{path}.dyno_types"), a.get("dyno_types"))
+            .unwrap_or_else(|| default_types.clone());
+        let blind_after = cx.blind_after(&path, a).unwrap_or(default_blind);
+        let mut per_type = BTreeMap::new();
+        if let Some(tv) = a.get("types")
+            && let Some(types) = cx.table(&format!("{path}.types"), tv)
+        {
+            for (k, tv) in types.iter() {
+                let ty = k.get_ref().to_string();
+                let tpath = format!("{path}.types.{ty}");
+                let Some(t) = cx.table(&tpath, tv) else {
+                    continue;
+                };
+                if !crate::decide::policy::is_process_type(&ty) {
+                    cx.problem(
+                        &tpath,
+                        k.span(),
+                        format!("{ty:?} is not a process type name: use letters, digits, _ and -"),
+                    );
+                    continue;
+                }
+                cx.known_keys(&tpath, t, &keys_with_knobs(&[]));
+                if !dyno_types.watches(&ty) {
+                    let watched: Vec<&str> = match &dyno_types {
+                        DynoTypes::List(l) => l.iter().map(String::as_str).collect(),
+                        DynoTypes::All => Vec::new(),
+                    };
+                    let hint = suggestion(&ty, watched.iter().copied());
+                    cx.warn(
+                        &tpath,
+                        k.span(),
+                        format!(
+                            "settings for {ty}, which is not watched (dyno_types = [{}]): ignored{hint}",
+                            match &dyno_types {
+                                DynoTypes::All => "\"*\"".to_owned(),
+                                DynoTypes::List(l) => l
+                                    .iter()
+                                    .map(|t| format!("{t:?}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                            }
+                        ),
+                    );
+                }
+                let mut type_set = app_set.clone();
+                let p = cx.policy(&tpath, t, &app_defaults, &mut type_set);
+                set_by.insert(ty.clone(), type_set);
+                per_type.insert(ty, p);
+            }
+        }
+        set_by.insert("*".into(), app_set);
+        set_by.retain(|_, v| !v.is_empty());
+        if let Some(name) = name {
+            apps.push(AppConfig {
+                name,
+                api_token,
+                source,
+                drain_token,
+                drain_password,
+                policy: AppPolicy {
+                    dyno_types,
+                    defaults: app_defaults,
+                    per_type,
+                    blind_after,
+                },
+                set_by,
+            });
+        }
     }
 
     // [[notify]]
     let mut notify = Vec::new();
-    for (i, n) in raw.notify.iter().enumerate() {
-        let p = format!("notify[{i}].");
-        let kind = match n.kind.get_ref().as_str() {
-            "slack" => NotifyKind::Slack,
-            "webhook" => NotifyKind::Webhook,
-            v => {
-                cx.problem(
-                    &format!("{p}kind"),
-                    n.kind.span(),
-                    format!("{v:?} is not allowed; use \"slack\" or \"webhook\""),
+    let notify_values: Vec<&Value<'_>> = match root.get("notify") {
+        None => Vec::new(),
+        Some(v) => match v.get_ref() {
+            DeValue::Array(items) => items.iter().collect(),
+            other => {
+                cx.server(
+                    "notify",
+                    v.span(),
+                    format!("expected [[notify]] tables, found {}", kind(other)),
                 );
-                continue;
+                Vec::new()
             }
-        };
-        let Some(url) = cx.expand(&format!("{p}url"), &n.url) else {
-            continue;
-        };
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            cx.problem(&format!("{p}url"), n.url.span(), "must be an http(s) URL");
-        }
-        let mut events = Vec::new();
-        if let Some(list) = &n.events {
-            for e in list.get_ref() {
-                match EventKind::parse(e) {
-                    Some(k) => events.push(k),
-                    None => cx.problem(
-                        &format!("{p}events"),
-                        list.span(),
-                        format!(
-                            "{e:?} is not an event; use {}",
-                            EventKind::ALL.map(EventKind::as_str).join(", ")
-                        ),
-                    ),
+        },
+    };
+    for (i, v) in notify_values.into_iter().enumerate() {
+        let p = format!("notify[{i}]");
+        let Some(n) = cx.table(&p, v) else { continue };
+        cx.known_keys(&p, n, &NOTIFY_KEYS);
+        let kind = match n.get("kind") {
+            None => {
+                cx.server(
+                    &format!("{p}.kind"),
+                    v.span(),
+                    "required: \"slack\" or \"webhook\"",
+                );
+                None
+            }
+            Some(kv) => match cx.string(&format!("{p}.kind"), kv).as_deref() {
+                Some("slack") => Some(NotifyKind::Slack),
+                Some("webhook") => Some(NotifyKind::Webhook),
+                Some(other) => {
+                    cx.server(
+                        &format!("{p}.kind"),
+                        kv.span(),
+                        format!("{other:?} is not allowed; use \"slack\" or \"webhook\""),
+                    );
+                    None
                 }
+                None => None,
+            },
+        };
+        let url = match n.get("url") {
+            None => {
+                cx.server(&format!("{p}.url"), v.span(), "required: the webhook URL");
+                None
             }
+            Some(uv) => {
+                cx.string(&format!("{p}.url"), uv)
+                    .and_then(|u| match super::check_http_url(&u) {
+                        Ok(()) => Some(u),
+                        Err(e) => {
+                            cx.server(&format!("{p}.url"), uv.span(), e);
+                            None
+                        }
+                    })
+            }
+        };
+        let events = match n.get("events") {
+            None => Vec::new(),
+            Some(ev) => cx
+                .list(&format!("{p}.events"), ev)
+                .and_then(|l| {
+                    event_list(l.iter().map(String::as_str))
+                        .map_err(|e| cx.server(&format!("{p}.events"), ev.span(), e))
+                        .ok()
+                })
+                .unwrap_or_default(),
+        };
+        let secret = cx.secret(&format!("{p}.secret"), n.get("secret"));
+        if let (Some(kind), Some(url)) = (kind, url) {
+            notify.push(NotifyConfig {
+                kind,
+                url: SecretString::from(url),
+                events,
+                secret,
+            });
         }
-        let secret = cx.secret(&format!("{p}secret"), &n.secret);
-        notify.push(NotifyConfig {
-            kind,
-            url: SecretString::from(url),
-            events,
-            secret,
-        });
     }
 
-    if !cx.problems.is_empty() {
-        return Err(ConfigError(cx.problems));
+    // The environment's operational switches win over the file.
+    let port_origin;
+    let port = match (switches.port, file_port) {
+        (Some(p), Some(_)) => {
+            port_origin = "PORT (environment, over server.port in the file)";
+            p
+        }
+        (Some(p), None) => {
+            port_origin = "PORT (environment)";
+            p
+        }
+        (None, Some(p)) => {
+            port_origin = "server.port (file)";
+            p
+        }
+        (None, None) => {
+            port_origin = "default";
+            DEFAULT_PORT
+        }
+    };
+    let (database_url, store_origin) = match (switches.database_url, file_store) {
+        (Some(u), Some(_)) => (u, "DATABASE_URL (environment, over store.url in the file)"),
+        (Some(u), None) => (u, "DATABASE_URL (environment)"),
+        (None, Some(u)) => (u, "store.url (file)"),
+        (None, None) => (DEFAULT_DATABASE_URL.to_owned(), "default"),
+    };
+    let (dashboard_password, dashboard_origin) = match (switches.dashboard_password, file_dashboard)
+    {
+        (Some(p), Some(_)) => (
+            Some(p),
+            "DASHBOARD_PASSWORD (environment, over server.dashboard_password in the file)",
+        ),
+        (Some(p), None) => (Some(p), "DASHBOARD_PASSWORD (environment)"),
+        (None, Some(p)) => (Some(p), "server.dashboard_password (file)"),
+        (None, None) if drain_password.is_some() => {
+            (drain_password.clone(), "server.drain_password (file)")
+        }
+        (None, None) => (None, "not set"),
+    };
+    let dry_origin = match switches.dry_run {
+        Some(true) => {
+            for a in &mut apps {
+                a.policy.defaults.dry_run = true;
+                for p in a.policy.per_type.values_mut() {
+                    p.dry_run = true;
+                }
+            }
+            "DYNOGUARD_DRY_RUN=1 (environment, over the file: every app and type)"
+        }
+        Some(false) => {
+            for a in &apps {
+                if a.policy.defaults.dry_run || a.policy.per_type.values().any(|p| p.dry_run) {
+                    c.warn(
+                        "DYNOGUARD_DRY_RUN",
+                        format!(
+                            "is 0 but the file sets dry_run = true for {}: the file's dry run stays on (remove it from the file to restart for real)",
+                            a.name
+                        ),
+                    );
+                }
+            }
+            "file (DYNOGUARD_DRY_RUN=0 turns nothing off)"
+        }
+        None => "file",
+    };
+
+    // Config vars that mean nothing with a file are said to be ignored.
+    for (var, value) in env {
+        if value.trim().is_empty() || cx.read.contains(var) {
+            continue;
+        }
+        let knob_var = Knob::by_var(var).is_some_and(|(prefix, k)| {
+            !(prefix == super::env::DEFAULT_PREFIX && k.key == "dry_run")
+        });
+        if ENV_ONLY.contains(&var.as_str()) || knob_var {
+            c.warn(
+                var.as_str(),
+                format!(
+                    "ignored: the configuration comes from {file}; set it there (see dynoguard.example.toml) or read it with ${{{var}}}"
+                ),
+            );
+        }
     }
+
+    // File problems in line order, then the environment's.
+    cx.problems.sort_by_key(|(line, _, _)| *line);
+    cx.warnings.sort_by_key(|(line, _)| *line);
+    let mut all = Collect::default();
+    for (_, server, p) in cx.problems {
+        if server {
+            all.server.push(p);
+        } else {
+            all.problems.push(p);
+        }
+    }
+    all.warnings.extend(cx.warnings.into_iter().map(|(_, p)| p));
+    all.problems.extend(c.problems);
+    all.server.extend(c.server);
+    all.warnings.extend(c.warnings);
+    let warnings = all.finish(need)?;
+
     Ok(Config {
         server: ServerConfig {
             port,
@@ -606,47 +894,64 @@ pub fn parse(file: &str, src: &str, env: &Env) -> Result<Config, ConfigError> {
             body_limit,
         },
         database_url: SecretString::from(database_url),
-        heroku_api_url: heroku_api_url.trim_end_matches('/').to_owned(),
+        heroku_api_url,
         log_format,
         apps,
         notify,
+        public_url,
+        origins: Origins {
+            port: port_origin.into(),
+            database_url: store_origin.into(),
+            dashboard_password: dashboard_origin.into(),
+            dry_run: dry_origin.into(),
+        },
+        warnings,
     })
-}
-
-fn types(cx: &mut Ctx<'_>, key: &str, v: &Option<Spanned<Vec<String>>>) -> Option<DynoTypes> {
-    let v = v.as_ref()?;
-    let t = DynoTypes::parse_list(v.get_ref().iter().map(String::as_str));
-    if t == DynoTypes::List(Vec::new()) {
-        cx.problem(
-            key,
-            v.span(),
-            "lists no process type; use e.g. [\"web\", \"worker\"] or [\"*\"]",
-        );
-        return None;
-    }
-    Some(t)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::env::tests::env;
+    use crate::decide::policy::Threshold;
+    use crate::domain::Megabytes;
 
     const MIN: &str = "[server]\nport = 7000\ndrain_password = \"${PW}\"\n\n[[app]]\nname = \"a\"\napi_token = \"t\"\n";
 
+    fn problems(src: &str, e: &Env) -> String {
+        parse("bad.toml", src, e).unwrap_err().to_string()
+    }
+
     #[test]
-    fn heroku_port_wins_over_the_file() {
+    fn the_environment_wins_for_the_operational_switches() {
+        let c = parse("f", MIN, &env(&[("PW", "x")])).unwrap();
+        assert_eq!(c.server.port, 7000);
+        assert_eq!(c.origins.port, "server.port (file)");
+        let c = parse(
+            "f",
+            MIN,
+            &env(&[
+                ("PW", "x"),
+                ("PORT", "31337"),
+                ("DYNOGUARD_DRY_RUN", "1"),
+                ("DASHBOARD_PASSWORD", "dash"),
+                ("DATABASE_URL", "postgres://u:p@db.example.com/d"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.port, 31337);
+        assert!(c.apps[0].policy.defaults.dry_run);
+        use secrecy::ExposeSecret as _;
         assert_eq!(
-            parse("f", MIN, &env(&[("PW", "x")])).unwrap().server.port,
-            7000
-        );
-        assert_eq!(
-            parse("f", MIN, &env(&[("PW", "x"), ("PORT", "31337")]))
+            c.server
+                .dashboard_password
+                .as_ref()
                 .unwrap()
-                .server
-                .port,
-            31337
+                .expose_secret(),
+            "dash"
         );
+        assert!(c.database_url.expose_secret().starts_with("postgres://"));
+        assert!(c.origins.dry_run.starts_with("DYNOGUARD_DRY_RUN=1"));
     }
 
     #[test]
@@ -678,5 +983,86 @@ mod tests {
             (Threshold::Absolute(Megabytes(1000.0)), 2, 1200)
         );
         assert!(p.for_type("clock").is_none());
+    }
+
+    #[test]
+    fn every_problem_of_a_file_in_one_run_with_line_and_full_key() {
+        let src = "\
+[server]
+drain_password = \"p\"
+port = \"http\"
+
+[defaults]
+thresold = \"90%\"
+dyno_types = 5
+
+[[app]]
+name = \"shop\"
+dyno_types = \"web\"
+consecutive = \"many\"
+
+  [app.types.web]
+  settle = [1, 2]
+  max_parallel = \"0%\"
+";
+        let text = problems(src, &Env::new());
+        let expected = [
+            "bad.toml:3: server.port: \"http\" is not allowed; use a port from 1 to 65535",
+            "bad.toml:6: defaults.thresold: unknown key; did you mean threshold?",
+            "bad.toml:7: defaults.dyno_types: expected a list of strings ([\"web\", \"worker\"]), found an integer",
+            "bad.toml:12: app.shop.consecutive: \"many\" is not allowed; use a count of samples from 1 to 100",
+            "bad.toml:15: app.shop.types.web.settle: expected a string or a number, found an array",
+            "bad.toml:16: app.shop.types.web.max_parallel: \"0%\" is not allowed (out of range)",
+        ];
+        for e in expected {
+            assert!(text.contains(e), "{e}\n---\n{text}");
+        }
+        assert!(
+            text.starts_with("invalid configuration (6 problems)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unwatched_types_and_ignored_vars_are_warned() {
+        let src = "[server]\ndrain_password = \"p\"\n[[app]]\nname = \"a\"\napi_token = \"t\"\ndyno_types = [\"web\", \"worker\"]\n[app.types.wroker]\nthreshold = 900\n";
+        let c = parse(
+            "f.toml",
+            src,
+            &env(&[("WEB_RESTART_THRESHOLD", "900"), ("APP_ID_OR_NAME", "x")]),
+        )
+        .unwrap();
+        let w: Vec<String> = c.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            w[0],
+            "f.toml:7: app.a.types.wroker: settings for wroker, which is not watched (dyno_types = [\"web\", \"worker\"]): ignored; did you mean worker?"
+        );
+        assert!(
+            w.iter().any(|w| w.starts_with(
+                "WEB_RESTART_THRESHOLD: ignored: the configuration comes from f.toml"
+            )),
+            "{w:?}"
+        );
+        assert!(
+            w.iter().any(|w| w.starts_with("APP_ID_OR_NAME: ignored")),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let text = problems("[server\nport = 1\n", &Env::new());
+        assert!(text.contains("bad.toml:1"), "{text}");
+    }
+
+    #[test]
+    fn replay_needs_neither_secrets_nor_server_settings() {
+        let src = "[server]\nport = 0\n[store]\nurl = \"mysql://h/d\"\n[[app]]\nname = \"a\"\n";
+        assert!(parse_for("f", src, &Env::new(), Need::Nothing).is_ok());
+        let text = problems(src, &Env::new());
+        assert!(
+            text.contains("store.url: mysql:// is not supported"),
+            "{text}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod env;
 pub mod file;
+pub mod knobs;
 
 use std::fmt;
 
@@ -29,6 +30,23 @@ pub struct Config {
     pub log_format: LogFormat,
     pub apps: Vec<AppConfig>,
     pub notify: Vec<NotifyConfig>,
+    /// Public URL of this dynoguard (`DYNOGUARD_URL`), for links in
+    /// notifications.
+    pub public_url: Option<String>,
+    /// Where the operational switches came from, for `check`.
+    pub origins: Origins,
+    /// Accepted but suspicious: said by `check` and logged at start.
+    pub warnings: Vec<Problem>,
+}
+
+/// Where each operational switch's value came from (environment over file
+/// over default, SPEC §5.1): `PORT (environment)`, `server.port (file)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origins {
+    pub port: String,
+    pub database_url: String,
+    pub dashboard_password: String,
+    pub dry_run: String,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +90,10 @@ pub struct AppConfig {
     /// Per-app drain password; falls back to the server's.
     pub drain_password: Option<SecretString>,
     pub policy: AppPolicy,
+    /// The settings that changed a type's policy from the built-in defaults,
+    /// per type (`*` for the app's defaults): `WEB_RESTART_THRESHOLD`,
+    /// `app.shop.types.web.threshold`. For `check`.
+    pub set_by: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,10 +114,13 @@ pub struct NotifyConfig {
 }
 
 impl NotifyConfig {
-    pub const DEFAULT_EVENTS: [EventKind; 3] = [
+    /// What a sink hears unless told otherwise: everything an operator must
+    /// act on, failures included (a restart that failed protects nobody).
+    pub const DEFAULT_EVENTS: [EventKind; 4] = [
         EventKind::Restart,
         EventKind::RestartFailed,
         EventKind::Flapping,
+        EventKind::Blind,
     ];
 
     pub fn wants(&self, kind: EventKind) -> bool {
@@ -169,6 +194,130 @@ impl fmt::Display for Problem {
     }
 }
 
+/// Problems and warnings as they are found; server-side problems are kept
+/// apart because `replay` neither serves nor calls anything.
+#[derive(Debug, Default)]
+pub(crate) struct Collect {
+    pub problems: Vec<Problem>,
+    /// Problems with what only `serve` uses (port, store, notifications).
+    pub server: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+}
+
+impl Collect {
+    pub fn problem(&mut self, at: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            at: at.into(),
+            message: message.into(),
+        });
+    }
+
+    pub fn server(&mut self, at: impl Into<String>, message: impl Into<String>) {
+        self.server.push(Problem {
+            at: at.into(),
+            message: message.into(),
+        });
+    }
+
+    pub fn warn(&mut self, at: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push(Problem {
+            at: at.into(),
+            message: message.into(),
+        });
+    }
+
+    /// The problems that matter for `need`.
+    pub fn finish(self, need: env::Need) -> Result<Vec<Problem>, ConfigError> {
+        let mut problems = self.problems;
+        if need == env::Need::App {
+            problems.extend(self.server);
+        }
+        if problems.is_empty() {
+            Ok(self.warnings)
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+}
+
+/// `sqlite://PATH` or `postgres://…`; anything else is refused by name
+/// (never by value: the URL may hold a password).
+pub fn check_store_url(url: &str) -> Result<(), String> {
+    if url.starts_with("sqlite:") {
+        return Ok(());
+    }
+    let shown = redact_url(url);
+    let scheme = url.split_once("://").map_or("", |(s, _)| s);
+    if matches!(scheme, "postgres" | "postgresql") {
+        return match url::Url::parse(url) {
+            Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
+            _ => Err(format!(
+                "{shown} is not a valid PostgreSQL URL; use postgres://USER:PASSWORD@HOST:5432/DATABASE"
+            )),
+        };
+    }
+    Err(format!(
+        "{} is not supported; use sqlite://PATH (default sqlite://dynoguard.db) or postgres://USER:PASSWORD@HOST:5432/DATABASE",
+        if scheme.is_empty() {
+            "a value without a scheme".to_owned()
+        } else {
+            format!("{scheme}://")
+        }
+    ))
+}
+
+/// The Platform API base URL: https (http only to this machine, for tests
+/// and local proxies; anywhere else it is a warning: the token would travel
+/// in clear).
+pub(crate) fn check_api_url(raw: &str, c: &mut Collect, at: &str) {
+    match url::Url::parse(raw) {
+        Ok(u) if u.scheme() == "https" && u.host_str().is_some() => {}
+        Ok(u) if u.scheme() == "http" && u.host_str().is_some() => {
+            if !is_loopback(&u) {
+                c.warn(
+                    at,
+                    format!(
+                        "{} is plain http: the API token would travel unencrypted",
+                        redact_url(raw)
+                    ),
+                );
+            }
+        }
+        Ok(u) => c.server(
+            at,
+            format!(
+                "{}:// is not allowed; use an https:// URL (default {DEFAULT_HEROKU_API_URL})",
+                u.scheme()
+            ),
+        ),
+        Err(_) => c.server(
+            at,
+            format!("not a URL; use an https:// URL (default {DEFAULT_HEROKU_API_URL})"),
+        ),
+    }
+}
+
+/// A webhook or link URL: http(s) with a host.
+pub fn check_http_url(raw: &str) -> Result<(), String> {
+    match url::Url::parse(raw) {
+        Ok(u) if matches!(u.scheme(), "https" | "http") && u.host_str().is_some() => Ok(()),
+        Ok(u) => Err(format!(
+            "{}:// is not allowed; use an https:// URL",
+            u.scheme()
+        )),
+        Err(_) => Err("not a URL; use an https:// URL".into()),
+    }
+}
+
+pub fn is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// Every problem found in a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError(pub Vec<Problem>);
@@ -235,13 +384,34 @@ pub fn format_duration(d: jiff::SignedDuration) -> String {
     }
 }
 
-/// Loads the configuration from `--config FILE`, or else the environment.
-pub fn load(path: Option<&std::path::Path>, need: env::Need) -> Result<Config, ConfigError> {
-    let vars = env::snapshot();
-    match path {
-        Some(p) => file::load(p, &vars),
-        None => env::from_env(&vars, need),
+/// The config var that may hold a whole TOML document.
+pub const CONFIG_TOML_VAR: &str = "DYNOGUARD_CONFIG_TOML";
+
+/// Loads the configuration from `--config FILE`, else from a TOML document
+/// in `DYNOGUARD_CONFIG_TOML`, else from the other config vars.
+pub fn load_from(
+    path: Option<&std::path::Path>,
+    vars: &env::Env,
+    need: env::Need,
+) -> Result<Config, ConfigError> {
+    let inline = vars.get(CONFIG_TOML_VAR).filter(|v| !v.trim().is_empty());
+    match (path, inline) {
+        (Some(p), Some(_)) => Err(ConfigError(vec![Problem {
+            at: CONFIG_TOML_VAR.into(),
+            message: format!(
+                "set, and a file is given too ({}): keep one of them",
+                p.display()
+            ),
+        }])),
+        (Some(p), None) => file::load(p, vars, need),
+        (None, Some(doc)) => file::parse_for(CONFIG_TOML_VAR, doc, vars, need),
+        (None, None) => env::from_env(vars, need),
     }
+}
+
+/// [`load_from`] with this process's environment.
+pub fn load(path: Option<&std::path::Path>, need: env::Need) -> Result<Config, ConfigError> {
+    load_from(path, &env::snapshot(), need)
 }
 
 #[cfg(test)]

@@ -26,10 +26,13 @@ pub enum EventKind {
     SessionReconnect,
     /// Writes to the store fail: claims are in memory, history may lag.
     StoreUnavailable,
+    /// Log lines but no memory sample for `blind_after`: runtime metrics
+    /// are off, or the app was not restarted since they were enabled.
+    Blind,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 13] = [
         Self::Sample,
         Self::OverThreshold,
         Self::R14,
@@ -42,6 +45,7 @@ impl EventKind {
         Self::SamplesLost,
         Self::SessionReconnect,
         Self::StoreUnavailable,
+        Self::Blind,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +62,7 @@ impl EventKind {
             Self::SamplesLost => "samples_lost",
             Self::SessionReconnect => "session_reconnect",
             Self::StoreUnavailable => "store_unavailable",
+            Self::Blind => "blind",
         }
     }
 

@@ -21,18 +21,6 @@ pub enum Threshold {
 }
 
 impl Threshold {
-    /// `95%`, `1000MB`, `1000` (MB, dark_knight style), `1.5GB`.
-    pub fn parse(s: &str) -> Option<Self> {
-        let s = s.trim();
-        if let Some(p) = s.strip_suffix('%') {
-            let p: f64 = p.trim().parse().ok()?;
-            return (p.is_finite() && p > 0.0 && p <= 1000.0).then_some(Self::Percent(p));
-        }
-        Megabytes::parse(s)
-            .filter(|m| m.0 > 0.0)
-            .map(Self::Absolute)
-    }
-
     /// The limit in MB for a dyno with this quota, if it can be known.
     pub fn limit(self, quota: Option<Megabytes>) -> Option<Megabytes> {
         match self {
@@ -62,15 +50,6 @@ pub enum Parallelism {
 }
 
 impl Parallelism {
-    pub fn parse(s: &str) -> Option<Self> {
-        let s = s.trim();
-        if let Some(p) = s.strip_suffix('%') {
-            let p: f64 = p.trim().parse().ok()?;
-            return (p.is_finite() && p > 0.0 && p <= 100.0).then_some(Self::Percent(p));
-        }
-        s.parse().ok().filter(|n| *n > 0).map(Self::Count)
-    }
-
     /// Allowed in-progress restarts given how many dynos of the type are live.
     pub fn allowed(self, live: usize) -> usize {
         match self {
@@ -146,18 +125,27 @@ pub enum DynoTypes {
 }
 
 impl DynoTypes {
-    pub fn parse_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Self {
-        let items: Vec<String> = items
+    /// `web,worker`, `web worker`, `["web", "worker"]` or `*`. A name that
+    /// is not a Heroku process type (letters, digits, `_`, `-`) is refused.
+    pub fn parse_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let mut list: Vec<String> = Vec::new();
+        let mut all = false;
+        for item in items
             .into_iter()
-            .map(str::trim)
+            .flat_map(|s| s.split(|c: char| c == ',' || c.is_whitespace()))
             .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if items.iter().any(|s| s == "*") {
-            Self::All
-        } else {
-            Self::List(items)
+        {
+            if item == "*" {
+                all = true;
+            } else if !is_process_type(item) {
+                return Err(format!(
+                    "{item:?} is not a process type name: use letters, digits, _ and - (web, worker, slow_worker), or * for every type"
+                ));
+            } else if !list.iter().any(|t| t == item) {
+                list.push(item.to_owned());
+            }
         }
+        Ok(if all { Self::All } else { Self::List(list) })
     }
 
     pub fn watches(&self, process_type: &str) -> bool {
@@ -174,12 +162,51 @@ impl Default for DynoTypes {
     }
 }
 
+/// A Heroku process type name: letters, digits, `_` and `-`, at most 64.
+pub fn is_process_type(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// `slow-worker`, `SLOW_WORKER` and `slow_worker` name the same settings
+/// (config vars cannot hold `-` and are written in capitals).
+fn same_type(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes().zip(b.bytes()).all(|(x, y)| {
+            let norm = |c: u8| {
+                if c == b'-' {
+                    b'_'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            };
+            norm(x) == norm(y)
+        })
+}
+
 /// The effective policy of one app: watched types, defaults, per-type overrides.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AppPolicy {
     pub dyno_types: DynoTypes,
     pub defaults: Policy,
+    /// Overrides per process type, keyed as configured (`worker`, or
+    /// `slow_worker` from `SLOW_WORKER_…`; matched ignoring case and `-`/`_`).
     pub per_type: BTreeMap<String, Policy>,
+    /// Lines but no memory sample for this long: the app is `blind`.
+    pub blind_after: SignedDuration,
+}
+
+impl Default for AppPolicy {
+    fn default() -> Self {
+        Self {
+            dyno_types: DynoTypes::default(),
+            defaults: Policy::default(),
+            per_type: BTreeMap::new(),
+            blind_after: SignedDuration::from_mins(5),
+        }
+    }
 }
 
 impl AppPolicy {
@@ -187,12 +214,20 @@ impl AppPolicy {
     pub fn for_type(&self, process_type: &str) -> Option<&Policy> {
         self.dyno_types
             .watches(process_type)
-            .then(|| self.per_type.get(process_type).unwrap_or(&self.defaults))
+            .then(|| self.judging(process_type))
     }
 
     /// Knobs used for types that are not watched (to judge "over" for display).
     pub fn judging(&self, process_type: &str) -> &Policy {
-        self.per_type.get(process_type).unwrap_or(&self.defaults)
+        self.per_type
+            .get(process_type)
+            .or_else(|| {
+                self.per_type
+                    .iter()
+                    .find(|(t, _)| same_type(t, process_type))
+                    .map(|(_, p)| p)
+            })
+            .unwrap_or(&self.defaults)
     }
 }
 
@@ -619,22 +654,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn thresholds_parse() {
-        assert_eq!(Threshold::parse("95%"), Some(Threshold::Percent(95.0)));
-        assert_eq!(
-            Threshold::parse("1000"),
-            Some(Threshold::Absolute(Megabytes(1000.0)))
-        );
-        assert_eq!(
-            Threshold::parse("1000MB"),
-            Some(Threshold::Absolute(Megabytes(1000.0)))
-        );
-        assert_eq!(Threshold::parse("0"), None);
-        assert_eq!(Threshold::parse("-5%"), None);
-        assert_eq!(Threshold::parse("lots"), None);
-    }
-
-    #[test]
     fn percent_threshold_needs_a_quota() {
         let t = Threshold::Percent(95.0);
         assert_eq!(t.limit(None), None);
@@ -644,11 +663,33 @@ mod tests {
 
     #[test]
     fn star_excludes_one_off_dynos() {
-        let all = DynoTypes::parse_list(["*"]);
+        let all = DynoTypes::parse_list(["*"]).unwrap();
         assert!(all.watches("web") && all.watches("worker"));
         assert!(!all.watches("run") && !all.watches("scheduler"));
-        let list = DynoTypes::parse_list("web, worker".split(','));
-        assert!(list.watches("worker") && !list.watches("slow_worker"));
+        for spelling in ["web, worker", "web worker", "web,worker", " web\tworker,"] {
+            let list = DynoTypes::parse_list([spelling]).unwrap();
+            assert_eq!(list, DynoTypes::List(vec!["web".into(), "worker".into()]));
+            assert!(list.watches("worker") && !list.watches("slow_worker"));
+        }
+        assert!(DynoTypes::parse_list(["web", "work.er"]).is_err());
+        assert!(DynoTypes::parse_list(["web;worker"]).is_err());
+    }
+
+    #[test]
+    fn per_type_settings_match_config_var_spelling() {
+        let mut app = AppPolicy {
+            dyno_types: DynoTypes::All,
+            ..AppPolicy::default()
+        };
+        let slow = Policy {
+            consecutive: 3,
+            ..Policy::default()
+        };
+        app.per_type.insert("slow_worker".into(), slow.clone());
+        assert_eq!(app.for_type("slow-worker"), Some(&slow));
+        assert_eq!(app.for_type("slow_worker"), Some(&slow));
+        assert_eq!(app.for_type("web"), Some(&app.defaults));
+        assert_eq!(app.for_type("run"), None);
     }
 
     #[test]

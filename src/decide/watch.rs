@@ -435,9 +435,10 @@ mod table {
 
     fn run(policy: Policy, types: &[&str], input: &[In]) -> Vec<String> {
         let app = AppPolicy {
-            dyno_types: crate::decide::policy::DynoTypes::parse_list(types.iter().copied()),
+            dyno_types: crate::decide::policy::DynoTypes::parse_list(types.iter().copied())
+                .unwrap(),
             defaults: policy,
-            per_type: Default::default(),
+            ..AppPolicy::default()
         };
         let mut w = Engine::new(AppName::parse("t").unwrap(), app, Confirmation::ByRestarter);
         let mut out = Vec::new();

@@ -77,7 +77,12 @@ struct Inner {
     plans: HashMap<String, VecDeque<SessionPlan>>,
     formation: HashMap<String, Vec<FormationItem>>,
     features: HashMap<String, bool>,
-    drains: HashMap<String, Vec<String>>,
+    /// Per app: `(number, url)` of each drain (ids and tokens derive from
+    /// the number).
+    drains: HashMap<String, Vec<(u32, String)>>,
+    next_drain: u32,
+    /// Apps whose dynos were all restarted (`DELETE /apps/{app}/dynos`).
+    app_restarts: Vec<String>,
     /// session id → app
     sessions: HashMap<String, String>,
     restart_mode: RestartMode,
@@ -210,8 +215,25 @@ impl FakeHeroku {
         lock(&self.state.inner)
             .drains
             .get(app)
-            .cloned()
+            .map(|l| l.iter().map(|(_, u)| u.clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// Registers a drain as if added earlier (e.g. with an old password).
+    pub fn add_log_drain(&self, app: &str, url: &str) {
+        let mut inner = lock(&self.state.inner);
+        inner.next_drain += 1;
+        let i = inner.next_drain;
+        inner
+            .drains
+            .entry(app.to_owned())
+            .or_default()
+            .push((i, url.to_owned()));
+    }
+
+    /// Apps whose dynos were all restarted, in order.
+    pub fn app_restarts(&self) -> Vec<String> {
+        lock(&self.state.inner).app_restarts.clone()
     }
 
     pub fn feature_enabled(&self, app: &str) -> bool {
@@ -221,6 +243,14 @@ impl FakeHeroku {
             .copied()
             .unwrap_or(false)
     }
+}
+
+fn drain_id(i: u32) -> String {
+    format!("00000000-0000-4000-8000-{i:012}")
+}
+
+fn drain_token(i: u32) -> String {
+    format!("d.00000000-0000-4000-9000-{i:012}")
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -333,6 +363,40 @@ async fn api(
         );
     }
     match (method.as_str(), parts.as_slice()) {
+        ("DELETE", ["apps", app, "dynos"]) => {
+            // Restart all dynos of the app (`heroku ps:restart`).
+            let mut inner = lock(&state.inner);
+            inner.app_restarts.push((*app).to_owned());
+            drop(inner);
+            json(StatusCode::ACCEPTED, &state, serde_json::json!({}))
+        }
+        ("DELETE", ["apps", app, "log-drains", id]) => {
+            let mut inner = lock(&state.inner);
+            let list = inner.drains.entry((*app).to_owned()).or_default();
+            let pos = list
+                .iter()
+                .position(|(i, u)| drain_token(*i) == *id || drain_id(*i) == *id || u == id);
+            match pos {
+                Some(p) => {
+                    let (i, url) = list.remove(p);
+                    drop(inner);
+                    json(
+                        StatusCode::OK,
+                        &state,
+                        serde_json::json!({"id": drain_id(i), "url": url, "token": drain_token(i)}),
+                    )
+                }
+                None => {
+                    drop(inner);
+                    error(
+                        StatusCode::NOT_FOUND,
+                        &state,
+                        "not_found",
+                        "Couldn't find that log drain.",
+                    )
+                }
+            }
+        }
         ("DELETE", ["apps", app, "dynos", dyno]) => {
             let fail = lock(&state.inner).fail_restarts.pop_front();
             match fail {
@@ -482,8 +546,7 @@ async fn api(
                 .unwrap_or_default();
             let body: Vec<_> = drains
                 .iter()
-                .enumerate()
-                .map(|(i, u)| serde_json::json!({"url": u, "token": format!("d.0000000{i}-fake")}))
+                .map(|(i, u)| serde_json::json!({"id": drain_id(*i), "url": u, "token": drain_token(*i)}))
                 .collect();
             json(StatusCode::OK, &state, serde_json::Value::Array(body))
         }
@@ -493,14 +556,18 @@ async fn api(
                 .and_then(|v| v["url"].as_str().map(str::to_owned))
                 .unwrap_or_default();
             let mut inner = lock(&state.inner);
-            let list = inner.drains.entry((*app).to_owned()).or_default();
-            list.push(url.clone());
-            let token = format!("d.0000000{}-fake", list.len() - 1);
+            inner.next_drain += 1;
+            let i = inner.next_drain;
+            inner
+                .drains
+                .entry((*app).to_owned())
+                .or_default()
+                .push((i, url.clone()));
             drop(inner);
             json(
                 StatusCode::CREATED,
                 &state,
-                serde_json::json!({"url": url, "token": token}),
+                serde_json::json!({"id": drain_id(i), "url": url, "token": drain_token(i)}),
             )
         }
         _ => error(StatusCode::NOT_FOUND, &state, "not_found", "Not found."),
