@@ -102,9 +102,9 @@ fn text_lines(b: Bencher) {
             let mut stats = ingest::IngestStats::default();
             let mut lb = ingest::text::LineBuffer::new();
             lb.push(black_box(&text), |l| {
-                ingest::text_line(l, &mut stats, |o| {
+                black_box(ingest::text_line(l, &mut stats, |o| {
                     black_box(o);
-                })
+                }));
             });
             stats.observations
         });

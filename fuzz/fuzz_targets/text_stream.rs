@@ -11,9 +11,17 @@ fuzz_target!(|data: &[u8]| {
     let mut lines = LineBuffer::new();
     let mut sse = SseDecoder::new();
     for chunk in data.split(|&b| b == 0) {
-        lines.push(chunk, |l| text_line(l, &mut stats, |_| {}));
-        sse.push(chunk, |l| text_line(l, &mut stats, |_| {}));
+        lines.push(chunk, |l| {
+            text_line(l, &mut stats, |_| {});
+        });
+        sse.push(chunk, |l| {
+            text_line(l, &mut stats, |_| {});
+        });
     }
-    lines.finish(|l| text_line(l, &mut stats, |_| {}));
-    sse.finish(|l| text_line(l, &mut stats, |_| {}));
+    lines.finish(|l| {
+        text_line(l, &mut stats, |_| {});
+    });
+    sse.finish(|l| {
+        text_line(l, &mut stats, |_| {});
+    });
 });

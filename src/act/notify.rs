@@ -30,12 +30,21 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
 }
 
 /// What is posted for an event to one sink: the body and extra headers.
-pub fn payload(sink: &NotifyConfig, e: &Event) -> (String, Option<String>) {
+/// Slack messages link to the dashboard when its public URL is known.
+pub fn payload(
+    sink: &NotifyConfig,
+    e: &Event,
+    dashboard: Option<&str>,
+) -> (String, Option<String>) {
     match sink.kind {
-        NotifyKind::Slack => (
-            serde_json::json!({ "text": e.to_slack_text() }).to_string(),
-            None,
-        ),
+        NotifyKind::Slack => {
+            let mut text = e.to_slack_text();
+            if let Some(base) = dashboard {
+                let link = format!("{base}/?app={}", e.app);
+                text.push_str(&format!(" — <{link}|dashboard>"));
+            }
+            (serde_json::json!({ "text": text }).to_string(), None)
+        }
         NotifyKind::Webhook => {
             let body = e.to_json();
             let sig = sink
@@ -83,7 +92,12 @@ impl Incidents {
 /// Runs until the channel closes, delivering each event to the sinks that
 /// want it. Deliveries of one event run concurrently; a slow sink does not
 /// hold the others.
-pub async fn run(sinks: Vec<NotifyConfig>, mut rx: mpsc::Receiver<Event>, retry_base: Duration) {
+pub async fn run(
+    sinks: Vec<NotifyConfig>,
+    dashboard: Option<String>,
+    mut rx: mpsc::Receiver<Event>,
+    retry_base: Duration,
+) {
     let http = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .user_agent(concat!("dynoguard/", env!("CARGO_PKG_VERSION")))
@@ -113,7 +127,7 @@ pub async fn run(sinks: Vec<NotifyConfig>, mut rx: mpsc::Receiver<Event>, retry_
             if !sink.wants(event.event) {
                 continue;
             }
-            let (body, sig) = payload(sink, &event);
+            let (body, sig) = payload(sink, &event, dashboard.as_deref());
             let http = http.clone();
             let url = sink.url.clone();
             let kind = event.event;
@@ -170,6 +184,28 @@ mod tests {
         ok.event = EventKind::Restart;
         assert!(inc.should_notify(&ok));
         assert!(inc.should_notify(&e), "a new incident after a success");
+    }
+
+    #[test]
+    fn slack_says_the_percent_of_quota_and_links_the_dashboard() {
+        let app = crate::domain::AppName::parse("shop").unwrap();
+        let mut e = Event::new(jiff::Timestamp::UNIX_EPOCH, EventKind::RestartFailed, app);
+        e.dyno = crate::domain::DynoName::parse("web.1");
+        e.memory_total_mb = Some(768.0);
+        e.memory_quota_mb = Some(512.0);
+        e.detail = Some("401 unauthorized".into());
+        let sink = NotifyConfig {
+            kind: NotifyKind::Slack,
+            url: secrecy::SecretString::from("https://hooks.slack.com/x".to_owned()),
+            events: Vec::new(),
+            secret: None,
+        };
+        let (body, _) = payload(&sink, &e, Some("https://dg.example.com"));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v["text"],
+            "web.1 dyno restart FAILED with memory total 768MB (150% of its 512MB quota) on shop: 401 unauthorized — the dyno is not protected until this is fixed — <https://dg.example.com/?app=shop|dashboard>"
+        );
     }
 
     #[test]

@@ -104,7 +104,10 @@ impl Reporter {
         }
         match self.format {
             LogFormat::Text => match e.event {
-                EventKind::RestartFailed | EventKind::Flapping | EventKind::R15 => {
+                EventKind::RestartFailed
+                | EventKind::Flapping
+                | EventKind::R15
+                | EventKind::Blind => {
                     tracing::warn!("{}", e.to_text())
                 }
                 _ => tracing::info!("{}", e.to_text()),

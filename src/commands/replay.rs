@@ -58,8 +58,18 @@ pub fn run(
     );
     let arrived = jiff::Timestamp::now();
     let mut summary = Summary::default();
-    let mut decide = |obs: &[crate::ingest::heroku_line::Observation], summary: &mut Summary| {
-        let d = engine.apply(obs, arrived);
+    // One record at a time, as logged: its observation (if any), then the
+    // line itself for blindness — the same calls `serve` makes per batch.
+    let mut decide = |obs: Option<crate::ingest::heroku_line::Observation>,
+                      ts: Option<&[u8]>,
+                      summary: &mut Summary| {
+        let blind = ts
+            .and_then(|t| crate::ingest::heroku_line::timestamp(t).ok())
+            .and_then(|t| engine.lines_seen(t, arrived));
+        let mut d = engine.apply(obs.as_slice(), arrived);
+        if let Some(b) = blind {
+            d.events.insert(0, b);
+        }
         for w in &d.warnings {
             tracing::warn!("{w}");
         }
@@ -95,12 +105,17 @@ pub fn run(
             // at once (a saved log is a file, not an endless stream).
             let mut body = Vec::new();
             input.read_to_end(&mut body).context("reading the log")?;
-            let mut obs = Vec::new();
-            summary.stats = ingest::drain_body(&body, |o| obs.push(o));
-            for o in obs {
-                let events = decide(std::slice::from_ref(&o), &mut summary);
+            let mut frames = crate::ingest::logplex::Frames::new(&body);
+            for payload in frames.by_ref() {
+                let mut obs = None;
+                let ts = ingest::frame(payload, &mut summary.stats, &mut |o| obs = Some(o));
+                let events = decide(obs, ts, &mut summary);
                 emit(events, &mut summary, &mut out)?;
             }
+            let fs = frames.stats();
+            summary.stats.records += fs.frames as u64;
+            summary.stats.repaired += fs.repaired as u64;
+            summary.stats.rejected += fs.rejected as u64;
         }
         InputFormat::Text => {
             summary.format = Some("text");
@@ -115,11 +130,9 @@ pub fn run(
                     break;
                 }
                 let mut obs = None;
-                ingest::text_line(&line, &mut summary.stats, |o| obs = Some(o));
-                if let Some(o) = obs {
-                    let events = decide(std::slice::from_ref(&o), &mut summary);
-                    emit(events, &mut summary, &mut out)?;
-                }
+                let ts = ingest::text_line(&line, &mut summary.stats, |o| obs = Some(o));
+                let events = decide(obs, ts, &mut summary);
+                emit(events, &mut summary, &mut out)?;
             }
         }
     }

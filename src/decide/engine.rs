@@ -17,6 +17,7 @@ use jiff::{SignedDuration, Timestamp};
 use crate::domain::{AppName, DynoName};
 use crate::ingest::heroku_line::{Memory, Observation, ObservationKind};
 
+use super::blind::BlindWatch;
 use super::events::{Event, EventKind};
 use super::policy::{AppPolicy, RestartMark};
 use super::watch::{Ignored, Watcher};
@@ -70,6 +71,7 @@ pub struct Decisions {
 pub struct Engine {
     watcher: Watcher,
     confirmation: Confirmation,
+    blind: BlindWatch,
 }
 
 impl Engine {
@@ -77,6 +79,7 @@ impl Engine {
         Self {
             watcher: Watcher::new(app, policy, confirmation == Confirmation::OnDecision),
             confirmation,
+            blind: BlindWatch::default(),
         }
     }
 
@@ -100,6 +103,16 @@ impl Engine {
             let at = Self::clock(o.at, arrived);
             if at != o.at {
                 out.future_clamped += 1;
+            }
+            // Every observation is a line, too (blindness is judged on all).
+            let (app, after) = (self.watcher.app(), self.watcher.policy().blind_after);
+            if let Some(e) = self.blind.lines(app, at, after) {
+                out.events.push(e);
+            }
+            if let ObservationKind::Sample(s) = &o.kind
+                && s.memory.total.is_some()
+            {
+                self.blind.sample(at);
             }
             let events = self.watcher.observe(&o.kind, at);
             self.watcher.note_arrival(&o.kind, arrived);
@@ -129,6 +142,23 @@ impl Engine {
         out.warnings = self.watcher.take_warnings();
         out.ignored = self.watcher.take_ignored();
         out
+    }
+
+    /// A log line (of any kind: app output, router, platform) logged at
+    /// `logged`. Returns the `blind` event when lines keep coming without a
+    /// memory sample for the app's `blind_after`. Lines that are observations
+    /// are seen by [`Engine::apply`]; the others are told here — per line
+    /// (replay) or the first and last of a batch (serve), which date the
+    /// event alike.
+    pub fn lines_seen(&mut self, logged: Timestamp, arrived: Timestamp) -> Option<Event> {
+        let at = Self::clock(logged, arrived);
+        let (app, after) = (self.watcher.app(), self.watcher.policy().blind_after);
+        self.blind.lines(app, at, after)
+    }
+
+    /// Since when the app's logs carry no memory sample, if they do not.
+    pub fn blind_since(&self) -> Option<Timestamp> {
+        self.blind.blind_since()
     }
 
     /// The restarter's re-check found the instance already replaced: the

@@ -227,10 +227,16 @@ impl Event {
     /// The Slack text, dark_knight style plus app and reason.
     pub fn to_slack_text(&self) -> String {
         let dyno = self.dyno.as_ref().map_or("?", DynoName::as_str);
-        let mem = self
-            .memory_total_mb
-            .map(|m| format!(" with memory total {}", Megabytes(m)))
-            .unwrap_or_default();
+        let mem = match (self.memory_total_mb, self.memory_quota_mb) {
+            (Some(m), Some(q)) if q > 0.0 => format!(
+                " with memory total {} ({:.0}% of its {} quota)",
+                Megabytes(m),
+                m * 100.0 / q,
+                Megabytes(q)
+            ),
+            (Some(m), _) => format!(" with memory total {}", Megabytes(m)),
+            _ => String::new(),
+        };
         let why = self
             .reason
             .map(|r| format!(" (reason: {})", r.as_str()))
@@ -238,7 +244,7 @@ impl Event {
         match self.event {
             EventKind::Restart => format!("{dyno} dyno restarted{mem} on {}{why}", self.app),
             EventKind::RestartFailed => format!(
-                "{dyno} dyno restart FAILED on {}{why}: {}",
+                "{dyno} dyno restart FAILED{mem} on {}{why}: {} — the dyno is not protected until this is fixed",
                 self.app,
                 self.detail.as_deref().unwrap_or("unknown error")
             ),
@@ -246,6 +252,11 @@ impl Event {
                 "{dyno} on {} was restarted {} times within the flap window: the leak outpaces restarts",
                 self.app,
                 self.count.unwrap_or(0)
+            ),
+            EventKind::Blind => format!(
+                "dynoguard is BLIND on {}: {}",
+                self.app,
+                self.detail.as_deref().unwrap_or("no memory samples")
             ),
             _ => format!("{} {dyno} on {}{mem}{why}", self.event.as_str(), self.app),
         }
@@ -293,7 +304,7 @@ mod tests {
         );
         assert_eq!(
             e.to_slack_text(),
-            "web.1 dyno restarted with memory total 768MB on todo (reason: threshold)"
+            "web.1 dyno restarted with memory total 768MB (150% of its 512MB quota) on todo (reason: threshold)"
         );
     }
 }

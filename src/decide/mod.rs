@@ -4,6 +4,7 @@
 //! [`engine`]); `serve` and `replay` run exactly this code and differ only in
 //! what acts on the orders.
 
+pub mod blind;
 pub mod engine;
 pub mod events;
 pub mod policy;

@@ -78,6 +78,11 @@ pub struct IngestStats {
     pub rejected: u64,
     /// Observations produced (memory samples, errors, state changes, L10).
     pub observations: u64,
+    /// Log times of the first and last record of a drain body (any record:
+    /// lines without a memory sample are how a blind app shows). Two
+    /// timestamps parsed per body, not one per line.
+    pub first: Option<jiff::Timestamp>,
+    pub latest: Option<jiff::Timestamp>,
 }
 
 impl IngestStats {
@@ -86,6 +91,11 @@ impl IngestStats {
         self.repaired += o.repaired;
         self.rejected += o.rejected;
         self.observations += o.observations;
+        self.first = match (self.first, o.first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.latest = self.latest.max(o.latest);
     }
 }
 
@@ -93,12 +103,15 @@ impl IngestStats {
 pub fn drain_body(body: &[u8], mut f: impl FnMut(Observation)) -> IngestStats {
     let mut stats = IngestStats::default();
     let mut frames = logplex::Frames::new(body);
+    let (mut first, mut last): (Option<&[u8]>, Option<&[u8]>) = (None, None);
     for payload in frames.by_ref() {
-        match logplex::parse_record(payload) {
-            Some(rec) => record(&rec, &mut stats, &mut f),
-            None => stats.rejected += 1,
+        if let Some(ts) = frame(payload, &mut stats, &mut f) {
+            first.get_or_insert(ts);
+            last = Some(ts);
         }
     }
+    stats.first = first.and_then(|ts| heroku_line::timestamp(ts).ok());
+    stats.latest = last.and_then(|ts| heroku_line::timestamp(ts).ok());
     let fs = frames.stats();
     stats.records += fs.frames as u64;
     stats.repaired += fs.repaired as u64;
@@ -106,16 +119,46 @@ pub fn drain_body(body: &[u8], mut f: impl FnMut(Observation)) -> IngestStats {
     stats
 }
 
-/// One text line → observation (if it matters).
-pub fn text_line(line: &[u8], stats: &mut IngestStats, f: impl FnMut(Observation)) {
+/// One drain frame's payload → observation (if it matters). Returns the
+/// record's timestamp, unparsed.
+pub fn frame<'a>(
+    payload: &'a [u8],
+    stats: &mut IngestStats,
+    f: &mut impl FnMut(Observation),
+) -> Option<&'a [u8]> {
+    match logplex::parse_record(payload) {
+        Some(rec) => {
+            record(&rec, stats, f);
+            Some(rec.timestamp)
+        }
+        None => {
+            stats.rejected += 1;
+            None
+        }
+    }
+}
+
+/// One text line → observation (if it matters). Returns the line's
+/// timestamp, unparsed (callers that track blindness parse the last one).
+pub fn text_line<'a>(
+    line: &'a [u8],
+    stats: &mut IngestStats,
+    f: impl FnMut(Observation),
+) -> Option<&'a [u8]> {
     let mut f = f;
     if line.iter().all(u8::is_ascii_whitespace) {
-        return;
+        return None;
     }
     stats.records += 1;
     match text::parse_line(line) {
-        Some(rec) => record(&rec, stats, &mut f),
-        None => stats.rejected += 1,
+        Some(rec) => {
+            record(&rec, stats, &mut f);
+            Some(rec.timestamp)
+        }
+        None => {
+            stats.rejected += 1;
+            None
+        }
     }
 }
 

@@ -266,11 +266,30 @@ impl Shared {
     /// Runs observations of one app through its engine (one lock for the
     /// whole batch) and dispatches the results: restart orders to the
     /// restarter, everything else to the reporter. Never waits on I/O.
-    pub fn apply(&self, app: &Arc<AppRuntime>, observations: &[Observation]) {
-        if observations.is_empty() {
+    /// `lines` are the log times of the batch's first and last line (of any
+    /// kind), which tell whether the app is blind.
+    pub fn apply(
+        &self,
+        app: &Arc<AppRuntime>,
+        observations: &[Observation],
+        lines: Option<(Timestamp, Timestamp)>,
+    ) {
+        if observations.is_empty() && lines.is_none() {
             return;
         }
-        let decisions = app.lock().apply(observations, Timestamp::now());
+        let now = Timestamp::now();
+        let decisions = {
+            let mut engine = app.lock();
+            let first = lines.and_then(|(first, _)| engine.lines_seen(first, now));
+            let mut d = engine.apply(observations, now);
+            let last = lines.and_then(|(_, last)| engine.lines_seen(last, now));
+            // Dated when the app became blind: kept in time order.
+            for e in first.into_iter().chain(last) {
+                let at = d.events.iter().position(|x| x.at >= e.at);
+                d.events.insert(at.unwrap_or(d.events.len()), e);
+            }
+            d
+        };
         self.dispatch(app, decisions);
     }
 
@@ -475,6 +494,7 @@ impl App {
         let notifier = notify_rx.map(|rx| {
             tokio::spawn(crate::act::notify::run(
                 shared.config.notify.clone(),
+                shared.config.public_url.clone(),
                 rx,
                 tuning.notify_retry_base,
             ))

@@ -131,6 +131,15 @@ async fn stream_once(shared: &Shared, app: &Arc<AppRuntime>, idle: Duration) -> 
     let mut body = resp.bytes_stream();
     let mut stats = IngestStats::default();
     let mut obs: Vec<Observation> = Vec::new();
+    // The first and last line's timestamps of a chunk (their log times
+    // tell blindness): copied, parsed once per chunk.
+    let mut stamps = Stamps::default();
+    let on_line =
+        |line: &[u8], stats: &mut IngestStats, obs: &mut Vec<Observation>, stamps: &mut Stamps| {
+            if let Some(ts) = ingest::text_line(line, stats, |o| obs.push(o)) {
+                stamps.note(ts);
+            }
+        };
     loop {
         // A half-open connection would otherwise wait forever: with dynos
         // sampling every 20 s, this much silence means the stream is dead.
@@ -140,13 +149,13 @@ async fn stream_once(shared: &Shared, app: &Arc<AppRuntime>, idle: Duration) -> 
         let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| format!("log stream failed: {}", e.without_url()))?;
         decoder.push(&chunk, |line| {
-            ingest::text_line(line, &mut stats, |o| obs.push(o))
+            on_line(line, &mut stats, &mut obs, &mut stamps)
         });
         stats.rejected += decoder.take_oversized();
-        flush(shared, app, &mut stats, &mut obs);
+        flush(shared, app, &mut stats, &mut obs, &mut stamps);
     }
-    decoder.finish(|line| ingest::text_line(line, &mut stats, |o| obs.push(o)));
-    flush(shared, app, &mut stats, &mut obs);
+    decoder.finish(|line| on_line(line, &mut stats, &mut obs, &mut stamps));
+    flush(shared, app, &mut stats, &mut obs, &mut stamps);
     Ok(())
 }
 
@@ -155,10 +164,37 @@ fn flush(
     app: &Arc<AppRuntime>,
     stats: &mut IngestStats,
     obs: &mut Vec<Observation>,
+    stamps: &mut Stamps,
 ) {
     Counters::add(&shared.counters.session_lines, stats.records);
     shared.count(stats);
     *stats = IngestStats::default();
-    shared.apply(app, obs);
+    shared.apply(app, obs, stamps.take());
     obs.clear();
+}
+
+/// The first and last timestamp of the lines of a chunk, unparsed.
+#[derive(Default)]
+struct Stamps {
+    first: Vec<u8>,
+    last: Vec<u8>,
+}
+
+impl Stamps {
+    fn note(&mut self, ts: &[u8]) {
+        if self.first.is_empty() {
+            self.first.extend_from_slice(ts);
+        }
+        self.last.clear();
+        self.last.extend_from_slice(ts);
+    }
+
+    /// Parsed, and cleared for the next chunk.
+    fn take(&mut self) -> Option<(jiff::Timestamp, jiff::Timestamp)> {
+        use crate::ingest::heroku_line::timestamp;
+        let out = timestamp(&self.first).ok().zip(timestamp(&self.last).ok());
+        self.first.clear();
+        self.last.clear();
+        out
+    }
 }

@@ -292,3 +292,42 @@ async fn replay_equals_serve_on_hours_of_leaks_kills_and_preboot_overlaps() {
     let delivered = scenario::deliver(&batches, 3);
     assert_same_decisions("scenario, disordered delivery", delivered).await;
 }
+
+#[tokio::test]
+async fn replay_equals_serve_on_a_drain_that_turns_blind() {
+    // Samples, then eight minutes of traffic with no sample (metrics turned
+    // off), then samples again: one `blind`, dated when it became blind,
+    // whether judged line by line (replay) or per batch (serve).
+    let start = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(30);
+    let at = |secs: i64| (start + jiff::SignedDuration::from_secs(secs)).to_string();
+    let line = |secs: i64| {
+        frame(&format!(
+            "<158>1 {} host heroku router - at=info method=GET path=\"/\" status=200",
+            at(secs)
+        ))
+    };
+    let mut batches = Vec::new();
+    for i in 0..60 {
+        let t = i * 10;
+        let mut b = line(t) + &line(t + 3);
+        if !(6..54).contains(&i) {
+            b += &sample_at("web.1", UUID_A, 200.0, 512.0, &at(t + 5));
+        }
+        b += &line(t + 7);
+        batches.push(b.into_bytes());
+    }
+    let blind_events = |events: &[serde_json::Value]| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["event"] == "blind")
+            .map(|e| e["at"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let replayed = replay_events(&batches.concat(), &[("DYNOGUARD_DRY_RUN", "1")]);
+    assert_eq!(
+        blind_events(&replayed),
+        [(start + jiff::SignedDuration::from_secs(55 + 300)).to_string()],
+        "{replayed:?}"
+    );
+    assert_same_decisions("blind drain", batches).await;
+}

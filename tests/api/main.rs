@@ -11,6 +11,7 @@ mod deploy;
 mod drain;
 mod hardening;
 mod many_apps;
+mod misconfig;
 mod notify;
 mod replay_cli;
 mod restart;

@@ -136,3 +136,155 @@ async fn setup_wait_says_what_is_missing_when_no_sample_comes() {
     assert!(out.contains("no memory sample of shop within 2s"), "{out}");
     assert!(out.contains("heroku ps:restart -a shop"), "{out}");
 }
+
+/// `dynoguard setup` with exactly these arguments and environment.
+fn setup_with(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dynoguard"));
+    c.env_clear().arg("setup").args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_drain_whose_password_changed_is_replaced_not_called_in_place() {
+    let fake = FakeHeroku::start().await.unwrap();
+    fake.add_log_drain("shop", "https://user:OLDPW@dg.example.com/logs");
+    let url = fake.url();
+    let (code, out) = tokio::task::spawn_blocking(move || setup(&url, &[]))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("already in place"), "{out}");
+    assert!(out.contains("drain: added"), "{out}");
+    assert!(
+        out.contains("drain: removed the old drain to the same endpoint"),
+        "{out}"
+    );
+    assert_eq!(
+        fake.log_drains("shop"),
+        ["https://user:SECRETPW@dg.example.com/logs"]
+    );
+    assert!(!out.contains("SECRETPW") && !out.contains("OLDPW"), "{out}");
+    // A drain elsewhere is left alone.
+    fake.add_log_drain("shop", "https://logs.papertrail.example/x");
+    let url = fake.url();
+    let (code, out) = tokio::task::spawn_blocking(move || setup(&url, &[]))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("already in place"), "{out}");
+    assert_eq!(fake.log_drains("shop").len(), 2);
+}
+
+#[tokio::test]
+async fn a_drain_heroku_shows_without_password_is_explained() {
+    let fake = FakeHeroku::start().await.unwrap();
+    fake.add_log_drain("shop", "https://dg.example.com/logs");
+    let url = fake.url();
+    let (code, out) = tokio::task::spawn_blocking(move || setup(&url, &[]))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("--replace"), "{out}");
+    assert_eq!(fake.log_drains("shop").len(), 1);
+    let url = fake.url();
+    let (code, out) = tokio::task::spawn_blocking(move || setup(&url, &["--replace"]))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        fake.log_drains("shop"),
+        ["https://user:SECRETPW@dg.example.com/logs"]
+    );
+}
+
+#[test]
+fn plain_http_and_passwordless_drains_are_refused() {
+    let env = [
+        ("AUTH_TOKEN", "tok"),
+        ("HEROKU_API_URL", "http://127.0.0.1:9"),
+    ];
+    let (code, out) = setup_with(
+        &[
+            "--app",
+            "shop",
+            "--drain-url",
+            "http://u:pw@dg.example.com/logs",
+        ],
+        &env,
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(
+            "--drain-url: http:// is not allowed: Logplex would send the drain password in clear"
+        ),
+        "{out}"
+    );
+    let (code, out) = setup_with(
+        &[
+            "--app",
+            "shop",
+            "--drain-url",
+            "https://dg.example.com/logs",
+        ],
+        &env,
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--drain-url: has no password"), "{out}");
+}
+
+#[tokio::test]
+async fn setup_with_a_config_file_sets_up_every_app_and_restarts() {
+    let fake = FakeHeroku::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("dg.toml");
+    std::fs::write(
+        &p,
+        "[server]\ndrain_password = \"${DRAIN_PASSWORD}\"\n\n[[app]]\nname = \"shop\"\napi_token = \"t1\"\n\n[[app]]\nname = \"blog\"\napi_token = \"t2\"\ndrain_password = \"BLOGPW\"\n\n[[app]]\nname = \"jobs\"\napi_token = \"t3\"\nsource = \"log-session\"\n",
+    )
+    .unwrap();
+    let p = p.display().to_string();
+    let api = fake.url();
+    let (code, out) = tokio::task::spawn_blocking(move || {
+        setup_with(
+            &[
+                "--config",
+                &p,
+                "--drain-url",
+                "https://dg.example.com",
+                "--restart",
+            ],
+            &[("HEROKU_API_URL", &api), ("DRAIN_PASSWORD", "SHOPPW")],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        fake.log_drains("shop"),
+        ["https://dynoguard:SHOPPW@dg.example.com/logs/shop"]
+    );
+    assert_eq!(
+        fake.log_drains("blog"),
+        ["https://dynoguard:BLOGPW@dg.example.com/logs/blog"]
+    );
+    assert!(
+        fake.log_drains("jobs").is_empty(),
+        "log-session app: no drain"
+    );
+    for app in ["shop", "blog", "jobs"] {
+        assert!(fake.feature_enabled(app), "{app}");
+    }
+    assert_eq!(fake.app_restarts(), ["shop", "blog", "jobs"]);
+    assert!(!out.contains("SHOPPW") && !out.contains("BLOGPW"), "{out}");
+}

@@ -115,6 +115,46 @@ pub async fn dynos(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response
     Json(dyno_views(&s)).into_response()
 }
 
+/// One watched app: how it is fed, how many dynos, whether it is blind.
+#[derive(Serialize)]
+pub struct AppView {
+    pub app: String,
+    pub source: &'static str,
+    pub dynos: usize,
+    /// Lines arrive but no memory sample for `blind_after`.
+    pub blind: bool,
+    pub blind_since: Option<String>,
+    /// How to fix blindness (set while blind).
+    pub hint: Option<String>,
+}
+
+pub fn app_views(s: &Shared) -> Vec<AppView> {
+    s.apps
+        .iter()
+        .map(|a| {
+            let e = a.lock();
+            let since = e.blind_since();
+            AppView {
+                app: a.config.name.to_string(),
+                source: a.config.source.as_str(),
+                dynos: e.watcher().dynos().count(),
+                blind: since.is_some(),
+                blind_since: since.map(|t| t.to_string()),
+                hint: since.map(|_| {
+                    crate::decide::blind::hint(&a.config.name, a.config.policy.blind_after)
+                }),
+            }
+        })
+        .collect()
+}
+
+pub async fn apps(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if !authorized(&s, &headers) {
+        return auth::unauthorized();
+    }
+    Json(app_views(&s)).into_response()
+}
+
 #[derive(Deserialize)]
 pub struct EventsQuery {
     app: Option<String>,
@@ -314,6 +354,18 @@ pub async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Respon
             );
         }
     }
+    let _ = writeln!(
+        out,
+        "# HELP dynoguard_app_blind 1 while an app's logs arrive without memory samples (runtime metrics off or not restarted)\n# TYPE dynoguard_app_blind gauge"
+    );
+    for a in app_views(&s) {
+        let _ = writeln!(
+            out,
+            "dynoguard_app_blind{{app=\"{}\"}} {}",
+            a.app,
+            u8::from(a.blind)
+        );
+    }
     // This process's own counts: O(series), no store scan per scrape.
     let _ = writeln!(
         out,
@@ -399,6 +451,17 @@ pub async fn dashboard(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Resp
     }
     for a in &s.apps {
         let w = a.lock();
+        if let Some(since) = w.blind_since() {
+            let _ = write!(
+                html,
+                "<p class=\"blind\" style=\"background:#fff4e0;border:1px solid #c60;padding:.6em\"><b>{} is blind</b> since {since}: {}</p>",
+                esc(a.config.name.as_str()),
+                esc(&crate::decide::blind::hint(
+                    &a.config.name,
+                    a.config.policy.blind_after
+                ))
+            );
+        }
         let _ = write!(
             html,
             "<h2>{} <small>({})</small></h2><table><tr><th>dyno</th><th>state</th><th>memory</th><th>quota</th><th>last hour (dashed: threshold, blue: restart)</th></tr>",

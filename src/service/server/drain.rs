@@ -285,6 +285,7 @@ fn ingest_body(
             stats.rejected
         );
     }
-    st.shared.apply(app, &observations);
+    st.shared
+        .apply(app, &observations, stats.first.zip(stats.latest));
     StatusCode::NO_CONTENT.into_response()
 }

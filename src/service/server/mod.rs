@@ -27,6 +27,7 @@ pub fn router(shared: Arc<Shared>, body_timeout: std::time::Duration) -> Router 
         .with_state(state);
     let api = Router::new()
         .route("/healthz", get(api::healthz))
+        .route("/api/apps", get(api::apps))
         .route("/api/dynos", get(api::dynos))
         .route("/api/events", get(api::events))
         .route("/metrics", get(api::metrics))
