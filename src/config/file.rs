@@ -89,6 +89,9 @@ struct Ctx<'a> {
     warnings: Vec<(usize, Problem)>,
     /// Variables the document reads through `${VAR}`.
     read: BTreeSet<String>,
+    /// Problems found now concern only `serve` (secrets, server, store,
+    /// notifications): `replay` goes on without them.
+    serving: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -105,7 +108,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn problem(&mut self, key: &str, span: std::ops::Range<usize>, message: impl Into<String>) {
-        self.push(key, span, message, false);
+        self.push(key, span, message, self.serving);
     }
 
     /// A problem with something only `serve` uses.
@@ -217,9 +220,12 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// A secret: only `serve` needs it, so its problems are server-only.
     fn secret(&mut self, key: &str, v: Option<&Value<'_>>) -> Option<SecretString> {
-        let s = self.string(key, v?)?;
-        (!s.is_empty()).then(|| SecretString::from(s))
+        let was = std::mem::replace(&mut self.serving, true);
+        let s = v.and_then(|v| self.string(key, v));
+        self.serving = was;
+        s.filter(|s| !s.is_empty()).map(SecretString::from)
     }
 
     /// A string, number or boolean as text (`threshold = 1000` and
@@ -407,12 +413,14 @@ pub fn parse_for(file: &str, src: &str, env: &Env, need: Need) -> Result<Config,
         problems: Vec::new(),
         warnings: Vec::new(),
         read: BTreeSet::new(),
+        serving: false,
     };
     let mut c = Collect::default();
     let switches = super::env::switches(env, &mut c);
     cx.known_keys("", root, &ROOT_KEYS);
 
-    // [server]
+    // [server] and [store]: only `serve` uses them.
+    cx.serving = true;
     let empty = DeTable::new();
     let server = root
         .get("server")
@@ -521,6 +529,8 @@ pub fn parse_for(file: &str, src: &str, env: &Env, need: Need) -> Result<Config,
         }
         Some(url)
     });
+
+    cx.serving = false;
 
     // [defaults]
     let defaults_t = root
@@ -705,6 +715,7 @@ pub fn parse_for(file: &str, src: &str, env: &Env, need: Need) -> Result<Config,
     }
 
     // [[notify]]
+    cx.serving = true;
     let mut notify = Vec::new();
     let notify_values: Vec<&Value<'_>> = match root.get("notify") {
         None => Vec::new(),
@@ -1057,7 +1068,7 @@ consecutive = \"many\"
 
     #[test]
     fn replay_needs_neither_secrets_nor_server_settings() {
-        let src = "[server]\nport = 0\n[store]\nurl = \"mysql://h/d\"\n[[app]]\nname = \"a\"\n";
+        let src = "[server]\nport = 0\ndrain_password = \"${NOPE_PW}\"\n[store]\nurl = \"mysql://h/d\"\n[[app]]\nname = \"a\"\napi_token = \"${NOPE_TOKEN}\"\n[[notify]]\nkind = \"slack\"\nurl = \"${NOPE_HOOK}\"\n";
         assert!(parse_for("f", src, &Env::new(), Need::Nothing).is_ok());
         let text = problems(src, &Env::new());
         assert!(

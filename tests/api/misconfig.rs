@@ -270,6 +270,10 @@ fn replay_needs_no_secrets_and_names_an_unknown_app() {
         out.contains("--app: \"nope\" is not a configured app; configured: shop, blog"),
         "{out}"
     );
+    // The example file reads its secrets from ${VAR}s that are not set here.
+    let example = format!("{}/dynoguard.example.toml", env!("CARGO_MANIFEST_DIR"));
+    let (code, out) = dynoguard(&["replay", "--config", &example, &f], &[]);
+    assert_eq!(code, 0, "{out}");
     // Without a file: no app, token or password needed.
     let (code, out) = dynoguard(&["replay", &f], &[("PORT", "not-a-port")]);
     assert_eq!(code, 0, "{out}");
