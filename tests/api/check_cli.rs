@@ -1,29 +1,12 @@
 //! `dynoguard check` on good and bad configurations (the real binary).
 
-use std::process::Command;
+use crate::helpers::write_toml;
 
 fn check(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dynoguard"));
-    c.env_clear().arg("check").args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let out = c.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-fn write(toml: &str) -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("dynoguard.toml");
-    std::fs::write(&p, toml).unwrap();
-    (dir, p.display().to_string())
+    let args: Vec<&str> = std::iter::once("check")
+        .chain(args.iter().copied())
+        .collect();
+    crate::helpers::run_dynoguard(&args, env)
 }
 
 #[test]
@@ -101,7 +84,7 @@ fn missing_token_and_password_are_problems() {
 
 #[test]
 fn unknown_key_is_named_with_its_line() {
-    let (_d, p) = write(
+    let (_d, p) = write_toml(
         "[server]\nport = 5000\n\n[[app]]\nname = \"a\"\napi_token = \"t\"\nthreshhold = \"90%\"\n",
     );
     let (code, out) = check(&["--config", &p], &[]);
@@ -114,7 +97,7 @@ fn unknown_key_is_named_with_its_line() {
 
 #[test]
 fn wrong_type_is_named_with_its_line() {
-    let (_d, p) = write("[server]\nport = [5000]\n");
+    let (_d, p) = write_toml("[server]\nport = [5000]\n");
     let (code, out) = check(&["--config", &p], &[]);
     assert_eq!(code, 2, "{out}");
     assert!(
@@ -126,7 +109,7 @@ fn wrong_type_is_named_with_its_line() {
 #[test]
 fn impossible_values_are_all_listed_with_key_and_line() {
     let toml = "[server]\ndrain_password = \"pw\"\n\n[defaults]\nthreshold = \"lots\"\nrestart_window = \"soon\"\n\n[[app]]\nname = \"shop\"\napi_token = \"${NOPE_NOT_SET}\"\nsource = \"carrier-pigeon\"\n\n  [app.types.worker]\n  consecutive = 0\n\n[[notify]]\nkind = \"email\"\nurl = \"https://x\"\n";
-    let (_d, p) = write(toml);
+    let (_d, p) = write_toml(toml);
     let (code, out) = check(&["--config", &p], &[]);
     assert_eq!(code, 2, "{out}");
     for needle in [

@@ -415,6 +415,33 @@ impl ServeProcess {
     }
 }
 
+/// Runs the real binary with `args` and exactly `env` (nothing inherited);
+/// returns the exit code and stdout followed by stderr.
+pub fn run_dynoguard(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dynoguard"));
+    c.env_clear().args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().expect("dynoguard runs");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A TOML configuration in a temp dir: the guard and the file's path.
+pub fn write_toml(toml: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let p = dir.path().join("dynoguard.toml");
+    std::fs::write(&p, toml).expect("write the file");
+    (dir, p.display().to_string())
+}
+
 /// How long the helpers wait for something that should happen.
 pub const WAIT: Duration = Duration::from_secs(15);
 

@@ -4,30 +4,10 @@
 //! used to be silent (a blind drain, failed drain logins, a failing API with
 //! Slack configured) are said.
 
-use std::process::Command;
-
 use dynoguard::config::{self, env::Need};
 use dynoguard::sim::FakeHeroku;
 
 use crate::helpers::*;
-
-/// Runs the real binary with exactly `env`; exit code and stdout+stderr.
-fn dynoguard(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dynoguard"));
-    c.env_clear().args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let out = c.output().expect("dynoguard runs");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 const BASE: [(&str, &str); 3] = [
     ("APP_ID_OR_NAME", "shop"),
@@ -38,14 +18,7 @@ const BASE: [(&str, &str); 3] = [
 fn check_env(extra: &[(&str, &str)]) -> (i32, String) {
     let mut env = BASE.to_vec();
     env.extend_from_slice(extra);
-    dynoguard(&["check"], &env)
-}
-
-fn write(toml: &str) -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("dynoguard.toml");
-    std::fs::write(&p, toml).unwrap();
-    (dir, p.display().to_string())
+    run_dynoguard(&["check"], &env)
 }
 
 // 1. Process types.
@@ -82,10 +55,10 @@ fn misspelt_and_unwatched_type_settings_are_warned_by_name() {
         out.contains("warning: WORKER_RESTART_THRESHOLD: sets threshold for the process type worker, which is not watched (DYNO_TYPES=web): ignored"),
         "{out}"
     );
-    let (_d, p) = write(
+    let (_d, p) = write_toml(
         "[server]\ndrain_password = \"p\"\n\n[[app]]\nname = \"shop\"\napi_token = \"t\"\ndyno_types = [\"web\", \"worker\"]\n\n  [app.types.wroker]\n  threshold = \"900MB\"\n",
     );
-    let (code, out) = dynoguard(&["check", "--config", &p], &[]);
+    let (code, out) = run_dynoguard(&["check", "--config", &p], &[]);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains(&format!("warning: {p}:9: app.shop.types.wroker: settings for wroker, which is not watched (dyno_types = [\"web\", \"worker\"]): ignored; did you mean worker?")),
@@ -140,7 +113,7 @@ fn store_and_api_urls_are_checked_and_exit_2() {
 
     let mut env = BASE.to_vec();
     env.push(("DATABASE_URL", "mysql://x"));
-    let (code, out) = dynoguard(&["serve"], &env);
+    let (code, out) = run_dynoguard(&["serve"], &env);
     assert_eq!(
         code, 2,
         "serve refuses a bad store URL as configuration: {out}"
@@ -178,10 +151,10 @@ fn values_carry_their_range_and_implausible_ones_are_warned() {
 
 #[test]
 fn environment_switches_win_over_the_file_and_check_says_so() {
-    let (_d, p) = write(
+    let (_d, p) = write_toml(
         "[server]\nport = 7000\ndrain_password = \"p\"\ndashboard_password = \"file-dash\"\n\n[store]\nurl = \"sqlite://file.db\"\n\n[[app]]\nname = \"shop\"\napi_token = \"t\"\n",
     );
-    let (code, out) = dynoguard(
+    let (code, out) = run_dynoguard(
         &["check", "--config", &p],
         &[
             ("DYNOGUARD_DRY_RUN", "1"),
@@ -214,7 +187,7 @@ async fn dry_run_from_the_environment_holds_with_a_file() {
     let env = [("DYNOGUARD_DRY_RUN".to_owned(), "1".to_owned())]
         .into_iter()
         .collect();
-    let (_d, p) = write(&toml);
+    let (_d, p) = write_toml(&toml);
     let cfg = config::load_from(Some(p.as_ref()), &env, Need::App).unwrap();
     assert!(cfg.apps[0].policy.defaults.dry_run);
     let app = spawn_config(cfg).await;
@@ -232,14 +205,14 @@ async fn dry_run_from_the_environment_holds_with_a_file() {
 #[test]
 fn a_whole_toml_document_in_one_config_var() {
     let doc = "[server]\ndrain_password = \"p\"\n\n[[app]]\nname = \"shop\"\napi_token = \"t\"\n\n[[app]]\nname = \"blog\"\napi_token = \"t\"\nthreshold = \"90%\"\n";
-    let (code, out) = dynoguard(&["check"], &[("DYNOGUARD_CONFIG_TOML", doc)]);
+    let (code, out) = run_dynoguard(&["check"], &[("DYNOGUARD_CONFIG_TOML", doc)]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("(read from DYNOGUARD_CONFIG_TOML)"), "{out}");
     assert!(
         out.contains("app shop:") && out.contains("app blog:"),
         "{out}"
     );
-    let (code, out) = dynoguard(
+    let (code, out) = run_dynoguard(
         &["check"],
         &[("DYNOGUARD_CONFIG_TOML", "[[app]]\nname = 5\n")],
     );
@@ -254,17 +227,17 @@ fn a_whole_toml_document_in_one_config_var() {
 
 #[test]
 fn replay_needs_no_secrets_and_names_an_unknown_app() {
-    let (_d, p) = write("[[app]]\nname = \"shop\"\n\n[[app]]\nname = \"blog\"\n");
+    let (_d, p) = write_toml("[[app]]\nname = \"shop\"\n\n[[app]]\nname = \"blog\"\n");
     let log = fixture("web.1.out_of_memory");
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("log");
     std::fs::write(&f, log).unwrap();
     let f = f.display().to_string();
-    let (code, out) = dynoguard(&["replay", "--config", &p, &f], &[]);
+    let (code, out) = run_dynoguard(&["replay", "--config", &p, &f], &[]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("\"event\":\"restart\""), "{out}");
 
-    let (code, out) = dynoguard(&["replay", "--config", &p, "--app", "nope", &f], &[]);
+    let (code, out) = run_dynoguard(&["replay", "--config", &p, "--app", "nope", &f], &[]);
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains("--app: \"nope\" is not a configured app; configured: shop, blog"),
@@ -272,10 +245,10 @@ fn replay_needs_no_secrets_and_names_an_unknown_app() {
     );
     // The example file reads its secrets from ${VAR}s that are not set here.
     let example = format!("{}/dynoguard.example.toml", env!("CARGO_MANIFEST_DIR"));
-    let (code, out) = dynoguard(&["replay", "--config", &example, &f], &[]);
+    let (code, out) = run_dynoguard(&["replay", "--config", &example, &f], &[]);
     assert_eq!(code, 0, "{out}");
     // Without a file: no app, token or password needed.
-    let (code, out) = dynoguard(&["replay", &f], &[("PORT", "not-a-port")]);
+    let (code, out) = run_dynoguard(&["replay", &f], &[("PORT", "not-a-port")]);
     assert_eq!(code, 0, "{out}");
 }
 
@@ -283,10 +256,10 @@ fn replay_needs_no_secrets_and_names_an_unknown_app() {
 
 #[test]
 fn every_toml_problem_in_one_run() {
-    let (_d, p) = write(
+    let (_d, p) = write_toml(
         "[server]\ndrain_password = \"p\"\n\n[defaults]\ndyno_types = \"web\"\nthresold = \"90%\"\n\n[[app]]\nname = \"shop\"\napi_token = \"t\"\ndyno_types = 7\nconsecutive = \"two\"\n\n  [app.types.web]\n  settle = true\n",
     );
-    let (code, out) = dynoguard(&["check", "--config", &p], &[]);
+    let (code, out) = run_dynoguard(&["check", "--config", &p], &[]);
     assert_eq!(code, 2, "{out}");
     for needle in [
         ":6: defaults.thresold: unknown key; did you mean threshold?",
@@ -490,7 +463,7 @@ fn every_subcommand_help_lists_its_environment() {
             &["AUTH_TOKEN", "DRAIN_PASSWORD", "HEROKU_API_URL"][..],
         ),
     ] {
-        let (code, out) = dynoguard(&[cmd, "--help"], &[]);
+        let (code, out) = run_dynoguard(&[cmd, "--help"], &[]);
         assert_eq!(code, 0, "{out}");
         for v in vars {
             assert!(out.contains(v), "{cmd} --help lacks {v}:\n{out}");
@@ -500,7 +473,7 @@ fn every_subcommand_help_lists_its_environment() {
 
 #[test]
 fn flags_a_subcommand_would_ignore_are_refused() {
-    let (code, out) = dynoguard(&["demo", "--config", "x.toml", "--for", "1s"], &[]);
+    let (code, out) = run_dynoguard(&["demo", "--config", "x.toml", "--for", "1s"], &[]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("unexpected argument '--config'"), "{out}");
 }

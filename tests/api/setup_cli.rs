@@ -1,32 +1,16 @@
 //! `dynoguard setup`: enables runtime metrics and adds the drain, once.
 
-use std::process::Command;
-
 use dynoguard::sim::FakeHeroku;
 
 fn setup(api: &str, extra: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dynoguard"))
-        .env_clear()
-        .env("AUTH_TOKEN", "tok")
-        .env("HEROKU_API_URL", api)
-        .args([
-            "setup",
-            "--app",
-            "shop",
-            "--drain-url",
-            "https://user:SECRETPW@dg.example.com/logs",
-        ])
-        .args(extra)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let mut args = vec![
+        "--app",
+        "shop",
+        "--drain-url",
+        "https://user:SECRETPW@dg.example.com/logs",
+    ];
+    args.extend_from_slice(extra);
+    setup_with(&args, &[("AUTH_TOKEN", "tok"), ("HEROKU_API_URL", api)])
 }
 
 #[tokio::test]
@@ -139,20 +123,10 @@ async fn setup_wait_says_what_is_missing_when_no_sample_comes() {
 
 /// `dynoguard setup` with exactly these arguments and environment.
 fn setup_with(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dynoguard"));
-    c.env_clear().arg("setup").args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let out = c.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let args: Vec<&str> = std::iter::once("setup")
+        .chain(args.iter().copied())
+        .collect();
+    crate::helpers::run_dynoguard(&args, env)
 }
 
 #[tokio::test]
