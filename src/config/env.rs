@@ -201,6 +201,10 @@ fn policy(
     let mut defaults = Policy::default();
     for knob in &KNOBS {
         let var = format!("{DEFAULT_PREFIX}_{}", knob.env);
+        // DYNOGUARD_DRY_RUN is an operational switch, read once by `switches`.
+        if knob.key == "dry_run" {
+            continue;
+        }
         if let Some(v) = get(env, &var)
             && apply_knob(knob, &mut defaults, &var, v, c)
         {
@@ -209,6 +213,10 @@ fn policy(
     }
     if let Some(d) = dry_run {
         defaults.dry_run = d;
+        set_by
+            .entry("*".into())
+            .or_default()
+            .push(format!("{DEFAULT_PREFIX}_DRY_RUN"));
     }
 
     let mut per_type: BTreeMap<String, Policy> = BTreeMap::new();
@@ -566,6 +574,7 @@ pub(crate) mod tests {
         )
         .unwrap_err();
         let text = err.to_string();
+        assert_eq!(text.matches("DYNOGUARD_DRY_RUN").count(), 1, "{text}");
         for needle in [
             "WEB_RESTART_THRESHOLD: \"5000%\" is not allowed (out of range); use megabytes from 1 to 1048576",
             "WEB_RESTART_WINDOW: \"soon\" is not allowed; use a duration from 1s to 7d",
