@@ -114,7 +114,7 @@ fn print_effective(cfg: &Config, from: &str, out: &mut dyn Write) -> std::io::Re
             secret(&a.drain_password),
             format_duration(a.policy.blind_after)
         )?;
-        let mut lines: Vec<(String, &Policy)> = match &a.policy.dyno_types {
+        let lines: Vec<(String, &Policy)> = match &a.policy.dyno_types {
             DynoTypes::All => {
                 writeln!(
                     out,
@@ -129,7 +129,7 @@ fn print_effective(cfg: &Config, from: &str, out: &mut dyn Write) -> std::io::Re
                 l.iter().map(|t| (t.clone(), a.policy.judging(t))).collect()
             }
         };
-        for (ty, p) in lines.drain(..) {
+        for (ty, p) in lines {
             writeln!(out, "  {ty}: {}", describe(p))?;
             let set_by = a
                 .set_by

@@ -112,10 +112,7 @@ pub fn run(
                 let events = decide(obs, ts, &mut summary);
                 emit(events, &mut summary, &mut out)?;
             }
-            let fs = frames.stats();
-            summary.stats.records += fs.frames as u64;
-            summary.stats.repaired += fs.repaired as u64;
-            summary.stats.rejected += fs.rejected as u64;
+            summary.stats.add_frames(frames.stats());
         }
         InputFormat::Text => {
             summary.format = Some("text");

@@ -86,6 +86,13 @@ pub struct IngestStats {
 }
 
 impl IngestStats {
+    /// What the framing of a drain body counted.
+    pub fn add_frames(&mut self, fs: logplex::FrameStats) {
+        self.records += fs.frames as u64;
+        self.repaired += fs.repaired as u64;
+        self.rejected += fs.rejected as u64;
+    }
+
     pub fn add(&mut self, o: IngestStats) {
         self.records += o.records;
         self.repaired += o.repaired;
@@ -112,10 +119,7 @@ pub fn drain_body(body: &[u8], mut f: impl FnMut(Observation)) -> IngestStats {
     }
     stats.first = first.and_then(|ts| heroku_line::timestamp(ts).ok());
     stats.latest = last.and_then(|ts| heroku_line::timestamp(ts).ok());
-    let fs = frames.stats();
-    stats.records += fs.frames as u64;
-    stats.repaired += fs.repaired as u64;
-    stats.rejected += fs.rejected as u64;
+    stats.add_frames(frames.stats());
     stats
 }
 
