@@ -216,28 +216,71 @@ impl AppRuntime {
     }
 }
 
-/// Latest sample per dyno, waiting for the next batched write.
+/// Latest sample per dyno and the minutes of history, waiting for the next
+/// batched write. Too many pending minutes (the store is down for hours)
+/// drop the oldest, counted: memory stays bounded.
 #[derive(Debug, Default)]
 pub struct SampleBuffer {
     pending: Mutex<HashMap<(String, String), SampleRow>>,
+    minutes: Mutex<HashMap<(String, String, i64), store::MinuteRow>>,
+    /// Minutes dropped because the store was down too long.
+    pub minutes_dropped: std::sync::atomic::AtomicU64,
+}
+
+/// Pending history minutes kept while the store fails (≈ 1,000 dynos × 2 h).
+const PENDING_MINUTES: usize = 120_000;
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl SampleBuffer {
     fn put(&self, row: SampleRow) {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        p.insert((row.app.clone(), row.dyno.clone()), row);
+        if let Some(m) = store::MinuteRow::of_sample(&row) {
+            self.add_minute(m);
+        }
+        locked(&self.pending).insert((row.app.clone(), row.dyno.clone()), row);
+    }
+
+    fn add_minute(&self, m: store::MinuteRow) {
+        let mut minutes = locked(&self.minutes);
+        match minutes.get_mut(&m.key()) {
+            Some(have) => have.merge(m),
+            None => {
+                if minutes.len() >= PENDING_MINUTES
+                    && let Some(oldest) = minutes.keys().min_by_key(|k| k.2).cloned()
+                {
+                    minutes.remove(&oldest);
+                    self.minutes_dropped
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                minutes.insert(m.key(), m);
+            }
+        }
     }
 
     pub(crate) fn take(&self) -> Vec<SampleRow> {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        p.drain().map(|(_, v)| v).collect()
+        locked(&self.pending).drain().map(|(_, v)| v).collect()
     }
 
     /// Rows whose write failed go back, unless a newer one of the dyno came.
     pub(crate) fn put_back(&self, rows: Vec<SampleRow>) {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = locked(&self.pending);
         for row in rows {
             p.entry((row.app.clone(), row.dyno.clone())).or_insert(row);
+        }
+    }
+
+    pub(crate) fn take_history(&self) -> Vec<store::MinuteRow> {
+        let mut v: Vec<_> = locked(&self.minutes).drain().map(|(_, m)| m).collect();
+        v.sort_by(|a, b| (&a.app, &a.dyno, a.minute).cmp(&(&b.app, &b.dyno, b.minute)));
+        v
+    }
+
+    /// Minutes whose write failed merge back with what came since.
+    pub(crate) fn put_back_history(&self, rows: Vec<store::MinuteRow>) {
+        for m in rows {
+            self.add_minute(m);
         }
     }
 }

@@ -169,7 +169,8 @@ pub(crate) async fn watch_store(shared: Arc<Shared>, mut stop: watch::Receiver<b
     }
 }
 
-/// Writes the latest samples in one transaction every `every`.
+/// Writes the latest samples and the history's minutes, each batch in one
+/// transaction, every `every`.
 pub(crate) async fn flush_samples(
     shared: Arc<Shared>,
     every: Duration,
@@ -190,6 +191,14 @@ pub(crate) async fn flush_samples(
             );
             // Back into the buffer, unless a newer sample of the dyno came.
             shared.samples.put_back(rows);
+        }
+        let minutes = shared.samples.take_history();
+        if let Err(e) = shared.store.write_history(&minutes).await {
+            tracing::error!(
+                "writing {} minutes of history failed ({e}); kept for the next flush",
+                minutes.len()
+            );
+            shared.samples.put_back_history(minutes);
         }
         if stopping {
             return;
@@ -244,12 +253,13 @@ pub(crate) async fn self_test(shared: Arc<Shared>) {
 }
 
 /// Retention of the store (SECURITY.md): events 30 days and at most
-/// 200,000 rows, restart history 90 days, latest samples 7 days, expired
-/// claims a day after they expired.
+/// 200,000 rows, restart history 90 days, latest samples and per-minute
+/// history 7 days, expired claims a day after they expired.
 pub const EVENTS_KEPT: jiff::SignedDuration = jiff::SignedDuration::from_hours(30 * 24);
 pub const MAX_EVENTS: i64 = 200_000;
 pub const RESTARTS_KEPT: jiff::SignedDuration = jiff::SignedDuration::from_hours(90 * 24);
 pub const SAMPLES_KEPT: jiff::SignedDuration = jiff::SignedDuration::from_hours(7 * 24);
+pub const HISTORY_KEPT: jiff::SignedDuration = jiff::SignedDuration::from_hours(7 * 24);
 
 /// Forgets dynos that stopped reporting an hour ago (every minute) and
 /// applies the store's retention (at start, then hourly).
@@ -267,17 +277,15 @@ pub(crate) async fn prune(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
         if minutes.is_multiple_of(60) {
             let now = Timestamp::now();
             let ms = |d: jiff::SignedDuration| (now - d).as_millisecond();
-            match shared
-                .store
-                .prune(
-                    ms(EVENTS_KEPT),
-                    ms(RESTARTS_KEPT),
-                    ms(SAMPLES_KEPT),
-                    ms(jiff::SignedDuration::from_hours(24)),
-                    MAX_EVENTS,
-                )
-                .await
-            {
+            let retention = crate::store::Retention {
+                events_before: ms(EVENTS_KEPT),
+                max_events: MAX_EVENTS,
+                restarts_before: ms(RESTARTS_KEPT),
+                samples_before: ms(SAMPLES_KEPT),
+                history_before: ms(HISTORY_KEPT),
+                claims_before: ms(jiff::SignedDuration::from_hours(24)),
+            };
+            match shared.store.prune(&retention).await {
                 Ok(n) => {
                     Counters::add(&shared.counters.rows_pruned, n);
                     if n > 0 {

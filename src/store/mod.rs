@@ -162,6 +162,18 @@ pub struct SampleRow {
     pub quota: Option<f64>,
 }
 
+/// Which events to read (`None`/empty: any).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventFilter {
+    pub app: Option<String>,
+    pub dyno: Option<String>,
+    /// Event kinds (`restart`, `r14`, …).
+    pub kinds: Vec<String>,
+    /// Log time, unix ms: events at or after it.
+    pub since: Option<i64>,
+    pub limit: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct EventRow {
     pub id: i64,
@@ -195,6 +207,9 @@ macro_rules! in_transaction {
         end_transaction(&mut $conn, r).await?;
     }};
 }
+
+mod history;
+pub use history::{HistoryPoint, InstanceStart, MinuteRow};
 
 /// After a batch written in a transaction: on failure, roll back, and if
 /// even that fails, close the connection rather than return it to the pool.
@@ -469,23 +484,53 @@ impl Store {
         .await
     }
 
-    /// Recent events, newest first.
+    /// Recent events, newest first (by log time), as the filter says.
     pub async fn recent_events(
         &self,
         app: Option<&str>,
         limit: i64,
     ) -> Result<Vec<EventRow>, StoreError> {
-        const ALL: &str =
-            "SELECT id, at, app, dyno, kind, body FROM events ORDER BY id DESC LIMIT $1";
-        const ONE: &str = "SELECT id, at, app, dyno, kind, body FROM events WHERE app = $1 ORDER BY id DESC LIMIT $2";
-        Ok(match app {
-            None => {
-                on_pool!(self, p => sqlx::query_as::<_, EventRow>(ALL).bind(limit).fetch_all(p).await?)
-            }
-            Some(a) => {
-                on_pool!(self, p => sqlx::query_as::<_, EventRow>(ONE).bind(a).bind(limit).fetch_all(p).await?)
-            }
+        self.events(&EventFilter {
+            app: app.map(str::to_owned),
+            limit,
+            ..EventFilter::default()
         })
+        .await
+    }
+
+    /// Events matching `f`, newest first (log time, then insertion).
+    pub async fn events(&self, f: &EventFilter) -> Result<Vec<EventRow>, StoreError> {
+        let mut sql = String::from("SELECT id, at, app, dyno, kind, body FROM events WHERE 1 = 1");
+        let mut n = 0;
+        let mut param = |sql: &mut String, cond: &str| {
+            n += 1;
+            sql.push_str(&cond.replace('?', &format!("${n}")));
+        };
+        if f.app.is_some() {
+            param(&mut sql, " AND app = ?");
+        }
+        if f.dyno.is_some() {
+            param(&mut sql, " AND dyno = ?");
+        }
+        if f.since.is_some() {
+            param(&mut sql, " AND at >= ?");
+        }
+        if !f.kinds.is_empty() {
+            sql.push_str(" AND kind IN (");
+            for i in 0..f.kinds.len() {
+                param(&mut sql, if i == 0 { "?" } else { ", ?" });
+            }
+            sql.push(')');
+        }
+        param(&mut sql, " ORDER BY at DESC, id DESC LIMIT ?");
+        Ok(on_pool!(self, p => {
+            let mut q = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(sql.clone()));
+            if let Some(a) = &f.app { q = q.bind(a); }
+            if let Some(d) = &f.dyno { q = q.bind(d); }
+            if let Some(t) = f.since { q = q.bind(t); }
+            for k in &f.kinds { q = q.bind(k); }
+            q.bind(f.limit).fetch_all(p).await?
+        }))
     }
 
     /// Upserts the latest samples in one transaction.
@@ -515,31 +560,38 @@ impl Store {
         Ok(on_pool!(self, p => sqlx::query_as::<_, SampleRow>(SQL).fetch_all(p).await?))
     }
 
-    /// Retention: events stored before `events_before`, restart history older
-    /// than `restarts_before`, latest samples older than `samples_before`,
-    /// expired claims (all unix ms), and events beyond the newest
-    /// `max_events`. Returns the rows deleted.
-    pub async fn prune(
-        &self,
-        events_before: i64,
-        restarts_before: i64,
-        samples_before: i64,
-        claims_before: i64,
-        max_events: i64,
-    ) -> Result<u64, StoreError> {
+    /// Applies the retention; returns the rows deleted.
+    pub async fn prune(&self, r: &Retention) -> Result<u64, StoreError> {
         self.write(async {
             let mut n = 0;
             on_pool!(self, p => {
-                n += sqlx::query("DELETE FROM events WHERE COALESCE(stored_at, at) < $1").bind(events_before).execute(p).await?.rows_affected();
-                n += sqlx::query("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - $1").bind(max_events).execute(p).await?.rows_affected();
-                n += sqlx::query("DELETE FROM restarts WHERE at < $1").bind(restarts_before).execute(p).await?.rows_affected();
-                n += sqlx::query("DELETE FROM samples WHERE at < $1").bind(samples_before).execute(p).await?.rows_affected();
-                n += sqlx::query("DELETE FROM claims WHERE expires_at < $1").bind(claims_before).execute(p).await?.rows_affected();
+                n += sqlx::query("DELETE FROM events WHERE COALESCE(stored_at, at) < $1").bind(r.events_before).execute(p).await?.rows_affected();
+                n += sqlx::query("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - $1").bind(r.max_events).execute(p).await?.rows_affected();
+                n += sqlx::query("DELETE FROM restarts WHERE at < $1").bind(r.restarts_before).execute(p).await?.rows_affected();
+                n += sqlx::query("DELETE FROM samples WHERE at < $1").bind(r.samples_before).execute(p).await?.rows_affected();
+                n += sqlx::query("DELETE FROM history WHERE minute < $1").bind(r.history_before).execute(p).await?.rows_affected();
+                n += sqlx::query("DELETE FROM claims WHERE expires_at < $1").bind(r.claims_before).execute(p).await?.rows_affected();
             });
             Ok(n)
         })
         .await
     }
+}
+
+/// What [`Store::prune`] deletes: rows older than each cut-off (unix ms) and
+/// events beyond the newest `max_events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Events stored before this.
+    pub events_before: i64,
+    pub max_events: i64,
+    pub restarts_before: i64,
+    /// Latest samples taken before this.
+    pub samples_before: i64,
+    /// History minutes (log time) before this.
+    pub history_before: i64,
+    /// Claims that expired before this.
+    pub claims_before: i64,
 }
 
 #[cfg(test)]

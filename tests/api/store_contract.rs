@@ -3,7 +3,7 @@
 //! without it those tests say they were skipped.
 
 use dynoguard::decide::events::{Event, EventKind};
-use dynoguard::store::{RestartRow, SampleRow, Store};
+use dynoguard::store::{EventFilter, MinuteRow, RestartRow, Retention, SampleRow, Store};
 
 async fn sqlite() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -233,7 +233,21 @@ async fn retention_deletes_what_is_old(s: &Store) {
     })
     .await
     .unwrap();
-    let n = s.prune(10, 10, 10, 10, i64::MAX / 4).await.unwrap();
+    let minute = |at: i64| minute_row(&app, "web.1", None, at, 100.0, None);
+    s.write_history(&[minute(0), minute(120_000)])
+        .await
+        .unwrap();
+    let n = s
+        .prune(&Retention {
+            events_before: 10,
+            max_events: i64::MAX / 4,
+            restarts_before: 10,
+            samples_before: 10,
+            history_before: 60_000,
+            claims_before: 10,
+        })
+        .await
+        .unwrap();
     assert!(n >= 1);
     let left: Vec<i64> = s
         .restarts(&app)
@@ -243,6 +257,182 @@ async fn retention_deletes_what_is_old(s: &Store) {
         .map(|r| r.at)
         .collect();
     assert_eq!(left, [50_000]);
+    let kept = s.history(&app, None, 0, i64::MAX, 60_000).await.unwrap();
+    assert_eq!(kept.iter().map(|p| p.t).collect::<Vec<_>>(), [120_000]);
+}
+
+/// The minute of one sample (rss: total - 10, swap: 0.5).
+fn minute_row(
+    app: &str,
+    dyno: &str,
+    instance: Option<&str>,
+    at: i64,
+    total: f64,
+    quota: Option<f64>,
+) -> MinuteRow {
+    MinuteRow::of_sample(&SampleRow {
+        app: app.into(),
+        dyno: dyno.into(),
+        instance: instance.map(str::to_owned),
+        at,
+        total: Some(total),
+        rss: Some(total - 10.0),
+        swap: Some(0.5),
+        quota,
+    })
+    .expect("a total")
+}
+
+/// Two replicas (or two flushes) write parts of the same minutes: the
+/// history holds exact min/max, the right average, the newest instance.
+async fn history_merges_minutes_and_reads_buckets(s: &Store) {
+    let app = unique("history");
+    let m = |dyno: &str, inst: &str, at: i64, total: f64, quota: Option<f64>| {
+        minute_row(&app, dyno, Some(inst), at, total, quota)
+    };
+    const MIN: i64 = 60_000;
+    // Replica A: web.1 minutes 0..3; replica B: more of minute 1, and web.2.
+    s.write_history(&[
+        m("web.1", "a", 5_000, 100.0, Some(512.0)),
+        m("web.1", "a", MIN + 1_000, 200.0, Some(512.0)),
+        m("web.1", "b", 2 * MIN + 1, 50.0, Some(512.0)),
+    ])
+    .await
+    .unwrap();
+    s.write_history(&[
+        m("web.1", "a", MIN + 30_000, 400.0, None),
+        m("web.2", "x", 5_000, 300.0, Some(1024.0)),
+    ])
+    .await
+    .unwrap();
+    let mut other = m("web.1", "a", MIN + 20_000, 300.0, None);
+    other.merge(m("web.1", "a", MIN + 21_000, 300.0, None));
+    s.write_history(&[other]).await.unwrap();
+
+    let pts = s
+        .history(&app, Some("web.1"), 0, 10 * MIN, MIN)
+        .await
+        .unwrap();
+    let got: Vec<_> = pts
+        .iter()
+        .map(|p| (p.t, p.samples, p.min, p.avg, p.max, p.quota))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (0, 1, 100.0, 100.0, 100.0, Some(512.0)),
+            (MIN, 4, 200.0, 300.0, 400.0, Some(512.0)),
+            (2 * MIN, 1, 50.0, 50.0, 50.0, Some(512.0)),
+        ]
+    );
+    assert_eq!(pts[1].rss, Some(390.0));
+    assert_eq!(pts[1].swap, Some(0.5));
+    // Buckets of two minutes, every dyno, the range's end excluded.
+    let pts = s.history(&app, None, 0, 2 * MIN, 2 * MIN).await.unwrap();
+    let got: Vec<_> = pts
+        .iter()
+        .map(|p| (p.dyno.as_str(), p.t, p.samples, p.min, p.max))
+        .collect();
+    assert_eq!(
+        got,
+        [("web.1", 0, 5, 100.0, 400.0), ("web.2", 0, 1, 300.0, 300.0)]
+    );
+    let starts: Vec<_> = s
+        .instance_starts(&app, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.dyno, i.instance, i.since))
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            ("web.1".to_owned(), "a".to_owned(), 0),
+            ("web.1".to_owned(), "b".to_owned(), 2 * MIN),
+            ("web.2".to_owned(), "x".to_owned(), 0),
+        ]
+    );
+}
+
+async fn events_filter_by_app_dyno_kind_and_time(s: &Store) {
+    use dynoguard::domain::{AppName, DynoName};
+    let app = unique("evf");
+    let name = AppName::parse(&app).unwrap();
+    let t = |secs: i64| jiff::Timestamp::from_second(1_700_000_000 + secs).unwrap();
+    let ev = |secs: i64, kind: EventKind, dyno: Option<&str>| {
+        let mut e = Event::new(t(secs), kind, name.clone());
+        e.dyno = dyno.and_then(DynoName::parse);
+        e
+    };
+    // Stored out of log order (a backlog arrives late).
+    s.insert_events(&[
+        ev(30, EventKind::Restart, Some("web.1")),
+        ev(10, EventKind::R14, Some("web.1")),
+        ev(20, EventKind::Restart, Some("web.2")),
+        ev(40, EventKind::Blind, None),
+    ])
+    .await
+    .unwrap();
+    let kinds = |f: EventFilter| {
+        let s = s.clone();
+        async move {
+            s.events(&f)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.kind, r.dyno.unwrap_or_default()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let all = EventFilter {
+        app: Some(app.clone()),
+        limit: 10,
+        ..Default::default()
+    };
+    let pair = |k: &str, d: &str| (k.to_owned(), d.to_owned());
+    assert_eq!(
+        kinds(all.clone()).await,
+        [
+            pair("blind", ""),
+            pair("restart", "web.1"),
+            pair("restart", "web.2"),
+            pair("r14", "web.1")
+        ],
+        "newest log time first"
+    );
+    assert_eq!(
+        kinds(EventFilter {
+            dyno: Some("web.1".into()),
+            ..all.clone()
+        })
+        .await,
+        [pair("restart", "web.1"), pair("r14", "web.1")]
+    );
+    assert_eq!(
+        kinds(EventFilter {
+            kinds: vec!["r14".into(), "blind".into()],
+            ..all.clone()
+        })
+        .await,
+        [pair("blind", ""), pair("r14", "web.1")]
+    );
+    assert_eq!(
+        kinds(EventFilter {
+            since: Some(t(20).as_millisecond()),
+            limit: 2,
+            ..all.clone()
+        })
+        .await,
+        [pair("blind", ""), pair("restart", "web.1")]
+    );
+    assert!(
+        kinds(EventFilter {
+            app: Some(unique("none")),
+            ..all
+        })
+        .await
+        .is_empty()
+    );
 }
 
 async fn contract(s: &Store) {
@@ -254,6 +444,8 @@ async fn contract(s: &Store) {
     restarts_history_and_last_restarts(s).await;
     events_round_trip_newest_first(s).await;
     samples_keep_the_newest(s).await;
+    history_merges_minutes_and_reads_buckets(s).await;
+    events_filter_by_app_dyno_kind_and_time(s).await;
 }
 
 #[tokio::test]
