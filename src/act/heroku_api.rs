@@ -250,8 +250,9 @@ impl HerokuClient {
     }
 
     /// The last `RateLimit-Remaining` seen (-1: none yet).
-    pub fn rate_limit_remaining(&self) -> i64 {
-        self.rate_remaining.load(Ordering::Relaxed)
+    /// The last `RateLimit-Remaining` seen (`None` before any answer had one).
+    pub fn rate_limit_remaining(&self) -> Option<i64> {
+        Some(self.rate_remaining.load(Ordering::Relaxed)).filter(|n| *n >= 0)
     }
 
     fn request(

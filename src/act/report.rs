@@ -51,6 +51,8 @@ pub struct Counters {
     /// replicas is right.
     pub restarts:
         std::sync::Mutex<std::collections::BTreeMap<(String, String, String, String), u64>>,
+    /// Events reported by kind (in [`EventKind::ALL`] order), this process.
+    pub events: [AtomicU64; EventKind::ALL.len()],
 }
 
 impl Counters {
@@ -98,6 +100,9 @@ impl Reporter {
     }
 
     pub fn emit(&self, e: Event) {
+        if let Some(i) = EventKind::ALL.iter().position(|k| *k == e.event) {
+            Counters::add(&self.counters.events[i], 1);
+        }
         if e.event == EventKind::Sample {
             tracing::debug!("{}", e.to_text());
             return;

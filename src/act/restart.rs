@@ -284,9 +284,8 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
 
     match outcome {
         Outcome::Done { request_id } => {
-            let detail = request_id.as_ref().map(|id| format!("request_id={id}"));
             let done = (EventKind::Restart, "ok");
-            window_holds(&ctx, &order, &dyno, window, done, request_id, detail).await;
+            window_holds(&ctx, &order, &dyno, window, done, request_id, None).await;
         }
         Outcome::Replaced { evidence } => {
             let detail = format!("the API's answer was lost; the dyno was replaced ({evidence})");
@@ -439,12 +438,13 @@ async fn window_holds(
     detail: Option<String>,
 ) {
     renew_lease(ctx, order, dyno, ClaimKind::Window, window_duration(window)).await;
-    record(ctx, order, outcome, request_id, detail.clone()).await;
+    record(ctx, order, outcome, request_id.clone(), detail.clone()).await;
     let recovered = order.engine.lock().restart_confirmed(&order.event);
     let mut ev = order.event.clone();
     ev.event = kind;
     ev.dry_run = Some(false);
     ev.detail = detail;
+    ev.request_id = request_id;
     ctx.reporter.emit(ev);
     if let Some(r) = recovered {
         ctx.reporter.emit(r);
@@ -491,9 +491,17 @@ async fn fail(
     detail: String,
     request_id: Option<String>,
 ) {
-    record(ctx, order, "failed", request_id, Some(detail.clone())).await;
+    record(
+        ctx,
+        order,
+        "failed",
+        request_id.clone(),
+        Some(detail.clone()),
+    )
+    .await;
     let mut ev = order.event.clone();
     ev.event = EventKind::RestartFailed;
     ev.detail = Some(detail);
+    ev.request_id = request_id;
     ctx.reporter.emit(ev);
 }

@@ -166,6 +166,9 @@ pub struct Event {
     /// Human detail: the error of a failed call, the threshold crossed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The Platform API's `Request-Id` of the restart call (for Heroku support).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl Event {
@@ -183,6 +186,7 @@ impl Event {
             count: None,
             seconds: None,
             detail: None,
+            request_id: None,
         }
     }
 
@@ -220,6 +224,9 @@ impl Event {
         }
         if let Some(d) = &self.detail {
             let _ = write!(s, " detail={d:?}");
+        }
+        if let Some(r) = &self.request_id {
+            let _ = write!(s, " request_id={r}");
         }
         s
     }

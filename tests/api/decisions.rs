@@ -59,8 +59,8 @@ async fn version_2_frames_without_newlines_are_each_read() {
     app.quiesce().await;
     assert!(app.fake.restarts().is_empty());
     let dynos = app.dynos().await;
-    assert_eq!(dynos[0]["last_sample"]["total"], 300.25);
-    assert_eq!(dynos[0]["last_sample"]["quota"], 512.0);
+    assert_eq!(dynos[0]["last_sample"]["memory_total_mb"], 300.25);
+    assert_eq!(dynos[0]["last_sample"]["memory_quota_mb"], 512.0);
     app.stop().await;
 }
 
@@ -229,9 +229,11 @@ async fn serve_events(batches: &[Vec<u8>], expect: usize) -> Vec<serde_json::Val
         );
     }
     app.stop().await;
+    let mut events = events;
+    // In the order they were decided (the store lists newest log time first).
+    events.sort_by_key(|r| r.id);
     events
         .into_iter()
-        .rev()
         .map(|r| serde_json::from_str(&r.body).unwrap())
         .collect()
 }

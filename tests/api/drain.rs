@@ -35,7 +35,7 @@ async fn healthy_sample_calls_nothing() {
     let dynos = app.dynos().await;
     assert_eq!(dynos[0]["dyno"], "web.1");
     assert_eq!(dynos[0]["state"], "ok");
-    assert_eq!(dynos[0]["last_sample"]["total"], 256.8);
+    assert_eq!(dynos[0]["last_sample"]["memory_total_mb"], 256.8);
     app.stop().await;
 }
 

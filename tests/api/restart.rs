@@ -80,7 +80,7 @@ async fn a_failed_call_is_retried_with_backoff() {
     ] {
         assert!(m.contains(line), "{line} missing from {m}");
     }
-    assert!(m.contains("dynoguard_restarts_total{app=\"todo\",type=\"web\",reason=\"threshold\",outcome=\"ok\"} 1"), "{m}");
+    assert!(m.contains("dynoguard_restarts_total{app=\"todo\",process_type=\"web\",reason=\"threshold\",outcome=\"ok\"} 1"), "{m}");
     app.stop().await;
 }
 

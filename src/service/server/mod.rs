@@ -3,8 +3,12 @@
 
 mod api;
 mod auth;
+pub mod chart;
+pub mod dashboard;
 mod drain;
 pub mod listen;
+mod metrics;
+pub mod views;
 
 use std::sync::Arc;
 
@@ -29,9 +33,11 @@ pub fn router(shared: Arc<Shared>, body_timeout: std::time::Duration) -> Router 
         .route("/healthz", get(api::healthz))
         .route("/api/apps", get(api::apps))
         .route("/api/dynos", get(api::dynos))
+        .route("/api/dynos/{app}/{dyno}/history", get(api::history))
         .route("/api/events", get(api::events))
-        .route("/metrics", get(api::metrics))
-        .route("/", get(api::dashboard))
+        .route("/api/openapi.json", get(api::openapi))
+        .route("/metrics", get(metrics::metrics))
+        .route("/", get(dashboard::dashboard))
         .with_state(shared);
     drains.merge(api)
 }

@@ -1,0 +1,658 @@
+//! `GET /`: the dashboard, rendered on the server and readable without
+//! JavaScript. Per app a summary line and banners; per process type the
+//! dynos by urgency, each with a bar and a chart from the stored history;
+//! recent events as rows, filterable by `app`, `dyno` and `kind`; charts
+//! over `range` (1h, 6h, 24h, 7d). A small inline script refreshes the page
+//! in place (no scroll reset) every 15 s.
+//!
+//! Data is gathered first ([`gather`], async: engine and store), then
+//! rendered by a pure function ([`render`]) — what the benchmark measures.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use jiff::Timestamp;
+
+use super::api::{self, ApiError, Params, authorized};
+use super::auth;
+use super::chart::{self, Chart, Mark, MarkKind, esc, mb};
+use super::views::{self, DynoStatus, DynoView, Range};
+use crate::decide::events::EventKind;
+use crate::service::Shared;
+use crate::store::{EventFilter, HistoryPoint};
+
+/// The page's query: chart range and the events filter (`app` also narrows
+/// the apps shown).
+#[derive(Debug, Clone)]
+pub struct PageQuery {
+    pub app: Option<String>,
+    pub dyno: Option<String>,
+    pub kinds: Vec<String>,
+    pub range: Range,
+}
+
+impl PageQuery {
+    fn parse(s: &Shared, raw: Option<&str>) -> Result<Self, ApiError> {
+        let p = Params::parse(raw, &["app", "dyno", "kind", "range"])?;
+        Ok(Self {
+            app: p.get("app").map(|a| api::known_app(s, a)).transpose()?,
+            dyno: p
+                .get("dyno")
+                .map(api::parse_dyno)
+                .transpose()?
+                .map(|d| d.to_string()),
+            kinds: api::parse_kinds(p.get("kind"))?,
+            range: api::parse_range(p.get("range"), Range::H6)?,
+        })
+    }
+
+    /// This page's URL with one parameter changed (`None`: removed).
+    fn with(&self, key: &str, value: Option<&str>) -> String {
+        let mut pairs: Vec<(&str, String)> = Vec::new();
+        let mut set = |k: &'static str, v: Option<String>| {
+            let v = if k == key {
+                value.map(str::to_owned)
+            } else {
+                v
+            };
+            if let Some(v) = v {
+                pairs.push((k, v));
+            }
+        };
+        set("app", self.app.clone());
+        set("dyno", self.dyno.clone());
+        set(
+            "kind",
+            (!self.kinds.is_empty()).then(|| self.kinds.join(",")),
+        );
+        set("range", Some(self.range.as_str().to_owned()));
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &pairs {
+            q.append_pair(k, v);
+        }
+        format!("?{}", q.finish())
+    }
+}
+
+/// One app's part of the page.
+pub struct AppData {
+    pub name: String,
+    pub source: &'static str,
+    pub blind: Option<(Timestamp, String)>,
+    pub dynos: Vec<DynoView>,
+    pub history: HashMap<String, Vec<HistoryPoint>>,
+    pub marks: HashMap<String, Vec<Mark>>,
+    pub restarts_24h: usize,
+}
+
+/// Everything the page shows, gathered.
+pub struct PageData {
+    pub query: PageQuery,
+    pub now: Timestamp,
+    /// The x axis of every chart (unix ms): the range, starting no earlier
+    /// than the oldest history shown.
+    pub from: i64,
+    pub to: i64,
+    pub bucket: i64,
+    pub apps: Vec<AppData>,
+    pub events: Vec<serde_json::Value>,
+    pub store_failing: Option<String>,
+    /// Reading history or events failed (the page still shows live figures).
+    pub read_error: Option<String>,
+}
+
+const MARK_KINDS: [EventKind; 5] = [
+    EventKind::Restart,
+    EventKind::RestartFailed,
+    EventKind::R14,
+    EventKind::R15,
+    EventKind::Recovered,
+];
+
+fn num(v: &serde_json::Value, key: &str) -> Option<f64> {
+    v.get(key).and_then(serde_json::Value::as_f64)
+}
+
+fn text<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(serde_json::Value::as_str)
+}
+
+fn hm(t: Timestamp) -> String {
+    t.strftime("%H:%M:%S").to_string()
+}
+
+fn mark_of(e: &serde_json::Value) -> Option<(String, Mark)> {
+    let dyno = text(e, "dyno")?.to_owned();
+    let at: Timestamp = text(e, "at")?.parse().ok()?;
+    let kind = match text(e, "event")? {
+        "restart" => MarkKind::Restart,
+        "restart_failed" => MarkKind::RestartFailed,
+        "r14" => MarkKind::R14,
+        "r15" => MarkKind::R15,
+        "recovered" => MarkKind::Recovered,
+        _ => return None,
+    };
+    let mut title = format!("{} {} UTC", text(e, "event")?.replace('_', " "), hm(at));
+    if let Some(r) = text(e, "reason") {
+        let _ = write!(title, " ({r})");
+    }
+    if let Some(m) = num(e, "memory_total_mb") {
+        let _ = write!(title, " at {}", mb(m));
+    }
+    if let Some(s) = num(e, "seconds") {
+        let _ = write!(title, " after {s:.0}s");
+    }
+    if let Some(d) = text(e, "detail") {
+        let _ = write!(title, ": {d}");
+    }
+    Some((
+        dyno,
+        Mark {
+            at: at.as_millisecond(),
+            kind,
+            title,
+        },
+    ))
+}
+
+/// Reads what the page shows: views from the engines and the store,
+/// history in buckets, markers, recent events.
+pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
+    let now = Timestamp::now();
+    let span = q.range.span();
+    let to = now.as_millisecond() + 60_000;
+    let range_from = (now - span).as_millisecond();
+    // About 120 buckets per chart, whole minutes.
+    let bucket = (span.as_millis() as i64 / 120).div_euclid(60_000).max(1) * 60_000;
+    let mut read_error = None;
+    let mut apps = Vec::new();
+    let views = views::all_views(s, q.app.as_deref()).await;
+    for a in s
+        .apps
+        .iter()
+        .filter(|a| q.app.as_deref().is_none_or(|n| a.config.name.as_str() == n))
+    {
+        let name = a.config.name.to_string();
+        let blind = a.lock().blind_since().map(|since| {
+            (
+                since,
+                crate::decide::blind::hint(&a.config.name, a.config.policy.blind_after),
+            )
+        });
+        let mut history: HashMap<String, Vec<HistoryPoint>> = HashMap::new();
+        match s.store.history(&name, None, range_from, to, bucket).await {
+            Ok(points) => {
+                for p in points {
+                    history.entry(p.dyno.clone()).or_default().push(p);
+                }
+            }
+            Err(e) => read_error = Some(e.to_string()),
+        }
+        let mut marks: HashMap<String, Vec<Mark>> = HashMap::new();
+        let filter = EventFilter {
+            app: Some(name.clone()),
+            kinds: MARK_KINDS.map(|k| k.as_str().to_owned()).to_vec(),
+            since: Some(range_from),
+            limit: 5000,
+            ..EventFilter::default()
+        };
+        let mut restarts_24h = 0;
+        match s.store.events(&filter).await {
+            Ok(rows) => {
+                let day_ago = (now - jiff::SignedDuration::from_hours(24)).as_millisecond();
+                for r in rows {
+                    if r.kind == "restart" && r.at >= day_ago {
+                        restarts_24h += 1;
+                    }
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.body)
+                        && let Some((dyno, m)) = mark_of(&v)
+                    {
+                        marks.entry(dyno).or_default().push(m);
+                    }
+                }
+            }
+            Err(e) => read_error = Some(e.to_string()),
+        }
+        if q.range.span() < jiff::SignedDuration::from_hours(24) {
+            // Restarts further back than the range still count for the day.
+            let day = EventFilter {
+                app: Some(name.clone()),
+                kinds: vec!["restart".into()],
+                since: Some((now - jiff::SignedDuration::from_hours(24)).as_millisecond()),
+                limit: 10_000,
+                ..EventFilter::default()
+            };
+            if let Ok(rows) = s.store.events(&day).await {
+                restarts_24h = rows.len();
+            }
+        }
+        match s.store.instance_starts(&name, range_from).await {
+            Ok(starts) => {
+                let mut prev: Option<&str> = None;
+                for st in &starts {
+                    // The first instance of each dyno in the range is no change.
+                    if prev == Some(st.dyno.as_str()) {
+                        marks.entry(st.dyno.clone()).or_default().push(Mark {
+                            at: st.since,
+                            kind: MarkKind::Instance,
+                            title: format!(
+                                "new instance {} from {} UTC",
+                                short(&st.instance),
+                                hm(crate::store::from_millis(st.since))
+                            ),
+                        });
+                    }
+                    prev = Some(st.dyno.as_str());
+                }
+            }
+            Err(e) => read_error = Some(e.to_string()),
+        }
+        apps.push(AppData {
+            source: a.config.source.as_str(),
+            blind,
+            dynos: views.iter().filter(|v| v.app == name).cloned().collect(),
+            history,
+            marks,
+            restarts_24h,
+            name,
+        });
+    }
+    let events = match s
+        .store
+        .events(&EventFilter {
+            app: q.app.clone(),
+            dyno: q.dyno.clone(),
+            kinds: q.kinds.clone(),
+            since: None,
+            limit: 100,
+        })
+        .await
+    {
+        Ok(rows) => rows
+            .iter()
+            .filter_map(|r| serde_json::from_str(&r.body).ok())
+            .collect(),
+        Err(e) => {
+            read_error = Some(e.to_string());
+            Vec::new()
+        }
+    };
+    // The axis starts where the oldest history shown starts (a new install
+    // shows its first hour across the chart, not as a sliver).
+    let oldest = apps
+        .iter()
+        .flat_map(|a| a.history.values())
+        .filter_map(|h| h.first().map(|p| p.t))
+        .min();
+    let from = oldest
+        .map_or(range_from, |o| o.max(range_from))
+        .min(to - 15 * 60_000);
+    PageData {
+        query: q,
+        now,
+        from,
+        to,
+        bucket,
+        apps,
+        events,
+        store_failing: s.store.health().failing(),
+        read_error,
+    }
+}
+
+fn short(instance: &str) -> &str {
+    instance.get(..8).unwrap_or(instance)
+}
+
+pub async fn dashboard(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    if !authorized(&s, &headers) {
+        return auth::unauthorized();
+    }
+    match PageQuery::parse(&s, raw.as_deref()) {
+        Ok(q) => Html(render(&gather(&s, q).await)).into_response(),
+        Err(e) => {
+            let status = match e {
+                ApiError::UnknownApp { .. } => StatusCode::NOT_FOUND,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let page = format!(
+                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>dynoguard</title></head><body><h1>dynoguard</h1><p>{}</p><p><a href=\"/\">the whole dashboard</a></p></body></html>",
+                esc(&e.to_string())
+            );
+            (status, Html(page)).into_response()
+        }
+    }
+}
+
+const STYLE: &str = include_str!("dashboard.css");
+const SCRIPT: &str = include_str!("dashboard.js");
+
+/// Pages with more dynos than this start with untroubled types folded.
+const FOLD_OVER: usize = 24;
+/// In a type with more dynos than this, the untroubled rest is folded.
+const SHOW_FIRST: usize = 12;
+
+fn troubled(d: &DynoView) -> bool {
+    d.state != DynoStatus::Ok || d.percent_of_quota.is_some_and(|p| p >= 80.0)
+}
+
+/// The page (pure).
+pub fn render(p: &PageData) -> String {
+    let mut h = String::with_capacity(64 * 1024);
+    let q = &p.query;
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>dynoguard</title><style>{STYLE}</style></head><body><header><h1>dynoguard</h1><nav class=\"ranges\" aria-label=\"chart range\">"
+    );
+    for r in Range::ALL {
+        let _ = write!(
+            h,
+            "<a href=\"{}\"{}>{}</a>",
+            esc(&q.with("range", Some(r.as_str()))),
+            if r == q.range {
+                " class=\"on\" aria-current=\"true\""
+            } else {
+                ""
+            },
+            r.as_str()
+        );
+    }
+    let _ = write!(
+        h,
+        "</nav><span class=\"updated\">updated {} UTC <noscript>(reload for new data)</noscript></span></header><main>",
+        hm(p.now)
+    );
+    if let Some(why) = &p.store_failing {
+        let _ = write!(
+            h,
+            "<p class=\"banner store\" role=\"alert\"><b>Store unavailable</b>: {} — restarts go on with claims held in memory; events and history are kept and retried.</p>",
+            esc(why)
+        );
+    } else if let Some(why) = &p.read_error {
+        let _ = write!(
+            h,
+            "<p class=\"banner store\" role=\"alert\"><b>History unavailable</b>: {} — the figures below are live.</p>",
+            esc(why)
+        );
+    }
+    h.push_str("<p class=\"legend\"><span><i class=\"k-avg\"></i>average</span><span><i class=\"k-band\"></i>min–max</span><span><i class=\"k-quota\"></i>quota</span><span><i class=\"k-threshold\"></i>restart threshold</span><span><b class=\"c-restart\">▼</b> restart</span><span><b class=\"c-failed\">▼</b> failed restart</span><span><b class=\"c-r14\">●</b> R14</span><span><b class=\"c-r15\">✕</b> R15</span><span><b class=\"c-recovered\">●</b> recovered</span><span><b class=\"c-instance\">┆</b> new instance</span></p>");
+    let many = p.apps.iter().map(|a| a.dynos.len()).sum::<usize>() > FOLD_OVER;
+    for a in &p.apps {
+        app_section(&mut h, p, a, many);
+    }
+    events_section(&mut h, p);
+    let _ = write!(h, "</main><script>{SCRIPT}</script></body></html>");
+    h
+}
+
+fn app_section(h: &mut String, p: &PageData, a: &AppData, many: bool) {
+    let count = |st: DynoStatus| a.dynos.iter().filter(|d| d.state == st).count();
+    let (over, restarting, stale) = (
+        count(DynoStatus::Over),
+        count(DynoStatus::Restarting),
+        count(DynoStatus::Stale),
+    );
+    let _ = write!(
+        h,
+        "<section class=\"app\" id=\"app-{0}\"><h2>{0} <small>via {1}</small></h2><p class=\"summary\">{2} dyno{3} watched · <b class=\"{4}\">{5} over</b> · <span class=\"{6}\">{7} restarting</span> · <span class=\"{8}\">{9} stale</span> · <b>{10}</b> restart{11} in the last 24 h</p>",
+        esc(&a.name),
+        a.source,
+        a.dynos.len(),
+        if a.dynos.len() == 1 { "" } else { "s" },
+        if over > 0 { "n-over" } else { "n-zero" },
+        over,
+        if restarting > 0 {
+            "n-restarting"
+        } else {
+            "n-zero"
+        },
+        restarting,
+        if stale > 0 { "n-stale" } else { "n-zero" },
+        stale,
+        a.restarts_24h,
+        if a.restarts_24h == 1 { "" } else { "s" },
+    );
+    if let Some((since, hint)) = &a.blind {
+        let _ = write!(
+            h,
+            "<p class=\"banner blind\" role=\"alert\"><b>{} is blind</b> since {} UTC: {}</p>",
+            esc(&a.name),
+            since.strftime("%Y-%m-%d %H:%M"),
+            esc(hint)
+        );
+    }
+    if a.dynos.is_empty() {
+        h.push_str("<p class=\"empty\">No dyno has reported yet.</p>");
+    }
+    let mut types: Vec<&str> = a.dynos.iter().map(|d| d.process_type.as_str()).collect();
+    types.sort_unstable();
+    types.dedup();
+    for ty in types {
+        let mut dynos: Vec<&DynoView> = a.dynos.iter().filter(|d| d.process_type == ty).collect();
+        dynos.sort_by(|x, y| views::by_urgency(x, y));
+        let bad = dynos.iter().filter(|d| troubled(d)).count();
+        let top = dynos.first().and_then(|d| d.percent_of_quota);
+        let _ = write!(
+            h,
+            "<details class=\"ptype\" id=\"t-{}-{}\"{}><summary><b>{}</b> · {} dyno{}{}{}</summary>",
+            esc(&a.name),
+            esc(ty),
+            if !many || bad > 0 { " open" } else { "" },
+            esc(ty),
+            dynos.len(),
+            if dynos.len() == 1 { "" } else { "s" },
+            if bad > 0 {
+                format!(" · <b class=\"n-over\">{bad} need attention</b>")
+            } else {
+                String::new()
+            },
+            top.map_or(String::new(), |t| format!(" · highest {t:.0}% of quota")),
+        );
+        let shown = if dynos.len() > SHOW_FIRST {
+            bad.max(SHOW_FIRST)
+        } else {
+            dynos.len()
+        };
+        h.push_str("<div class=\"grid\">");
+        for d in &dynos[..shown] {
+            dyno_card(h, p, a, d);
+        }
+        h.push_str("</div>");
+        if shown < dynos.len() {
+            let rest = &dynos[shown..];
+            let _ = write!(
+                h,
+                "<details class=\"more\" id=\"m-{}-{}\"><summary>{} more {} dynos, all under {:.0}% of quota</summary><div class=\"grid\">",
+                esc(&a.name),
+                esc(ty),
+                rest.len(),
+                esc(ty),
+                rest[0].percent_of_quota.unwrap_or(0.0).ceil()
+            );
+            for d in rest {
+                dyno_card(h, p, a, d);
+            }
+            h.push_str("</div></details>");
+        }
+        h.push_str("</details>");
+    }
+    h.push_str("</section>");
+}
+
+fn dyno_card(h: &mut String, p: &PageData, a: &AppData, d: &DynoView) {
+    let s = d.last_sample.as_ref();
+    let total = s.and_then(|s| s.memory_total_mb);
+    let quota = s.and_then(|s| s.memory_quota_mb);
+    let pct = d.percent_of_quota;
+    let _ = write!(
+        h,
+        "<article class=\"dyno {}{}\" id=\"d-{}-{}\" data-pct=\"{}\"><div class=\"head\"><span class=\"name\">{}</span><span class=\"state {}\">{}</span><span class=\"mem\"><b>{}</b>{}{}</span></div>",
+        d.state.as_str(),
+        if pct.is_some_and(|p| p >= 80.0) {
+            " warm"
+        } else {
+            ""
+        },
+        esc(&d.app),
+        esc(&d.dyno),
+        pct.map_or(String::from("-1"), |p| format!("{p:.1}")),
+        esc(&d.dyno),
+        d.state.as_str(),
+        d.state.as_str(),
+        total.map_or("–".into(), mb),
+        quota.map_or(String::new(), |q| format!(" / {}", mb(q))),
+        pct.map_or(String::new(), |p| format!(
+            " · <b class=\"pct\">{p:.0}%</b>"
+        )),
+    );
+    if let (Some(t), Some(q)) = (total, quota.filter(|q| *q > 0.0)) {
+        let _ = write!(
+            h,
+            "<div class=\"bar\" title=\"{} of {}{}\"><span style=\"width:{:.1}%\"></span>{}</div>",
+            mb(t),
+            mb(q),
+            d.threshold_mb
+                .map_or(String::new(), |l| format!("; restart at {}", mb(l))),
+            (t / q * 100.0).clamp(0.0, 100.0),
+            d.threshold_mb.map_or(String::new(), |l| format!(
+                "<i style=\"left:{:.1}%\"></i>",
+                (l / q * 100.0).clamp(0.0, 100.0)
+            ))
+        );
+    }
+    let empty = Vec::new();
+    let label = format!("{} memory, last {}", d.dyno, p.query.range.as_str());
+    h.push_str(&chart::svg(&Chart {
+        from: p.from,
+        to: p.to,
+        bucket: p.bucket,
+        points: a.history.get(&d.dyno).unwrap_or(&empty),
+        quota,
+        threshold: d.threshold_mb,
+        marks: a.marks.get(&d.dyno).map_or(&[], Vec::as_slice),
+        label: &label,
+    }));
+    let mut foot = Vec::new();
+    if let Some(s) = s {
+        if let Some(r) = s.memory_rss_mb {
+            foot.push(format!("rss {}", mb(r)));
+        }
+        if let Some(w) = s.memory_swap_mb {
+            foot.push(format!("swap {}", mb(w)));
+        }
+        if let Ok(t) = s.at.parse::<Timestamp>() {
+            foot.push(format!("sample {} UTC", hm(t)));
+        }
+    }
+    if let Some(i) = &d.instance {
+        foot.push(format!("instance {}", esc(short(i))));
+    }
+    if let Some(r) = d
+        .last_restart
+        .as_ref()
+        .and_then(|r| r.parse::<Timestamp>().ok())
+    {
+        foot.push(format!("restarted {} UTC", hm(r)));
+    }
+    if !d.seen_here {
+        foot.push("via another replica".into());
+    }
+    let _ = write!(h, "<p class=\"foot\">{}</p></article>", foot.join(" · "));
+}
+
+fn events_section(h: &mut String, p: &PageData) {
+    let q = &p.query;
+    h.push_str("<section id=\"events\"><h2>Recent events</h2><form class=\"filter\" method=\"get\" action=\"/#events\"><label>app <select name=\"app\"><option value=\"\">all</option>");
+    for a in &p.apps {
+        let _ = write!(
+            h,
+            "<option{}>{}</option>",
+            if q.app.as_deref() == Some(a.name.as_str()) {
+                " selected"
+            } else {
+                ""
+            },
+            esc(&a.name)
+        );
+    }
+    let _ = write!(
+        h,
+        "</select></label> <label>dyno <input name=\"dyno\" size=\"8\" placeholder=\"web.1\" value=\"{}\"></label> <label>event <select name=\"kind\"><option value=\"\">all</option>",
+        esc(q.dyno.as_deref().unwrap_or(""))
+    );
+    let chosen = q.kinds.join(",");
+    for k in EventKind::ALL.iter().filter(|k| **k != EventKind::Sample) {
+        let _ = write!(
+            h,
+            "<option value=\"{0}\"{1}>{0}</option>",
+            k.as_str(),
+            if chosen == k.as_str() {
+                " selected"
+            } else {
+                ""
+            }
+        );
+    }
+    let _ = write!(
+        h,
+        "</select></label><input type=\"hidden\" name=\"range\" value=\"{}\"> <button>filter</button> <a href=\"{}\">restarts only</a> · <a href=\"{}\">R14 / R15</a></form>",
+        q.range.as_str(),
+        esc(&q.with("kind", Some("restart,restart_failed"))),
+        esc(&q.with("kind", Some("r14,r15")))
+    );
+    if p.events.is_empty() {
+        h.push_str("<p class=\"empty\">No events match.</p></section>");
+        return;
+    }
+    h.push_str("<div class=\"tablewrap\"><table class=\"events\"><thead><tr><th>time (UTC)</th><th class=\"opt\">app</th><th>dyno</th><th>event</th><th>reason</th><th class=\"num\">memory</th><th class=\"num opt\">quota</th><th class=\"num\">%</th></tr></thead><tbody>");
+    for e in &p.events {
+        let at = text(e, "at")
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .map_or(String::new(), |t| {
+                t.strftime("%Y-%m-%d %H:%M:%S").to_string()
+            });
+        let kind = text(e, "event").unwrap_or("?");
+        let total = num(e, "memory_total_mb");
+        let quota = num(e, "memory_quota_mb");
+        let mut reason = esc(text(e, "reason").unwrap_or(""));
+        if let Some(d) = text(e, "detail") {
+            let cut: String = d.chars().take(120).collect();
+            let _ = write!(
+                reason,
+                " <small title=\"{}\">{}{}</small>",
+                esc(d),
+                esc(&cut),
+                if cut.len() < d.len() { "…" } else { "" }
+            );
+        }
+        if let Some(r) = text(e, "request_id") {
+            let _ = write!(reason, " <small>request {}</small>", esc(r));
+        }
+        if let Some(c) = e.get("count").and_then(serde_json::Value::as_u64) {
+            let _ = write!(reason, " <small>count {c}</small>");
+        }
+        let _ = write!(
+            h,
+            "<tr class=\"ev-{kind}\"><td>{at}</td><td class=\"opt\">{}</td><td>{}</td><td><span class=\"kind k-{kind}\">{}</span></td><td>{reason}</td><td class=\"num\">{}</td><td class=\"num opt\">{}</td><td class=\"num\">{}</td></tr>",
+            esc(text(e, "app").unwrap_or("")),
+            esc(text(e, "dyno").unwrap_or("")),
+            esc(&kind.replace('_', " ")),
+            total.map_or(String::new(), mb),
+            quota.map_or(String::new(), mb),
+            match (total, quota) {
+                (Some(t), Some(q)) if q > 0.0 => format!("{:.0}%", t / q * 100.0),
+                _ => String::new(),
+            },
+            kind = esc(kind),
+        );
+    }
+    h.push_str("</tbody></table></div></section>");
+}

@@ -1,0 +1,370 @@
+//! `/metrics`: Prometheus text exposition in base units (bytes, seconds).
+//!
+//! Everything here is this process's own: counters count what this replica
+//! did (so `sum()` over replicas is right) and per-dyno gauges cover the
+//! dynos whose logs this replica receives. Nothing reads the store. A value
+//! that is not known is left out, never written as a sentinel.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+
+use super::api::{app_views, authorized};
+use super::auth;
+use super::views::{self, DynoStatus, DynoView};
+use crate::decide::events::EventKind;
+use crate::service::Shared;
+
+/// Heroku's "MB" are mebibytes.
+const MIB: f64 = 1_048_576.0;
+
+/// A label value, escaped as the exposition format wants.
+fn label(v: &str) -> String {
+    v.replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', r"\n")
+}
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn counter(&mut self, name: &str, help: &str, v: &AtomicU64) {
+        self.family(name, "counter", help);
+        let _ = writeln!(self.0, "{name} {}", v.load(Ordering::Relaxed));
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: impl std::fmt::Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, val)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{k}=\"{}\"", label(val));
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {v}");
+    }
+
+    /// One gauge per dyno, for the dynos where `f` knows a value.
+    fn dyno_gauge(
+        &mut self,
+        name: &str,
+        help: &str,
+        dynos: &[DynoView],
+        f: impl Fn(&DynoView) -> Option<f64>,
+    ) {
+        self.family(name, "gauge", help);
+        for d in dynos {
+            if let Some(v) = f(d) {
+                self.sample(name, &dyno_labels(d), v);
+            }
+        }
+    }
+}
+
+fn dyno_labels(d: &DynoView) -> [(&'static str, &str); 3] {
+    [
+        ("app", &d.app),
+        ("process_type", &d.process_type),
+        ("dyno", &d.dyno),
+    ]
+}
+
+fn bytes(mb: Option<f64>) -> Option<f64> {
+    mb.map(|m| (m * MIB).round())
+}
+
+pub async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if !authorized(&s, &headers) {
+        return auth::unauthorized();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(&s),
+    )
+        .into_response()
+}
+
+pub fn render(s: &Shared) -> String {
+    let mut o = Out(String::with_capacity(16 * 1024));
+    let c = &s.counters;
+    o.family(
+        "dynoguard_build_info",
+        "gauge",
+        "The running dynoguard: 1, labelled with its version",
+    );
+    o.sample(
+        "dynoguard_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1,
+    );
+    o.family(
+        "dynoguard_start_time_seconds",
+        "gauge",
+        "When this process started (unix seconds)",
+    );
+    o.sample("dynoguard_start_time_seconds", &[], s.started.as_second());
+    let counters: [(&str, &str, &AtomicU64); 24] = [
+        (
+            "dynoguard_drain_requests_total",
+            "Drain POSTs accepted",
+            &c.drain_requests,
+        ),
+        (
+            "dynoguard_drain_bytes_total",
+            "Drain body bytes received",
+            &c.drain_bytes,
+        ),
+        ("dynoguard_frames_total", "Frames / lines read", &c.frames),
+        (
+            "dynoguard_frames_rejected_total",
+            "Broken stretches or lines skipped",
+            &c.frames_rejected,
+        ),
+        (
+            "dynoguard_frames_repaired_total",
+            "Frames with a wrong octet count, recovered",
+            &c.frames_repaired,
+        ),
+        (
+            "dynoguard_duplicate_batches_total",
+            "Retried batches dropped by Logplex-Frame-Id",
+            &c.duplicate_batches,
+        ),
+        (
+            "dynoguard_msg_count_mismatch_total",
+            "Batches whose Logplex-Msg-Count disagreed",
+            &c.msg_count_mismatch,
+        ),
+        (
+            "dynoguard_observations_total",
+            "Platform lines used",
+            &c.observations,
+        ),
+        (
+            "dynoguard_l10_lost_messages_total",
+            "Messages Logplex reported dropped (L10/L11)",
+            &c.samples_lost,
+        ),
+        (
+            "dynoguard_events_dropped_total",
+            "Events not queued for store/notify (queue full)",
+            &c.events_dropped,
+        ),
+        (
+            "dynoguard_session_reconnects_total",
+            "Log sessions reopened",
+            &c.session_reconnects,
+        ),
+        (
+            "dynoguard_lines_stale_total",
+            "Samples not newer than the one applied for the instance (retries, reconnects, disorder)",
+            &c.lines_stale,
+        ),
+        (
+            "dynoguard_lines_replaced_total",
+            "Lines of a dyno instance already replaced (preboot overlap, late lines)",
+            &c.lines_replaced,
+        ),
+        (
+            "dynoguard_drain_auth_failures_total",
+            "Drain POSTs with wrong or missing credentials (401)",
+            &c.drain_auth_failures,
+        ),
+        (
+            "dynoguard_bodies_too_large_total",
+            "Drain bodies refused as too large (413)",
+            &c.bodies_too_large,
+        ),
+        (
+            "dynoguard_body_timeouts_total",
+            "Drain bodies not received within the deadline (408)",
+            &c.body_timeouts,
+        ),
+        (
+            "dynoguard_unsupported_encoding_total",
+            "Drain bodies refused for their Content-Encoding (415)",
+            &c.unsupported_encoding,
+        ),
+        (
+            "dynoguard_connections_refused_total",
+            "Connections closed at once: the connection limit was reached",
+            &c.connections_refused,
+        ),
+        (
+            "dynoguard_accept_errors_total",
+            "Failed accept() calls (e.g. out of file descriptors)",
+            &c.accept_errors,
+        ),
+        (
+            "dynoguard_rows_pruned_total",
+            "Stored rows deleted by retention",
+            &c.rows_pruned,
+        ),
+        (
+            "dynoguard_l10_coalesced_total",
+            "L10/L11 lines folded into the minute's first report",
+            &c.l10_coalesced,
+        ),
+        (
+            "dynoguard_timestamps_clamped_total",
+            "Lines stamped more than a minute ahead, judged at their arrival",
+            &c.timestamps_clamped,
+        ),
+        (
+            "dynoguard_session_lines_total",
+            "Lines read from log sessions",
+            &c.session_lines,
+        ),
+        (
+            "dynoguard_history_minutes_dropped_total",
+            "Minutes of history dropped while the store was down too long",
+            &s.samples.minutes_dropped,
+        ),
+    ];
+    for (name, help, v) in counters {
+        o.counter(name, help, v);
+    }
+    o.family(
+        "dynoguard_events_total",
+        "counter",
+        "Decision events reported by this process, by kind",
+    );
+    for (kind, n) in EventKind::ALL.iter().zip(&c.events) {
+        o.sample(
+            "dynoguard_events_total",
+            &[("kind", kind.as_str())],
+            n.load(Ordering::Relaxed),
+        );
+    }
+    o.family(
+        "dynoguard_restarts_total",
+        "counter",
+        "Restart calls by app, process type, reason and outcome (this process)",
+    );
+    for ((app, ty, reason, outcome), n) in c.restarts() {
+        o.sample(
+            "dynoguard_restarts_total",
+            &[
+                ("app", &app),
+                ("process_type", &ty),
+                ("reason", &reason),
+                ("outcome", &outcome),
+            ],
+            n,
+        );
+    }
+    o.family(
+        "dynoguard_api_calls_total",
+        "counter",
+        "Platform API calls by HTTP status (0: no response)",
+    );
+    for (status, n) in s.client.calls_by_status() {
+        o.sample(
+            "dynoguard_api_calls_total",
+            &[("status", &status.to_string())],
+            n,
+        );
+    }
+    o.family(
+        "dynoguard_heroku_ratelimit_remaining",
+        "gauge",
+        "The last RateLimit-Remaining the Platform API sent",
+    );
+    if let Some(n) = s.client.rate_limit_remaining() {
+        o.sample("dynoguard_heroku_ratelimit_remaining", &[], n);
+    }
+    o.family(
+        "dynoguard_store_outages_total",
+        "counter",
+        "Times writes to the store started failing",
+    );
+    o.sample(
+        "dynoguard_store_outages_total",
+        &[],
+        s.store.health().outages().borrow().0,
+    );
+    o.family(
+        "dynoguard_store_up",
+        "gauge",
+        "1 while writes to the store work, 0 while they fail",
+    );
+    o.sample(
+        "dynoguard_store_up",
+        &[],
+        u8::from(s.store.health().failing().is_none()),
+    );
+    o.family("dynoguard_app_blind", "gauge", "1 while an app's logs arrive without memory samples (runtime metrics off or not restarted)");
+    for a in app_views(s) {
+        o.sample("dynoguard_app_blind", &[("app", &a.app)], u8::from(a.blind));
+    }
+
+    let dynos = views::local_views(s, None);
+    let total = |d: &DynoView| d.last_sample.as_ref().and_then(|x| x.memory_total_mb);
+    o.dyno_gauge(
+        "dynoguard_dyno_memory_bytes",
+        "memory_total of the dyno's latest sample",
+        &dynos,
+        |d| bytes(total(d)),
+    );
+    o.dyno_gauge(
+        "dynoguard_dyno_memory_rss_bytes",
+        "memory_rss of the dyno's latest sample",
+        &dynos,
+        |d| bytes(d.last_sample.as_ref().and_then(|x| x.memory_rss_mb)),
+    );
+    o.dyno_gauge(
+        "dynoguard_dyno_memory_swap_bytes",
+        "memory_swap of the dyno's latest sample",
+        &dynos,
+        |d| bytes(d.last_sample.as_ref().and_then(|x| x.memory_swap_mb)),
+    );
+    o.dyno_gauge(
+        "dynoguard_dyno_memory_quota_bytes",
+        "memory_quota of the dyno (its size)",
+        &dynos,
+        |d| bytes(d.last_sample.as_ref().and_then(|x| x.memory_quota_mb)),
+    );
+    o.dyno_gauge(
+        "dynoguard_dyno_memory_threshold_bytes",
+        "Restart threshold of the dyno",
+        &dynos,
+        |d| bytes(d.threshold_mb),
+    );
+    o.dyno_gauge(
+        "dynoguard_dyno_last_sample_timestamp_seconds",
+        "Log time of the dyno's latest memory sample (unix seconds)",
+        &dynos,
+        |d| d.sample_at.map(|t| t.as_millisecond() as f64 / 1000.0),
+    );
+    o.family(
+        "dynoguard_dyno_state",
+        "gauge",
+        "1 for the dyno's current state (ok, over, restarting, stale), 0 for the others",
+    );
+    for d in &dynos {
+        let [a, t, n] = dyno_labels(d);
+        for st in DynoStatus::ALL {
+            o.sample(
+                "dynoguard_dyno_state",
+                &[a, t, n, ("state", st.as_str())],
+                u8::from(d.state == st),
+            );
+        }
+    }
+    o.0
+}

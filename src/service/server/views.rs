@@ -1,0 +1,278 @@
+//! What the page, the JSON API and `/metrics` show about dynos: one view
+//! per dyno, from this replica's engine and — for dynos another replica
+//! sees — from the latest samples in the shared store.
+
+use std::cmp::Ordering;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+use crate::decide::policy::{AppPolicy, DynoState};
+use crate::decide::watch::LIVE;
+use crate::domain::Megabytes;
+use crate::service::{AppRuntime, Shared};
+use crate::store::SampleRow;
+
+/// A dyno's state for display (`ok`, `over`, `restarting`, `stale`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DynoStatus {
+    Ok,
+    Over,
+    Restarting,
+    Stale,
+}
+
+impl DynoStatus {
+    pub const ALL: [DynoStatus; 4] = [Self::Ok, Self::Over, Self::Restarting, Self::Stale];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Over => "over",
+            Self::Restarting => "restarting",
+            Self::Stale => "stale",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DynoView {
+    pub app: String,
+    pub dyno: String,
+    pub process_type: String,
+    pub instance: Option<String>,
+    pub state: DynoStatus,
+    pub last_sample: Option<SampleView>,
+    /// The restart threshold in MB for this dyno (with a % threshold: of its quota).
+    pub threshold_mb: Option<f64>,
+    /// `memory_total` as a percentage of the quota.
+    pub percent_of_quota: Option<f64>,
+    pub last_restart: Option<String>,
+    /// This replica receives the dyno's logs (else: known from the store).
+    pub seen_here: bool,
+    #[serde(skip)]
+    pub sample_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SampleView {
+    pub memory_total_mb: Option<f64>,
+    pub memory_rss_mb: Option<f64>,
+    pub memory_swap_mb: Option<f64>,
+    pub memory_quota_mb: Option<f64>,
+    pub at: String,
+}
+
+/// Staleness is about the wall clock (is the dyno still reporting?); the
+/// restart in progress is judged on the dyno's own log clock, as decisions are.
+fn status_of(d: &DynoState, now: Timestamp, settle: SignedDuration) -> DynoStatus {
+    if d.last_arrival.is_none_or(|t| now.duration_since(t) > LIVE) {
+        DynoStatus::Stale
+    } else if d.awaiting_replacement
+        && d.last_restart
+            .as_ref()
+            .is_some_and(|m| d.last_seen.duration_since(m.at) < settle)
+    {
+        DynoStatus::Restarting
+    } else if d.over {
+        DynoStatus::Over
+    } else {
+        DynoStatus::Ok
+    }
+}
+
+fn percent(total: Option<f64>, quota: Option<f64>) -> Option<f64> {
+    match (total, quota) {
+        (Some(t), Some(q)) if q > 0.0 => Some(t * 100.0 / q),
+        _ => None,
+    }
+}
+
+fn engine_view(app: &AppRuntime, policy: &AppPolicy, d: &DynoState, now: Timestamp) -> DynoView {
+    let judging = policy.judging(d.dyno.process_type());
+    let quota = d.quota();
+    DynoView {
+        app: app.config.name.to_string(),
+        dyno: d.dyno.to_string(),
+        process_type: d.dyno.process_type().to_owned(),
+        instance: d.instance.clone(),
+        state: status_of(d, now, judging.settle),
+        last_sample: d.sample_at.map(|at| SampleView {
+            memory_total_mb: d.memory.total.map(Megabytes::get),
+            memory_rss_mb: d.memory.rss.map(Megabytes::get),
+            memory_swap_mb: d.memory.swap.map(Megabytes::get),
+            memory_quota_mb: quota.map(Megabytes::get),
+            at: at.to_string(),
+        }),
+        threshold_mb: judging.threshold.limit(quota).map(Megabytes::get),
+        percent_of_quota: percent(
+            d.memory.total.map(Megabytes::get),
+            quota.map(Megabytes::get),
+        ),
+        last_restart: d.last_restart.as_ref().map(|m| m.at.to_string()),
+        seen_here: true,
+        sample_at: d.sample_at,
+    }
+}
+
+/// A dyno only another replica receives: its latest stored sample.
+fn store_view(app: &AppRuntime, r: &SampleRow, now: Timestamp) -> DynoView {
+    let process_type = r.dyno.rsplit_once('.').map_or(r.dyno.as_str(), |(t, _)| t);
+    let judging = app.config.policy.judging(process_type);
+    let quota = r.quota.map(Megabytes);
+    let limit = judging.threshold.limit(quota).map(Megabytes::get);
+    let at = crate::store::from_millis(r.at);
+    let state = if now.duration_since(at) > LIVE {
+        DynoStatus::Stale
+    } else if r.total.zip(limit).is_some_and(|(t, l)| t > l) {
+        DynoStatus::Over
+    } else {
+        DynoStatus::Ok
+    };
+    DynoView {
+        app: r.app.clone(),
+        dyno: r.dyno.clone(),
+        process_type: process_type.to_owned(),
+        instance: r.instance.clone(),
+        state,
+        last_sample: Some(SampleView {
+            memory_total_mb: r.total,
+            memory_rss_mb: r.rss,
+            memory_swap_mb: r.swap,
+            memory_quota_mb: r.quota,
+            at: at.to_string(),
+        }),
+        threshold_mb: limit,
+        percent_of_quota: percent(r.total, r.quota),
+        last_restart: None,
+        seen_here: false,
+        sample_at: Some(at),
+    }
+}
+
+/// The dynos this replica's engines know (what `/metrics` reports: this
+/// process's own view), sorted by app and natural dyno order.
+pub fn local_views(s: &Shared, app: Option<&str>) -> Vec<DynoView> {
+    let now = Timestamp::now();
+    let mut out = Vec::new();
+    for a in s
+        .apps
+        .iter()
+        .filter(|a| app.is_none_or(|n| a.config.name.as_str() == n))
+    {
+        let e = a.lock();
+        let policy = e.watcher().policy();
+        out.extend(e.watcher().dynos().map(|d| engine_view(a, policy, d, now)));
+    }
+    out.sort_by(|x, y| x.app.cmp(&y.app).then_with(|| natural(&x.dyno, &y.dyno)));
+    out
+}
+
+/// Stored samples older than this are dynos that are gone (scaled down,
+/// renamed): not shown. The engine forgets silent dynos after the same.
+const GONE: SignedDuration = SignedDuration::from_hours(1);
+
+/// Every dyno of the formation: this replica's, plus those whose latest
+/// sample another replica stored (the store failing: this replica's only).
+pub async fn all_views(s: &Shared, app: Option<&str>) -> Vec<DynoView> {
+    let mut out = local_views(s, app);
+    let now = Timestamp::now();
+    if let Ok(rows) = s.store.latest_samples().await {
+        let known: std::collections::HashSet<(String, String)> = out
+            .iter()
+            .map(|v| (v.app.clone(), v.dyno.clone()))
+            .collect();
+        for r in rows {
+            if app.is_some_and(|n| n != r.app)
+                || known.contains(&(r.app.clone(), r.dyno.clone()))
+                || now.duration_since(crate::store::from_millis(r.at)) > GONE
+            {
+                continue;
+            }
+            if let Some(a) = s.app(&r.app) {
+                out.push(store_view(a, &r, now));
+            }
+        }
+    }
+    out.sort_by(|x, y| x.app.cmp(&y.app).then_with(|| natural(&x.dyno, &y.dyno)));
+    out
+}
+
+/// `web.2` before `web.10`: process type, then the number, then the rest.
+pub fn natural(a: &str, b: &str) -> Ordering {
+    fn split(s: &str) -> (&str, Option<u64>, &str) {
+        match s.rsplit_once('.') {
+            Some((ty, n)) => (ty, n.parse().ok(), n),
+            None => (s, None, ""),
+        }
+    }
+    let (ta, na, ra) = split(a);
+    let (tb, nb, rb) = split(b);
+    ta.cmp(tb)
+        .then_with(|| match (na, nb) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        })
+        .then_with(|| ra.cmp(rb))
+}
+
+/// Urgency: the highest percentage of quota first (dynos without one last),
+/// then natural order.
+pub fn by_urgency(a: &DynoView, b: &DynoView) -> Ordering {
+    let pa = a.percent_of_quota.unwrap_or(f64::NEG_INFINITY);
+    let pb = b.percent_of_quota.unwrap_or(f64::NEG_INFINITY);
+    pb.total_cmp(&pa).then_with(|| natural(&a.dyno, &b.dyno))
+}
+
+/// A chart's time range (Heroku's Metrics tab has the same choices).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    H1,
+    H6,
+    H24,
+    D7,
+}
+
+impl Range {
+    pub const ALL: [Range; 4] = [Self::H1, Self::H6, Self::H24, Self::D7];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::H1 => "1h",
+            Self::H6 => "6h",
+            Self::H24 => "24h",
+            Self::D7 => "7d",
+        }
+    }
+
+    pub fn span(self) -> SignedDuration {
+        SignedDuration::from_hours(match self {
+            Self::H1 => 1,
+            Self::H6 => 6,
+            Self::H24 => 24,
+            Self::D7 => 7 * 24,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dynos_sort_naturally() {
+        let mut v = vec!["web.10", "worker.1", "web.2", "web.1", "web.11", "web.x"];
+        v.sort_by(|a, b| natural(a, b));
+        assert_eq!(
+            v,
+            ["web.1", "web.2", "web.10", "web.11", "web.x", "worker.1"]
+        );
+    }
+}
