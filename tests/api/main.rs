@@ -6,6 +6,7 @@ mod helpers;
 
 mod check_cli;
 mod dark_knight;
+mod dashboard;
 mod decisions;
 mod deploy;
 mod drain;

@@ -231,8 +231,8 @@ pub fn render(s: &Shared) -> String {
             &c.session_lines,
         ),
         (
-            "dynoguard_history_minutes_dropped_total",
-            "Minutes of history dropped while the store was down too long",
+            "dynoguard_history_points_dropped_total",
+            "Per-minute history points dropped while the store was down too long",
             &s.samples.minutes_dropped,
         ),
     ];

@@ -1,0 +1,467 @@
+//! The dashboard, the JSON API (checked against its OpenAPI document), the
+//! stored history (across a restart of dynoguard and across replicas) and
+//! `/metrics` (checked by `promtool` when installed; `.ci/run` installs it).
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::Value;
+
+use crate::helpers::*;
+
+/// `minutes` samples of `dyno`, one a minute, ending a minute ago.
+fn minutes_of(dyno: &str, uuid: &str, minutes: i64, total: impl Fn(i64) -> f64) -> String {
+    let now = Timestamp::now();
+    (1..=minutes)
+        .rev()
+        .map(|m| {
+            let at = (now - SignedDuration::from_mins(m)).to_string();
+            sample_at(dyno, uuid, total(m), 512.0, &at)
+        })
+        .collect()
+}
+
+/// Four dynos with ten minutes of history; web.3 leaks past its quota and
+/// is restarted.
+async fn formation(app: &TestApp) {
+    let mut body = minutes_of("web.1", UUID_A, 10, |m| 440.0 + m as f64);
+    body += &minutes_of("web.2", UUID_A, 10, |_| 300.0);
+    body += &minutes_of("web.10", UUID_A, 10, |_| 300.0);
+    body += &minutes_of("web.3", UUID_A, 10, |m| 400.0 - m as f64);
+    assert_eq!(app.post_logs(body).await.status(), 204);
+    assert_eq!(
+        app.post_logs(sample("web.3", UUID_A, 768.0, 512.0))
+            .await
+            .status(),
+        204
+    );
+    app.wait_for_event("restart").await;
+}
+
+async fn json(app: &TestApp, path: &str) -> (u16, Value) {
+    let r = app.get(path).await;
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits until the history flusher wrote what the test needs.
+async fn history(app: &TestApp, dyno: &str, points: usize) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, h) = json(app, &format!("/api/dynos/todo/{dyno}/history?range=1h")).await;
+        assert_eq!(status, 200, "{h}");
+        if h["points"].as_array().is_some_and(|p| p.len() >= points)
+            || tokio::time::Instant::now() > deadline
+        {
+            return h;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+fn position(page: &str, needle: &str) -> usize {
+    page.find(needle)
+        .unwrap_or_else(|| panic!("{needle} not on the page"))
+}
+
+#[tokio::test]
+async fn the_page_shows_dynos_by_urgency_with_charts_markers_and_events() {
+    let app = spawn_app().await;
+    formation(&app).await;
+    history(&app, "web.3", 11).await;
+    let page = app.get("/").await.text().await.unwrap();
+    assert!(
+        page.contains("<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">")
+    );
+    assert!(
+        !page.contains("http-equiv=\"refresh\""),
+        "refresh keeps the scroll position"
+    );
+    // Urgency: web.3 (150 %), web.1 (≈87 %), then web.2 and web.10 (≈59 %) in natural order.
+    let order: Vec<usize> = ["web.3", "web.1", "web.2", "web.10"]
+        .iter()
+        .map(|d| position(&page, &format!("id=\"d-todo-{d}\"")))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    assert!(
+        page.contains("<b class=\"pct\">150%</b>"),
+        "percent of quota"
+    );
+    assert!(
+        page.contains("<b>768 MB</b> / 512 MB"),
+        "whole MB everywhere"
+    );
+    assert!(page.contains("4 dynos watched"), "summary line");
+    assert!(
+        page.contains("<b>1</b> restart in the last 24 h"),
+        "summary line"
+    );
+    // web.3's card: a chart with both axes, quota, threshold, band and the restart marker.
+    let card = &page[position(&page, "id=\"d-todo-web.3\"")..];
+    let card = &card[..card.find("</article>").unwrap()];
+    for part in [
+        "class=\"axis x\"",
+        "class=\"axis y\"",
+        "class=\"quota\"",
+        "class=\"threshold\"",
+        "class=\"band\"",
+        "class=\"mk mk-restart\"",
+    ] {
+        assert!(card.contains(part), "{part} missing from {card}");
+    }
+    assert!(
+        card.contains("<title>restart "),
+        "the restart's time and reason on hover"
+    );
+    // Events as rows, not JSON.
+    assert!(page.contains("<tr class=\"ev-restart\">"), "{page}");
+    assert!(!page.contains("{&quot;"), "no raw JSON on the page");
+    // Filters.
+    let only_r14 = app.get("/?kind=r14").await.text().await.unwrap();
+    assert!(only_r14.contains("No events match."));
+    let restarts = app
+        .get("/?kind=restart&dyno=web.3&range=24h")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(restarts.contains("<tr class=\"ev-restart\">"));
+    assert!(!restarts.contains("<tr class=\"ev-over_threshold\">"));
+    assert!(restarts.contains("class=\"on\" aria-current=\"true\">24h<"));
+    assert_eq!(app.get("/?app=nope").await.status(), 404);
+    assert_eq!(app.get("/?range=2h").await.status(), 400);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_api_answers_with_history_events_and_json_errors() {
+    let app = spawn_app().await;
+    formation(&app).await;
+    let (status, dynos) = json(&app, "/api/dynos?app=todo").await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = dynos
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["dyno"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["web.1", "web.2", "web.3", "web.10"],
+        "natural order"
+    );
+    let web3 = &dynos[2];
+    assert_eq!(web3["last_sample"]["memory_total_mb"], 768.0);
+    assert_eq!(web3["last_sample"]["memory_quota_mb"], 512.0);
+    assert_eq!(web3["percent_of_quota"], 150.0);
+    assert_eq!(web3["threshold_mb"], 512.0);
+
+    let h = history(&app, "web.1", 10).await;
+    let points = h["points"].as_array().unwrap();
+    assert_eq!(points.len(), 10, "{h}");
+    assert_eq!(
+        points[0]["memory_total_avg_mb"], 450.0,
+        "ten minutes ago: 440 + 10"
+    );
+    assert_eq!(points[9]["memory_total_max_mb"], 441.0);
+    assert_eq!(points[0]["memory_quota_mb"], 512.0);
+    assert_eq!(h["step_seconds"], 60);
+    let h3 = history(&app, "web.3", 11).await;
+    let kinds: Vec<&str> = h3["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"restart"), "{kinds:?}");
+
+    let (status, events) = json(
+        &app,
+        "/api/events?app=todo&dyno=web.3&kind=restart&since=1h&limit=5",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["memory_total_mb"], 768.0);
+    assert!(
+        events[0]["request_id"].is_string(),
+        "request_id is its own field: {}",
+        events[0]
+    );
+    let (_, none) = json(
+        &app,
+        &format!(
+            "/api/events?since={}",
+            Timestamp::now() + SignedDuration::from_hours(1)
+        ),
+    )
+    .await;
+    assert_eq!(none, serde_json::json!([]));
+
+    for (path, status, parameter) in [
+        ("/api/events?limit=0", 400, "limit"),
+        ("/api/events?limit=many", 400, "limit"),
+        ("/api/events?kind=restart,bogus", 400, "kind"),
+        ("/api/events?since=yesterday", 400, "since"),
+        ("/api/events?dyno=web%201", 400, "dyno"),
+        ("/api/events?kinds=restart", 400, "kinds"),
+        ("/api/events?app=nope", 404, "app"),
+        ("/api/dynos?app=nope", 404, "app"),
+        ("/api/dynos/nope/web.1/history", 404, "app"),
+        ("/api/dynos/todo/web.1/history?range=2h", 400, "range"),
+        ("/api/dynos/todo/web%201/history", 400, "dyno"),
+    ] {
+        let (got, body) = json(&app, path).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert_eq!(body["parameter"], parameter, "{path}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{path}: {body}"
+        );
+    }
+    let r = app.http.get(app.url("/api/events")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "the API needs the password");
+    app.stop().await;
+}
+
+/// A small JSON Schema check, enough for the document's own constructs:
+/// `$ref`, `type` (one or a list), `enum`, `oneOf`, `required`,
+/// `properties`, `additionalProperties: false`, `items`.
+fn check(doc: &Value, schema: &Value, v: &Value, at: &str) {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.trim_start_matches("#/components/schemas/");
+        return check(doc, &doc["components"]["schemas"][name], v, at);
+    }
+    if let Some(alts) = schema["oneOf"].as_array() {
+        let ok = alts
+            .iter()
+            .filter(|s| std::panic::catch_unwind(|| check(doc, s, v, at)).is_ok())
+            .count();
+        assert_eq!(ok, 1, "{at}: {v} matches {ok} of oneOf");
+        return;
+    }
+    let kind = match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    assert!(
+        types.is_empty()
+            || types.contains(&kind)
+            || (kind == "integer" && types.contains(&"number")),
+        "{at}: {v} is {kind}, the document says {types:?}"
+    );
+    if let Some(e) = schema["enum"].as_array() {
+        assert!(e.contains(v), "{at}: {v} not in {e:?}");
+    }
+    if let Value::Object(o) = v {
+        for r in schema["required"].as_array().into_iter().flatten() {
+            let r = r.as_str().unwrap();
+            assert!(o.contains_key(r), "{at}: required {r} missing from {v}");
+        }
+        for (k, val) in o {
+            match schema["properties"].get(k) {
+                Some(s) => check(doc, s, val, &format!("{at}.{k}")),
+                None => assert!(
+                    schema["additionalProperties"] != false,
+                    "{at}: {k} is not documented"
+                ),
+            }
+        }
+    }
+    if let Value::Array(items) = v {
+        for (i, item) in items.iter().enumerate() {
+            check(doc, &schema["items"], item, &format!("{at}[{i}]"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_and_real_answer() {
+    let app = spawn_app().await;
+    formation(&app).await;
+    history(&app, "web.3", 11).await;
+    let (status, doc) = json(&app, "/api/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
+    documented.sort_unstable();
+    assert_eq!(
+        documented,
+        [
+            "/api/apps",
+            "/api/dynos",
+            "/api/dynos/{app}/{dyno}/history",
+            "/api/events",
+            "/api/openapi.json"
+        ],
+        "every /api route of the router, and only those"
+    );
+    // Every documented answer, from a real call, matches its schema.
+    let calls = [
+        ("/api/apps", "/api/apps", 200),
+        ("/api/dynos", "/api/dynos", 200),
+        ("/api/dynos", "/api/dynos?app=nope", 404),
+        (
+            "/api/dynos/{app}/{dyno}/history",
+            "/api/dynos/todo/web.3/history?range=6h",
+            200,
+        ),
+        (
+            "/api/dynos/{app}/{dyno}/history",
+            "/api/dynos/todo/web.3/history?range=1d",
+            400,
+        ),
+        ("/api/events", "/api/events?limit=1000", 200),
+        ("/api/events", "/api/events?since=never", 400),
+    ];
+    for (route, path, status) in calls {
+        let (got, body) = json(&app, path).await;
+        assert_eq!(got, status, "{path}");
+        let op = &paths[route]["get"];
+        let resp = &op["responses"][status.to_string()];
+        let resp = match resp["$ref"].as_str() {
+            Some(r) => {
+                &doc["components"]["responses"][r.trim_start_matches("#/components/responses/")]
+            }
+            None => resp,
+        };
+        let schema = &resp["content"]["application/json"]["schema"];
+        assert!(schema.is_object(), "{route} {status} is documented");
+        check(&doc, schema, &body, path);
+        // Every query parameter the document names is one the handler takes.
+        for p in op["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["in"] == "query")
+        {
+            let name = p["name"].as_str().unwrap();
+            let base = route.replace("{app}", "todo").replace("{dyno}", "web.1");
+            let (code, _) = json(&app, &format!("{base}?{name}=")).await;
+            assert_ne!(code, 400, "{route} takes {name}");
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn history_survives_a_restart_and_replicas_share_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("shared.db").display());
+    let cfg = || {
+        dynoguard::config::env::from_env(&base_env(&[]), dynoguard::config::env::Need::App).unwrap()
+    };
+    // Replica A receives web.1's logs, replica B web.2's: one history.
+    let a = spawn_with(
+        cfg(),
+        dynoguard::sim::FakeHeroku::start().await.unwrap(),
+        Some(db.clone()),
+    )
+    .await;
+    let b = spawn_with(
+        cfg(),
+        dynoguard::sim::FakeHeroku::start().await.unwrap(),
+        Some(db.clone()),
+    )
+    .await;
+    a.post_logs(minutes_of("web.1", UUID_A, 5, |_| 200.0)).await;
+    b.post_logs(minutes_of("web.2", UUID_B, 5, |_| 250.0)).await;
+    history(&a, "web.2", 5).await;
+    let (_, on_a) = json(&a, "/api/dynos").await;
+    let seen: Vec<(&str, bool)> = on_a
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["dyno"].as_str().unwrap(),
+                d["seen_here"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [("web.1", true), ("web.2", false)],
+        "A shows B's dyno too"
+    );
+    let page = a.get("/").await.text().await.unwrap();
+    assert!(page.contains("id=\"d-todo-web.2\"") && page.contains("via another replica"));
+    a.stop().await;
+    b.stop().await;
+    // A new dynoguard on the same store: the charts are not empty.
+    let c = spawn_with(
+        cfg(),
+        dynoguard::sim::FakeHeroku::start().await.unwrap(),
+        Some(db),
+    )
+    .await;
+    let h = history(&c, "web.1", 5).await;
+    assert_eq!(h["points"].as_array().unwrap().len(), 5, "{h}");
+    let page = c.get("/?range=1h").await.text().await.unwrap();
+    let card = &page[position(&page, "id=\"d-todo-web.1\"")..];
+    assert!(card[..card.find("</article>").unwrap()].contains("class=\"band\""));
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_use_base_units_and_pass_promtool() {
+    let app = spawn_app().await;
+    formation(&app).await;
+    let m = app.metrics().await;
+    for line in [
+        "dynoguard_dyno_memory_bytes{app=\"todo\",process_type=\"web\",dyno=\"web.3\"} 805306368",
+        "dynoguard_dyno_memory_quota_bytes{app=\"todo\",process_type=\"web\",dyno=\"web.3\"} 536870912",
+        "dynoguard_dyno_memory_threshold_bytes{app=\"todo\",process_type=\"web\",dyno=\"web.3\"} 536870912",
+        "dynoguard_dyno_state{app=\"todo\",process_type=\"web\",dyno=\"web.1\",state=\"ok\"} 1",
+        "dynoguard_dyno_state{app=\"todo\",process_type=\"web\",dyno=\"web.1\",state=\"over\"} 0",
+        "dynoguard_events_total{kind=\"restart\"} 1",
+        "dynoguard_build_info{version=\"",
+        "dynoguard_restarts_total{app=\"todo\",process_type=\"web\",reason=\"threshold\",outcome=\"ok\"} 1",
+    ] {
+        assert!(m.contains(line), "{line} missing from\n{m}");
+    }
+    assert!(m.contains("dynoguard_dyno_last_sample_timestamp_seconds{app=\"todo\",process_type=\"web\",dyno=\"web.3\"} 17"));
+    assert!(
+        !m.contains("_mb{") && !m.contains(" -1\n"),
+        "no megabytes, no sentinels"
+    );
+    let promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    match promtool {
+        Ok(mut child) => {
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(m.as_bytes()).unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+                "promtool check metrics: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Err(e) => {
+            assert!(
+                std::env::var_os("DYNOGUARD_REQUIRE_TOOLS").is_none(),
+                "promtool is required here (DYNOGUARD_REQUIRE_TOOLS) but did not start: {e}"
+            );
+            eprintln!(
+                "SKIPPED: promtool check metrics (install Debian's prometheus to run it): {e}"
+            );
+        }
+    }
+    app.stop().await;
+}
