@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod browser;
 mod check_cli;
 mod dark_knight;
 mod dashboard;

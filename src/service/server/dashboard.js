@@ -27,5 +27,6 @@
   // For the layout test: does the page fit the viewport's width?
   window.addEventListener("load", function () {
     document.body.setAttribute("data-scroll-width", document.documentElement.scrollWidth);
+    document.body.setAttribute("data-viewport-width", window.innerWidth);
   });
 })();

@@ -93,8 +93,8 @@ pub struct AppData {
 pub struct PageData {
     pub query: PageQuery,
     pub now: Timestamp,
-    /// The x axis of every chart (unix ms): the range, starting no earlier
-    /// than the oldest history shown.
+    /// The x axis of every chart (unix ms): the range, narrowed to the
+    /// history shown.
     pub from: i64,
     pub to: i64,
     pub bucket: i64,
@@ -281,15 +281,17 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
             Vec::new()
         }
     };
-    // The axis starts where the oldest history shown starts (a new install
-    // shows its first hour across the chart, not as a sliver).
-    let oldest = apps
-        .iter()
-        .flat_map(|a| a.history.values())
-        .filter_map(|h| h.first().map(|p| p.t))
-        .min();
-    let from = oldest
-        .map_or(range_from, |o| o.max(range_from))
+    // The axis spans the history shown: from its oldest point (a new
+    // install shows its first hour across the chart, not as a sliver) to its
+    // newest (logs arrive late; a replayed or simulated clock runs behind),
+    // within the range and never past now.
+    let points = || apps.iter().flat_map(|a| a.history.values()).flatten().map(|p| p.t);
+    let to = points()
+        .max()
+        .map_or(to, |newest| (newest + 2 * bucket).min(to));
+    let from = points()
+        .min()
+        .map_or(range_from, |o| o.max(range_from).max(to - span.as_millis() as i64))
         .min(to - 15 * 60_000);
     PageData {
         query: q,
