@@ -285,13 +285,20 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
     // install shows its first hour across the chart, not as a sliver) to its
     // newest (logs arrive late; a replayed or simulated clock runs behind),
     // within the range and never past now.
-    let points = || apps.iter().flat_map(|a| a.history.values()).flatten().map(|p| p.t);
+    let points = || {
+        apps.iter()
+            .flat_map(|a| a.history.values())
+            .flatten()
+            .map(|p| p.t)
+    };
     let to = points()
         .max()
         .map_or(to, |newest| (newest + 2 * bucket).min(to));
     let from = points()
         .min()
-        .map_or(range_from, |o| o.max(range_from).max(to - span.as_millis() as i64))
+        .map_or(range_from, |o| {
+            o.max(range_from).max(to - span.as_millis() as i64)
+        })
         .min(to - 15 * 60_000);
     PageData {
         query: q,

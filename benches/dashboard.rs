@@ -1,0 +1,165 @@
+//! The dashboard with 100 dynos (issue: under ~1 MB, under 200 ms on the
+//! server): the history query over 7 days of per-minute rows in SQLite, and
+//! the page's rendering from gathered data. `cargo bench --bench dashboard`.
+
+use std::collections::HashMap;
+
+use divan::{Bencher, black_box};
+use dynoguard::service::server::chart::{Mark, MarkKind};
+use dynoguard::service::server::dashboard::{AppData, PageData, PageQuery, render};
+use dynoguard::service::server::views::{DynoStatus, DynoView, Range, SampleView};
+use dynoguard::store::{HistoryPoint, MinuteRow, SampleRow, Store};
+
+const DYNOS: usize = 100;
+const MIN: i64 = 60_000;
+
+fn main() {
+    divan::main();
+}
+
+fn total(dyno: usize, minute: i64) -> f64 {
+    200.0 + ((minute + dyno as i64 * 37) % 300) as f64
+}
+
+/// 100 dynos × 7 days of minutes in a fresh SQLite store.
+fn store(rt: &tokio::runtime::Runtime) -> (tempfile::TempDir, Store, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let now = 1_763_700_000_000_i64 / MIN * MIN;
+    let store = rt.block_on(async {
+        let s = Store::connect(&url).await.unwrap();
+        let minutes = 7 * 24 * 60;
+        for d in 0..DYNOS {
+            let rows: Vec<MinuteRow> = (0..minutes)
+                .filter_map(|m| {
+                    MinuteRow::of_sample(&SampleRow {
+                        app: "shop".into(),
+                        dyno: format!("web.{}", d + 1),
+                        instance: Some(format!("i{}", m / 600)),
+                        at: now - (minutes - m) * MIN,
+                        total: Some(total(d, m)),
+                        rss: Some(total(d, m) - 5.0),
+                        swap: Some(0.0),
+                        quota: Some(512.0),
+                    })
+                })
+                .collect();
+            s.write_history(&rows).await.unwrap();
+        }
+        s
+    });
+    (dir, store, now)
+}
+
+/// The page's history read: 7 days of 100 dynos in 120 buckets each.
+#[divan::bench(sample_count = 10)]
+fn history_query_7d_100_dynos(bencher: Bencher) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_dir, store, now) = store(&rt);
+    let bucket = 7 * 24 * 60 * MIN / 120;
+    bencher.bench_local(|| {
+        rt.block_on(store.history("shop", None, now - 7 * 24 * 60 * MIN, now, bucket))
+            .unwrap()
+            .len()
+    });
+}
+
+fn page_data() -> PageData {
+    let now = jiff::Timestamp::now();
+    let to = now.as_millisecond();
+    let bucket = 7 * 24 * 60 * MIN / 120;
+    let from = to - 120 * bucket;
+    let mut history = HashMap::new();
+    let mut marks = HashMap::new();
+    let mut dynos = Vec::new();
+    for d in 0..DYNOS {
+        let name = format!("web.{}", d + 1);
+        let points: Vec<HistoryPoint> = (0..120)
+            .map(|i| HistoryPoint {
+                dyno: name.clone(),
+                t: from + i * bucket,
+                samples: 252,
+                min: total(d, i) - 20.0,
+                avg: total(d, i),
+                max: total(d, i) + 20.0,
+                rss: Some(total(d, i)),
+                swap: Some(0.0),
+                quota: Some(512.0),
+            })
+            .collect();
+        history.insert(name.clone(), points);
+        marks.insert(
+            name.clone(),
+            (0..6)
+                .map(|i| Mark {
+                    at: from + i * 20 * bucket,
+                    kind: if i % 2 == 0 {
+                        MarkKind::Restart
+                    } else {
+                        MarkKind::R14
+                    },
+                    title: format!("restart {i} (threshold) at 530 MB"),
+                })
+                .collect::<Vec<_>>(),
+        );
+        let t = total(d, 0);
+        dynos.push(DynoView {
+            app: "shop".into(),
+            dyno: name,
+            process_type: "web".into(),
+            instance: Some("cfe2c338-81f4-40d4-bfb2-13f4e5e31fce".into()),
+            state: if t > 480.0 {
+                DynoStatus::Over
+            } else {
+                DynoStatus::Ok
+            },
+            last_sample: Some(SampleView {
+                memory_total_mb: Some(t),
+                memory_rss_mb: Some(t - 5.0),
+                memory_swap_mb: Some(0.0),
+                memory_quota_mb: Some(512.0),
+                at: now.to_string(),
+            }),
+            threshold_mb: Some(512.0),
+            percent_of_quota: Some(t / 5.12),
+            last_restart: None,
+            seen_here: true,
+            sample_at: Some(now),
+        });
+    }
+    let event = serde_json::json!({"at": now.to_string(), "event": "restart", "app": "shop", "dyno": "web.1",
+        "reason": "threshold", "memory_total_mb": 530.0, "memory_quota_mb": 512.0, "request_id": "abc"});
+    PageData {
+        query: PageQuery {
+            app: None,
+            dyno: None,
+            kinds: Vec::new(),
+            range: Range::D7,
+        },
+        now,
+        from,
+        to,
+        bucket,
+        apps: vec![AppData {
+            name: "shop".into(),
+            source: "drain",
+            blind: None,
+            dynos,
+            history,
+            marks,
+            restarts_24h: 42,
+        }],
+        events: vec![event; 100],
+        store_failing: None,
+        read_error: None,
+    }
+}
+
+/// Rendering the page of 100 dynos (7 days, 120 buckets, 6 markers each, 100 events).
+#[divan::bench(sample_count = 20)]
+fn render_page_100_dynos(bencher: Bencher) {
+    let data = page_data();
+    let page = render(&data);
+    eprintln!("page of {DYNOS} dynos: {} bytes", page.len());
+    bencher.bench_local(|| black_box(render(black_box(&data))).len());
+}
