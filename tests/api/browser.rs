@@ -206,8 +206,6 @@ async fn the_demo_dashboard_renders_in_chromium_at_1366_and_390_px() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Let the history flusher catch up with the restarts.
-    tokio::time::sleep(Duration::from_secs(2)).await;
     let url = format!("http://ops:demo@127.0.0.1:{port}/");
     let shots = target_dir();
     std::fs::create_dir_all(&shots).unwrap();

@@ -285,7 +285,7 @@ pub async fn apps(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response 
 }
 
 /// Events as stored (the SPEC §8 JSON of each).
-fn event_bodies(rows: Vec<crate::store::EventRow>) -> Vec<serde_json::Value> {
+pub fn event_bodies(rows: Vec<crate::store::EventRow>) -> Vec<serde_json::Value> {
     rows.iter()
         .filter_map(|r| serde_json::from_str(&r.body).ok())
         .collect()

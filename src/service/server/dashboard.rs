@@ -200,36 +200,31 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
             limit: 5000,
             ..EventFilter::default()
         };
-        let mut restarts_24h = 0;
         match s.store.events(&filter).await {
             Ok(rows) => {
-                let day_ago = (now - jiff::SignedDuration::from_hours(24)).as_millisecond();
-                for r in rows {
-                    if r.kind == "restart" && r.at >= day_ago {
-                        restarts_24h += 1;
-                    }
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.body)
-                        && let Some((dyno, m)) = mark_of(&v)
-                    {
+                for v in api::event_bodies(rows) {
+                    if let Some((dyno, m)) = mark_of(&v) {
                         marks.entry(dyno).or_default().push(m);
                     }
                 }
             }
             Err(e) => read_error = Some(e.to_string()),
         }
-        if q.range.span() < jiff::SignedDuration::from_hours(24) {
-            // Restarts further back than the range still count for the day.
-            let day = EventFilter {
-                app: Some(name.clone()),
-                kinds: vec!["restart".into()],
-                since: Some((now - jiff::SignedDuration::from_hours(24)).as_millisecond()),
-                limit: 10_000,
-                ..EventFilter::default()
-            };
-            if let Ok(rows) = s.store.events(&day).await {
-                restarts_24h = rows.len();
+        // Whatever the chart range, the summary counts the last day.
+        let day = EventFilter {
+            app: Some(name.clone()),
+            kinds: vec![EventKind::Restart.as_str().into()],
+            since: Some((now - jiff::SignedDuration::from_hours(24)).as_millisecond()),
+            limit: 10_000,
+            ..EventFilter::default()
+        };
+        let restarts_24h = match s.store.events(&day).await {
+            Ok(rows) => rows.len(),
+            Err(e) => {
+                read_error = Some(e.to_string());
+                0
             }
-        }
+        };
         match s.store.instance_starts(&name, range_from).await {
             Ok(starts) => {
                 let mut prev: Option<&str> = None;
@@ -272,10 +267,7 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
         })
         .await
     {
-        Ok(rows) => rows
-            .iter()
-            .filter_map(|r| serde_json::from_str(&r.body).ok())
-            .collect(),
+        Ok(rows) => api::event_bodies(rows),
         Err(e) => {
             read_error = Some(e.to_string());
             Vec::new()
