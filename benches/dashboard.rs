@@ -41,6 +41,7 @@ fn store(rt: &tokio::runtime::Runtime) -> (tempfile::TempDir, Store, i64) {
                         rss: Some(total(d, m) - 5.0),
                         swap: Some(0.0),
                         quota: Some(512.0),
+                        replaced: None,
                     })
                 })
                 .collect();

@@ -28,6 +28,10 @@ pub struct Counters {
     pub lines_stale: AtomicU64,
     /// Lines of an instance already replaced.
     pub lines_replaced: AtomicU64,
+    /// Lines of a second instance not yet ordered against the current one.
+    pub lines_unclear: AtomicU64,
+    /// R14/R15 lines not newer than the last reported (session reconnects).
+    pub lines_repeated: AtomicU64,
     /// Timestamps more than a minute ahead, replaced by the arrival time.
     pub timestamps_clamped: AtomicU64,
     /// Drain POSTs with wrong or missing credentials.

@@ -8,13 +8,18 @@
 //!   (earlyoom's rule): an instance already replaced is not restarted, the
 //!   order is dropped and the engine's bookkeeping rolled back;
 //! - a call whose outcome is unknown (timeout, broken connection) is never
-//!   simply repeated: evidence decides — a newer instance in the logs, or the
-//!   dyno's `created_at`/`updated_at`/`state` from `GET …/dynos/{dyno}`. Only
-//!   proof that the call did *not* act allows another DELETE; no proof either
-//!   way means "not repeated" (the window holds it, and it is reported);
-//! - the claim is a lease while the call is in flight (renewed per attempt)
-//!   and becomes the window only when the restart happened, so a crash
-//!   between claim and call costs at most a lease, not a window.
+//!   repeated by the restarter: evidence of success — a newer instance in the
+//!   logs, or the dyno's `created_at`/`updated_at`/`state` from
+//!   `GET …/dynos/{dyno}` — confirms it; anything else (the GET may lag, and
+//!   an accepted restart leaves the old instance logging for 30 s or more)
+//!   counts it as made. The engine allows one more call only if the same
+//!   instance is still reporting well past the time a restart takes
+//!   ([`crate::decide::policy::UNKNOWN_GRACE`] of log time);
+//! - the claim is stamped with the decision's log time: a lease (wall clock)
+//!   while the call is in flight, then the window, `restart_window` from the
+//!   decision — the engine's clock — so our own claim never refuses our own
+//!   later decision. A run killed mid-call leaves its lease, which the next
+//!   start reads as an unknown outcome (never deletes).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -148,7 +153,7 @@ enum Outcome {
 /// Evidence about a call whose answer was lost.
 enum Evidence {
     Replaced(String),
-    NotRestarted(String),
+    /// Nothing proves it acted (which does not prove it did not).
     Unknown(String),
 }
 
@@ -190,6 +195,7 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
             dyno.as_str(),
             e.instance.as_deref(),
             &ctx.holder,
+            store::millis(e.at),
             now,
             now.saturating_add(lease_ms),
         )
@@ -215,25 +221,46 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
         // is in flight (or it died mid-call): back off and look again, so a
         // stuck lease costs minutes, not a window.
         let held = ctx.store.claim(app.as_str(), dyno.as_str()).await;
-        let mut engine = order.engine.lock();
-        match held {
-            Ok(Some((holder, ClaimKind::Window, _))) => {
-                tracing::info!(
-                    "{app} {dyno}: already restarted by {holder} (its claim holds the window); not restarting"
-                );
-                let _ = engine.restart_confirmed(e);
-            }
+        let (detail, held_window) = match held {
+            Ok(Some((holder, ClaimKind::Window, _))) => (
+                format!(
+                    "already restarted by {holder} (its claim holds the window); not restarting"
+                ),
+                true,
+            ),
             other => {
                 let holder = match other {
                     Ok(Some((h, ..))) => h,
                     _ => "another replica".into(),
                 };
-                tracing::info!(
-                    "{app} {dyno}: {holder} is restarting it (its lease is in flight); looking again after a backoff"
-                );
+                (
+                    format!(
+                        "{holder} is restarting it (its lease is in flight); looking again after a backoff"
+                    ),
+                    false,
+                )
+            }
+        };
+        tracing::info!("{app} {dyno}: {detail}");
+        {
+            let mut engine = order.engine.lock();
+            if held_window {
+                let _ = engine.restart_confirmed(e);
+            } else {
                 engine.restart_failed(e);
             }
         }
+        // Every refusal is an event with its reason.
+        let mut ev = e.clone();
+        ev.event = EventKind::Skipped;
+        ev.reason = Some(if held_window {
+            crate::decide::events::Reason::Window
+        } else {
+            crate::decide::events::Reason::Deferred
+        });
+        ev.dry_run = Some(false);
+        ev.detail = Some(detail);
+        ctx.reporter.emit(ev);
         return;
     }
 
@@ -251,24 +278,18 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
                 };
             }
             Err(err) if err.outcome_unknown() => {
-                match evidence(&ctx, &order, &token, &dyno, started).await {
-                    Evidence::Replaced(evidence) => break Outcome::Replaced { evidence },
-                    Evidence::NotRestarted(why) if attempt < ctx.attempts => {
-                        let wait = backoff(&ctx, attempt, &err);
-                        tracing::warn!(
-                            "{app} {dyno}: restart attempt {attempt}: {err}; {why}, so it is safe to call again in {:.1}s",
-                            wait.as_secs_f64()
-                        );
-                        tokio::time::sleep(wait).await;
-                    }
-                    Evidence::NotRestarted(_) => break Outcome::Failed(err),
-                    Evidence::Unknown(evidence) => {
-                        break Outcome::Unknown {
-                            error: err,
-                            evidence,
-                        };
-                    }
-                }
+                // Never repeated here: a GET that shows the instance up proves
+                // nothing (it may lag; an accepted restart leaves the old
+                // instance running for its SIGTERM grace). Only success is
+                // provable; the engine decides about one more call from the
+                // logs, well after a restart would have shown.
+                break match evidence(&ctx, &order, &token, &dyno, started).await {
+                    Evidence::Replaced(evidence) => Outcome::Replaced { evidence },
+                    Evidence::Unknown(evidence) => Outcome::Unknown {
+                        error: err,
+                        evidence,
+                    },
+                };
             }
             Err(err) if err.is_retryable() && attempt < ctx.attempts => {
                 let wait = backoff(&ctx, attempt, &err);
@@ -297,7 +318,8 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
             // Maybe restarted, maybe not: repeating could restart the healthy
             // replacement. The window holds the order; the logs will tell.
             let detail = format!(
-                "outcome unknown ({error}; {evidence}): not repeated — the window holds it; a new instance in the logs will confirm it"
+                "outcome unknown ({error}; {evidence}): counted as made, not repeated — one more call only if the same instance is still reporting {} min after the decision",
+                crate::decide::policy::UNKNOWN_GRACE.as_mins()
             );
             let unknown = (EventKind::RestartFailed, "unknown");
             window_holds(&ctx, &order, &dyno, window, unknown, None, Some(detail)).await;
@@ -378,8 +400,8 @@ async fn evidence(
                     fmt(info.updated_at)
                 ))
             } else {
-                Evidence::NotRestarted(format!(
-                    "GET dyno: up and unchanged since {}",
+                Evidence::Unknown(format!(
+                    "GET dyno: up and unchanged since {} (which may lag the call)",
                     fmt(info.updated_at.or(info.created_at))
                 ))
             }
@@ -400,7 +422,9 @@ fn fmt(t: Option<Timestamp>) -> String {
     t.map_or_else(|| "?".into(), |t| t.to_string())
 }
 
-/// Turns the lease into the window (or renews the lease).
+/// Turns the lease into the window (or renews the lease). A lease runs on
+/// the wall clock (the call in flight); the window on the log clock, from
+/// the decision, as the engine's window does.
 async fn renew_lease(
     ctx: &RestartContext,
     order: &RestartOrder,
@@ -409,11 +433,19 @@ async fn renew_lease(
     hold: Duration,
 ) {
     let app = order.engine.app();
-    let expires = Timestamp::now()
+    let from = match kind {
+        ClaimKind::Lease => Timestamp::now(),
+        ClaimKind::Window => order.event.at,
+    };
+    let expires = from
+        .as_millisecond()
+        .saturating_add(hold.as_millis() as i64);
+    // The in-memory fallback compares with the wall clock only.
+    let local = Timestamp::now()
         .as_millisecond()
         .saturating_add(hold.as_millis() as i64);
     ctx.local_claims
-        .set(app.as_str(), dyno.as_str(), Some(expires));
+        .set(app.as_str(), dyno.as_str(), Some(local));
     if let Err(err) = ctx
         .store
         .extend_claim(app.as_str(), dyno.as_str(), &ctx.holder, expires, kind)
@@ -439,7 +471,11 @@ async fn window_holds(
 ) {
     renew_lease(ctx, order, dyno, ClaimKind::Window, window_duration(window)).await;
     record(ctx, order, outcome, request_id.clone(), detail.clone()).await;
-    let recovered = order.engine.lock().restart_confirmed(&order.event);
+    let recovered = if outcome == "unknown" {
+        order.engine.lock().restart_unknown(&order.event)
+    } else {
+        order.engine.lock().restart_confirmed(&order.event)
+    };
     let mut ev = order.event.clone();
     ev.event = kind;
     ev.dry_run = Some(false);
@@ -464,7 +500,9 @@ async fn record(
         dyno: e.dyno.as_ref().map(|d| d.to_string()).unwrap_or_default(),
         instance: e.instance.clone(),
         reason: e.reason.map_or("threshold", |r| r.as_str()).to_owned(),
-        at: store::millis(Timestamp::now()),
+        // The decision's log time: windows seeded from this history after
+        // dynoguard restarts run on the same clock as the engine's.
+        at: store::millis(e.at),
         outcome: outcome.into(),
         request_id,
         detail,

@@ -56,25 +56,19 @@ pub fn run(
         app.policy.clone(),
         Confirmation::OnDecision,
     );
-    let arrived = jiff::Timestamp::now();
     let mut summary = Summary::default();
+    let mut arrivals = Arrivals::default();
     // One record at a time, as logged: its observation (if any), then the
-    // line itself for blindness — the same calls `serve` makes per batch.
-    let mut decide = |obs: Option<crate::ingest::heroku_line::Observation>,
-                      ts: Option<&[u8]>,
-                      summary: &mut Summary| {
-        let blind = ts
-            .and_then(|t| crate::ingest::heroku_line::timestamp(t).ok())
-            .and_then(|t| engine.lines_seen(t, arrived));
-        let mut d = engine.apply(obs.as_slice(), arrived);
+    // line itself for blindness — the same calls `serve` makes per batch —
+    // with an arrival time read from the log itself, so a replay run any
+    // day later decides as `serve` did.
+    let mut decide = |line: Line, arrived: jiff::Timestamp, summary: &mut Summary| {
+        let blind = line.at.and_then(|t| engine.lines_seen(t, arrived));
+        let mut d = engine.apply(line.observation.as_slice(), arrived);
         if let Some(b) = blind {
             d.events.insert(0, b);
         }
-        for w in &d.warnings {
-            tracing::warn!("{w}");
-        }
-        summary.stale += d.ignored.stale;
-        summary.replaced += d.ignored.replaced;
+        tally(&d, summary);
         d.events
     };
     let emit =
@@ -107,10 +101,12 @@ pub fn run(
             input.read_to_end(&mut body).context("reading the log")?;
             let mut frames = crate::ingest::logplex::Frames::new(&body);
             for payload in frames.by_ref() {
-                let mut obs = None;
-                let ts = ingest::frame(payload, &mut summary.stats, &mut |o| obs = Some(o));
-                let events = decide(obs, ts, &mut summary);
-                emit(events, &mut summary, &mut out)?;
+                let mut observation = None;
+                let ts = ingest::frame(payload, &mut summary.stats, &mut |o| observation = Some(o));
+                if let Some((line, arrived)) = arrivals.push(Line::new(observation, ts)) {
+                    let events = decide(line, arrived, &mut summary);
+                    emit(events, &mut summary, &mut out)?;
+                }
             }
             summary.stats.add_frames(frames.stats());
         }
@@ -126,13 +122,95 @@ pub fn run(
                 {
                     break;
                 }
-                let mut obs = None;
-                let ts = ingest::text_line(&line, &mut summary.stats, |o| obs = Some(o));
-                let events = decide(obs, ts, &mut summary);
-                emit(events, &mut summary, &mut out)?;
+                let mut observation = None;
+                let ts = ingest::text_line(&line, &mut summary.stats, |o| observation = Some(o));
+                if let Some((line, arrived)) = arrivals.push(Line::new(observation, ts)) {
+                    let events = decide(line, arrived, &mut summary);
+                    emit(events, &mut summary, &mut out)?;
+                }
             }
         }
     }
+    while let Some((line, arrived)) = arrivals.pop() {
+        let events = decide(line, arrived, &mut summary);
+        emit(events, &mut summary, &mut out)?;
+    }
+    // The end of the log: decisions still held are made.
+    let d = engine.finish();
+    tally(&d, &mut summary);
+    emit(d.events, &mut summary, &mut out)?;
     out.flush()?;
     Ok(summary)
+}
+
+fn tally(d: &crate::decide::engine::Decisions, summary: &mut Summary) {
+    for w in &d.warnings {
+        tracing::warn!("{w}");
+    }
+    summary.stale += d.ignored.stale;
+    summary.replaced += d.ignored.replaced;
+}
+
+/// One record of the log: its observation, if it is one, and its log time.
+struct Line {
+    observation: Option<crate::ingest::heroku_line::Observation>,
+    at: Option<jiff::Timestamp>,
+}
+
+impl Line {
+    fn new(
+        observation: Option<crate::ingest::heroku_line::Observation>,
+        ts: Option<&[u8]>,
+    ) -> Self {
+        let at = ts.and_then(|t| crate::ingest::heroku_line::timestamp(t).ok());
+        Self { observation, at }
+    }
+}
+
+/// When each line "arrived", read from the log itself: `serve` judges a
+/// line stamped more than a minute ahead of its arrival by its arrival, and
+/// a saved log has no arrival times. A line arrives no earlier than the
+/// newest line before it, and about when the lines right after it were
+/// logged; so its arrival is the later of the two (the latest seen before,
+/// the earliest of the next [`Arrivals::AHEAD`]). A line far ahead of both
+/// is clamped as `serve` clamped it; a quiet gap (the lines after it follow
+/// on) is not. Never the wall clock of the replay: any later run decides
+/// the same.
+#[derive(Default)]
+struct Arrivals {
+    queue: std::collections::VecDeque<Line>,
+    newest: Option<jiff::Timestamp>,
+}
+
+impl Arrivals {
+    const AHEAD: usize = 8;
+
+    /// Queues a line; returns the oldest with its arrival once enough lines
+    /// follow it.
+    fn push(&mut self, line: Line) -> Option<(Line, jiff::Timestamp)> {
+        self.queue.push_back(line);
+        if self.queue.len() > Self::AHEAD {
+            self.pop()
+        } else {
+            None
+        }
+    }
+
+    /// The oldest queued line and its arrival.
+    fn pop(&mut self) -> Option<(Line, jiff::Timestamp)> {
+        let line = self.queue.pop_front()?;
+        let next = self.queue.iter().filter_map(|l| l.at).min();
+        let own = line.at.unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let arrived = match (self.newest, next) {
+            (Some(n), Some(x)) => n.max(x),
+            (None, Some(x)) => x,
+            (Some(n), None) => n.max(own),
+            (None, None) => own,
+        };
+        if let Some(at) = line.at {
+            let judged = crate::decide::engine::Engine::clock(at, arrived);
+            self.newest = Some(self.newest.map_or(judged, |n| n.max(judged)));
+        }
+        Some((line, arrived))
+    }
 }

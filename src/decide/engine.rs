@@ -26,6 +26,15 @@ use super::watch::{Ignored, Watcher};
 /// replaced by the arrival time.
 pub const MAX_FUTURE: SignedDuration = SignedDuration::from_mins(1);
 
+/// How long (log time) a restart decision is held before it is acted on. A
+/// line of a newer instance of the dyno logged within it shows that the
+/// decided instance was already being replaced — no restart produces a
+/// replacement that fast — so the decision is dropped (`skipped`/`replaced`)
+/// instead of a `DELETE` that would hit the newcomer. Released when an
+/// observation of the app is logged later than this, when the service's
+/// tick finds it held for its wall-clock hold, or at the end of a replay.
+pub const HOLD: SignedDuration = SignedDuration::from_secs(5);
+
 /// Who confirms that an ordered restart happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Confirmation {
@@ -43,6 +52,9 @@ pub enum Confirmation {
 pub struct AppliedSample {
     pub dyno: DynoName,
     pub instance: Option<String>,
+    /// The instances of the name already replaced (newest last), kept in the
+    /// store so a restarted dynoguard still knows them.
+    pub replaced: Vec<String>,
     pub at: Timestamp,
     /// The dyno's figures after the sample (quota resolved from hints).
     pub memory: Memory,
@@ -66,20 +78,40 @@ pub struct Decisions {
     pub future_clamped: u64,
 }
 
+/// A restart decision (and the `flapping` it brought) waiting for [`HOLD`].
+#[derive(Debug)]
+struct Held {
+    /// The `restart` (or dry run's `skipped`) event, then any `flapping`.
+    events: Vec<Event>,
+    /// When the batch that decided it arrived (wall clock; the tick's hold).
+    arrived: Timestamp,
+}
+
 /// The decision core of one app.
 #[derive(Debug)]
 pub struct Engine {
     watcher: Watcher,
     confirmation: Confirmation,
     blind: BlindWatch,
+    held: Vec<Held>,
+    /// The log minute dynos were last pruned at.
+    pruned_minute: Option<i64>,
+}
+
+/// Is this event a restart decision (an order, or what a dry run would do)?
+fn is_decision(e: &Event) -> bool {
+    e.event == EventKind::Restart
+        || (e.event == EventKind::Skipped && e.reason == Some(super::events::Reason::DryRun))
 }
 
 impl Engine {
     pub fn new(app: AppName, policy: AppPolicy, confirmation: Confirmation) -> Self {
         Self {
-            watcher: Watcher::new(app, policy, confirmation == Confirmation::OnDecision),
+            watcher: Watcher::new(app, policy),
             confirmation,
             blind: BlindWatch::default(),
+            held: Vec::new(),
+            pruned_minute: None,
         }
     }
 
@@ -97,6 +129,11 @@ impl Engine {
     }
 
     /// Applies a batch in order; `arrived` is when the batch reached us.
+    ///
+    /// The one batch function of `serve` and `replay`: restart decisions are
+    /// held for [`HOLD`] of log time (a newer instance seen meanwhile drops
+    /// them), dynos are pruned on the log clock, and what was ignored is
+    /// counted — so both decide alike whatever the batching.
     pub fn apply(&mut self, observations: &[Observation], arrived: Timestamp) -> Decisions {
         let mut out = Decisions::default();
         for o in observations {
@@ -104,6 +141,8 @@ impl Engine {
             if at != o.at {
                 out.future_clamped += 1;
             }
+            self.release(&mut out, |h| at.duration_since(h.events[0].at) > HOLD);
+            self.prune_on(at);
             // Every observation is a line, too (blindness is judged on all).
             let (app, after) = (self.watcher.app(), self.watcher.policy().blind_after);
             if let Some(e) = self.blind.lines(app, at, after) {
@@ -121,27 +160,117 @@ impl Engine {
                 && let Some(d) = &s.dyno
                 && let Some(state) = self.watcher.dyno(d)
                 && state.sample_at == Some(at)
+                && state.instance.as_deref() == s.instance.as_deref().or(state.instance.as_deref())
             {
                 let mut memory = state.memory;
                 memory.quota = state.quota();
                 out.samples.push(AppliedSample {
                     dyno: d.clone(),
                     instance: state.instance.clone(),
+                    replaced: state.replaced.iter().cloned().collect(),
                     at,
                     memory,
                 });
             }
             for e in events {
-                if e.event == EventKind::Restart && self.confirmation == Confirmation::ByRestarter {
-                    out.orders.push(e);
+                if is_decision(&e) {
+                    self.held.push(Held {
+                        events: vec![e],
+                        arrived,
+                    });
+                } else if e.event == EventKind::Flapping
+                    && let Some(h) = self.held.last_mut()
+                    && h.events[0].dyno == e.dyno
+                    && h.events[0].at == e.at
+                {
+                    h.events.push(e);
                 } else {
                     out.events.push(e);
                 }
             }
+            self.drop_replaced(&mut out);
         }
         out.warnings = self.watcher.take_warnings();
         out.ignored = self.watcher.take_ignored();
         out
+    }
+
+    /// Releases the decisions held since a batch that arrived at or before
+    /// `cutoff` (the service's tick: a quiet app logs nothing that would
+    /// move its log clock past [`HOLD`]).
+    pub fn release_due(&mut self, cutoff: Timestamp) -> Decisions {
+        let mut out = Decisions::default();
+        self.release(&mut out, |h| h.arrived <= cutoff);
+        out
+    }
+
+    /// Releases every held decision (the end of a replay, shutdown).
+    pub fn finish(&mut self) -> Decisions {
+        let mut out = Decisions::default();
+        self.release(&mut out, |_| true);
+        out
+    }
+
+    /// Are decisions held?
+    pub fn holding(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    fn release(&mut self, out: &mut Decisions, due: impl Fn(&Held) -> bool) {
+        if self.held.is_empty() {
+            return;
+        }
+        let (now, later): (Vec<Held>, Vec<Held>) =
+            std::mem::take(&mut self.held).into_iter().partition(due);
+        self.held = later;
+        for h in now {
+            let mut events = h.events.into_iter();
+            let Some(decision) = events.next() else {
+                continue;
+            };
+            let confirm_now = self.confirmation == Confirmation::OnDecision
+                || decision.event != EventKind::Restart;
+            if confirm_now {
+                let recovered = self.watcher.restart_confirmed(&decision);
+                out.events.push(decision);
+                out.events.extend(events);
+                out.events.extend(recovered);
+            } else {
+                // Reported events come before the order the restarter then
+                // carries out.
+                out.events.extend(events);
+                out.orders.push(decision);
+            }
+        }
+    }
+
+    /// Drops held decisions whose instance a newer one replaced meanwhile.
+    fn drop_replaced(&mut self, out: &mut Decisions) {
+        if self.held.is_empty() {
+            return;
+        }
+        let watcher = &self.watcher;
+        let (gone, keep): (Vec<Held>, Vec<Held>) =
+            std::mem::take(&mut self.held).into_iter().partition(|h| {
+                let d = &h.events[0];
+                d.dyno
+                    .as_ref()
+                    .and_then(|n| watcher.dyno(n))
+                    .is_none_or(|s| s.instance != d.instance)
+            });
+        self.held = keep;
+        for h in gone {
+            out.events.extend(self.watcher.order_dropped(&h.events[0]));
+        }
+    }
+
+    /// Forgets silent dynos once per minute of the log clock.
+    fn prune_on(&mut self, at: Timestamp) {
+        let minute = at.as_second().div_euclid(60);
+        if self.pruned_minute.is_none_or(|m| minute > m) {
+            self.pruned_minute = Some(minute);
+            self.watcher.prune(at);
+        }
     }
 
     /// A log line (of any kind: app output, router, platform) logged at
@@ -173,6 +302,12 @@ impl Engine {
         self.watcher.restart_failed(order);
     }
 
+    /// The call's outcome is unknown: it counts as made until the same
+    /// instance is still reporting well past the time a restart takes.
+    pub fn restart_unknown(&mut self, order: &Event) -> Option<Event> {
+        self.watcher.restart_unknown(order)
+    }
+
     /// The restart happened (the API accepted it, or evidence shows the
     /// instance was replaced). Returns the `recovered` event if the new
     /// instance already reported.
@@ -185,9 +320,15 @@ impl Engine {
         self.watcher.forget(dyno);
     }
 
-    /// Forgets dynos silent for an hour of the app's log clock.
-    pub fn prune(&mut self) {
-        self.watcher.prune();
+    /// Restores the instance the store last saw for a dyno.
+    pub fn seed_instance(
+        &mut self,
+        dyno: DynoName,
+        instance: String,
+        at: Timestamp,
+        replaced: &[String],
+    ) {
+        self.watcher.seed_instance(dyno, instance, at, replaced);
     }
 
     pub fn seed_restart(&mut self, dyno: DynoName, mark: RestartMark) {

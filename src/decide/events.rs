@@ -92,6 +92,9 @@ pub enum Reason {
     Replaced,
     /// The last restart call failed; the next waits a backoff.
     Backoff,
+    /// Two instances of the process name report and nothing yet shows which
+    /// is the newer: nothing is decided until one of them goes silent.
+    UnclearInstance,
 }
 
 impl Reason {
@@ -110,10 +113,11 @@ impl Reason {
             Self::TypeNotWatched => "type_not_watched",
             Self::Replaced => "replaced",
             Self::Backoff => "backoff",
+            Self::UnclearInstance => "unclear_instance",
         }
     }
 
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Self::Threshold,
         Self::R14,
         Self::R15,
@@ -127,6 +131,7 @@ impl Reason {
         Self::TypeNotWatched,
         Self::Replaced,
         Self::Backoff,
+        Self::UnclearInstance,
     ];
 
     pub fn parse(s: &str) -> Option<Self> {

@@ -120,7 +120,9 @@ impl Default for Policy {
 pub enum DynoTypes {
     /// Exactly these types.
     List(Vec<String>),
-    /// `*`: every type except one-off `run` and `scheduler` dynos.
+    /// `*`: every long-running process type — never the one-off dynos
+    /// (`run`, `release`, `scheduler`, `console`): restarting the release
+    /// phase fails the deploy, and a one-off ends by itself.
     All,
 }
 
@@ -151,10 +153,13 @@ impl DynoTypes {
     pub fn watches(&self, process_type: &str) -> bool {
         match self {
             Self::List(l) => l.iter().any(|t| t == process_type),
-            Self::All => !matches!(process_type, "run" | "scheduler"),
+            Self::All => !ONE_OFF_TYPES.contains(&process_type),
         }
     }
 }
+
+/// Process types of one-off dynos, which `*` never watches (name them to).
+pub const ONE_OFF_TYPES: [&str; 4] = ["run", "release", "scheduler", "console"];
 
 impl Default for DynoTypes {
     fn default() -> Self {
@@ -242,17 +247,64 @@ pub struct RestartMark {
     /// or dry run decided it, or the store remembered it). Until then the
     /// order can still be dropped or fail and be rolled back.
     pub confirmed: bool,
+    /// The call's outcome is unknown (timeout, dynoguard killed mid-call): it
+    /// counts as made until the same instance is still reporting
+    /// [`UNKNOWN_GRACE`] of log time later; then one more call is allowed.
+    pub unknown: bool,
+    /// This order is that one more call: whatever its outcome, no third.
+    pub second_call: bool,
 }
+
+impl RestartMark {
+    /// A restart decided at `at` for `instance`, not yet confirmed.
+    pub fn new(at: Timestamp, instance: Option<String>, reason: Reason) -> Self {
+        Self {
+            at,
+            instance,
+            reason,
+            confirmed: false,
+            unknown: false,
+            second_call: false,
+        }
+    }
+}
+
+/// How long after a restart call whose outcome is unknown the same instance
+/// must still be reporting before one more call is made: an accepted restart
+/// takes SIGTERM, up to 30 s of grace and a boot, and the old instance keeps
+/// logging meanwhile.
+pub const UNKNOWN_GRACE: SignedDuration = SignedDuration::from_mins(2);
 
 /// How an instance id relates to what is known of a process name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lineage {
     /// The current instance (or a line without an instance id).
     Current,
-    /// Never seen: it replaces the current instance.
+    /// Shown to be newer than the current instance: it replaces it.
     New,
     /// An instance already replaced: its lines change nothing.
     Replaced,
+    /// A second instance that nothing yet orders against the current one
+    /// (the contender): its lines change nothing, and nothing is decided
+    /// for the name until one of the two goes silent.
+    Unclear,
+}
+
+/// An instance known for this long (log time) before another one's first
+/// line is the older of the two: a runtime-metrics sample comes every 20 s,
+/// so during a preboot overlap each instance shows up within one interval
+/// (plus jitter) of dynoguard starting to watch.
+pub const ESTABLISHED: SignedDuration = SignedDuration::from_secs(30);
+/// Of two instances nothing orders, the one silent this long (three sample
+/// intervals of log time) while the other reports is the old one.
+pub const SILENT: SignedDuration = SignedDuration::from_secs(60);
+
+/// A second instance of a process name, not yet ordered against the current.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contender {
+    pub id: String,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
 }
 
 /// Replaced instances remembered per process name.
@@ -314,8 +366,22 @@ pub struct DynoState {
     /// The new instance reported before the restart was confirmed: the
     /// `recovered` seconds wait for the confirmation.
     pub pending_recovery: Option<f64>,
-    /// When the current instance's first line came.
+    /// When the current instance's first line came (or, after dynoguard
+    /// restarted, the stored sample it is known from).
     pub instance_since: Option<Timestamp>,
+    /// The current instance's newest line carrying its id.
+    pub instance_last: Option<Timestamp>,
+    /// A second instance not yet ordered against the current one.
+    pub contender: Option<Contender>,
+    /// The newest `Starting process` / `starting to up` line of the name: an
+    /// instance born then is newer than one that logged before it.
+    pub born_at: Option<Timestamp>,
+    /// The newest R14 and R15 reported for the name (a log session replays
+    /// history on reconnect: older or equal lines are not news).
+    pub r14_at: Option<Timestamp>,
+    pub r15_at: Option<Timestamp>,
+    /// The quota of the process type from the app's formation (refreshed).
+    pub formation_quota: Option<Megabytes>,
     /// When a line of this dyno last *arrived* (wall clock, for display and
     /// staleness only: decisions use log time).
     pub last_arrival: Option<Timestamp>,
@@ -348,19 +414,122 @@ impl DynoState {
             process_memory: None,
             pending_recovery: None,
             instance_since: None,
+            instance_last: None,
+            contender: None,
+            born_at: None,
+            r14_at: None,
+            r15_at: None,
+            formation_quota: None,
             last_arrival: None,
             failures: 0,
             retry_after: None,
         }
     }
 
-    pub fn lineage(&self, instance: Option<&str>) -> Lineage {
-        match instance {
-            None => Lineage::Current,
-            Some(i) if self.instance.as_deref() == Some(i) => Lineage::Current,
-            Some(i) if self.replaced.iter().any(|r| r == i) => Lineage::Replaced,
-            Some(_) => Lineage::New,
+    /// Where a line of `instance`, logged at `at`, stands in the name's
+    /// lineage — decided by evidence, never by which line arrived first:
+    /// - an id already replaced (or restarted by us) stays replaced;
+    /// - a new id is newer than the current instance if the current one was
+    ///   known for [`ESTABLISHED`] before it, was restarted by us before it,
+    ///   or logged before a birth line (`Starting process`) that precedes it;
+    /// - otherwise it is a contender and nothing is decided for the name
+    ///   until one of the two has been [`SILENT`] while the other reports.
+    pub fn classify(&mut self, instance: Option<&str>, at: Timestamp) -> Lineage {
+        let Some(id) = instance else {
+            return Lineage::Current;
+        };
+        if self.replaced.iter().any(|r| r == id) {
+            return Lineage::Replaced;
         }
+        if self.instance.as_deref() == Some(id) {
+            self.instance_last = Some(self.instance_last.map_or(at, |t| t.max(at)));
+        } else if let Some(c) = self.contender.as_mut().filter(|c| c.id == id) {
+            c.last_seen = c.last_seen.max(at);
+        } else if self.instance.is_none() || self.newer_than_current(at) {
+            return Lineage::New;
+        } else {
+            // A third instance while two are unordered is as unordered.
+            self.contender = Some(Contender {
+                id: id.to_owned(),
+                first_seen: at,
+                last_seen: at,
+            });
+        }
+        let Some(c) = self.contender.clone() else {
+            return Lineage::Current;
+        };
+        let current_last = self.instance_last.or(self.instance_since).unwrap_or(at);
+        let current_first = self.instance_since.unwrap_or(current_last);
+        let contender_newer = c.last_seen.duration_since(current_last) >= SILENT
+            || self
+                .born_at
+                .is_some_and(|b| current_first < b && b <= c.first_seen);
+        if contender_newer {
+            // Only the contender's own line can show the current one silent.
+            return if c.id == id {
+                Lineage::New
+            } else {
+                Lineage::Current
+            };
+        }
+        if current_last.duration_since(c.last_seen) >= SILENT {
+            self.contender = None;
+            self.remember_replaced(c.id.clone());
+            return if c.id == id {
+                Lineage::Replaced
+            } else {
+                Lineage::Current
+            };
+        }
+        if c.id == id {
+            Lineage::Unclear
+        } else {
+            Lineage::Current
+        }
+    }
+
+    /// Is a never-seen instance whose first line is at `at` newer than the
+    /// current one?
+    fn newer_than_current(&self, at: Timestamp) -> bool {
+        let Some(since) = self.instance_since else {
+            return true;
+        };
+        at.duration_since(since) >= ESTABLISHED
+            || self.born_at.is_some_and(|b| since < b && b <= at)
+            || self
+                .last_restart
+                .as_ref()
+                .is_some_and(|m| m.instance == self.instance && m.at <= at)
+    }
+
+    fn remember_replaced(&mut self, id: String) {
+        if self.replaced.iter().any(|r| *r == id) {
+            return;
+        }
+        if self.replaced.len() == LINEAGE {
+            self.replaced.pop_front();
+        }
+        self.replaced.push_back(id);
+    }
+
+    /// Restores what the store knew of the name (after dynoguard itself
+    /// restarted): its instance as of `at`, and the instances it replaced.
+    pub fn seed_instance(&mut self, instance: String, at: Timestamp, replaced: &[String]) {
+        for r in replaced {
+            if *r != instance {
+                self.remember_replaced(r.clone());
+            }
+        }
+        if self.instance.is_none() {
+            self.instance = Some(instance);
+            self.instance_since = Some(at);
+            self.instance_last = Some(at);
+        }
+    }
+
+    /// Two instances report and nothing yet orders them.
+    pub fn unclear(&self) -> bool {
+        self.contender.is_some()
     }
 
     /// The newest memory figure: the last sample or a later `Process running`.
@@ -373,8 +542,14 @@ impl DynoState {
         }
     }
 
+    /// The quota: the sample's own, else the formation's for the type (the
+    /// dyno size, refreshed after a resize), else the one implied by a
+    /// `Process running mem=…(P%)` line.
     pub fn quota(&self) -> Option<Megabytes> {
-        self.memory.quota.or(self.quota_hint)
+        self.memory
+            .quota
+            .or(self.formation_quota)
+            .or(self.quota_hint)
     }
 
     /// Is a restart of this dyno still in progress at `now`?
@@ -395,13 +570,15 @@ impl DynoState {
         }
         let had_instance = self.instance.is_some();
         if let Some(old) = self.instance.replace(new) {
-            if self.replaced.len() == LINEAGE {
-                self.replaced.pop_front();
-            }
-            self.replaced.push_back(old);
+            self.remember_replaced(old);
         }
+        self.contender = None;
         self.process_memory = None;
         self.instance_since = Some(at);
+        self.instance_last = Some(at);
+        // Every per-dyno history belongs to one instance: the trend of the
+        // old one says nothing about the new one.
+        self.history.clear();
         // The old instance's memory says nothing about the new one; its quota
         // (the dyno size) still holds.
         self.memory = Memory {
@@ -576,18 +753,48 @@ pub fn decide_restart(
     let Some(policy) = policy else {
         return skip(state, Reason::TypeNotWatched, None);
     };
+    if let Some(c) = &state.contender {
+        // A restart is never ordered on an instance that may be the old one.
+        if state.last_skip == Some(Reason::UnclearInstance) {
+            return Vec::new();
+        }
+        let detail = format!(
+            "trigger: {}; two instances report ({} and {}) and nothing yet shows which is the newer: nothing is decided until one of them stops reporting",
+            trigger.reason().as_str(),
+            state.instance.as_deref().unwrap_or("?"),
+            c.id
+        );
+        let mut e = skip(state, Reason::UnclearInstance, Some(policy.dry_run));
+        for ev in &mut e {
+            ev.detail = Some(detail.clone());
+        }
+        return e;
+    }
     if let Some(t) = state.retry_after
         && now < t
     {
         return skip(state, Reason::Backoff, Some(policy.dry_run));
     }
+    let mut second_call = false;
     if let Some(last) = &state.last_restart {
         let in_window = now.duration_since(last.at) < policy.restart_window;
         let same = last.instance == state.instance;
+        // A call whose outcome is unknown counts as made until the same
+        // instance is still reporting well past the time a restart takes;
+        // then one more call, once per incident.
+        let unknown_expired = last.unknown
+            && !last.second_call
+            && now.duration_since(last.at) >= UNKNOWN_GRACE.max(policy.settle);
         match (same, in_window) {
+            (true, true) if unknown_expired => {
+                reason = Reason::Retry;
+                second_call = true;
+            }
             // Still the instance we restarted: expected while the restart is
             // in progress (nothing to report); after `settle` it did not take.
-            (true, true) if state.restart_in_progress(policy, now) => return Vec::new(),
+            (true, true) if state.restart_in_progress(policy, now) || last.unknown => {
+                return Vec::new();
+            }
             (true, true) => return skip(state, Reason::SameInstance, Some(policy.dry_run)),
             (false, true) => return skip(state, Reason::Window, Some(policy.dry_run)),
             (true, false) => reason = Reason::Retry,
@@ -599,12 +806,10 @@ pub fn decide_restart(
     }
 
     state.previous_restart = state.last_restart.take();
-    state.last_restart = Some(RestartMark {
-        at: now,
-        instance: state.instance.clone(),
-        reason,
-        confirmed,
-    });
+    let mut mark = RestartMark::new(now, state.instance.clone(), reason);
+    mark.confirmed = confirmed;
+    mark.second_call = second_call;
+    state.last_restart = Some(mark);
     state.awaiting_replacement = true;
     state.last_skip = None;
     state.restarts.push_back(now);
@@ -627,6 +832,13 @@ pub fn decide_restart(
     } else {
         let mut e = event_for(app, state, EventKind::Restart, now);
         e.reason = Some(reason);
+        if second_call {
+            e.detail = Some(format!(
+                "the outcome of the restart call at {} is unknown and the same instance is still reporting {} min later: one more call",
+                state.previous_restart.as_ref().map_or(now, |m| m.at),
+                UNKNOWN_GRACE.as_mins()
+            ));
+        }
         e
     };
     e.dry_run = Some(policy.dry_run);
@@ -666,6 +878,9 @@ mod tests {
         let all = DynoTypes::parse_list(["*"]).unwrap();
         assert!(all.watches("web") && all.watches("worker"));
         assert!(!all.watches("run") && !all.watches("scheduler"));
+        assert!(!all.watches("release") && !all.watches("console"));
+        let named = DynoTypes::parse_list(["web", "release"]).unwrap();
+        assert!(named.watches("release"), "a one-off type named is watched");
         for spelling in ["web, worker", "web worker", "web,worker", " web\tworker,"] {
             let list = DynoTypes::parse_list([spelling]).unwrap();
             assert_eq!(list, DynoTypes::List(vec!["web".into(), "worker".into()]));

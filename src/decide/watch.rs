@@ -34,6 +34,11 @@ pub struct Ignored {
     pub stale: u64,
     /// Lines from an instance already replaced (preboot overlap, late lines).
     pub replaced: u64,
+    /// Lines of a second instance not yet ordered against the current one.
+    pub unclear: u64,
+    /// R14/R15 lines not newer than the last reported (a log session
+    /// replaying history on reconnect, a retried batch).
+    pub repeated: u64,
     /// L10/L11 lines folded into the minute's first report, and the
     /// messages they said were dropped.
     pub l10_coalesced: u64,
@@ -50,15 +55,12 @@ pub struct Watcher {
     type_quota: HashMap<String, Megabytes>,
     warnings: Vec<String>,
     ignored: Ignored,
-    /// Orders count as done when decided (replay) rather than when a
-    /// restarter confirms them.
-    confirm_on_decision: bool,
     /// The log minute of the last L10/L11 reported: one per minute.
     lost_minute: Option<i64>,
 }
 
 impl Watcher {
-    pub fn new(app: AppName, policy: AppPolicy, confirm_on_decision: bool) -> Self {
+    pub fn new(app: AppName, policy: AppPolicy) -> Self {
         Self {
             app,
             policy,
@@ -66,7 +68,6 @@ impl Watcher {
             type_quota: HashMap::new(),
             warnings: Vec::new(),
             ignored: Ignored::default(),
-            confirm_on_decision,
             lost_minute: None,
         }
     }
@@ -97,8 +98,31 @@ impl Watcher {
         std::mem::take(&mut self.ignored)
     }
 
+    /// The formation's quota for a process type: judged for every dyno of
+    /// the type whose samples carry none, and refreshed after a resize.
     pub fn set_type_quota(&mut self, process_type: &str, quota: Megabytes) {
         self.type_quota.insert(process_type.to_owned(), quota);
+        for s in self.dynos.values_mut() {
+            if s.dyno.process_type() == process_type {
+                s.formation_quota = Some(quota);
+            }
+        }
+    }
+
+    /// Restores the instance the store last saw for a dyno (and the ones it
+    /// replaced), so a restarted dynoguard still orders instances by evidence.
+    pub fn seed_instance(
+        &mut self,
+        dyno: DynoName,
+        instance: String,
+        at: Timestamp,
+        replaced: &[String],
+    ) {
+        let state = self
+            .dynos
+            .entry(dyno.clone())
+            .or_insert_with(|| DynoState::new(dyno, at));
+        state.seed_instance(instance, at, replaced);
     }
 
     /// Restores a restart remembered by the store (after dynoguard itself
@@ -108,8 +132,20 @@ impl Watcher {
             .dynos
             .entry(dyno.clone())
             .or_insert_with(|| DynoState::new(dyno, mark.at));
-        if state.instance.is_none() {
-            state.instance = mark.instance.clone();
+        match (&state.instance, &mark.instance) {
+            (None, Some(_)) => {
+                state.instance = mark.instance.clone();
+                state.instance_since = Some(mark.at);
+                state.instance_last = Some(mark.at);
+            }
+            // We restarted that instance: it can never be the newer one.
+            (Some(cur), Some(old)) if cur != old && state.last_restart.is_none() => {
+                state.replaced.push_back(old.clone());
+            }
+            _ => {}
+        }
+        if mark.unknown {
+            state.awaiting_replacement = true;
         }
         state.restarts.push_back(mark.at);
         state.last_restart = Some(mark);
@@ -160,6 +196,17 @@ impl Watcher {
         state.retry_after = Some(order.at + backoff);
     }
 
+    /// The call's outcome is unknown (timeout, no evidence either way): it
+    /// counts as made — the window holds — until the same instance is still
+    /// reporting [`policy::UNKNOWN_GRACE`] later; then one more call.
+    pub fn restart_unknown(&mut self, order: &Event) -> Option<Event> {
+        let state = self.order_state(order)?;
+        if let Some(m) = state.last_restart.as_mut() {
+            m.unknown = true;
+        }
+        self.restart_confirmed(order)
+    }
+
     /// The restart happened. Returns `recovered` if the new instance already
     /// reported before the confirmation came.
     pub fn restart_confirmed(&mut self, order: &Event) -> Option<Event> {
@@ -183,13 +230,20 @@ impl Watcher {
 
     /// Drops dynos that have not reported for [`FORGET`] of the app's log
     /// clock (the newest line seen), never of the wall clock: a backlog or a
-    /// replayed log must not be forgotten while it is being judged.
-    pub fn prune(&mut self) {
-        let Some(clock) = self.dynos.values().map(|s| s.last_seen).max() else {
-            return;
-        };
-        self.dynos
-            .retain(|_, s| clock.duration_since(s.last_seen) < FORGET);
+    /// replayed log must not be forgotten while it is being judged. A dyno
+    /// whose restart window or flap window still covers the clock is kept,
+    /// whatever their length. The engine calls this on the log clock, so
+    /// `serve` and `replay` forget alike.
+    pub fn prune(&mut self, clock: Timestamp) {
+        let policy = &self.policy;
+        self.dynos.retain(|_, s| {
+            let p = policy.judging(s.dyno.process_type());
+            let keep = FORGET.max(p.restart_window).max(p.flap_window);
+            clock.duration_since(s.last_seen) < keep
+                || s.restarts
+                    .back()
+                    .is_some_and(|t| clock.duration_since(*t) < keep)
+        });
     }
 
     /// Applies one observation at `now` (the sanitised log time); returns the
@@ -212,15 +266,18 @@ impl Watcher {
                 state.quota_hint = Some(policy::quota_from_percent(*memory, *percent));
                 Vec::new()
             }
-            ObservationKind::State { dyno, .. } => {
-                self.state(dyno, now);
+            ObservationKind::State { dyno, change } => {
+                let state = self.state(dyno, now);
+                if change.is_birth() {
+                    state.born_at = Some(state.born_at.map_or(now, |b| b.max(now)));
+                }
                 Vec::new()
             }
             ObservationKind::SamplesLost { dropped } => {
                 // A drain that overflows says so on every batch: one event a
                 // minute, the rest counted.
                 let minute = now.as_second().div_euclid(60);
-                if self.lost_minute == Some(minute) {
+                if self.lost_minute.is_some_and(|m| minute <= m) {
                     self.ignored.l10_coalesced += 1;
                     self.ignored.l10_dropped += dropped;
                     return Vec::new();
@@ -290,10 +347,14 @@ impl Watcher {
         let type_quota = self.type_quota.get(&ty).copied();
         let app = self.app.clone();
         let state = self.state(dyno, now);
-        let recovered = match state.lineage(sample.instance.as_deref()) {
+        let recovered = match state.classify(sample.instance.as_deref(), now) {
             Lineage::Replaced => {
                 state.replaced_line_at = Some(now);
                 self.ignored.replaced += 1;
+                return Vec::new();
+            }
+            Lineage::Unclear => {
+                self.ignored.unclear += 1;
                 return Vec::new();
             }
             Lineage::Current => None,
@@ -305,8 +366,8 @@ impl Watcher {
         }
         state.replaced_line_at = None;
         state.record_memory(sample.memory, now);
-        if state.quota().is_none() {
-            state.quota_hint = type_quota;
+        if type_quota.is_some() {
+            state.formation_quota = type_quota;
         }
         let mut events = Vec::new();
         if let Some(secs) = recovered {
@@ -363,6 +424,18 @@ impl Watcher {
             self.ignored.stale += 1;
             return Vec::new();
         }
+        // A log session replays recent history on reconnect, and batches
+        // are retried: an R14/R15 not newer than the last one reported for
+        // the name is not news (one event per line, whatever the delivery).
+        let last = match kind {
+            EventKind::R14 => &mut state.r14_at,
+            _ => &mut state.r15_at,
+        };
+        if last.is_some_and(|t| now <= t) {
+            self.ignored.repeated += 1;
+            return Vec::new();
+        }
+        *last = Some(now);
         // Heroku repeats R14 with every sample while a dyno swaps: report it
         // once per instance (R15 ends the instance, so it is always new).
         let mut events = Vec::new();
@@ -385,17 +458,10 @@ impl Watcher {
         let siblings = self.siblings(dyno, now);
         let policy = self.policy.for_type(dyno.process_type()).cloned();
         let app = self.app.clone();
-        let confirmed = self.confirm_on_decision || policy.as_ref().is_some_and(|p| p.dry_run);
         let state = self.dynos.get_mut(dyno).expect("caller created the state");
-        policy::decide_restart(
-            &app,
-            policy.as_ref(),
-            state,
-            trigger,
-            siblings,
-            now,
-            confirmed,
-        )
+        // Never confirmed here: the engine holds every decision a moment
+        // (a newer instance may show it moot) and confirms it on release.
+        policy::decide_restart(&app, policy.as_ref(), state, trigger, siblings, now, false)
     }
 }
 
@@ -420,12 +486,16 @@ mod table {
         R15(i64, &'static str),
         Mem(i64, &'static str, f64, f64),
         Restarting(i64, &'static str),
+        /// `Starting process with command …` (a birth line).
+        Start(i64, &'static str),
         /// From here on, orders wait for Ok/Fail/Drop (as with a restarter).
         Hold,
-        /// The restarter confirms / fails / drops (re-check) the last order.
+        /// The restarter confirms / fails / drops (re-check) the last order,
+        /// or reports that its outcome is unknown.
         Ok(&'static str),
         Fail(&'static str),
         Drop(&'static str),
+        Unknown(&'static str),
     }
     use In::*;
 
@@ -451,7 +521,32 @@ mod table {
                 None => format!("{dyno}:{}", e.event.as_str()),
             }
         };
+        let take = |w: &mut Engine,
+                    d: crate::decide::engine::Decisions,
+                    hold: bool,
+                    out: &mut Vec<String>,
+                    orders: &mut HashMap<String, Event>| {
+            for e in d.events {
+                out.push(name(&e));
+            }
+            for e in d.orders {
+                out.push(name(&e));
+                let dyno = e.dyno.as_ref().unwrap().to_string();
+                if !hold {
+                    // No restarter in these cases: the call "succeeds" at once.
+                    if let Some(r) = w.restart_confirmed(&e) {
+                        out.push(name(&r));
+                    }
+                }
+                orders.insert(dyno, e);
+            }
+        };
         for i in input {
+            if matches!(i, Ok(_) | Fail(_) | Drop(_) | Unknown(_)) {
+                // The restarter only sees an order once the engine releases it.
+                let d = w.release_due(at(1_000_000));
+                take(&mut w, d, hold, &mut out, &mut orders);
+            }
             let (t, kind) = match *i {
                 S(t, d, inst, total, quota) => (
                     t,
@@ -493,23 +588,53 @@ mod table {
                         change: StateChange::Restarting,
                     },
                 ),
+                Start(t, d) => (
+                    t,
+                    ObservationKind::State {
+                        dyno: DynoName::parse(d).unwrap(),
+                        change: StateChange::Starting,
+                    },
+                ),
                 Hold => {
                     hold = true;
                     continue;
                 }
+                Unknown(d) => {
+                    let Some(order) = orders.get(d) else {
+                        out.push(format!("{d}:no order"));
+                        continue;
+                    };
+                    if let Some(e) = w.restart_unknown(order) {
+                        out.push(name(&e));
+                    }
+                    out.push(format!("{d}:outcome unknown"));
+                    continue;
+                }
                 Ok(d) => {
-                    if let Some(e) = w.restart_confirmed(&orders[d]) {
+                    let Some(order) = orders.get(d) else {
+                        out.push(format!("{d}:no order"));
+                        continue;
+                    };
+                    if let Some(e) = w.restart_confirmed(order) {
                         out.push(name(&e));
                     }
                     continue;
                 }
                 Fail(d) => {
-                    w.restart_failed(&orders[d]);
+                    let Some(order) = orders.get(d) else {
+                        out.push(format!("{d}:no order"));
+                        continue;
+                    };
+                    w.restart_failed(order);
                     out.push(format!("{d}:call failed"));
                     continue;
                 }
                 Drop(d) => {
-                    if let Some(e) = w.order_dropped(&orders[d]) {
+                    let Some(order) = orders.get(d) else {
+                        out.push(format!("{d}:no order"));
+                        continue;
+                    };
+                    if let Some(e) = w.order_dropped(order) {
                         out.push(name(&e));
                     }
                     continue;
@@ -518,21 +643,10 @@ mod table {
             let o = Observation { at: at(t), kind };
             let arrived = at(100_000);
             let d = w.apply(std::slice::from_ref(&o), arrived);
-            for e in d.events {
-                out.push(name(&e));
-            }
-            for e in d.orders {
-                out.push(name(&e));
-                let dyno = e.dyno.as_ref().unwrap().to_string();
-                if !hold {
-                    // No restarter in these cases: the call "succeeds" at once.
-                    if let Some(r) = w.restart_confirmed(&e) {
-                        out.push(name(&r));
-                    }
-                }
-                orders.insert(dyno, e);
-            }
+            take(&mut w, d, hold, &mut out, &mut orders);
         }
+        let d = w.finish();
+        take(&mut w, d, hold, &mut out, &mut orders);
         out
     }
 
@@ -633,15 +747,26 @@ mod table {
                 ],
             ),
             (
-                "star watches all but run",
+                "star watches every long-running type, never one-off dynos (run, release, scheduler)",
                 p(),
                 vec!["*"],
-                vec![S(0, "worker.3", A, 600.0, q), S(0, "run.1234", B, 600.0, q)],
+                vec![
+                    S(0, "worker.3", A, 600.0, q),
+                    S(0, "run.1234", B, 600.0, q),
+                    S(1, "release.4567", B, 600.0, q),
+                    S(2, "scheduler.8901", B, 600.0, q),
+                ],
+                // The restart is held a moment (a newer instance may show it
+                // moot), so it comes after the skips of the same second.
                 vec![
                     "worker.3:over_threshold",
-                    "worker.3:restart:threshold",
                     "run.1234:over_threshold",
                     "run.1234:skipped:type_not_watched",
+                    "release.4567:over_threshold",
+                    "release.4567:skipped:type_not_watched",
+                    "scheduler.8901:over_threshold",
+                    "scheduler.8901:skipped:type_not_watched",
+                    "worker.3:restart:threshold",
                 ],
             ),
             (
@@ -765,17 +890,18 @@ mod table {
                 ],
             ),
             (
-                "preboot overlap: once B is seen, A's lines change nothing",
+                "preboot overlap: once B is seen after A was watched a sample interval, A's lines change nothing",
                 p(),
                 vec!["web"],
                 vec![
                     S(0, "web.1", A, 300.0, q),
-                    S(20, "web.1", B, 200.0, q),
-                    S(25, "web.1", A, 600.0, q),
-                    S(40, "web.1", B, 210.0, q),
-                    S(45, "web.1", A, 620.0, q),
-                    R14(45, "web.1"),
-                    S(60, "web.1", B, 220.0, q),
+                    S(20, "web.1", A, 300.0, q),
+                    S(40, "web.1", B, 200.0, q),
+                    S(45, "web.1", A, 600.0, q),
+                    S(60, "web.1", B, 210.0, q),
+                    S(65, "web.1", A, 620.0, q),
+                    R14(65, "web.1"),
+                    S(80, "web.1", B, 220.0, q),
                 ],
                 vec![],
             ),
@@ -816,13 +942,32 @@ mod table {
                 vec!["web.1:over_threshold"],
             ),
             (
-                "re-check drops the order: window not consumed, no recovered, the new instance is judged",
+                "a newer instance within the hold drops the decision: no DELETE that would hit it",
                 p(),
                 vec!["web"],
                 vec![
                     Hold,
                     S(0, "web.1", A, 600.0, q),
                     S(5, "web.1", B, 300.0, q),
+                    Drop("web.1"),
+                    S(25, "web.1", B, 600.0, q),
+                ],
+                vec![
+                    "web.1:over_threshold",
+                    "web.1:skipped:replaced",
+                    "web.1:no order",
+                    "web.1:over_threshold",
+                    "web.1:restart:threshold",
+                ],
+            ),
+            (
+                "re-check drops the order: window not consumed, no recovered, the new instance is judged",
+                p(),
+                vec!["web"],
+                vec![
+                    Hold,
+                    S(0, "web.1", A, 600.0, q),
+                    S(10, "web.1", B, 300.0, q),
                     Drop("web.1"),
                     S(25, "web.1", B, 600.0, q),
                 ],
@@ -875,9 +1020,9 @@ mod table {
                 ],
                 vec![
                     "web.1:over_threshold",
-                    "web.1:restart:threshold",
                     "web.2:over_threshold",
                     "web.2:skipped:deferred",
+                    "web.1:restart:threshold",
                     "web.2:restart:threshold",
                 ],
             ),
@@ -911,10 +1056,251 @@ mod table {
                 vec![Restarting(0, "web.1")],
                 vec![],
             ),
+            // ---- lineage from evidence, every order of arrival (issue 17) ----
+            (
+                "started mid-overlap, the new instance seen first: the old one's 600 MB orders nothing; the new one is judged once the old one stopped",
+                p(),
+                vec!["web"],
+                vec![
+                    S(0, "web.1", B, 200.0, q),
+                    S(5, "web.1", A, 600.0, q),
+                    S(20, "web.1", B, 210.0, q),
+                    S(25, "web.1", A, 610.0, q),
+                    R14(25, "web.1"),
+                    S(40, "web.1", B, 220.0, q),
+                    S(60, "web.1", B, 230.0, q),
+                    S(80, "web.1", B, 240.0, q),
+                    S(100, "web.1", B, 600.0, q),
+                ],
+                vec![
+                    // The R14 is real (one of the two swaps) but orders nothing.
+                    "web.1:r14",
+                    "web.1:skipped:unclear_instance",
+                    "web.1:over_threshold",
+                    "web.1:restart:threshold",
+                ],
+            ),
+            (
+                "started mid-overlap, the old instance seen first: over quota while unclear orders nothing; the new one is current once the old one stopped",
+                p(),
+                vec!["web"],
+                vec![
+                    S(0, "web.1", A, 300.0, q),
+                    S(5, "web.1", B, 200.0, q),
+                    S(20, "web.1", A, 600.0, q),
+                    S(25, "web.1", B, 210.0, q),
+                    S(45, "web.1", B, 220.0, q),
+                    S(65, "web.1", B, 230.0, q),
+                    S(85, "web.1", B, 240.0, q),
+                    // A late line of A changes nothing now.
+                    S(90, "web.1", A, 700.0, q),
+                    S(105, "web.1", B, 250.0, q),
+                ],
+                vec!["web.1:over_threshold", "web.1:skipped:unclear_instance"],
+            ),
+            (
+                "a birth line between them orders them at once",
+                p(),
+                vec!["web"],
+                vec![
+                    S(0, "web.1", A, 300.0, q),
+                    Start(3, "web.1"),
+                    S(5, "web.1", B, 200.0, q),
+                    S(20, "web.1", A, 600.0, q),
+                    S(25, "web.1", B, 600.0, q),
+                ],
+                vec!["web.1:over_threshold", "web.1:restart:threshold"],
+            ),
+            (
+                "a birth line before both orders nothing",
+                p(),
+                vec!["web"],
+                vec![
+                    Start(0, "web.1"),
+                    S(5, "web.1", A, 300.0, q),
+                    S(8, "web.1", B, 200.0, q),
+                    S(25, "web.1", A, 600.0, q),
+                ],
+                vec!["web.1:over_threshold", "web.1:skipped:unclear_instance"],
+            ),
+            // ---- repeated lines (log-session reconnects) -----------------
+            (
+                "an R15 or R14 delivered again is reported once",
+                p(),
+                vec!["web"],
+                vec![
+                    S(0, "web.1", A, 300.0, q),
+                    R15(5, "web.1"),
+                    R15(5, "web.1"),
+                    R15(4, "web.1"),
+                ],
+                vec!["web.1:r15", "web.1:restart:r15"],
+            ),
+            // ---- unknown outcomes -------------------------------------
+            (
+                "an unknown outcome counts as made: one more call only when the same instance still reports 2 min later, none after that within the window",
+                p(),
+                vec!["web"],
+                vec![
+                    Hold,
+                    S(0, "web.1", A, 600.0, q),
+                    Unknown("web.1"),
+                    S(20, "web.1", A, 600.0, q),
+                    S(60, "web.1", A, 600.0, q),
+                    S(100, "web.1", A, 600.0, q),
+                    S(121, "web.1", A, 600.0, q),
+                    Unknown("web.1"),
+                    S(141, "web.1", A, 600.0, q),
+                    S(300, "web.1", A, 600.0, q),
+                    S(500, "web.1", A, 600.0, q),
+                    S(722, "web.1", A, 600.0, q),
+                ],
+                vec![
+                    "web.1:over_threshold",
+                    "web.1:restart:threshold",
+                    "web.1:outcome unknown",
+                    "web.1:restart:retry",
+                    "web.1:outcome unknown",
+                    "web.1:restart:retry",
+                ],
+            ),
+            (
+                "an unknown outcome, then the replacement reports: recovered, no second call",
+                p(),
+                vec!["web"],
+                vec![
+                    Hold,
+                    S(0, "web.1", A, 600.0, q),
+                    Unknown("web.1"),
+                    S(40, "web.1", B, 200.0, q),
+                    S(130, "web.1", B, 210.0, q),
+                ],
+                vec![
+                    "web.1:over_threshold",
+                    "web.1:restart:threshold",
+                    "web.1:outcome unknown",
+                    "web.1:recovered",
+                ],
+            ),
+            // ---- forgetting on the log clock ---------------------------
+            (
+                "a window longer than an hour holds across an hour of silence",
+                Policy {
+                    restart_window: jiff::SignedDuration::from_hours(3),
+                    ..p()
+                },
+                vec!["web"],
+                vec![
+                    S(0, "web.1", A, 600.0, q),
+                    S(10, "web.2", B, 100.0, q),
+                    S(3900, "web.2", B, 100.0, q),
+                    S(4000, "web.1", A, 600.0, q),
+                ],
+                vec![
+                    "web.1:over_threshold",
+                    "web.1:restart:threshold",
+                    "web.1:skipped:same_instance",
+                ],
+            ),
+            (
+                "a dyno silent past an hour and its windows is forgotten on the log clock",
+                p(),
+                vec!["web"],
+                vec![
+                    S(0, "web.1", A, 600.0, q),
+                    S(10, "web.2", B, 100.0, q),
+                    S(3700, "web.2", B, 100.0, q),
+                    S(3800, "web.1", A, 600.0, q),
+                ],
+                vec![
+                    "web.1:over_threshold",
+                    "web.1:restart:threshold",
+                    "web.1:over_threshold",
+                    "web.1:restart:threshold",
+                ],
+            ),
         ];
+        let mut failed = Vec::new();
         for (name, policy, types, input, want) in cases {
-            assert_eq!(run(policy, &types, &input), want, "case: {name}");
+            let got = run(policy, &types, &input);
+            if got != want {
+                failed.push(format!("case: {name}\n  got:  {got:?}\n  want: {want:?}"));
+            }
         }
+        assert!(failed.is_empty(), "{}", failed.join("\n"));
+    }
+
+    #[test]
+    fn history_belongs_to_one_instance() {
+        // A flat old instance at 120 MB, then a flat new one at 330 of 512:
+        // no trend, no `predicted` restart on the new one's first samples.
+        let app = AppPolicy {
+            defaults: Policy {
+                predict: Some(jiff::SignedDuration::from_mins(5)),
+                ..Policy::default()
+            },
+            ..AppPolicy::default()
+        };
+        let mut e = Engine::new(AppName::parse("t").unwrap(), app, Confirmation::OnDecision);
+        let sample = |t: i64, inst: &str, total: f64| Observation {
+            at: at(t),
+            kind: ObservationKind::Sample(Sample {
+                dyno: DynoName::parse("web.1"),
+                instance: Some(inst.into()),
+                memory: Memory {
+                    total: Some(Megabytes(total)),
+                    quota: Some(Megabytes(512.0)),
+                    ..Memory::default()
+                },
+                malformed: false,
+            }),
+        };
+        let mut events = Vec::new();
+        for i in 0..10 {
+            events.extend(e.apply(&[sample(i * 20, A, 120.0)], at(0)).events);
+        }
+        for i in 10..14 {
+            events.extend(e.apply(&[sample(i * 20, B, 330.0)], at(0)).events);
+        }
+        events.extend(e.finish().events);
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn the_formation_quota_follows_a_resize() {
+        let mut e = Engine::new(
+            AppName::parse("t").unwrap(),
+            AppPolicy::default(),
+            Confirmation::OnDecision,
+        );
+        let legacy = |t: i64, inst: &str, total: f64| Observation {
+            at: at(t),
+            kind: ObservationKind::Sample(Sample {
+                dyno: DynoName::parse("web.1"),
+                instance: Some(inst.into()),
+                memory: Memory {
+                    total: Some(Megabytes(total)),
+                    ..Memory::default()
+                },
+                malformed: false,
+            }),
+        };
+        e.set_type_quota("web", Megabytes(512.0));
+        e.apply(&[legacy(0, A, 300.0)], at(0));
+        // Resized to 1024 MB: the next instance's 600 MB is under its quota.
+        e.set_type_quota("web", Megabytes(1024.0));
+        let mut events = e
+            .apply(&[legacy(40, B, 600.0), legacy(60, B, 610.0)], at(0))
+            .events;
+        events.extend(e.finish().events);
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(
+            e.watcher()
+                .dyno(&DynoName::parse("web.1").unwrap())
+                .unwrap()
+                .quota(),
+            Some(Megabytes(1024.0))
+        );
     }
 
     #[test]
@@ -928,7 +1314,7 @@ mod table {
             },
             ..AppPolicy::default()
         };
-        let mut w = Watcher::new(AppName::parse("t").unwrap(), app, true);
+        let mut w = Watcher::new(AppName::parse("t").unwrap(), app);
         let sample = |t: i64, total: f64, swap: f64| Observation {
             at: at(t),
             kind: ObservationKind::Sample(Sample {
@@ -960,7 +1346,7 @@ mod table {
             },
             ..AppPolicy::default()
         };
-        let mut w = Watcher::new(AppName::parse("t").unwrap(), app, true);
+        let mut w = Watcher::new(AppName::parse("t").unwrap(), app);
         // +20 MB per 20 s = 60 MB/min: 420 → 512 in ~1.5 min < 5 min.
         let mut all = Vec::new();
         for (i, total) in [360.0, 380.0, 400.0, 420.0].into_iter().enumerate() {

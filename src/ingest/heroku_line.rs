@@ -54,6 +54,8 @@ impl ObservationKind {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateChange {
+    /// `Starting process with command …`: an instance of the name is born.
+    Starting,
     Restarting,
     Cycling,
     /// `State changed from up to starting` etc.
@@ -65,6 +67,19 @@ pub enum StateChange {
         status: i32,
     },
     Killed,
+}
+
+impl StateChange {
+    /// Does the line mark the birth of an instance (`Starting process`,
+    /// `State changed from starting to up`)? An instance that logged before
+    /// it is older than one whose first line follows it.
+    pub fn is_birth(&self) -> bool {
+        match self {
+            Self::Starting => true,
+            Self::Changed { from, to } => from == "starting" && to == "up",
+            _ => false,
+        }
+    }
 }
 
 /// A runtime-metrics sample for one dyno instance.
@@ -321,7 +336,9 @@ fn parse_process_memory(rest: &str) -> Option<(Megabytes, f64)> {
 }
 
 fn parse_state(msg: &str) -> Option<StateChange> {
-    if msg.starts_with("Restarting") {
+    if msg.starts_with("Starting process with command") {
+        Some(StateChange::Starting)
+    } else if msg.starts_with("Restarting") {
         Some(StateChange::Restarting)
     } else if msg.starts_with("Cycling") {
         Some(StateChange::Cycling)
@@ -474,7 +491,16 @@ mod tests {
             )
             .is_none()
         );
-        assert!(drain("<134>1 2023-02-14T22:40:12.861788+00:00 host heroku web.1 - Starting process with command `x`").is_none());
+        // A birth line is a state change (it orders instances), not a sample.
+        let born = drain("<134>1 2023-02-14T22:40:12.861788+00:00 host heroku web.1 - Starting process with command `x`").unwrap();
+        assert!(matches!(
+            born.kind,
+            ObservationKind::State {
+                change: StateChange::Starting,
+                ..
+            }
+        ));
+        assert!(drain("<190>1 2023-02-14T22:40:12.861788+00:00 host app web.1 - Starting process with command `x`").is_none());
         let r = text::parse_line(
             b"2013-08-22T02:12:56+00:00 app[web.2]: Error R14 (Memory quota exceeded)",
         )

@@ -445,7 +445,10 @@ mod fixture_tests {
                 _ => "other",
             })
             .collect();
-        assert_eq!(names, ["sample", "mem", "r14", "state", "state", "sample"]);
+        assert_eq!(
+            names,
+            ["sample", "mem", "r14", "state", "state", "state", "sample"]
+        );
     }
 
     #[test]

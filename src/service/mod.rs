@@ -59,6 +59,10 @@ pub struct Tuning {
     pub shutdown_timeout: Duration,
     /// The HTTP edge: connection cap and timeouts.
     pub http: server::listen::Limits,
+    /// How long (wall clock) a restart decision may wait for a later line
+    /// of its app before it is acted on anyway (`decide::engine::HOLD` is the
+    /// same hold on the log clock, which busy apps reach first).
+    pub order_hold: Duration,
 }
 
 /// One machinery knob an operator may set (SECURITY.md lists them): a
@@ -183,6 +187,7 @@ impl Default for Tuning {
             claim_lease: Duration::from_secs(120),
             shutdown_timeout: Duration::from_secs(25),
             http: server::listen::Limits::default(),
+            order_hold: Duration::from_secs(2),
         }
     }
 }
@@ -336,6 +341,19 @@ impl Shared {
         self.dispatch(app, decisions);
     }
 
+    /// Acts on the decisions an engine held since a batch that arrived at
+    /// or before `cutoff` (the tick of a quiet app).
+    pub fn release_held(&self, app: &Arc<AppRuntime>, cutoff: Timestamp) {
+        let d = {
+            let mut engine = app.lock();
+            if !engine.holding() {
+                return;
+            }
+            engine.release_due(cutoff)
+        };
+        self.dispatch(app, d);
+    }
+
     fn dispatch(&self, app: &Arc<AppRuntime>, d: Decisions) {
         for s in d.samples {
             self.samples.put(SampleRow {
@@ -347,11 +365,14 @@ impl Shared {
                 rss: s.memory.rss.map(Megabytes::get),
                 swap: s.memory.swap.map(Megabytes::get),
                 quota: s.memory.quota.map(Megabytes::get),
+                replaced: (!s.replaced.is_empty()).then(|| s.replaced.join(",")),
             });
         }
         let c = &self.counters;
         Counters::add(&c.lines_stale, d.ignored.stale);
         Counters::add(&c.lines_replaced, d.ignored.replaced);
+        Counters::add(&c.lines_unclear, d.ignored.unclear);
+        Counters::add(&c.lines_repeated, d.ignored.repeated);
         Counters::add(&c.timestamps_clamped, d.future_clamped);
         Counters::add(&c.l10_coalesced, d.ignored.l10_coalesced);
         Counters::add(&c.samples_lost, d.ignored.l10_dropped);
@@ -383,6 +404,82 @@ impl Shared {
         Counters::add(&c.frames_repaired, stats.repaired);
         Counters::add(&c.observations, stats.observations);
     }
+}
+
+/// Restores what the store knows into the engines, so a restarted dynoguard
+/// decides as the one before it would have: the instance each dyno last had
+/// (and those it replaced), restart windows, and the restart calls left in
+/// flight — unknown outcomes, counted as made until the logs say otherwise.
+async fn seed_engines(store: &Store, apps: &[Arc<AppRuntime>]) -> anyhow::Result<()> {
+    let find = |app: &str| apps.iter().find(|a| a.config.name.as_str() == app);
+    match store.latest_samples().await {
+        Ok(rows) => {
+            for r in rows {
+                let (Some(app), Some(dyno), Some(instance)) = (
+                    find(&r.app),
+                    crate::domain::DynoName::parse(&r.dyno),
+                    r.instance,
+                ) else {
+                    continue;
+                };
+                let replaced: Vec<String> = r
+                    .replaced
+                    .as_deref()
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                app.lock()
+                    .seed_instance(dyno, instance, store::from_millis(r.at), &replaced);
+            }
+        }
+        Err(e) => tracing::error!("reading the latest samples failed: {e}"),
+    }
+    // Windows and "never the same instance twice" survive our own restart.
+    let since = Timestamp::now().as_millisecond() - 24 * 3600 * 1000;
+    for r in store
+        .last_restarts(since)
+        .await
+        .context("reading restart history")?
+    {
+        let (Some(app), Some(dyno)) = (find(&r.app), crate::domain::DynoName::parse(&r.dyno))
+        else {
+            continue;
+        };
+        let reason = crate::decide::events::Reason::parse(&r.reason)
+            .unwrap_or(crate::decide::events::Reason::Threshold);
+        let mut mark = RestartMark::new(store::from_millis(r.at), r.instance, reason);
+        mark.confirmed = true;
+        mark.unknown = r.outcome == "unknown";
+        app.lock().seed_restart(dyno, mark);
+    }
+    match store.leases().await {
+        Ok(leases) => {
+            for l in leases {
+                let (Some(app), Some(dyno)) =
+                    (find(&l.app), crate::domain::DynoName::parse(&l.dyno))
+                else {
+                    continue;
+                };
+                tracing::warn!(
+                    "{} {dyno}: a restart call was in flight when its dynoguard stopped (decided at {}); its outcome is unknown — counted as made, the logs will tell",
+                    l.app,
+                    store::from_millis(l.decided_at)
+                );
+                let mut mark = RestartMark::new(
+                    store::from_millis(l.decided_at),
+                    l.instance,
+                    crate::decide::events::Reason::Threshold,
+                );
+                mark.confirmed = true;
+                mark.unknown = true;
+                app.lock().seed_restart(dyno, mark);
+            }
+        }
+        Err(e) => tracing::error!("reading restart claims failed: {e}"),
+    }
+    Ok(())
 }
 
 /// A built, bound, not yet serving dynoguard.
@@ -422,40 +519,7 @@ impl App {
             .cloned()
             .map(|a| Arc::new(AppRuntime::new(a)))
             .collect();
-        // A lease an earlier run of this host left (killed mid-call) is ours
-        // to take over: the logs will say whether the dyno still needs it.
-        match store.take_over_leases(&tuning.host).await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                "took over {n} restart claim(s) an earlier run left in flight; those dynos are judged afresh"
-            ),
-            Err(e) => tracing::error!("reading restart claims failed: {e}"),
-        }
-        // Windows and "never the same instance twice" survive our own restart.
-        let since = Timestamp::now().as_millisecond() - 24 * 3600 * 1000;
-        for r in store
-            .last_restarts(since)
-            .await
-            .context("reading restart history")?
-        {
-            let (Some(app), Some(dyno)) = (
-                apps.iter().find(|a| a.config.name.as_str() == r.app),
-                crate::domain::DynoName::parse(&r.dyno),
-            ) else {
-                continue;
-            };
-            let reason = crate::decide::events::Reason::parse(&r.reason)
-                .unwrap_or(crate::decide::events::Reason::Threshold);
-            app.lock().seed_restart(
-                dyno,
-                RestartMark {
-                    at: store::from_millis(r.at),
-                    instance: r.instance,
-                    reason,
-                    confirmed: true,
-                },
-            );
-        }
+        seed_engines(&store, &apps).await?;
 
         let addr = SocketAddr::new(tuning.bind_ip, config.server.port);
         let listener = tokio::net::TcpListener::bind(addr)
@@ -569,6 +633,11 @@ impl App {
             ));
         }
         background.spawn(tasks::prune(shared.clone(), stop_rx.clone()));
+        background.spawn(tasks::release_held(
+            shared.clone(),
+            tuning.order_hold,
+            stop_rx.clone(),
+        ));
         background.spawn(tasks::watch_store(shared.clone(), stop_rx.clone()));
         let mut stop_test = stop_rx.clone();
         let tested = shared.clone();

@@ -252,6 +252,28 @@ pub(crate) async fn self_test(shared: Arc<Shared>) {
     }
 }
 
+/// Releases the restart decisions an engine has held for the wall-clock
+/// hold with no later line to move its log clock (a quiet app), several
+/// times per hold.
+pub(crate) async fn release_held(
+    shared: Arc<Shared>,
+    hold: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval((hold / 4).max(Duration::from_millis(20)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let cutoff = Timestamp::now() - jiff::SignedDuration::try_from(hold).unwrap_or_default();
+        for a in &shared.apps {
+            shared.release_held(a, cutoff);
+        }
+    }
+}
+
 /// Retention of the store (SECURITY.md): events 30 days and at most
 /// 200,000 rows, restart history 90 days, latest samples and per-minute
 /// history 7 days, expired claims a day after they expired.
@@ -261,8 +283,8 @@ pub const RESTARTS_KEPT: jiff::SignedDuration = jiff::SignedDuration::from_hours
 pub const SAMPLES_KEPT: jiff::SignedDuration = jiff::SignedDuration::from_hours(7 * 24);
 pub const HISTORY_KEPT: jiff::SignedDuration = jiff::SignedDuration::from_hours(7 * 24);
 
-/// Forgets dynos that stopped reporting an hour ago (every minute) and
-/// applies the store's retention (at start, then hourly).
+/// Applies the store's retention (at start, then hourly). Dynos are
+/// forgotten by the engine itself, on the log clock, as `replay` does.
 pub(crate) async fn prune(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     let mut minutes = 0u32;
@@ -270,9 +292,6 @@ pub(crate) async fn prune(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
-        }
-        for a in &shared.apps {
-            a.lock().prune();
         }
         if minutes.is_multiple_of(60) {
             let now = Timestamp::now();

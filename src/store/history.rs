@@ -196,6 +196,7 @@ mod tests {
             rss,
             swap,
             quota,
+            replaced: None,
         })
         .unwrap()
     }
@@ -230,6 +231,7 @@ mod tests {
             rss: Some(1.0),
             swap: None,
             quota: None,
+            replaced: None,
         };
         assert!(MinuteRow::of_sample(&s).is_none());
         s.total = Some(1.0);

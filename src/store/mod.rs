@@ -160,6 +160,18 @@ pub struct SampleRow {
     pub rss: Option<f64>,
     pub swap: Option<f64>,
     pub quota: Option<f64>,
+    /// Instances of the name already replaced, comma-separated, newest last.
+    pub replaced: Option<String>,
+}
+
+/// A restart claim whose call was in flight when its holder stopped.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct LeftLease {
+    pub app: String,
+    pub dyno: String,
+    pub instance: Option<String>,
+    /// The log time of the decision (unix ms).
+    pub decided_at: i64,
 }
 
 /// Which events to read (`None`/empty: any).
@@ -343,27 +355,33 @@ impl Store {
         on_pool!(self, p => p.close().await);
     }
 
-    /// Atomically claims the restart of `app`/`dyno` (a lease) until
-    /// `expires_at` (unix ms). Succeeds if there is no claim, the existing one
-    /// expired at or before `now`, or it is the window of a restart of
-    /// another instance (each replica's engine enforces windows on log time;
-    /// the claim only keeps two replicas from restarting one instance). With
-    /// PostgreSQL, exactly one replica wins.
+    /// Atomically claims the restart of `app`/`dyno` (a lease until
+    /// `lease_until`, unix ms of the wall clock) for the decision logged at
+    /// `decided_at` (unix ms of log time). Succeeds if there is no claim, a
+    /// lease that expired by `wall_now`, or a window that does not hold the
+    /// decision: one that ended by `decided_at` — windows run on the log
+    /// clock, as the engine's do — one of another instance, or one of this
+    /// holder (the engine already judged its own window). With PostgreSQL,
+    /// exactly one replica wins.
+    // Two clocks and a holder: each argument is one column of the row.
+    #[allow(clippy::too_many_arguments)]
     pub async fn try_claim(
         &self,
         app: &str,
         dyno: &str,
         instance: Option<&str>,
         holder: &str,
-        now: i64,
-        expires_at: i64,
+        decided_at: i64,
+        wall_now: i64,
+        lease_until: i64,
     ) -> Result<bool, StoreError> {
         self.write(async {
-            const SQL: &str = "INSERT INTO claims (app, dyno, instance, holder, expires_at, kind) VALUES ($1, $2, $3, $4, $5, 'lease') \
-                 ON CONFLICT (app, dyno) DO UPDATE SET instance = excluded.instance, holder = excluded.holder, expires_at = excluded.expires_at, kind = 'lease' \
-                 WHERE claims.expires_at <= $6 OR (claims.kind = 'window' AND claims.instance IS DISTINCT FROM excluded.instance)";
+            const SQL: &str = "INSERT INTO claims (app, dyno, instance, holder, expires_at, kind, decided_at) VALUES ($1, $2, $3, $4, $5, 'lease', $6) \
+                 ON CONFLICT (app, dyno) DO UPDATE SET instance = excluded.instance, holder = excluded.holder, expires_at = excluded.expires_at, kind = 'lease', decided_at = excluded.decided_at \
+                 WHERE (claims.kind = 'lease' AND claims.expires_at <= $7) \
+                 OR (claims.kind <> 'lease' AND (claims.expires_at <= $6 OR claims.holder = excluded.holder OR claims.instance IS DISTINCT FROM excluded.instance))";
             let n = on_pool!(self, p => sqlx::query(SQL)
-                .bind(app).bind(dyno).bind(instance).bind(holder).bind(expires_at).bind(now)
+                .bind(app).bind(dyno).bind(instance).bind(holder).bind(lease_until).bind(decided_at).bind(wall_now)
                 .execute(p).await?.rows_affected());
             Ok(n == 1)
         })
@@ -387,19 +405,13 @@ impl Store {
         .await
     }
 
-    /// Frees the leases an earlier run of this process left behind (it
-    /// crashed or was killed mid-call): the logs will show whether the dyno
-    /// still needs a restart. Holders are `{host}-{random}`.
-    pub async fn take_over_leases(&self, host_prefix: &str) -> Result<u64, StoreError> {
-        self.write(async {
-            const SQL: &str = "DELETE FROM claims WHERE kind = 'lease' AND substr(holder, 1, $1) = $2";
-            let prefix = format!("{host_prefix}-");
-            let len = i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX);
-            Ok(
-                on_pool!(self, p => sqlx::query(SQL).bind(len).bind(prefix).execute(p).await?.rows_affected()),
-            )
-        })
-        .await
+    /// The leases still held in the store (any holder): restart calls in
+    /// flight, or left by a run killed mid-call. Their outcome is unknown, so
+    /// a starting dynoguard counts them as made (the engine waits for the
+    /// logs) and leaves them to expire — it never deletes them.
+    pub async fn leases(&self) -> Result<Vec<LeftLease>, StoreError> {
+        const SQL: &str = "SELECT app, dyno, instance, COALESCE(decided_at, expires_at) AS decided_at FROM claims WHERE kind = 'lease'";
+        Ok(on_pool!(self, p => sqlx::query_as::<_, LeftLease>(SQL).fetch_all(p).await?))
     }
 
     /// The claim on a dyno, if any: `(holder, kind, expires_at)`.
@@ -539,14 +551,14 @@ impl Store {
             if rows.is_empty() {
                 return Ok(());
             }
-            const SQL: &str = "INSERT INTO samples (app, dyno, instance, at, total, rss, swap, quota) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+            const SQL: &str = "INSERT INTO samples (app, dyno, instance, at, total, rss, swap, quota, replaced) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                  ON CONFLICT (app, dyno) DO UPDATE SET instance = excluded.instance, at = excluded.at, total = excluded.total, \
-                 rss = excluded.rss, swap = excluded.swap, quota = excluded.quota WHERE samples.at <= excluded.at";
+                 rss = excluded.rss, swap = excluded.swap, quota = excluded.quota, replaced = excluded.replaced WHERE samples.at <= excluded.at";
             on_pool!(self, p => in_transaction!(p, |conn| {
                 for r in rows {
                     sqlx::query(SQL)
                         .bind(&r.app).bind(&r.dyno).bind(&r.instance).bind(r.at)
-                        .bind(r.total).bind(r.rss).bind(r.swap).bind(r.quota)
+                        .bind(r.total).bind(r.rss).bind(r.swap).bind(r.quota).bind(&r.replaced)
                         .execute(&mut *conn).await?;
                 }
             }));
@@ -556,7 +568,7 @@ impl Store {
     }
 
     pub async fn latest_samples(&self) -> Result<Vec<SampleRow>, StoreError> {
-        const SQL: &str = "SELECT app, dyno, instance, at, total, rss, swap, quota FROM samples ORDER BY app, dyno";
+        const SQL: &str = "SELECT app, dyno, instance, at, total, rss, swap, quota, replaced FROM samples ORDER BY app, dyno";
         Ok(on_pool!(self, p => sqlx::query_as::<_, SampleRow>(SQL).fetch_all(p).await?))
     }
 

@@ -51,6 +51,7 @@ async fn a_claim_held_elsewhere_stops_the_restart() {
                 Some(UUID_A),
                 "other-replica",
                 now,
+                now,
                 now + 600_000
             )
             .await

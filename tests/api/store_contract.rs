@@ -35,24 +35,24 @@ fn unique(prefix: &str) -> String {
 async fn claims_are_exclusive_until_they_expire(s: &Store) {
     let app = unique("claims");
     assert!(
-        s.try_claim(&app, "web.1", Some("u1"), "a", 1_000, 2_000)
+        s.try_claim(&app, "web.1", Some("u1"), "a", 1_000, 1_000, 2_000)
             .await
             .unwrap()
     );
     assert!(
-        !s.try_claim(&app, "web.1", Some("u1"), "b", 1_500, 2_500)
+        !s.try_claim(&app, "web.1", Some("u1"), "b", 1_500, 1_500, 2_500)
             .await
             .unwrap(),
         "held until 2000"
     );
     assert!(
-        s.try_claim(&app, "web.2", None, "b", 1_500, 2_500)
+        s.try_claim(&app, "web.2", None, "b", 1_500, 1_500, 2_500)
             .await
             .unwrap(),
         "another dyno is independent"
     );
     assert!(
-        s.try_claim(&app, "web.1", Some("u1"), "b", 2_000, 3_000)
+        s.try_claim(&app, "web.1", Some("u1"), "b", 2_000, 2_000, 3_000)
             .await
             .unwrap(),
         "expired at 2000"
@@ -60,13 +60,13 @@ async fn claims_are_exclusive_until_they_expire(s: &Store) {
     // Release only by the holder.
     s.release_claim(&app, "web.1", "a").await.unwrap();
     assert!(
-        !s.try_claim(&app, "web.1", None, "c", 2_100, 3_100)
+        !s.try_claim(&app, "web.1", None, "c", 2_100, 2_100, 3_100)
             .await
             .unwrap()
     );
     s.release_claim(&app, "web.1", "b").await.unwrap();
     assert!(
-        s.try_claim(&app, "web.1", None, "c", 2_100, 3_100)
+        s.try_claim(&app, "web.1", None, "c", 2_100, 2_100, 3_100)
             .await
             .unwrap()
     );
@@ -78,7 +78,7 @@ async fn concurrent_claims_have_one_winner(s: &Store) {
         let s = s.clone();
         let app = app.clone();
         async move {
-            s.try_claim(&app, "web.1", Some("u"), &format!("r{i}"), 10, 100)
+            s.try_claim(&app, "web.1", Some("u"), &format!("r{i}"), 10, 10, 100)
                 .await
                 .unwrap()
         }
@@ -149,6 +149,7 @@ async fn samples_keep_the_newest(s: &Store) {
         rss: None,
         swap: None,
         quota: Some(512.0),
+        replaced: None,
     };
     s.upsert_samples(&[row(10, 100.5)]).await.unwrap();
     s.upsert_samples(&[row(30, 300.25)]).await.unwrap();
@@ -168,12 +169,12 @@ async fn a_lease_becomes_the_window_and_blocks_only_its_instance(s: &Store) {
     use dynoguard::store::ClaimKind;
     let app = unique("lease");
     assert!(
-        s.try_claim(&app, "web.1", Some("A"), "host1-aaaa", 1_000, 61_000)
+        s.try_claim(&app, "web.1", Some("A"), "host1-aaaa", 1_000, 1_000, 61_000)
             .await
             .unwrap()
     );
     assert!(
-        !s.try_claim(&app, "web.1", Some("B"), "host2-bbbb", 2_000, 62_000)
+        !s.try_claim(&app, "web.1", Some("B"), "host2-bbbb", 2_000, 2_000, 62_000)
             .await
             .unwrap(),
         "a lease blocks everyone"
@@ -182,36 +183,86 @@ async fn a_lease_becomes_the_window_and_blocks_only_its_instance(s: &Store) {
         .await
         .unwrap();
     assert!(
-        !s.try_claim(&app, "web.1", Some("A"), "host2-bbbb", 3_000, 63_000)
+        !s.try_claim(&app, "web.1", Some("A"), "host2-bbbb", 3_000, 3_000, 63_000)
             .await
             .unwrap(),
         "the window blocks the same instance"
     );
     assert!(
-        s.try_claim(&app, "web.1", Some("B"), "host2-bbbb", 3_000, 63_000)
+        s.try_claim(&app, "web.1", Some("B"), "host2-bbbb", 3_000, 3_000, 63_000)
             .await
             .unwrap(),
         "but not a new instance"
     );
     let (holder, kind, _) = s.claim(&app, "web.1").await.unwrap().unwrap();
     assert_eq!((holder.as_str(), kind), ("host2-bbbb", ClaimKind::Lease));
-    // A crashed run's lease: only the same host takes it over at start.
+    // A crashed run's lease: read at start as an unknown outcome dated by
+    // its decision, never deleted (it expires).
     assert!(
         s.try_claim(
             &app,
             "web.2",
             Some("A"),
             "host3-cccc",
+            2_500,
             3_000,
             9_000_000_000_000
         )
         .await
         .unwrap()
     );
-    s.take_over_leases("host1").await.unwrap();
+    let left: Vec<_> = s
+        .leases()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.app == app)
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    let web2 = left.iter().find(|l| l.dyno == "web.2").unwrap();
+    assert_eq!(
+        (web2.instance.as_deref(), web2.decided_at),
+        (Some("A"), 2_500)
+    );
     assert!(s.claim(&app, "web.2").await.unwrap().is_some());
-    assert!(s.take_over_leases("host3").await.unwrap() >= 1);
-    assert!(s.claim(&app, "web.2").await.unwrap().is_none());
+}
+
+/// The window runs on the decision's log time, as the engine's does, and a
+/// holder's own window never refuses its own later decision.
+async fn windows_run_on_log_time_and_never_refuse_their_holder(s: &Store) {
+    use dynoguard::store::ClaimKind;
+    let app = unique("logclock");
+    // Decided at log time 1_000 (the wall clock is far later: a backlog).
+    assert!(
+        s.try_claim(&app, "web.1", Some("A"), "h1-a", 1_000, 50_000, 170_000)
+            .await
+            .unwrap()
+    );
+    // The window: 20 s from the decision's log time.
+    s.extend_claim(&app, "web.1", "h1-a", 21_000, ClaimKind::Window)
+        .await
+        .unwrap();
+    assert!(
+        !s.try_claim(&app, "web.1", Some("A"), "h2-b", 15_000, 60_000, 180_000)
+            .await
+            .unwrap(),
+        "another replica inside the window (log time) is refused"
+    );
+    assert!(
+        s.try_claim(&app, "web.1", Some("A"), "h2-b", 21_000, 60_000, 180_000)
+            .await
+            .unwrap(),
+        "the window ended at the log time 21_000, whatever the wall clock"
+    );
+    s.extend_claim(&app, "web.1", "h2-b", 41_000, ClaimKind::Window)
+        .await
+        .unwrap();
+    assert!(
+        s.try_claim(&app, "web.1", Some("A"), "h2-b", 30_000, 61_000, 181_000)
+            .await
+            .unwrap(),
+        "the holder's own window never refuses its own decision"
+    );
 }
 
 async fn retention_deletes_what_is_old(s: &Store) {
@@ -279,6 +330,7 @@ fn minute_row(
         rss: Some(total - 10.0),
         swap: Some(0.5),
         quota,
+        replaced: None,
     })
     .expect("a total")
 }
@@ -438,6 +490,7 @@ async fn events_filter_by_app_dyno_kind_and_time(s: &Store) {
 async fn contract(s: &Store) {
     s.ping().await.unwrap();
     a_lease_becomes_the_window_and_blocks_only_its_instance(s).await;
+    windows_run_on_log_time_and_never_refuse_their_holder(s).await;
     retention_deletes_what_is_old(s).await;
     claims_are_exclusive_until_they_expire(s).await;
     concurrent_claims_have_one_winner(s).await;

@@ -118,7 +118,7 @@ pub fn render(s: &Shared) -> String {
         "When this process started (unix seconds)",
     );
     o.sample("dynoguard_start_time_seconds", &[], s.started.as_second());
-    let counters: [(&str, &str, &AtomicU64); 24] = [
+    let counters: [(&str, &str, &AtomicU64); 26] = [
         (
             "dynoguard_drain_requests_total",
             "Drain POSTs accepted",
@@ -179,6 +179,16 @@ pub fn render(s: &Shared) -> String {
             "dynoguard_lines_replaced_total",
             "Lines of a dyno instance already replaced (preboot overlap, late lines)",
             &c.lines_replaced,
+        ),
+        (
+            "dynoguard_lines_unclear_total",
+            "Lines of a second instance of a dyno that nothing yet orders against the current one (nothing is decided meanwhile)",
+            &c.lines_unclear,
+        ),
+        (
+            "dynoguard_lines_repeated_total",
+            "R14/R15 lines not newer than the last reported for the dyno (log-session reconnects, retried batches)",
+            &c.lines_repeated,
         ),
         (
             "dynoguard_drain_auth_failures_total",

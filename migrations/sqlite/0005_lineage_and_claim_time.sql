@@ -1,0 +1,7 @@
+-- The instances a process name already replaced (comma-separated, newest
+-- last), so a restarted dynoguard still orders instances by evidence.
+ALTER TABLE samples ADD COLUMN replaced TEXT;
+-- The log time of the decision a claim was made for: a window lasts
+-- restart_window from it (the engine's clock), and a lease left by a run
+-- killed mid-call is an unknown outcome dated by it.
+ALTER TABLE claims ADD COLUMN decided_at BIGINT;
