@@ -326,8 +326,12 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
         }
         Outcome::Failed(err) => {
             if matches!(err, ApiError::NotFound { .. }) {
-                // Scaled down or renamed: forget it rather than retry.
+                // Scaled down or renamed: forget it rather than retry (its
+                // stored latest sample too, or every page would show it).
                 order.engine.lock().forget(&dyno);
+                if let Err(se) = ctx.store.forget_dyno(app.as_str(), dyno.as_str()).await {
+                    tracing::error!("{app} {dyno}: forgetting its latest sample failed: {se}");
+                }
             } else {
                 order.engine.lock().restart_failed(e);
             }

@@ -201,12 +201,17 @@ impl Arrivals {
         let line = self.queue.pop_front()?;
         let next = self.queue.iter().filter_map(|l| l.at).min();
         let own = line.at.unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-        let arrived = match (self.newest, next) {
+        let mut arrived = match (self.newest, next) {
             (Some(n), Some(x)) => n.max(x),
             (None, Some(x)) => x,
             (Some(n), None) => n.max(own),
             (None, None) => own,
         };
+        if own.duration_since(arrived) > crate::decide::engine::MAX_FUTURE {
+            // Far ahead of the lines around it: it arrived right after the
+            // newest line before it (so the lines after it stay newer).
+            arrived = self.newest.or(next).unwrap_or(arrived);
+        }
         if let Some(at) = line.at {
             let judged = crate::decide::engine::Engine::clock(at, arrived);
             self.newest = Some(self.newest.map_or(judged, |n| n.max(judged)));

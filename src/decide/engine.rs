@@ -228,6 +228,7 @@ impl Engine {
             let Some(decision) = events.next() else {
                 continue;
             };
+            self.watcher.order_released(&decision);
             let confirm_now = self.confirmation == Confirmation::OnDecision
                 || decision.event != EventKind::Restart;
             if confirm_now {

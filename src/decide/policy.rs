@@ -253,6 +253,9 @@ pub struct RestartMark {
     pub unknown: bool,
     /// This order is that one more call: whatever its outcome, no third.
     pub second_call: bool,
+    /// The engine released the order (to the restarter, or as the record):
+    /// until then a newer instance drops it before anything is called.
+    pub released: bool,
 }
 
 impl RestartMark {
@@ -265,6 +268,7 @@ impl RestartMark {
             confirmed: false,
             unknown: false,
             second_call: false,
+            released: false,
         }
     }
 }

@@ -160,6 +160,17 @@ impl Watcher {
             .then_some(s)
     }
 
+    /// The engine released the order: from now on only the restarter's
+    /// re-check can drop it.
+    pub fn order_released(&mut self, order: &Event) {
+        if let Some(m) = self
+            .order_state(order)
+            .and_then(|s| s.last_restart.as_mut())
+        {
+            m.released = true;
+        }
+    }
+
     /// The restarter's re-check found the instance already replaced: undo the
     /// order's bookkeeping (the window is not consumed) and say so.
     pub fn order_dropped(&mut self, order: &Event) -> Option<Event> {
@@ -347,6 +358,7 @@ impl Watcher {
         let type_quota = self.type_quota.get(&ty).copied();
         let app = self.app.clone();
         let state = self.state(dyno, now);
+        let mut dropped = None;
         let recovered = match state.classify(sample.instance.as_deref(), now) {
             Lineage::Replaced => {
                 state.replaced_line_at = Some(now);
@@ -358,7 +370,33 @@ impl Watcher {
                 return Vec::new();
             }
             Lineage::Current => None,
-            Lineage::New => state.set_instance(sample.instance.clone(), now),
+            Lineage::New => {
+                // A decision still held for the instance this one replaces
+                // is moot (a DELETE now would hit the newcomer): dropped
+                // before the newcomer is judged.
+                let held = state
+                    .last_restart
+                    .as_ref()
+                    .is_some_and(|m| !m.confirmed && !m.released && m.instance == state.instance);
+                if held {
+                    let old = state.instance.clone();
+                    let (reason, decided) = state
+                        .last_restart
+                        .as_ref()
+                        .map_or((None, now), |m| (Some(m.reason), m.at));
+                    state.roll_back_order();
+                    let mut e = policy::event_for(&app, state, EventKind::Skipped, now);
+                    e.reason = Some(Reason::Replaced);
+                    e.instance = old;
+                    e.detail = Some(format!(
+                        "a newer instance reported {}s after the decision (order: {}): not restarted, a DELETE now would hit it",
+                        now.duration_since(decided).as_secs(),
+                        reason.map_or("restart", |r| r.as_str())
+                    ));
+                    dropped = Some(e);
+                }
+                state.set_instance(sample.instance.clone(), now)
+            }
         };
         if sample.memory.total.is_some() && state.sample_at.is_some_and(|t| now <= t) {
             self.ignored.stale += 1;
@@ -369,7 +407,7 @@ impl Watcher {
         if type_quota.is_some() {
             state.formation_quota = type_quota;
         }
-        let mut events = Vec::new();
+        let mut events: Vec<Event> = dropped.into_iter().collect();
         if let Some(secs) = recovered {
             let mut e = policy::event_for(&app, state, EventKind::Recovered, now);
             e.seconds = Some(secs);

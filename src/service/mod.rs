@@ -520,6 +520,21 @@ impl App {
             .map(|a| Arc::new(AppRuntime::new(a)))
             .collect();
         seed_engines(&store, &apps).await?;
+        // This host's leases (a run killed mid-call) become this run's
+        // windows: never deleted, never a blind second DELETE.
+        let window_ms = crate::decide::policy::Policy::default()
+            .restart_window
+            .as_millis() as i64;
+        match store
+            .adopt_leases(&tuning.host, &tuning.holder, window_ms)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                "adopted {n} restart claim(s) an earlier run left in flight: their outcome is unknown, counted as made"
+            ),
+            Err(e) => tracing::error!("adopting restart claims failed: {e}"),
+        }
 
         let addr = SocketAddr::new(tuning.bind_ip, config.server.port);
         let listener = tokio::net::TcpListener::bind(addr)

@@ -263,9 +263,17 @@ pub(crate) async fn release_held(
     let mut tick = tokio::time::interval((hold / 4).max(Duration::from_millis(20)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stopping {
+            // Decided before the stop: reported (and handed to the restarter,
+            // which finishes what it was given within the deadline).
+            for a in &shared.apps {
+                shared.release_held(a, Timestamp::MAX);
+            }
+            return;
         }
         let cutoff = Timestamp::now() - jiff::SignedDuration::try_from(hold).unwrap_or_default();
         for a in &shared.apps {

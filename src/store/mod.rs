@@ -414,6 +414,27 @@ impl Store {
         Ok(on_pool!(self, p => sqlx::query_as::<_, LeftLease>(SQL).fetch_all(p).await?))
     }
 
+    /// Makes the leases an earlier run of this host left (killed mid-call)
+    /// this run's windows, `window_ms` from their decision: their outcome is
+    /// unknown, so they hold like a restart that happened — against other
+    /// replicas — while this run's engine decides (on the logs) whether one
+    /// more call is due. Holders are `{host}-{random}`.
+    pub async fn adopt_leases(
+        &self,
+        host_prefix: &str,
+        holder: &str,
+        window_ms: i64,
+    ) -> Result<u64, StoreError> {
+        self.write(async {
+            const SQL: &str = "UPDATE claims SET holder = $1, kind = 'window', expires_at = COALESCE(decided_at, expires_at) + $2 \
+                 WHERE kind = 'lease' AND substr(holder, 1, $3) = $4";
+            let prefix = format!("{host_prefix}-");
+            let len = i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX);
+            Ok(on_pool!(self, p => sqlx::query(SQL).bind(holder).bind(window_ms).bind(len).bind(prefix).execute(p).await?.rows_affected()))
+        })
+        .await
+    }
+
     /// The claim on a dyno, if any: `(holder, kind, expires_at)`.
     pub async fn claim(
         &self,
@@ -562,6 +583,16 @@ impl Store {
                         .execute(&mut *conn).await?;
                 }
             }));
+            Ok(())
+        })
+        .await
+    }
+
+    /// Forgets a dyno's latest sample (the API says the dyno is gone).
+    pub async fn forget_dyno(&self, app: &str, dyno: &str) -> Result<(), StoreError> {
+        self.write(async {
+            const SQL: &str = "DELETE FROM samples WHERE app = $1 AND dyno = $2";
+            on_pool!(self, p => { sqlx::query(SQL).bind(app).bind(dyno).execute(p).await?; });
             Ok(())
         })
         .await

@@ -192,7 +192,20 @@ fn decision(e: &serde_json::Value) -> String {
 /// Posts `batches` to a dry-run `serve`, one POST each, and returns its
 /// decisions in the order they were made.
 async fn serve_events(batches: &[Vec<u8>], expect: usize) -> Vec<serde_json::Value> {
-    let app = spawn_env(&[("DYNOGUARD_DRY_RUN", "1")]).await;
+    let cfg = dynoguard::config::env::from_env(
+        &base_env(&[("DYNOGUARD_DRY_RUN", "1")]),
+        dynoguard::config::env::Need::App,
+    )
+    .unwrap();
+    let fake = dynoguard::sim::api::FakeHeroku::start().await.unwrap();
+    // Decisions are held until the log moves 5 s past them or, in a quiet
+    // app, for this long: longer than any pause between two posts here, so
+    // serve releases them exactly where replay does.
+    let tuning = dynoguard::service::Tuning {
+        order_hold: std::time::Duration::from_secs(3),
+        ..tuning()
+    };
+    let app = spawn_tuned(cfg, fake, None, tuning).await;
     for b in batches {
         assert_eq!(app.post_logs(b.clone()).await.status(), 204);
     }
@@ -332,4 +345,68 @@ async fn replay_equals_serve_on_a_drain_that_turns_blind() {
         "{replayed:?}"
     );
     assert_same_decisions("blind drain", batches).await;
+}
+
+// ---- issue 17: the right instance, and replay == serve whenever it runs --
+
+/// The old instance's over-quota sample and the replacement's first sample
+/// in one body: the old one is being replaced already, and a DELETE would
+/// hit the newcomer. `serve` calls nothing; `replay` says the same.
+#[tokio::test]
+async fn a_replacement_in_the_same_body_is_never_restarted() {
+    let body = sample_at("web.1", UUID_A, 600.0, 512.0, &ago(30))
+        + &sample_at("web.1", UUID_B, 200.0, 512.0, &ago(28));
+    let app = spawn_app().await;
+    assert_eq!(app.post_logs(body.clone()).await.status(), 204);
+    let events = app.wait_for_event("skipped").await;
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert!(app.fake.restarts().is_empty(), "{events:?}");
+    let skipped = events.iter().find(|e| e["event"] == "skipped").unwrap();
+    assert_eq!(skipped["reason"], "replaced", "{skipped}");
+    assert_eq!(skipped["instance"], UUID_A);
+    app.stop().await;
+    let replayed = replay_events(body.as_bytes(), &[]);
+    let kinds: Vec<_> = replayed
+        .iter()
+        .map(|e| format!("{} {}", e["event"], e["reason"]))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["\"over_threshold\" null", "\"skipped\" \"replaced\""],
+        "{replayed:?}"
+    );
+}
+
+/// A preboot overlap in both orders of arrival and a replacement inside one
+/// batch: `replay` run afterwards decides exactly as `serve` did.
+#[tokio::test]
+async fn replay_equals_serve_on_overlaps_in_both_orders_and_replacements() {
+    let at = |secs: i64| ago(3600 - secs);
+    let s = |dyno: &str, uuid: &str, mb: f64, t: i64| {
+        sample_at(dyno, uuid, mb, 512.0, &at(t)).into_bytes()
+    };
+    const C: &str = "cccccccc-0000-0000-0000-000000000003";
+    const D: &str = "dddddddd-0000-0000-0000-000000000004";
+    let mut batches = Vec::new();
+    // web.1: the new instance (B) seen first, the old (A, over) next; A stops.
+    for i in 0..8 {
+        let t = i * 20;
+        batches.push(s("web.1", UUID_B, 200.0 + i as f64, t));
+        if i < 2 {
+            batches.push(s("web.1", UUID_A, 650.0, t + 5));
+        }
+    }
+    // web.2: the old instance (C, over) seen first, the new (D) moments later.
+    for i in 0..8 {
+        let t = 200 + i * 20;
+        if i < 2 {
+            batches.push(s("web.2", C, 640.0, t));
+        }
+        batches.push(s("web.2", D, 210.0, t + 5));
+    }
+    // web.3: a replacement inside one batch.
+    let mut b = s("web.3", UUID_A, 700.0, 400);
+    b.extend(s("web.3", UUID_B, 220.0, 402));
+    batches.push(b);
+    assert!(assert_same_decisions("overlaps and replacements", batches).await > 3);
 }

@@ -108,6 +108,7 @@ pub fn tuning() -> Tuning {
         session_backoff_max: Duration::from_millis(200),
         session_idle: Duration::from_secs(2),
         bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        order_hold: Duration::from_millis(300),
         ..Tuning::default()
     }
 }

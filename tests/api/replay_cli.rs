@@ -37,9 +37,12 @@ fn healthy_logs_print_nothing() {
 #[test]
 fn dark_knight_out_of_memory_then_new_dyno() {
     // dark_knight: restart web.1 at 768MB > quota; the new dyno within the
-    // window is left alone.
+    // window is left alone. Here the new dyno reports 40 s later.
     let mut log = fixture("web.1.out_of_memory");
-    log.extend(fixture("web.1.new_dyno.out_of_memory"));
+    let later = String::from_utf8(fixture("web.1.new_dyno.out_of_memory"))
+        .unwrap()
+        .replace("22:12:51.822974", "22:13:31.822974");
+    log.extend(later.into_bytes());
     let (code, events, err) = replay(&log, &[("APP_ID_OR_NAME", "todo")]);
     assert_eq!(code, 0, "{err}");
     let kinds = kinds(&events);
@@ -61,6 +64,35 @@ fn dark_knight_out_of_memory_then_new_dyno() {
     assert_eq!(r["memory_total_mb"], 768.0);
     assert_eq!(r["memory_quota_mb"], 512.0);
     assert_eq!(r["dry_run"], false);
+}
+
+#[test]
+fn dark_knights_fixtures_as_captured_restart_the_newer_instance_only() {
+    // As captured, the new dyno's sample has the same timestamp as the old
+    // one's: it was already there when the old one was judged, so a DELETE
+    // would have hit it. The old one's decision is dropped (`replaced`),
+    // and the new one, itself over quota, is the one restarted.
+    let mut log = fixture("web.1.out_of_memory");
+    log.extend(fixture("web.1.new_dyno.out_of_memory"));
+    let (code, events, err) = replay(&log, &[("APP_ID_OR_NAME", "todo")]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        kinds(&events),
+        [
+            ("over_threshold", ""),
+            ("skipped", "replaced"),
+            ("over_threshold", ""),
+            ("restart", "threshold"),
+        ]
+    );
+    assert_eq!(
+        events[1]["instance"],
+        "cfe2c338-81f4-40d4-bfb2-13f4e5e31fce"
+    );
+    assert_eq!(
+        events[3]["instance"],
+        "cfe2c338-81f4-40d4-bfb2-13f4e5e31fcf"
+    );
 }
 
 #[test]
@@ -138,7 +170,9 @@ fn a_new_instance_does_not_inherit_the_old_ones_memory() {
     // web.1 restarted at 768 MB; the next line is a load sample of a new
     // instance (no memory fields): it must not be reported at 768 MB.
     let mut log = fixture("web.1.out_of_memory");
-    log.extend(fixture("web.1.restarting"));
+    // 40 s later, the first line of the replacement (a load sample).
+    let load = "<134>1 2023-02-13T22:13:31.000000+00:00 host heroku web.1 - source=web.1 dyno=heroku.295224626.4cf08a3d-2f18-4746-baa3-8374af270390 sample#load_avg_1m=0.00 sample#load_avg_5m=0.00";
+    log.extend(format!("{} {load}\n", load.len() + 1).into_bytes());
     let (code, events, err) = replay(&log, &[]);
     assert_eq!(code, 0, "{err}");
     let recovered = events
@@ -151,4 +185,35 @@ fn a_new_instance_does_not_inherit_the_old_ones_memory() {
     );
     assert!(recovered.get("memory_total_mb").is_none(), "{recovered}");
     assert_eq!(recovered["memory_quota_mb"], 512.0);
+}
+
+/// Issue 17: a line stamped 90 s ahead of the lines around it is judged at
+/// its arrival, read from the log (as `serve` judged it at its arrival), so
+/// the samples after it still count — whenever the replay runs.
+#[test]
+fn a_line_stamped_in_the_future_does_not_make_the_next_samples_stale() {
+    let line = |t: &str, mb: f64| {
+        let p = format!(
+            "<134>1 2023-02-13T22:{t}+00:00 host heroku web.1 - source=web.1 dyno=heroku.1.cfe2c338-81f4-40d4-bfb2-13f4e5e31fce sample#memory_total={mb:.2}MB sample#memory_quota=512.00MB"
+        );
+        format!("{} {p}\n", p.len() + 1)
+    };
+    let log = [
+        line("10:00", 200.0),
+        line("11:30", 210.0), // 90 s ahead of its neighbours
+        line("10:20", 300.0),
+        line("10:40", 400.0),
+        line("11:00", 600.0),
+        line("11:20", 610.0),
+    ]
+    .concat();
+    let (code, events, err) = replay(log.as_bytes(), &[]);
+    assert_eq!(code, 0, "{err}");
+    let kinds = kinds(&events);
+    assert_eq!(
+        kinds,
+        [("over_threshold", ""), ("restart", "threshold")],
+        "{err}"
+    );
+    assert_eq!(events[1]["at"], "2023-02-13T22:11:00Z");
 }

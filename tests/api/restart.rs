@@ -281,3 +281,39 @@ async fn the_restarted_instance_reporting_while_the_restart_settles_is_quiet() {
     );
     app.stop().await;
 }
+
+/// Issue 17: the claim runs on the decision's log time, as the engine's
+/// window does — a slow DELETE never makes dynoguard's own claim refuse its
+/// own retry after the window.
+#[tokio::test]
+async fn our_own_claim_never_swallows_our_retry() {
+    let app = spawn_env(&[("WEB_RESTART_WINDOW", "20s")]).await;
+    let ago = |s: i64| (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(s)).to_string();
+    // A DELETE that takes 8 s.
+    app.fake.set_delay(Some(std::time::Duration::from_secs(8)));
+    app.post_logs(sample_at("web.1", UUID_A, 700.0, 512.0, &ago(60)))
+        .await;
+    app.wait_for_event("restart").await;
+    app.fake.set_delay(None);
+    // 25 s of log time after the decision the same instance is still over:
+    // the 20 s window has passed, so it is restarted again at once.
+    app.post_logs(sample_at("web.1", UUID_A, 710.0, 512.0, &ago(35)))
+        .await;
+    assert_eq!(app.wait_for_restarts(2).await.len(), 2);
+    let events = app.events().await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "restart" && e["reason"] == "retry"),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e["event"] == "skipped"
+            && e["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("already restarted")),
+        "{events:?}"
+    );
+    app.stop().await;
+}
