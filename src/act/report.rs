@@ -32,6 +32,11 @@ pub struct Counters {
     pub timestamps_clamped: AtomicU64,
     /// Drain POSTs with wrong or missing credentials.
     pub drain_auth_failures: AtomicU64,
+    /// Drain batches refused because their `Logplex-Drain-Token` is not
+    /// the one configured for the app they were routed to (403).
+    pub drain_token_mismatch: AtomicU64,
+    /// Batches on the shared `/logs` whose token no app has (404).
+    pub drain_unknown_token: AtomicU64,
     /// Bodies refused as too large (413).
     pub bodies_too_large: AtomicU64,
     /// Bodies not received within the deadline (408).

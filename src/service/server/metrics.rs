@@ -240,6 +240,21 @@ pub fn render(s: &Shared) -> String {
         o.counter(name, help, v);
     }
     o.family(
+        "dynoguard_drain_refused_total",
+        "counter",
+        "Authenticated drain batches refused for their Logplex-Drain-Token, by reason (token_mismatch: 403, unknown_token: 404)",
+    );
+    for (reason, n) in [
+        ("token_mismatch", &c.drain_token_mismatch),
+        ("unknown_token", &c.drain_unknown_token),
+    ] {
+        o.sample(
+            "dynoguard_drain_refused_total",
+            &[("reason", reason)],
+            n.load(Ordering::Relaxed),
+        );
+    }
+    o.family(
         "dynoguard_events_total",
         "counter",
         "Decision events reported by this process, by kind",
