@@ -45,6 +45,9 @@ pub struct Counters {
     pub unsupported_encoding: AtomicU64,
     /// Connections closed at once because the connection limit was reached.
     pub connections_refused: AtomicU64,
+    /// Connections closed to make room at the connection limit: the oldest
+    /// of those waiting for a request head.
+    pub connections_evicted: AtomicU64,
     /// Failed `accept()` calls (e.g. out of file descriptors).
     pub accept_errors: AtomicU64,
     /// Events deleted by retention.

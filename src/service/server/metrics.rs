@@ -118,7 +118,7 @@ pub fn render(s: &Shared) -> String {
         "When this process started (unix seconds)",
     );
     o.sample("dynoguard_start_time_seconds", &[], s.started.as_second());
-    let counters: [(&str, &str, &AtomicU64); 24] = [
+    let counters: [(&str, &str, &AtomicU64); 25] = [
         (
             "dynoguard_drain_requests_total",
             "Drain POSTs accepted",
@@ -204,6 +204,11 @@ pub fn render(s: &Shared) -> String {
             "dynoguard_connections_refused_total",
             "Connections closed at once: the connection limit was reached",
             &c.connections_refused,
+        ),
+        (
+            "dynoguard_connections_evicted_total",
+            "Idle connections (no request head yet) closed to make room at the connection limit",
+            &c.connections_evicted,
         ),
         (
             "dynoguard_accept_errors_total",
