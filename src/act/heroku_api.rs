@@ -273,6 +273,17 @@ impl HerokuClient {
         token: &SecretString,
         rb: reqwest::RequestBuilder,
     ) -> Result<(reqwest::Response, Receipt), ApiError> {
+        self.send_with_secrets(token, rb, &[]).await
+    }
+
+    /// [`Self::send`] for a call that carries secrets besides the token (a
+    /// drain URL's password): the API may quote them back in its error.
+    async fn send_with_secrets(
+        &self,
+        token: &SecretString,
+        rb: reqwest::RequestBuilder,
+        secrets: &[&str],
+    ) -> Result<(reqwest::Response, Receipt), ApiError> {
         if let Some(wait) = self.pacer.wait_for(token) {
             tokio::time::sleep(wait).await;
         }
@@ -291,7 +302,11 @@ impl HerokuClient {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let request_id = header("request-id");
+        let mut known: Vec<&str> = secrets.to_vec();
+        known.push(token.expose_secret());
+        // Everything the API says goes through the redaction before it is
+        // kept: an error or log line made of it can then never hold a secret.
+        let request_id = header("request-id").map(|id| redact_api_text(&id, &known));
         tracing::debug!(
             "Platform API {} → {} request_id={}",
             resp.url().path(),
@@ -333,7 +348,7 @@ impl HerokuClient {
             }
             _ => ApiError::Status {
                 status: status.as_u16(),
-                message: error_message(&body),
+                message: redact_api_text(&error_message(&body), &known),
                 request_id,
             },
         })
@@ -344,8 +359,9 @@ impl HerokuClient {
         &self,
         token: &SecretString,
         rb: reqwest::RequestBuilder,
+        secrets: &[&str],
     ) -> Result<T, ApiError> {
-        let (resp, _) = self.send(token, rb).await?;
+        let (resp, _) = self.send_with_secrets(token, rb, secrets).await?;
         resp.json()
             .await
             .map_err(|e| ApiError::Decode(e.without_url().to_string()))
@@ -379,7 +395,7 @@ impl HerokuClient {
             &format!("/apps/{app}/dynos/{dyno}"),
             token,
         );
-        self.send_json(token, rb).await
+        self.send_json(token, rb, &[]).await
     }
 
     /// `GET /account/rate-limits` (free): proves the token works.
@@ -389,7 +405,7 @@ impl HerokuClient {
             remaining: i64,
         }
         let rb = self.request(reqwest::Method::GET, "/account/rate-limits", token);
-        let r: Remaining = self.send_json(token, rb).await?;
+        let r: Remaining = self.send_json(token, rb, &[]).await?;
         Ok(r.remaining)
     }
 
@@ -406,7 +422,7 @@ impl HerokuClient {
                 token,
             )
             .json(&serde_json::json!({"tail": true, "source": "heroku", "lines": 10}));
-        self.send_json(token, rb).await
+        self.send_json(token, rb, &[]).await
     }
 
     /// Opens a log session's stream (no token: the URL is pre-authorised).
@@ -427,7 +443,7 @@ impl HerokuClient {
             let body = resp.text().await.unwrap_or_default();
             return Err(ApiError::Status {
                 status,
-                message: error_message(&body),
+                message: redact_api_text(&error_message(&body), &url_secrets(url)),
                 request_id: None,
             });
         }
@@ -445,13 +461,13 @@ impl HerokuClient {
             &format!("/apps/{app}/formation"),
             token,
         );
-        self.send_json(token, rb).await
+        self.send_json(token, rb, &[]).await
     }
 
     /// `GET /dyno-sizes`.
     pub async fn dyno_sizes(&self, token: &SecretString) -> Result<Vec<DynoSize>, ApiError> {
         let rb = self.request(reqwest::Method::GET, "/dyno-sizes", token);
-        self.send_json(token, rb).await
+        self.send_json(token, rb, &[]).await
     }
 
     /// Quota in MB per process type, from the formation and dyno sizes.
@@ -498,7 +514,7 @@ impl HerokuClient {
             &format!("/apps/{app}/features/{name}"),
             token,
         );
-        self.send_json(token, rb).await
+        self.send_json(token, rb, &[]).await
     }
 
     pub async fn enable_feature(
@@ -527,7 +543,7 @@ impl HerokuClient {
             &format!("/apps/{app}/log-drains"),
             token,
         );
-        self.send_json(token, rb).await
+        self.send_json(token, rb, &[]).await
     }
 
     /// `DELETE /apps/{app}/log-drains/{id-or-url-or-token}`.
@@ -537,13 +553,17 @@ impl HerokuClient {
         app: &AppName,
         id: &str,
     ) -> Result<(), ApiError> {
+        // The id may be the drain's URL, password and all.
+        let secrets = url_secrets(id);
         let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
         let rb = self.request(
             reqwest::Method::DELETE,
             &format!("/apps/{app}/log-drains/{id}"),
             token,
         );
-        self.send(token, rb).await.map(|_| ())
+        self.send_with_secrets(token, rb, &secrets)
+            .await
+            .map(|_| ())
     }
 
     /// `DELETE /apps/{app}/dynos`: restarts every dyno of the app (what
@@ -571,8 +591,144 @@ impl HerokuClient {
                 token,
             )
             .json(&serde_json::json!({"url": url}));
-        self.send_json(token, rb).await
+        // Heroku's 422 quotes the URL it refused ("Url https://… is invalid").
+        self.send_json(token, rb, &url_secrets(url)).await
     }
+}
+
+/// The password of `url` as it was written, if it has one (a drain URL).
+fn url_secrets(url: &str) -> Vec<&str> {
+    let Some((_, rest)) = url.split_once("://") else {
+        return Vec::new();
+    };
+    // Up to the last `@` of the authority: the password may hold `@ / ? #`
+    // when it was not encoded.
+    let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    let Some(at) = rest[..end].rfind('@') else {
+        return Vec::new();
+    };
+    match rest[..at].split_once(':') {
+        Some((_, pw)) if !pw.is_empty() => vec![pw],
+        _ => Vec::new(),
+    }
+}
+
+/// Shortest secret replaced wherever it occurs: shorter ones would mask
+/// ordinary words (the userinfo rule still covers them inside URLs).
+const MIN_SECRET: usize = 6;
+
+/// Text the Platform API sent back (an error message, an id), fit to print:
+/// each of `secrets` (the API token, a drain password) is replaced by `***`
+/// in every spelling it may come back in — raw, percent-decoded,
+/// percent-encoded as a URL's userinfo, form-encoded — and so is the
+/// userinfo of any `scheme://user:pass@` in it. The API quotes what it
+/// refused ("Url https://user:PASSWORD@host/logs is invalid"), and a
+/// message is printed and logged as it is.
+pub fn redact_api_text(text: &str, secrets: &[&str]) -> String {
+    let mut forms: Vec<String> = Vec::new();
+    for s in secrets {
+        let raw = percent_decode(s);
+        for base in [s.to_string(), raw] {
+            let encoded = userinfo_encoded(&base);
+            let form: String = url::form_urlencoded::byte_serialize(base.as_bytes()).collect();
+            let form_of_encoded: String =
+                url::form_urlencoded::byte_serialize(encoded.as_bytes()).collect();
+            forms.extend([
+                base.clone(),
+                encoded,
+                form,
+                form_of_encoded,
+                all_encoded(&base, false),
+                all_encoded(&base, true),
+            ]);
+        }
+    }
+    forms.retain(|f| f.len() >= MIN_SECRET);
+    // Longest first: a form that contains another is replaced whole.
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms.dedup();
+    let mut out = text.to_owned();
+    for f in &forms {
+        if out.contains(f.as_str()) {
+            out = out.replace(f.as_str(), "***");
+        }
+    }
+    redact_userinfo(&out)
+}
+
+/// `scheme://user:pass@host` → `scheme://***@host`, everywhere in `text`.
+/// The userinfo runs to the last `@` before the next space or quote, since
+/// a password that was not encoded may hold `@ : / ? #`.
+fn redact_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`'))
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                rest = &tail[at..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `s` as the `url` crate writes a password into a URL.
+fn userinfo_encoded(s: &str) -> String {
+    let Ok(mut u) = url::Url::parse("https://user@host") else {
+        return s.to_owned();
+    };
+    if u.set_password(Some(s)).is_err() {
+        return s.to_owned();
+    }
+    u.password().unwrap_or(s).to_owned()
+}
+
+/// Every byte but RFC 3986's unreserved ones as `%XX`.
+fn all_encoded(s: &str, lower: bool) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else if lower {
+            out.push_str(&format!("%{b:02x}"));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `%XX` sequences decoded (others left as they are).
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| char::from(c).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The `message` of a Heroku error body, else a short excerpt.
@@ -613,5 +769,45 @@ mod retry_after_tests {
             "a date in the past: now"
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    const PW: &str = "p@ss:w/rd?#%";
+
+    #[test]
+    fn a_quoted_drain_url_loses_its_password_in_every_spelling() {
+        let url = format!("https://user:{}@host/logs", userinfo_encoded(PW));
+        let secrets = url_secrets(&url);
+        for quoted in [
+            format!("Url https://user:{PW}@host/logs is invalid"),
+            format!("Url {url} is invalid"),
+            format!("\"url\":\"{}\"", all_encoded(PW, true)),
+            format!("password {} refused", all_encoded(PW, false)),
+        ] {
+            let shown = redact_api_text(&quoted, &secrets);
+            for leak in [PW, "p@ss", "w/rd", "p%40ss", "p%40"] {
+                assert!(!shown.contains(leak), "{leak:?} in {shown:?}");
+            }
+            assert!(shown.contains("***"), "{shown}");
+        }
+        assert_eq!(
+            redact_api_text(&format!("Url https://user:{PW}@host/logs is invalid"), &[]),
+            "Url https://***@host/logs is invalid"
+        );
+    }
+
+    #[test]
+    fn the_token_is_masked_and_plain_text_is_left_alone() {
+        let t = "0123abcd-token";
+        assert_eq!(
+            redact_api_text(&format!("bad token {t}."), &[t]),
+            "bad token ***."
+        );
+        let plain = "Couldn't find that app. See https://devcenter.heroku.com/x (id: not_found)";
+        assert_eq!(redact_api_text(plain, &[t, "short"]), plain);
     }
 }

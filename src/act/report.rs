@@ -36,6 +36,11 @@ pub struct Counters {
     pub timestamps_clamped: AtomicU64,
     /// Drain POSTs with wrong or missing credentials.
     pub drain_auth_failures: AtomicU64,
+    /// Drain batches refused because their `Logplex-Drain-Token` is not
+    /// the one configured for the app they were routed to (403).
+    pub drain_token_mismatch: AtomicU64,
+    /// Batches on the shared `/logs` whose token no app has (404).
+    pub drain_unknown_token: AtomicU64,
     /// Bodies refused as too large (413).
     pub bodies_too_large: AtomicU64,
     /// Bodies not received within the deadline (408).
@@ -44,6 +49,9 @@ pub struct Counters {
     pub unsupported_encoding: AtomicU64,
     /// Connections closed at once because the connection limit was reached.
     pub connections_refused: AtomicU64,
+    /// Connections closed to make room at the connection limit: the oldest
+    /// of those waiting for a request head.
+    pub connections_evicted: AtomicU64,
     /// Failed `accept()` calls (e.g. out of file descriptors).
     pub accept_errors: AtomicU64,
     /// Events deleted by retention.

@@ -6,7 +6,7 @@
 use anyhow::Context as _;
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::act::heroku_api::{HerokuClient, LogDrain};
+use crate::act::heroku_api::{HerokuClient, LogDrain, redact_api_text};
 use crate::config::{Config, ConfigError, Problem, Source, env::Env};
 use crate::domain::AppName;
 
@@ -289,10 +289,13 @@ async fn drain(
         .iter()
         .filter(|d| url::Url::parse(&d.url).is_ok_and(|u| endpoint(&u) == endpoint(&want)))
         .collect();
+    // The drain token is the API's text: printed through the redaction too.
+    let secrets: Vec<&str> = want.password().into_iter().collect();
+    let api_text = |t: &str| redact_api_text(t, &secrets);
     let token_note = |d: &LogDrain| {
         d.token
             .as_ref()
-            .map(|t| format!(", token {t}"))
+            .map(|t| format!(", token {}", api_text(t)))
             .unwrap_or_default()
     };
     let mut stale = Vec::new();
@@ -326,7 +329,12 @@ async fn drain(
         "drain: added ({shown}){}",
         added
             .token
-            .map(|t| format!(", token {t} (use it as drain_token for a shared /logs)"))
+            .map(|t| {
+                format!(
+                    ", token {} (use it as drain_token for a shared /logs)",
+                    api_text(&t)
+                )
+            })
             .unwrap_or_default()
     );
     for d in stale {

@@ -90,6 +90,9 @@ struct Inner {
     created: HashMap<(String, String), jiff::Timestamp>,
     /// Answer `GET …/dynos/{dyno}` only after this long (a slow API for reads).
     info_delay: Option<Duration>,
+    /// Answer drain creation with 422 quoting the URL (as Heroku does for a
+    /// URL it refuses).
+    reject_drains: bool,
 }
 
 #[derive(Debug)]
@@ -178,6 +181,12 @@ impl FakeHeroku {
     /// Every API answer waits this long first (a slow Heroku).
     pub fn set_delay(&self, d: Option<Duration>) {
         lock(&self.state.inner).delay = d;
+    }
+
+    /// Drain creation answers 422 with a message that repeats the URL, as
+    /// sent and percent-decoded (`Url https://user:PASSWORD@host is invalid`).
+    pub fn reject_drains(&self, on: bool) {
+        lock(&self.state.inner).reject_drains = on;
     }
 
     /// Calls for `app` must carry `Authorization: Bearer {token}`.
@@ -556,6 +565,16 @@ async fn api(
                 .and_then(|v| v["url"].as_str().map(str::to_owned))
                 .unwrap_or_default();
             let mut inner = lock(&state.inner);
+            if inner.reject_drains {
+                drop(inner);
+                let decoded = crate::act::heroku_api::percent_decode(&url);
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &state,
+                    "invalid_params",
+                    &format!("Url {url} is invalid (read as {decoded})"),
+                );
+            }
             inner.next_drain += 1;
             let i = inner.next_drain;
             inner

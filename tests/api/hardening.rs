@@ -587,3 +587,163 @@ async fn a_full_disk_is_reported_and_the_store_recovers_when_space_is_back() {
     app.stop().await;
     drop(fs);
 }
+
+// ---- connection cap, chunked bodies, request smuggling ----------------------
+
+/// dynoguard with these HTTP edge limits (the rest as in the other tests).
+async fn spawn_limited(limits: impl FnOnce(&mut dynoguard::service::Tuning)) -> TestApp {
+    let cfg = dynoguard::config::env::from_env(&base_env(&[]), dynoguard::config::env::Need::App)
+        .unwrap();
+    let mut t = tuning();
+    limits(&mut t);
+    spawn_tuned(cfg, FakeHeroku::start().await.unwrap(), None, t).await
+}
+
+/// Writes `head`, then `trickle` one byte a second (for at most `secs`),
+/// while reading the answer until the server closes. The answer and how
+/// long after the head the connection was closed (`None`: still open).
+fn trickle(
+    port: u16,
+    head: String,
+    trickle: &'static [u8],
+    secs: u64,
+) -> (String, Option<Duration>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    let started = Instant::now();
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        for b in trickle.iter().cycle() {
+            if started.elapsed() > Duration::from_secs(secs) || w.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    s.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let closed = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break Some(started.elapsed()),
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            // A reset after the answer is a close too.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                break Some(started.elapsed());
+            }
+            Err(_) => break None,
+        }
+    };
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    let _ = writer.join();
+    (String::from_utf8_lossy(&answer).into_owned(), closed)
+}
+
+#[tokio::test]
+async fn slow_chunked_uploads_are_cut_off_by_the_body_deadline() {
+    let app = spawn_limited(|t| t.http.body_timeout = Duration::from_secs(1)).await;
+    let port = app.addr.port();
+    let auth = base64_of(&format!("x:{PASSWORD}"));
+    let uploads: Vec<_> = (0..20)
+        .map(|i| {
+            // Half with the password (the handler reads the body), half
+            // without (the body is never read) — neither may hold on.
+            let auth = if i % 2 == 0 { auth.clone() } else { base64_of("x:wrong") };
+            let head = format!(
+                "POST /logs HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nTransfer-Encoding: chunked\r\n\r\n"
+            );
+            tokio::task::spawn_blocking(move || trickle(port, head, b"1\r\nx\r\n", 8))
+        })
+        .collect();
+    for (i, u) in uploads.into_iter().enumerate() {
+        let (answer, closed) = u.await.unwrap();
+        let want = if i % 2 == 0 {
+            "HTTP/1.1 408"
+        } else {
+            "HTTP/1.1 401"
+        };
+        assert!(answer.starts_with(want), "upload {i}: {answer:?}");
+        let closed = closed.unwrap_or_else(|| panic!("upload {i} still open after 8 s"));
+        assert!(
+            closed < Duration::from_secs(4),
+            "upload {i} closed after {closed:?}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn content_length_with_transfer_encoding_is_400_and_closed() {
+    let app = spawn_app().await;
+    let port = app.addr.port();
+    let auth = base64_of(&format!("x:{PASSWORD}"));
+    let body = sample("web.1", UUID_A, 700.0, 512.0);
+    // RFC 9112 §6.3: both framings in one request is a smuggling attempt.
+    let req = format!(
+        "POST /logs HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    );
+    let (answer, closed) = tokio::task::spawn_blocking(move || trickle(port, req, b"", 3))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    assert!(closed.is_some(), "the connection stays open: {answer:?}");
+    // The other order of the two headers, and on a route that reads no body.
+    let req = "GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n0\r\n\r\n"
+        .to_owned();
+    let (answer, closed) = tokio::task::spawn_blocking(move || trickle(port, req, b"", 3))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    assert!(closed.is_some(), "the connection stays open: {answer:?}");
+    app.quiesce().await;
+    assert!(app.fake.restarts().is_empty());
+    // A chunked request alone is fine, and so is the next one on the
+    // connection after it.
+    let req = format!(
+        "POST /logs HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let (answer, _) = tokio::task::spawn_blocking(move || trickle(port, req, b"", 3))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer:?}");
+    assert!(answer.contains("HTTP/1.1 200"), "{answer:?}");
+    assert_eq!(app.wait_for_restarts(1).await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn idle_connections_at_the_cap_make_room_for_a_real_request() {
+    // The cap is at least 16 (listen::connection_cap).
+    let app = spawn_limited(|t| {
+        t.http.max_connections = 16;
+        t.http.header_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let port = app.addr.port();
+    // Idle connections that never send a request head, twice the cap.
+    let idle: Vec<TcpStream> = (0..32)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    for _ in 0..3 {
+        let r = app
+            .http
+            .get(app.url("/healthz"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
+        assert_eq!(r.map(|r| r.status().as_u16()).ok(), Some(200));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let m = app.metrics().await;
+    assert!(m.contains("dynoguard_connections_evicted_total"), "{m}");
+    drop(idle);
+    app.stop().await;
+}

@@ -191,7 +191,7 @@ async fn a_single_app_with_its_own_drain_token_refuses_other_tokens() {
         app.post_to("/logs", body, &[("Logplex-Drain-Token", "d.someone-else")])
             .await
             .status(),
-        404
+        403
     );
     app.stop().await;
 }
@@ -211,5 +211,134 @@ async fn a_single_app_without_a_drain_token_takes_any_token() {
         .await;
     assert_eq!(r.status(), 204);
     assert_eq!(app.wait_for_restarts(1).await.len(), 1);
+    app.stop().await;
+}
+
+/// SPEC 4.1: prod has a drain token, staging has none.
+const PROD_AND_STAGING: &str = r#"
+[server]
+drain_password = "drain-pw-91c2"
+
+[[app]]
+name = "prod"
+api_token = "token-prod"
+drain_token = "d.44444444-4444-4444-4444-444444444444"
+
+[[app]]
+name = "staging"
+api_token = "token-staging"
+"#;
+
+const PROD_TOKEN: &str = "d.44444444-4444-4444-4444-444444444444";
+const FOREIGN_TOKEN: &str = "d.55555555-5555-5555-5555-555555555555";
+
+#[tokio::test]
+async fn a_foreign_token_on_an_apps_path_is_refused_and_restarts_nothing() {
+    let app = spawn_config(config(PROD_AND_STAGING)).await;
+    let over = || sample("web.1", UUID_A, 700.0, 512.0);
+    // Without credentials the token is never looked at: 401, not 403.
+    let r = app
+        .http
+        .post(app.url("/logs/prod"))
+        .header("Logplex-Drain-Token", FOREIGN_TOKEN)
+        .body(over())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // Another app's drain pointed at prod's URL.
+    let r = app
+        .post_to(
+            "/logs/prod",
+            over(),
+            &[("Logplex-Drain-Token", FOREIGN_TOKEN)],
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("drain_token") && text.contains("prod"),
+        "{text}"
+    );
+    app.quiesce().await;
+    assert!(app.fake.restarts().is_empty(), "{:?}", app.fake.restarts());
+    // Staging has no token configured: any token is taken on its path.
+    let r = app
+        .post_to(
+            "/logs/staging",
+            sample("web.2", UUID_A, 100.0, 512.0),
+            &[("Logplex-Drain-Token", FOREIGN_TOKEN)],
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let m = app.metrics().await;
+    assert!(
+        m.contains("dynoguard_drain_refused_total{reason=\"token_mismatch\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("dynoguard_drain_auth_failures_total 1"), "{m}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_token_on_the_shared_path_is_404_not_the_untokened_app() {
+    let app = spawn_config(config(PROD_AND_STAGING)).await;
+    let r = app
+        .post_to(
+            "/logs",
+            sample("web.1", UUID_A, 700.0, 512.0),
+            &[("Logplex-Drain-Token", FOREIGN_TOKEN)],
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("drain token"), "{text}");
+    // No token at all: several apps, nothing to choose by.
+    let r = app
+        .post_to("/logs", sample("web.1", UUID_A, 700.0, 512.0), &[])
+        .await;
+    assert_eq!(r.status(), 404);
+    app.quiesce().await;
+    assert!(app.fake.restarts().is_empty(), "{:?}", app.fake.restarts());
+    let m = app.metrics().await;
+    assert!(
+        m.contains("dynoguard_drain_refused_total{reason=\"unknown_token\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("dynoguard_drain_refused_total{reason=\"token_mismatch\"} 0"),
+        "{m}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_matching_token_is_taken_on_both_paths() {
+    let app = spawn_config(config(PROD_AND_STAGING)).await;
+    app.fake.require_token("prod", "token-prod");
+    let r = app
+        .post_to(
+            "/logs",
+            sample("web.1", UUID_A, 700.0, 512.0),
+            &[("Logplex-Drain-Token", PROD_TOKEN)],
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let calls = app.wait_for_restarts(1).await;
+    assert_eq!(calls[0].path, "/apps/prod/dynos/web.1");
+    let r = app
+        .post_to(
+            "/logs/prod",
+            sample("web.2", UUID_A, 100.0, 512.0),
+            &[("Logplex-Drain-Token", PROD_TOKEN)],
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let m = app.metrics().await;
+    assert!(
+        m.contains("dynoguard_drain_refused_total{reason=\"token_mismatch\"} 0")
+            && m.contains("dynoguard_drain_refused_total{reason=\"unknown_token\"} 0"),
+        "{m}"
+    );
     app.stop().await;
 }

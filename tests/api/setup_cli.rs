@@ -262,3 +262,51 @@ async fn setup_with_a_config_file_sets_up_every_app_and_restarts() {
     assert_eq!(fake.app_restarts(), ["shop", "blog", "jobs"]);
     assert!(!out.contains("SHOPPW") && !out.contains("BLOGPW"), "{out}");
 }
+
+#[tokio::test]
+async fn a_drain_url_quoted_back_by_the_api_is_redacted() {
+    let fake = FakeHeroku::start().await.unwrap();
+    fake.reject_drains(true);
+    let api = fake.url();
+    // A password with every character that breaks naive redaction.
+    let password = "p@ss:w/rd?#%";
+    let encoded: String = url::form_urlencoded::byte_serialize(password.as_bytes()).collect();
+    let (code, out) = tokio::task::spawn_blocking(move || {
+        setup_with(
+            &[
+                "--app",
+                "shop",
+                "--drain-url",
+                "https://dg.example.com/logs",
+            ],
+            &[
+                ("AUTH_TOKEN", "api-token-a1b2c3d4"),
+                ("HEROKU_API_URL", &api),
+                ("DRAIN_PASSWORD", password),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_ne!(code, 0, "{out}");
+    // The API's message is shown, with the secret masked.
+    assert!(out.contains("is invalid"), "{out}");
+    assert!(out.contains("https://***@dg.example.com/logs"), "{out}");
+    for leak in [
+        password,
+        "p@ss",
+        "w/rd",
+        encoded.as_str(),
+        "p%40ss",
+        "api-token-a1b2c3d4",
+    ] {
+        assert!(!out.contains(leak), "{leak:?} in: {out}");
+    }
+    // The drain really was asked for with the password.
+    let sent = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST" && r.path == "/apps/shop/log-drains")
+        .expect("the drain was asked for");
+    assert!(sent.body.contains("p%40ss"), "{}", sent.body);
+}

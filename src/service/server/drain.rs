@@ -6,7 +6,7 @@
 //! the store and the Heroku API are never awaited here.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
@@ -61,36 +61,44 @@ pub struct DrainState {
     warned_count: Arc<AtomicBool>,
     /// When a failed drain login was last logged (unix seconds).
     login_log: Arc<Throttle>,
+    /// The same for batches refused for their drain token.
+    token_log: Arc<Throttle>,
     body_timeout: std::time::Duration,
-    /// The app a shared `/logs` serves when no drain token picks one: the
-    /// one drained app (the dark_knight set-up), if there is exactly one.
-    /// Fixed by the configuration, so worked out once.
-    untokened: Option<Arc<AppRuntime>>,
-    /// The same for batches with an unknown token: an app that has a drain
-    /// token of its own does not take those.
-    unknown_token: Option<Arc<AppRuntime>>,
+    /// The app the shared `/logs` serves whatever the token: the one drained
+    /// app (the dark_knight set-up), if there is exactly one. Fixed by the
+    /// configuration, so worked out once. With several, only a token picks.
+    single: Option<Arc<AppRuntime>>,
+}
+
+/// Why a request has no app to post for: told apart so that the 404 says
+/// what to fix, and so that unknown tokens are counted.
+#[derive(Debug, Clone, Copy)]
+enum Missing {
+    /// `/logs/{app}` names no configured app.
+    App,
+    /// Several apps and a `Logplex-Drain-Token` none of them has.
+    Token,
+    /// Several apps and no `Logplex-Drain-Token` to choose by.
+    NoToken,
 }
 
 impl DrainState {
     pub fn new(shared: Arc<Shared>, body_timeout: std::time::Duration) -> Self {
-        let only = |with_token: bool| {
-            let mut drained = shared
-                .apps
-                .iter()
-                .filter(|a| a.config.source == Source::Drain)
-                .filter(|a| !with_token || a.config.drain_token.is_none());
-            match (drained.next(), drained.next()) {
-                (Some(a), None) => Some(a.clone()),
-                _ => None,
-            }
+        let mut drained = shared
+            .apps
+            .iter()
+            .filter(|a| a.config.source == Source::Drain);
+        let single = match (drained.next(), drained.next()) {
+            (Some(a), None) => Some(a.clone()),
+            _ => None,
         };
         Self {
-            untokened: only(false),
-            unknown_token: only(true),
+            single,
             shared,
             frame_ids: Arc::new(Mutex::new(FrameIdCache::new(16 * 1024))),
             warned_count: Arc::new(AtomicBool::new(false)),
             login_log: Arc::new(Throttle::new(std::time::Duration::from_secs(60))),
+            token_log: Arc::new(Throttle::new(std::time::Duration::from_secs(60))),
             body_timeout,
         }
     }
@@ -113,21 +121,46 @@ impl DrainState {
             );
         }
     }
+
+    /// A batch refused for its token: counted always, logged at most once a
+    /// minute (a misrouted drain posts several batches a second).
+    fn token_refused(&self, counter: &AtomicU64, line: impl FnOnce(u64) -> String) {
+        Counters::add(counter, 1);
+        if let Some(held) = self.token_log.allow() {
+            tracing::warn!("{}", line(held));
+        }
+    }
+}
+
+/// The `Logplex-Drain-Token` header as bytes: a token that is not valid
+/// text still differs from the configured one (never "no token").
+fn drain_token(headers: &HeaderMap) -> Option<&[u8]> {
+    headers.get("logplex-drain-token").map(|v| v.as_bytes())
+}
+
+/// A token as the logs may show it: the header is the caller's, so it is
+/// quoted and cut short.
+fn shown(token: &[u8]) -> String {
+    let t = String::from_utf8_lossy(token);
+    let cut: String = t.chars().take(64).collect();
+    format!("{cut:?}")
 }
 
 pub async fn post_logs(State(st): State<DrainState>, headers: HeaderMap, body: Body) -> Response {
-    let token = headers
-        .get("logplex-drain-token")
-        .and_then(|v| v.to_str().ok());
-    let app = match token {
-        None => st.untokened.clone(),
-        Some(t) => st
+    // SPEC 4.1: one drained app takes `/logs` (its token is checked after
+    // the credentials); with several, the token is the only way to tell
+    // them apart, and a token no app has is nobody's — never a fallback
+    // app, whose `web.1` would be restarted for another app's memory.
+    let app = match (&st.single, drain_token(&headers)) {
+        (Some(a), _) => Ok(a.clone()),
+        (None, Some(t)) => st
             .shared
             .apps
             .iter()
-            .find(|a| a.config.drain_token.as_deref() == Some(t))
+            .find(|a| a.config.drain_token.as_deref().map(str::as_bytes) == Some(t))
             .cloned()
-            .or_else(|| st.unknown_token.clone()),
+            .ok_or(Missing::Token),
+        (None, None) => Err(Missing::NoToken),
     };
     handle(st, app, &headers, body).await
 }
@@ -138,17 +171,18 @@ pub async fn post_app_logs(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let app = st.shared.app(&name).cloned();
+    let app = st.shared.app(&name).cloned().ok_or(Missing::App);
     handle(st, app, &headers, body).await
 }
 
 /// Longest `Logplex-Frame-Id` remembered (Logplex's are 32 hex digits).
 const MAX_FRAME_ID: usize = 128;
 
-/// Auth, then size, then the body: nothing of a stranger's body is read.
+/// Auth, then the token, then size, then the body: nothing of a stranger's
+/// body is read.
 async fn handle(
     st: DrainState,
-    app: Option<Arc<AppRuntime>>,
+    app: Result<Arc<AppRuntime>, Missing>,
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
@@ -156,6 +190,9 @@ async fn handle(
         Ok(app) => app,
         Err(r) => return r,
     };
+    if let Err(r) = check_token(&st, &app, headers) {
+        return r;
+    }
     let limit = st.shared.config.server.body_limit;
     let c = &st.shared.counters;
     if let Some(enc) = headers
@@ -207,26 +244,28 @@ async fn handle(
 #[allow(clippy::result_large_err)]
 fn authenticate(
     st: &DrainState,
-    app: Option<Arc<AppRuntime>>,
+    app: Result<Arc<AppRuntime>, Missing>,
     headers: &HeaderMap,
 ) -> Result<Arc<AppRuntime>, Response> {
     let provided = auth::password(headers);
     let server_pw = st.shared.config.server.drain_password.as_ref();
-    let Some(app) = app else {
-        // Only an authenticated caller learns that the app is unknown.
-        let known = server_pw.is_some_and(|pw| auth::matches(provided.as_deref(), pw))
-            || st.shared.apps.iter().any(|a| {
-                a.config
-                    .drain_password
-                    .as_ref()
-                    .is_some_and(|pw| auth::matches(provided.as_deref(), pw))
-            });
-        return Err(if known {
-            (StatusCode::NOT_FOUND, "unknown app\n").into_response()
-        } else {
-            st.login_failed(None);
-            auth::unauthorized()
-        });
+    let app = match app {
+        Ok(app) => app,
+        Err(missing) => {
+            // Only an authenticated caller learns that the app is unknown.
+            let known = server_pw.is_some_and(|pw| auth::matches(provided.as_deref(), pw))
+                || st.shared.apps.iter().any(|a| {
+                    a.config
+                        .drain_password
+                        .as_ref()
+                        .is_some_and(|pw| auth::matches(provided.as_deref(), pw))
+                });
+            if !known {
+                st.login_failed(None);
+                return Err(auth::unauthorized());
+            }
+            return Err(not_found(st, missing, headers));
+        }
     };
     let Some(expected) = app.config.drain_password.as_ref().or(server_pw) else {
         st.login_failed(Some(&app));
@@ -237,6 +276,57 @@ fn authenticate(
         return Err(auth::unauthorized());
     }
     Ok(app)
+}
+
+/// The 404 for an authenticated request no app takes, saying what to fix.
+fn not_found(st: &DrainState, missing: Missing, headers: &HeaderMap) -> Response {
+    let msg = match missing {
+        Missing::App => "unknown app: /logs/{app} takes the name of a configured app\n",
+        Missing::Token => {
+            let token = drain_token(headers).map(shown).unwrap_or_default();
+            st.token_refused(&st.shared.counters.drain_unknown_token, |held| {
+                format!(
+                    "drain batch on /logs with Logplex-Drain-Token {token} refused (404): no configured app has this drain_token; set it for the app (dynoguard setup prints it) or point the drain at /logs/{{app}} ({held} more not logged)"
+                )
+            });
+            "unknown drain token: no configured app has this Logplex-Drain-Token as its drain_token; set drain_token for the app or post to /logs/{app}\n"
+        }
+        Missing::NoToken => {
+            "several apps are configured: post to /logs/{app}, or send the Logplex-Drain-Token of an app's drain_token\n"
+        }
+    };
+    (StatusCode::NOT_FOUND, msg).into_response()
+}
+
+/// SPEC 4.1: a batch whose `Logplex-Drain-Token` is not the app's
+/// configured `drain_token` is another drain's — pointed at this path by
+/// mistake, its `web.1` would restart this app's `web.1` — so it is refused
+/// with 403. An app without a configured token takes any (Logplex always
+/// sends one; the operator may not have recorded it), and a batch with no
+/// token at all is not Logplex's, only a password holder's (curl, replays).
+#[allow(clippy::result_large_err)]
+fn check_token(st: &DrainState, app: &AppRuntime, headers: &HeaderMap) -> Result<(), Response> {
+    let (Some(expected), Some(got)) = (app.config.drain_token.as_deref(), drain_token(headers))
+    else {
+        return Ok(());
+    };
+    if expected.as_bytes() == got {
+        return Ok(());
+    }
+    let name = &app.config.name;
+    st.token_refused(&st.shared.counters.drain_token_mismatch, |held| {
+        format!(
+            "{name}: drain batch with Logplex-Drain-Token {} refused (403): {name}'s drain_token is {expected:?} — another app's drain may point at this app's URL ({held} more not logged)",
+            shown(got)
+        )
+    });
+    Err((
+        StatusCode::FORBIDDEN,
+        format!(
+            "Logplex-Drain-Token is not the drain_token configured for app {name}: this batch is another drain's\n"
+        ),
+    )
+        .into_response())
 }
 
 fn ingest_body(

@@ -118,7 +118,7 @@ pub fn render(s: &Shared) -> String {
         "When this process started (unix seconds)",
     );
     o.sample("dynoguard_start_time_seconds", &[], s.started.as_second());
-    let counters: [(&str, &str, &AtomicU64); 26] = [
+    let counters: [(&str, &str, &AtomicU64); 27] = [
         (
             "dynoguard_drain_requests_total",
             "Drain POSTs accepted",
@@ -216,6 +216,11 @@ pub fn render(s: &Shared) -> String {
             &c.connections_refused,
         ),
         (
+            "dynoguard_connections_evicted_total",
+            "Idle connections (no request head yet) closed to make room at the connection limit",
+            &c.connections_evicted,
+        ),
+        (
             "dynoguard_accept_errors_total",
             "Failed accept() calls (e.g. out of file descriptors)",
             &c.accept_errors,
@@ -248,6 +253,21 @@ pub fn render(s: &Shared) -> String {
     ];
     for (name, help, v) in counters {
         o.counter(name, help, v);
+    }
+    o.family(
+        "dynoguard_drain_refused_total",
+        "counter",
+        "Authenticated drain batches refused for their Logplex-Drain-Token, by reason (token_mismatch: 403, unknown_token: 404)",
+    );
+    for (reason, n) in [
+        ("token_mismatch", &c.drain_token_mismatch),
+        ("unknown_token", &c.drain_unknown_token),
+    ] {
+        o.sample(
+            "dynoguard_drain_refused_total",
+            &[("reason", reason)],
+            n.load(Ordering::Relaxed),
+        );
     }
     o.family(
         "dynoguard_events_total",
