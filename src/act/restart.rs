@@ -483,7 +483,7 @@ async fn window_holds(
     let mut ev = order.event.clone();
     ev.event = kind;
     ev.dry_run = Some(false);
-    ev.detail = detail;
+    ev.detail = detail.or(ev.detail);
     ev.request_id = request_id;
     ctx.reporter.emit(ev);
     if let Some(r) = recovered {
