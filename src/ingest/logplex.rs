@@ -77,10 +77,9 @@ impl<'a> Frames<'a> {
     /// broken frame would swallow every later frame — a platform line would
     /// then carry whatever those frames said.
     fn end_of_broken(&self, start: usize) -> usize {
-        let line_end = memchr(b'\n', &self.buf[start..]).map_or(self.buf.len(), |i| start + i);
-        match self.next_header(start, line_end) {
-            Some(h) => h,
-            None => (line_end + 1).min(self.buf.len()),
+        match self.next_header(start, true) {
+            Ok(h) => h,
+            Err(line_end) => (line_end + 1).min(self.buf.len()),
         }
     }
 
@@ -109,6 +108,11 @@ impl<'a> Frames<'a> {
     fn count_lands(&self, start: usize, stated: usize) -> bool {
         if stated > self.buf.len() || !self.ends_cleanly(stated) {
             return false;
+        }
+        // Only digits, or `LEN ` before a bare `<`, can be covered by a
+        // header that starts earlier: the usual landing after `\n` is final.
+        if !matches!(self.buf[..stated].last(), Some(b'0'..=b'9' | b' ')) {
+            return true;
         }
         let from = stated.saturating_sub(MAX_DIGITS + 1).max(start + 1);
         let mut landed: Option<usize> = None;
@@ -152,14 +156,26 @@ impl<'a> Frames<'a> {
         })
     }
 
-    /// The first frame header (`LEN <PRI>V TIMESTAMP`) that starts in
-    /// `from..limit`, found through the `<` of its PRI. When the digits before
-    /// ` <` run on (a frame ending in digits with no newline after it), the
-    /// split whose count lands is taken, else the longest.
-    fn next_header(&self, from: usize, limit: usize) -> Option<usize> {
+    /// The first frame header (`LEN <PRI>V TIMESTAMP`) that starts at or
+    /// after `from`, found through the `<` of its PRI; with `in_line`, only
+    /// before the next newline (`Err` is then that newline, or the end of the
+    /// body). When the digits before ` <` run on (a frame ending in digits
+    /// with no newline after it), the split whose count lands is taken, else
+    /// the longest. Work is linear in the distance to what is found.
+    fn next_header(&self, from: usize, in_line: bool) -> Result<usize, usize> {
         let mut search = from;
-        while search < limit {
-            let lt = search + memchr(b'<', &self.buf[search..limit])?;
+        while search < self.buf.len() {
+            let rest = &self.buf[search..];
+            let hit = if in_line {
+                memchr::memchr2(b'<', b'\n', rest)
+            } else {
+                memchr(b'<', rest)
+            };
+            let Some(i) = hit else { break };
+            let lt = search + i;
+            if self.buf[lt] == b'\n' {
+                return Err(lt);
+            }
             search = lt + 1;
             if lt < from + 2 || self.buf[lt - 1] != b' ' {
                 continue;
@@ -173,15 +189,15 @@ impl<'a> Frames<'a> {
             let mut longest = None;
             for (s, h) in candidates {
                 if self.header_count_lands(&h) {
-                    return Some(s);
+                    return Ok(s);
                 }
                 longest.get_or_insert(s);
             }
-            if longest.is_some() {
-                return longest;
+            if let Some(s) = longest {
+                return Ok(s);
             }
         }
-        None
+        Err(self.buf.len())
     }
 
     /// Skips to the next frame start after `from` — a frame header, or a bare
@@ -189,7 +205,7 @@ impl<'a> Frames<'a> {
     fn resync(&mut self, from: usize) {
         self.stats.rejected += 1;
         let len = self.buf.len();
-        let header = self.next_header(from, len);
+        let header = self.next_header(from, false).ok();
         let limit = header.unwrap_or(len);
         let mut bare = None;
         let mut search = from;
