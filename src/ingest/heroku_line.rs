@@ -110,7 +110,9 @@ pub enum LineError {
     Timestamp,
     #[error("runtime-metrics line without a dyno name")]
     NoDyno,
-    #[error("implausible memory figure (negative, not finite, over 1 TB, or a quota under 64 MB)")]
+    #[error(
+        "implausible memory figure (negative, not finite, over 1 TB, or a stated or implied quota under 64 MB or over the largest dyno)"
+    )]
     Implausible,
     #[error("a platform line holding a line break (two frames run together)")]
     Multiline,
@@ -327,12 +329,37 @@ fn looks_like_uuid(s: &str) -> bool {
 }
 
 /// `736M(143.8%)`, `1028MB(103.3%)`.
+///
+/// The decide layer derives a quota from this line (`mem × 100 / percent`)
+/// and acts on it: `600M(100000%)` would make it a 0.6 MB quota, and the next
+/// 300 MB sample a restart. So the implied quota is held to the same bounds as
+/// a stated one: at least [`MIN_PLAUSIBLE_QUOTA_MB`], at most the largest
+/// dyno size with a tenth to spare.
 fn parse_process_memory(rest: &str) -> Option<(Megabytes, f64)> {
     let (mem, pct) = rest.split_once('(')?;
     let mem = Megabytes::parse(mem)?;
     let pct: f64 = pct.trim_end().strip_suffix("%)")?.parse().ok()?;
-    let plausible = pct.is_finite() && pct > 0.0 && pct <= 100_000.0 && mem.0 <= MAX_PLAUSIBLE_MB;
-    plausible.then_some((mem, pct))
+    let plausible = pct.is_finite()
+        && pct > 0.0
+        && pct <= 100_000.0
+        && mem.0.is_finite()
+        && (0.0..=MAX_PLAUSIBLE_MB).contains(&mem.0);
+    if !plausible {
+        return None;
+    }
+    let quota = mem.0 * 100.0 / pct;
+    (quota.is_finite() && (MIN_PLAUSIBLE_QUOTA_MB..=max_derived_quota_mb()).contains(&quota))
+        .then_some((mem, pct))
+}
+
+/// The largest quota a `Process running` line may imply: the largest Heroku
+/// dyno with 10 % to spare (the percent is rounded to one decimal).
+fn max_derived_quota_mb() -> f64 {
+    crate::domain::DYNO_SIZES
+        .iter()
+        .map(|(_, mb)| *mb)
+        .fold(0.0, f64::max)
+        * 1.1
 }
 
 fn parse_state(msg: &str) -> Option<StateChange> {
@@ -550,6 +577,61 @@ mod tests {
         )
         .unwrap();
         assert_eq!(observe(&rec), Err(LineError::Implausible));
+    }
+
+    #[test]
+    fn a_process_line_implying_an_implausible_quota_is_bad_input() {
+        let at = "<134>1 2023-02-13T22:12:51Z host heroku web.1 - Process running mem=";
+        for bad in [
+            // 0.6 MB quota: the next 300 MB sample would look like 50000 %.
+            "600M(100000%)",
+            // Under 64 MB.
+            "63M(100.0%)",
+            "100M(200.0%)",
+            // Above the largest dyno (126 GB) with a tenth to spare.
+            "150000M(100.0%)",
+            "1000M(0.5%)",
+            // Percent not finite or not positive.
+            "736M(0%)",
+            "736M(-143.8%)",
+            "736M(NaN%)",
+            "736M(inf%)",
+            "736M(1e-320%)",
+            "-736M(143.8%)",
+            "NaNM(143.8%)",
+        ] {
+            let rec = logplex::parse_record(format!("{at}{bad}").into_bytes().leak()).unwrap();
+            assert_eq!(observe(&rec), Err(LineError::Implausible), "{bad}");
+        }
+        for good in [
+            "736M(143.8%)",
+            "64M(100.0%)",
+            "1028MB(103.3%)",
+            "141926M(100.0%)",
+            "2700M(105.0%)",
+        ] {
+            let rec = logplex::parse_record(format!("{at}{good}").into_bytes().leak()).unwrap();
+            assert!(
+                matches!(
+                    observe(&rec),
+                    Ok(Some(Observation {
+                        kind: ObservationKind::ProcessMemory { .. },
+                        ..
+                    }))
+                ),
+                "{good}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rejected_process_line_is_counted() {
+        let line =
+            "<134>1 2023-02-13T22:12:51Z host heroku web.1 - Process running mem=600M(100000%)";
+        let body = format!("{} {line}\n", line.len() + 1);
+        let mut seen = 0;
+        let stats = crate::ingest::drain_body(body.as_bytes(), |_| seen += 1);
+        assert_eq!((seen, stats.observations, stats.rejected), (0, 0, 1));
     }
 
     #[test]

@@ -6,11 +6,19 @@
 //! inside that frame is ever parsed as another frame, whatever an application
 //! logged into it. Real senders get the count wrong (hand-edited fixtures one
 //! byte short, proxies re-joining lines, absurd lengths), and some bodies are
-//! plain newline-separated syslog; only when a count does *not* land do we
-//! re-measure by line and resynchronise on the next `LEN <PRI>V ` (or bare
-//! `<PRI>V ` at a line start), skipping only the broken bytes. VERSION is any
-//! one or two digits (`<40>2 ` is seen in real bodies), and frames may follow
-//! each other with no newline between them.
+//! plain newline-separated syslog. A frame whose count does *not* land ends at
+//! the earlier of its own newline and the next frame header
+//! `LEN <PRI>V YYYY-MM-DDTHH:MM:SS` — with or without a newline before it — so
+//! a platform line never runs across another frame's header (in a body with
+//! no newlines the line end is the end of the body, and every later frame
+//! would become part of the broken one). VERSION is any one or two digits
+//! (`<40>2 ` is seen in real bodies), and frames may follow each other with no
+//! newline between them.
+//!
+//! Known limit: an application frame whose count does not land is cut at the
+//! first header inside its text, if its text holds one; a count that is wrong
+//! *and* lands on a header inside application text is, like any landing
+//! count, taken as it is.
 
 use memchr::memchr;
 
@@ -62,10 +70,17 @@ impl<'a> Frames<'a> {
         }
     }
 
-    /// The end of the payload that starts at `start` when the stated count is
-    /// not to be trusted: just past the line's newline (or the end of the body).
-    fn end_by_line(&self, start: usize) -> usize {
-        memchr(b'\n', &self.buf[start..]).map_or(self.buf.len(), |i| start + i + 1)
+    /// The end of the payload that starts at `start` when its count is not
+    /// to be trusted: the earlier of its own line end and the next frame
+    /// header (`LEN <PRI>V TIMESTAMP`). Frames may follow each other with no
+    /// newline, so the line end alone could be the end of the body and the
+    /// broken frame would swallow every later frame — a platform line would
+    /// then carry whatever those frames said.
+    fn end_of_broken(&self, start: usize) -> usize {
+        match self.next_header(start, true) {
+            Ok(h) => h,
+            Err(line_end) => (line_end + 1).min(self.buf.len()),
+        }
     }
 
     /// Does a payload ending at `at` end where a frame should: on its own
@@ -81,10 +96,135 @@ impl<'a> Frames<'a> {
         i >= self.buf.len() || boundary_at(self.buf, i).is_some()
     }
 
-    /// Skips to the next frame boundary after `from`, counting one rejection.
+    /// Does the count of the frame whose payload starts at `start` land?
+    ///
+    /// A count a few bytes too long can land inside the next frame's own
+    /// `LEN ` (on a shorter number, or on the bare `<PRI>`). Taking that would
+    /// steal the next frame's digits, and the next frame — left with a wrong
+    /// count — would be cut by line, exposing whatever its message holds. So
+    /// when a header starting just before the landing point also covers it,
+    /// the reading whose counts keep landing for longer wins; on a tie the
+    /// stated count stays authoritative (a payload may end in digits).
+    fn count_lands(&self, start: usize, stated: usize) -> bool {
+        if stated > self.buf.len() || !self.ends_cleanly(stated) {
+            return false;
+        }
+        // Only digits, or `LEN ` before a bare `<`, can be covered by a
+        // header that starts earlier: the usual landing after `\n` is final.
+        if !matches!(self.buf[..stated].last(), Some(b'0'..=b'9' | b' ')) {
+            return true;
+        }
+        let from = stated.saturating_sub(MAX_DIGITS + 1).max(start + 1);
+        let mut landed: Option<usize> = None;
+        !(from..stated).any(|q| {
+            header_at(self.buf, q).is_some_and(|h| {
+                h.payload_start >= stated && {
+                    let here = *landed.get_or_insert_with(|| self.chain(stated));
+                    self.chain(q) > here
+                }
+            })
+        })
+    }
+
+    /// How many frames in a row, from `at`, have counts that land (the end
+    /// of the body counts as all of them), up to [`CHAIN`].
+    fn chain(&self, mut at: usize) -> usize {
+        for n in 0..CHAIN {
+            while let Some(&(b'\n' | b'\r' | 0)) = self.buf.get(at) {
+                at += 1;
+            }
+            if at >= self.buf.len() {
+                return CHAIN;
+            }
+            match boundary_at(self.buf, at) {
+                None => return n,
+                Some(Boundary { len: None, .. }) => return n + 1,
+                Some(h) => match h.len.map(|len| h.payload_start.saturating_add(len)) {
+                    Some(end) if end <= self.buf.len() && self.ends_cleanly(end) => at = end,
+                    _ => return n + 1,
+                },
+            }
+        }
+        CHAIN
+    }
+
+    /// Does this header's own count land (one step; no look further)?
+    fn header_count_lands(&self, h: &Boundary) -> bool {
+        h.len.is_some_and(|len| {
+            let end = h.payload_start.saturating_add(len);
+            end <= self.buf.len() && self.ends_cleanly(end)
+        })
+    }
+
+    /// The first frame header (`LEN <PRI>V TIMESTAMP`) that starts at or
+    /// after `from`, found through the `<` of its PRI; with `in_line`, only
+    /// before the next newline (`Err` is then that newline, or the end of the
+    /// body). When the digits before ` <` run on (a frame ending in digits
+    /// with no newline after it), the split whose count lands is taken, else
+    /// the longest. Work is linear in the distance to what is found.
+    fn next_header(&self, from: usize, in_line: bool) -> Result<usize, usize> {
+        let mut search = from;
+        while search < self.buf.len() {
+            let rest = &self.buf[search..];
+            let hit = if in_line {
+                memchr::memchr2(b'<', b'\n', rest)
+            } else {
+                memchr(b'<', rest)
+            };
+            let Some(i) = hit else { break };
+            let lt = search + i;
+            if self.buf[lt] == b'\n' {
+                return Err(lt);
+            }
+            search = lt + 1;
+            if lt < from + 2 || self.buf[lt - 1] != b' ' {
+                continue;
+            }
+            let mut d = lt - 1;
+            while d > from && self.buf[d - 1].is_ascii_digit() {
+                d -= 1;
+            }
+            let first = lt - 1 - (lt - 1 - d).min(MAX_DIGITS);
+            let candidates = (first..lt - 1).filter_map(|s| header_at(self.buf, s).map(|h| (s, h)));
+            let mut longest = None;
+            for (s, h) in candidates {
+                if self.header_count_lands(&h) {
+                    return Ok(s);
+                }
+                longest.get_or_insert(s);
+            }
+            if let Some(s) = longest {
+                return Ok(s);
+            }
+        }
+        Err(self.buf.len())
+    }
+
+    /// Skips to the next frame start after `from` — a frame header, or a bare
+    /// `<PRI>V TIMESTAMP` at a line start — counting one rejection.
     fn resync(&mut self, from: usize) {
         self.stats.rejected += 1;
-        self.pos = next_boundary(self.buf, from).unwrap_or(self.buf.len());
+        let len = self.buf.len();
+        let header = self.next_header(from, false).ok();
+        let limit = header.unwrap_or(len);
+        let mut bare = None;
+        let mut search = from;
+        while search < limit {
+            let Some(i) = memchr(b'<', &self.buf[search..limit]) else {
+                break;
+            };
+            let lt = search + i;
+            if lt > 0
+                && matches!(self.buf[lt - 1], b'\n' | b'\r')
+                && pri_version_len(&self.buf[lt..])
+                    .is_some_and(|n| looks_like_timestamp(&self.buf[lt + n..]))
+            {
+                bare = Some(lt);
+                break;
+            }
+            search = lt + 1;
+        }
+        self.pos = bare.or(header).unwrap_or(len);
     }
 }
 
@@ -103,16 +243,16 @@ impl<'a> Iterator for Frames<'a> {
             };
             let start = b.payload_start;
             let end = match b.len {
-                // Unframed syslog line: up to its newline.
-                None => self.end_by_line(start),
+                // Unframed syslog line: up to its newline or the next header.
+                None => self.end_of_broken(start),
                 Some(len) => {
                     let stated = start.saturating_add(len);
-                    if stated <= self.buf.len() && self.ends_cleanly(stated) {
+                    if self.count_lands(start, stated) {
                         // The count lands: it is the frame, whatever it holds.
                         stated
                     } else {
                         self.stats.repaired += 1;
-                        self.end_by_line(start)
+                        self.end_of_broken(start)
                     }
                 }
             };
@@ -139,6 +279,10 @@ struct Boundary {
 /// few hundred KiB; anything longer is a broken count and is re-measured.
 const MAX_DIGITS: usize = 8;
 
+/// How far a chain of landing counts is followed to choose between two
+/// readings of the digits before ` <`.
+const CHAIN: usize = 16;
+
 /// Recognises `LEN <PRI>V ` or `<PRI>V ` at `at`.
 fn boundary_at(buf: &[u8], at: usize) -> Option<Boundary> {
     let rest = buf.get(at..)?;
@@ -149,7 +293,9 @@ fn boundary_at(buf: &[u8], at: usize) -> Option<Boundary> {
             payload_start: at,
         });
     }
-    if digits > MAX_DIGITS || rest.get(digits) != Some(&b' ') {
+    // LEN is `NONZERO-DIGIT *DIGIT` (RFC 6587): a payload ending in `0` with
+    // no newline after it does not run into the next frame's count.
+    if digits > MAX_DIGITS || rest[0] == b'0' || rest.get(digits) != Some(&b' ') {
         return None;
     }
     if !is_pri_version(&rest[digits + 1..]) {
@@ -168,44 +314,45 @@ fn boundary_at(buf: &[u8], at: usize) -> Option<Boundary> {
 /// `<PRI>V ` with PRI of one to three digits and VERSION of one or two
 /// (RFC 5424 allows up to three; senders use `1`, and `2`/`3` are seen).
 pub(crate) fn is_pri_version(b: &[u8]) -> bool {
+    pri_version_len(b).is_some()
+}
+
+/// The length of a leading `<PRI>V ` (its space included).
+fn pri_version_len(b: &[u8]) -> Option<usize> {
     if b.first() != Some(&b'<') {
-        return false;
+        return None;
     }
     let digits = b[1..].iter().take_while(|c| c.is_ascii_digit()).count();
     if !(1..=3).contains(&digits) || b.get(1 + digits) != Some(&b'>') {
-        return false;
+        return None;
     }
     let rest = &b[2 + digits..];
     let version = rest.iter().take_while(|c| c.is_ascii_digit()).count();
-    (1..=2).contains(&version) && rest[0] != b'0' && rest.get(version) == Some(&b' ')
+    ((1..=2).contains(&version) && rest[0] != b'0' && rest.get(version) == Some(&b' '))
+        .then_some(3 + digits + version)
 }
 
-/// The next boundary at or after `from` that starts a line or follows a
-/// non-digit: found through the `<` of its PRI.
-fn next_boundary(buf: &[u8], from: usize) -> Option<usize> {
-    let mut search = from;
-    while search < buf.len() {
-        let lt = search + memchr(b'<', &buf[search..])?;
-        // Walk back over `LEN ` if there is one.
-        let mut start = lt;
-        if lt > from && buf[lt - 1] == b' ' {
-            let mut d = lt - 1;
-            while d > from && buf[d - 1].is_ascii_digit() {
-                d -= 1;
+/// Starts with `YYYY-MM-DDTHH:MM:SS`. Required of a header found by search
+/// (not reached by a count): `<PRI>V ` alone is too easy to meet in text.
+fn looks_like_timestamp(b: &[u8]) -> bool {
+    const SHAPE: &[u8; 19] = b"0000-00-00T00:00:00";
+    b.len() >= SHAPE.len()
+        && SHAPE.iter().zip(b).all(|(&want, &got)| {
+            if want == b'0' {
+                got.is_ascii_digit()
+            } else {
+                got == want
             }
-            if d < lt - 1 {
-                start = d;
-            }
-        }
-        if boundary_at(buf, start).is_some() {
-            return Some(start);
-        }
-        if start != lt && boundary_at(buf, lt).is_some() {
-            return Some(lt);
-        }
-        search = lt + 1;
-    }
-    None
+        })
+}
+
+/// A frame header at `at`: `LEN <PRI>V TIMESTAMP`, the count included.
+fn header_at(buf: &[u8], at: usize) -> Option<Boundary> {
+    let b = boundary_at(buf, at)?;
+    b.len?;
+    let rest = buf.get(b.payload_start..)?;
+    let pv = pri_version_len(rest)?;
+    looks_like_timestamp(&rest[pv..]).then_some(b)
 }
 
 fn trim_line_end(mut b: &[u8]) -> &[u8] {
@@ -460,6 +607,90 @@ mod fixture_tests {
     }
 }
 
+/// Counts that do not land in bodies with no newline between frames: the
+/// broken frame never swallows the frames after it.
+#[cfg(test)]
+mod miscount_tests {
+    use crate::ingest::drain_body;
+    use crate::ingest::heroku_line::ObservationKind;
+
+    /// A platform sample for `dyno` with `total` MB.
+    fn sample(dyno: &str, total: u32) -> String {
+        format!(
+            "<134>1 2023-02-13T22:12:51.822974+00:00 host heroku {dyno} - source={dyno} dyno=heroku.1.cfe2c338-81f4-40d4-bfb2-13f4e5e31fce sample#memory_total={total}.00MB sample#memory_quota=1024.00MB"
+        )
+    }
+
+    const APP: &str = "<190>1 2023-02-13T22:12:52.1+00:00 host app web.1 - user said: sample#memory_total=9999.00MB";
+
+    /// `LEN payload` with the count off by `delta` (no newline after it).
+    fn counted(payload: &str, delta: i64) -> String {
+        let len = i64::try_from(payload.len()).unwrap_or(i64::MAX) + delta;
+        format!("{len} {payload}")
+    }
+
+    /// (dyno, MB) of every sample observation.
+    fn samples(body: &[u8]) -> Vec<(String, f64)> {
+        let mut out = Vec::new();
+        drain_body(body, |o| {
+            if let ObservationKind::Sample(s) = o.kind {
+                let dyno = s.dyno.map(|d| d.as_str().to_owned()).unwrap_or_default();
+                out.push((dyno, s.memory.total.map_or(f64::NAN, |m| m.0)));
+            }
+        });
+        out
+    }
+
+    #[test]
+    fn a_forged_sample_in_app_text_is_never_web_1s() {
+        for delta in (-16..=16).filter(|d| *d != 0) {
+            let body = format!(
+                "{}{}{}",
+                counted(&sample("web.1", 500), delta),
+                counted(APP, 0),
+                counted(&sample("web.2", 200), 0)
+            );
+            let got = samples(body.as_bytes());
+            assert!(
+                got.iter().all(|(_, mb)| *mb < 9999.0),
+                "delta {delta}: {got:?}"
+            );
+            assert!(
+                got.contains(&("web.2".to_owned(), 200.0)),
+                "delta {delta}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn later_samples_survive_a_broken_count() {
+        // The cases seen from outside: −8…−3, +2, +4…+8.
+        for delta in [-8, -7, -6, -5, -4, -3, 2, 4, 5, 6, 7, 8] {
+            let body = format!(
+                "{}{}{}{}{}",
+                counted(&sample("web.1", 500), delta),
+                counted(APP, 0),
+                counted(&sample("web.2", 700), 0),
+                counted(&sample("web.3", 701), 0),
+                counted(&sample("web.4", 702), 0),
+            );
+            let got = samples(body.as_bytes());
+            for (dyno, mb) in [("web.2", 700.0), ("web.3", 701.0), ("web.4", 702.0)] {
+                assert!(
+                    got.contains(&(dyno.to_owned(), mb)),
+                    "delta {delta}: {dyno} missing from {got:?}"
+                );
+            }
+            assert!(got.iter().all(|(_, mb)| *mb < 9999.0), "delta {delta}");
+            // The broken frame itself is recovered too: only its count was wrong.
+            assert!(
+                got.contains(&("web.1".to_owned(), 500.0)),
+                "delta {delta}: {got:?}"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod properties {
     use super::*;
@@ -476,6 +707,16 @@ mod properties {
                 .to_owned()
         })
     }
+
+    /// What applications log that looks like platform lines.
+    const APP_TEXTS: [&str; 6] = [
+        "user said: sample#memory_total=9999.00MB",
+        "source=web.1 sample#memory_total=9999.00MB sample#memory_quota=512.00MB",
+        "Error R15 (Memory quota vastly exceeded)",
+        "Process running mem=9999M(100.0%)",
+        "line one\nsample#memory_total=9999.00MB\nError R14 (Memory quota exceeded)",
+        "x\n98 <134>1 2023-02-13T22:12:53+00:00 host heroku web.1 - source=web.1 sample#memory_total=9999.00MB",
+    ];
 
     proptest! {
         #[test]
@@ -540,6 +781,62 @@ mod properties {
             let body: String = payloads.iter().map(|p| format!("{} {p}", p.len())).collect();
             let got: Vec<String> = Frames::new(body.as_bytes()).map(|p| String::from_utf8(p.to_vec()).unwrap()).collect();
             prop_assert_eq!(got, payloads);
+        }
+
+        /// Random bodies of correct frames, one count perturbed by −16…+16,
+        /// with or without newlines: no observation comes from app text, and
+        /// only the perturbed frame may be lost.
+        #[test]
+        fn one_broken_count_loses_at_most_its_frame(
+            kinds in proptest::collection::vec((proptest::bool::ANY, 0usize..APP_TEXTS.len(), "[ -;=-~]{0,40}"), 2..10),
+            perturbed in 0usize..10,
+            delta in -16i64..=16,
+            sep in proptest::bool::ANY,
+        ) {
+            let perturbed = perturbed % kinds.len();
+            let mut body = Vec::new();
+            let mut expected = Vec::new();
+            for (i, (platform, text, noise)) in kinds.iter().enumerate() {
+                let payload = if *platform {
+                    let (dyno, mb) = (format!("web.{}", i + 1), 100 + i);
+                    if i != perturbed {
+                        expected.push((dyno.clone(), mb as f64));
+                    }
+                    format!("<134>1 2023-02-13T22:12:51.822974+00:00 host heroku {dyno} - source={dyno} dyno=heroku.1.cfe2c338-81f4-40d4-bfb2-13f4e5e31fce sample#memory_total={mb}.00MB sample#memory_quota=1024.00MB")
+                } else {
+                    // A whole forged frame only in app frames whose own count
+                    // is right: a wrong count that lands on one is, by the
+                    // rule that a landing count is authoritative, a frame.
+                    let text = APP_TEXTS[*text];
+                    if i == perturbed && text.contains(" <") {
+                        format!("<190>1 2023-02-13T22:12:52.1+00:00 host app web.1 - {noise} user said: sample#memory_total=9999.00MB")
+                    } else {
+                        format!("<190>1 2023-02-13T22:12:52.1+00:00 host app web.1 - {noise}{text}")
+                    }
+                };
+                let mut len = i64::try_from(payload.len() + usize::from(sep)).unwrap_or(0);
+                if i == perturbed {
+                    len += delta;
+                }
+                body.extend_from_slice(format!("{len} {payload}").as_bytes());
+                if sep {
+                    body.push(b'\n');
+                }
+            }
+            let mut got = Vec::new();
+            crate::ingest::drain_body(&body, |o| {
+                if let crate::ingest::heroku_line::ObservationKind::Sample(s) = o.kind {
+                    let dyno = s.dyno.map(|d| d.as_str().to_owned()).unwrap_or_default();
+                    got.push((dyno, s.memory.total.map_or(f64::NAN, |m| m.0)));
+                }
+            });
+            for (dyno, mb) in &got {
+                let i: usize = dyno.trim_start_matches("web.").parse().unwrap_or(0);
+                prop_assert!(*mb == (100 + i - 1) as f64, "{} {} from app text? {:?}", dyno, mb, String::from_utf8_lossy(&body));
+            }
+            for e in &expected {
+                prop_assert!(got.contains(e), "{:?} lost: {:?} {:?}", e, got, String::from_utf8_lossy(&body));
+            }
         }
 
         #[test]
