@@ -377,8 +377,9 @@ async fn a_replacement_in_the_same_body_is_never_restarted() {
     );
 }
 
-/// A preboot overlap in both orders of arrival and a replacement inside one
-/// batch: `replay` run afterwards decides exactly as `serve` did.
+/// A preboot overlap in both orders of arrival, a replacement inside one
+/// batch and a miscounted frame without separators: `replay` run afterwards
+/// decides exactly as `serve` did.
 #[tokio::test]
 async fn replay_equals_serve_on_overlaps_in_both_orders_and_replacements() {
     let at = |secs: i64| ago(3600 - secs);
@@ -408,5 +409,33 @@ async fn replay_equals_serve_on_overlaps_in_both_orders_and_replacements() {
     let mut b = s("web.3", UUID_A, 700.0, 400);
     b.extend(s("web.3", UUID_B, 220.0, 402));
     batches.push(b);
-    assert!(assert_same_decisions("overlaps and replacements", batches).await > 3);
+    // web.5: a platform frame whose count is 5 bytes short, then, with no
+    // newline between them, an app frame posing as a sample and three real
+    // over-quota samples: the app text is never a sample, the real ones count.
+    let miscounted = |p: &str, off: i64| format!("{} {p}", p.len() as i64 + off);
+    let p = |mb: f64, t: i64| sample_payload_at("web.5", UUID_A, mb, 512.0, &at(t));
+    let forged = format!(
+        "<190>1 {} host app web.5 - user said: sample#memory_total=9999.00MB",
+        at(601)
+    );
+    let body = miscounted(&p(200.0, 600), -5)
+        + &miscounted(&forged, 0)
+        + &miscounted(&p(700.0, 620), 0)
+        + &miscounted(&p(710.0, 640), 0)
+        + &miscounted(&p(720.0, 660), 0);
+    batches.push(body.into_bytes());
+    let replayed = replay_events(&batches.concat(), &[("DYNOGUARD_DRY_RUN", "1")]);
+    let web5: Vec<_> = replayed.iter().filter(|e| e["dyno"] == "web.5").collect();
+    assert!(
+        web5.iter().any(|e| e["event"] == "skipped"
+            && e["reason"] == "dry_run"
+            && e["memory_total_mb"] == 700.0),
+        "{web5:?}"
+    );
+    assert!(
+        web5.iter().all(|e| e["memory_total_mb"] != 9999.0),
+        "{web5:?}"
+    );
+    let n = assert_same_decisions("overlaps, replacements, miscounted frames", batches).await;
+    assert!(n > 3);
 }
