@@ -128,8 +128,12 @@ fn page_data() -> PageData {
             sample_at: Some(now),
         });
     }
-    let event = serde_json::json!({"at": now.to_string(), "event": "restart", "app": "shop", "dyno": "web.1",
-        "reason": "threshold", "memory_total_mb": 530.0, "memory_quota_mb": 512.0, "request_id": "abc"});
+    let event = dynoguard::domain::event::Event::from_json(
+        &serde_json::json!({"at": now.to_string(), "event": "restart", "app": "shop", "dyno": "web.1",
+            "reason": "threshold", "memory_total_mb": 530.0, "memory_quota_mb": 512.0, "request_id": "abc"})
+        .to_string(),
+    )
+    .expect("an event");
     PageData {
         query: PageQuery {
             app: None,

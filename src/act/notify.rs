@@ -10,7 +10,7 @@ use sha2::Sha256;
 use tokio::sync::mpsc;
 
 use crate::config::{NotifyConfig, NotifyKind};
-use crate::decide::events::{Event, EventKind};
+use crate::domain::event::{Event, EventKind};
 
 /// Attempts per notification.
 pub const ATTEMPTS: u32 = 3;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
 use crate::config::LogFormat;
-use crate::decide::events::{Event, EventKind};
+use crate::domain::event::{Event, EventKind};
 
 /// Counters the `/metrics` route shows.
 #[derive(Debug, Default)]

@@ -14,7 +14,7 @@
 //!   an accepted restart leaves the old instance logging for 30 s or more)
 //!   counts it as made. The engine allows one more call only if the same
 //!   instance is still reporting well past the time a restart takes
-//!   ([`crate::decide::policy::UNKNOWN_GRACE`] of log time);
+//!   ([`crate::decide::state::UNKNOWN_GRACE`] of log time);
 //! - the claim is stamped with the decision's log time: a lease (wall clock)
 //!   while the call is in flight, then the window, `restart_window` from the
 //!   decision — the engine's clock — so our own claim never refuses our own
@@ -33,8 +33,8 @@ use tokio::task::JoinSet;
 use crate::act::heroku_api::{ApiError, HerokuClient};
 use crate::act::report::Reporter;
 use crate::decide::engine::SharedEngine;
-use crate::decide::events::{Event, EventKind};
 use crate::domain::DynoName;
+use crate::domain::event::{Event, EventKind};
 use crate::store::{self, ClaimKind, RestartRow, Store};
 
 /// A restart the engine ordered.
@@ -163,11 +163,7 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
     let app = order.engine.app().clone();
     let window = {
         let engine = order.engine.lock();
-        engine
-            .watcher()
-            .policy()
-            .judging(dyno.process_type())
-            .restart_window
+        engine.policy().judging(dyno.process_type()).restart_window
     };
 
     // Re-check the newest state: was the instance replaced meanwhile?
@@ -254,9 +250,9 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
         let mut ev = e.clone();
         ev.event = EventKind::Skipped;
         ev.reason = Some(if held_window {
-            crate::decide::events::Reason::Window
+            crate::domain::event::Reason::Window
         } else {
-            crate::decide::events::Reason::Deferred
+            crate::domain::event::Reason::Deferred
         });
         ev.dry_run = Some(false);
         ev.detail = Some(detail);
@@ -319,7 +315,7 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
             // replacement. The window holds the order; the logs will tell.
             let detail = format!(
                 "outcome unknown ({error}; {evidence}): counted as made, not repeated — one more call only if the same instance is still reporting {} min after the decision",
-                crate::decide::policy::UNKNOWN_GRACE.as_mins()
+                crate::decide::state::UNKNOWN_GRACE.as_mins()
             );
             let unknown = (EventKind::RestartFailed, "unknown");
             window_holds(&ctx, &order, &dyno, window, unknown, None, Some(detail)).await;
@@ -357,12 +353,11 @@ fn window_duration(window: jiff::SignedDuration) -> Duration {
 /// forgotten the dyno, so the order is stale)?
 fn replaced_in_logs(order: &RestartOrder, dyno: &DynoName) -> bool {
     let engine = order.engine.lock();
-    match engine.watcher().dyno(dyno) {
+    match engine.current_instance(dyno) {
         None => true,
-        Some(s) => s
-            .instance
-            .as_ref()
-            .is_some_and(|current| Some(current) != order.event.instance.as_ref()),
+        Some(current) => {
+            current.is_some_and(|current| Some(current) != order.event.instance.as_deref())
+        }
     }
 }
 

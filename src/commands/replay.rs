@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use crate::config::AppConfig;
 use crate::decide::engine::{Confirmation, Engine};
-use crate::decide::events::{Event, EventKind};
+use crate::domain::event::{Event, EventKind};
 use crate::ingest::{self, IngestStats, InputFormat};
 
 /// Totals printed on stderr at the end of a replay.

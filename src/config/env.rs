@@ -16,9 +16,9 @@ use super::{
     DEFAULT_HEROKU_API_URL, DEFAULT_PORT, LogFormat, NotifyConfig, NotifyKind, Origins,
     ServerConfig, Source,
 };
-use crate::decide::events::EventKind;
 use crate::decide::policy::{AppPolicy, DynoTypes, Policy, is_process_type};
 use crate::domain::AppName;
+use crate::domain::event::EventKind;
 
 /// A snapshot of the environment (tests pass their own).
 pub type Env = BTreeMap<String, String>;

@@ -11,9 +11,9 @@ use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::decide::events::EventKind;
 use crate::decide::policy::AppPolicy;
 use crate::domain::AppName;
+use crate::domain::event::EventKind;
 
 pub const DEFAULT_PORT: u16 = 5000;
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://dynoguard.db";

@@ -11,7 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::domain::AppName;
 
-use super::events::{Event, EventKind};
+use crate::domain::event::{Event, EventKind};
 
 /// While blind, the event is repeated this often.
 pub const REPEAT: SignedDuration = SignedDuration::from_hours(24);

@@ -18,9 +18,10 @@ use crate::domain::{AppName, DynoName};
 use crate::ingest::heroku_line::{Memory, Observation, ObservationKind};
 
 use super::blind::BlindWatch;
-use super::events::{Event, EventKind};
-use super::policy::{AppPolicy, RestartMark};
+use super::policy::AppPolicy;
+use super::state::{DynoSnapshot, RestartMark};
 use super::watch::{Ignored, Watcher};
+use crate::domain::event::{Event, EventKind};
 
 /// How far ahead of its arrival a line's timestamp may be before it is
 /// replaced by the arrival time.
@@ -101,7 +102,7 @@ pub struct Engine {
 /// Is this event a restart decision (an order, or what a dry run would do)?
 fn is_decision(e: &Event) -> bool {
     e.event == EventKind::Restart
-        || (e.event == EventKind::Skipped && e.reason == Some(super::events::Reason::DryRun))
+        || (e.event == EventKind::Skipped && e.reason == Some(crate::domain::event::Reason::DryRun))
 }
 
 impl Engine {
@@ -115,8 +116,34 @@ impl Engine {
         }
     }
 
-    pub fn watcher(&self) -> &Watcher {
+    #[cfg(test)]
+    pub(super) fn watcher(&self) -> &Watcher {
         &self.watcher
+    }
+
+    /// The app's knobs.
+    pub fn policy(&self) -> &AppPolicy {
+        self.watcher.policy()
+    }
+
+    /// A read-only copy of every dyno the engine knows.
+    pub fn snapshots(&self) -> Vec<DynoSnapshot> {
+        let policy = self.watcher.policy();
+        self.watcher
+            .dynos()
+            .map(|d| d.snapshot(policy.judging(d.dyno().process_type())))
+            .collect()
+    }
+
+    /// How many dynos the engine knows.
+    pub fn dyno_count(&self) -> usize {
+        self.watcher.dynos().count()
+    }
+
+    /// The dyno's current instance: `None` if the engine does not know the
+    /// dyno (forgotten), `Some(None)` if it knows no instance id for it.
+    pub fn current_instance(&self, dyno: &DynoName) -> Option<Option<&str>> {
+        self.watcher.dyno(dyno).map(|d| d.instance())
     }
 
     /// The clock a line is judged by.

@@ -6,6 +6,6 @@
 
 pub mod blind;
 pub mod engine;
-pub mod events;
 pub mod policy;
+pub mod state;
 pub mod watch;

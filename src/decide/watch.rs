@@ -15,8 +15,9 @@ use jiff::{SignedDuration, Timestamp};
 use crate::domain::{AppName, DynoName, Megabytes};
 use crate::ingest::heroku_line::{ObservationKind, Sample};
 
-use super::events::{Event, EventKind, Reason};
-use super::policy::{self, AppPolicy, DynoState, Lineage, RestartMark, Siblings, Trigger};
+use super::policy::{self, AppPolicy, Siblings, Trigger};
+use super::state::{DynoState, Lineage, RestartMark};
+use crate::domain::event::{Event, EventKind, Reason};
 
 /// A dyno with no report for this long is not counted as live.
 pub const LIVE: SignedDuration = SignedDuration::from_mins(5);

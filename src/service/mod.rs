@@ -24,9 +24,9 @@ use crate::act::report::{Counters, Reporter};
 use crate::act::restart::{self, RestartContext, RestartOrder};
 use crate::config::{AppConfig, Config, Source};
 use crate::decide::engine::{Confirmation, Decisions, Engine, SharedEngine};
-use crate::decide::events::Event;
-use crate::decide::policy::RestartMark;
+use crate::decide::state::RestartMark;
 use crate::domain::Megabytes;
+use crate::domain::event::Event;
 use crate::ingest::IngestStats;
 use crate::ingest::heroku_line::Observation;
 use crate::store::{self, SampleRow, Store};
@@ -447,8 +447,8 @@ async fn seed_engines(store: &Store, apps: &[Arc<AppRuntime>]) -> anyhow::Result
         else {
             continue;
         };
-        let reason = crate::decide::events::Reason::parse(&r.reason)
-            .unwrap_or(crate::decide::events::Reason::Threshold);
+        let reason = crate::domain::event::Reason::parse(&r.reason)
+            .unwrap_or(crate::domain::event::Reason::Threshold);
         let mut mark = RestartMark::new(store::from_millis(r.at), r.instance, reason);
         mark.confirmed = true;
         mark.unknown = r.outcome == "unknown";
@@ -470,7 +470,7 @@ async fn seed_engines(store: &Store, apps: &[Arc<AppRuntime>]) -> anyhow::Result
                 let mut mark = RestartMark::new(
                     store::from_millis(l.decided_at),
                     l.instance,
-                    crate::decide::events::Reason::Threshold,
+                    crate::domain::event::Reason::Threshold,
                 );
                 mark.confirmed = true;
                 mark.unknown = true;

@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use tokio::sync::watch;
 
 use crate::act::report::Counters;
-use crate::decide::events::{Event, EventKind};
+use crate::domain::event::{Event, EventKind};
 use crate::ingest::heroku_line::Observation;
 use crate::ingest::text::{LineBuffer, SseDecoder};
 use crate::ingest::{self, IngestStats};

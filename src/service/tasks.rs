@@ -11,8 +11,8 @@ use jiff::Timestamp;
 use tokio::sync::{mpsc, watch};
 
 use crate::act::report::Counters;
-use crate::decide::events::{Event, EventKind};
 use crate::domain::Megabytes;
+use crate::domain::event::{Event, EventKind};
 use crate::service::{AppRuntime, Shared};
 use crate::store::{RestartRow, Store};
 

@@ -196,6 +196,13 @@ pub struct EventRow {
     pub body: String,
 }
 
+impl EventRow {
+    /// The typed event the row holds (its body is the event's JSON).
+    pub fn event(&self) -> Option<crate::domain::event::Event> {
+        crate::domain::event::Event::from_json(&self.body)
+    }
+}
+
 pub fn millis(t: Timestamp) -> i64 {
     t.as_millisecond()
 }
@@ -495,7 +502,7 @@ impl Store {
     /// Inserts events in one transaction.
     pub async fn insert_events(
         &self,
-        events: &[crate::decide::events::Event],
+        events: &[crate::domain::event::Event],
     ) -> Result<(), StoreError> {
         self.write(async {
             if events.is_empty() {

@@ -1,7 +1,7 @@
 //! Slack and webhook notifications: payloads, signatures, failures.
 
 use dynoguard::config::{self, NotifyConfig, NotifyKind, env::Need};
-use dynoguard::decide::events::EventKind;
+use dynoguard::domain::event::EventKind;
 use dynoguard::sim::FakeHeroku;
 use secrecy::SecretString;
 

@@ -300,7 +300,17 @@ async fn our_own_claim_never_swallows_our_retry() {
     app.post_logs(sample_at("web.1", UUID_A, 710.0, 512.0, &ago(35)))
         .await;
     assert_eq!(app.wait_for_restarts(2).await.len(), 2);
-    let events = app.events().await;
+    let mut events = app.events().await;
+    for _ in 0..100 {
+        if events
+            .iter()
+            .any(|e| e["event"] == "restart" && e["reason"] == "retry")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        events = app.events().await;
+    }
     assert!(
         events
             .iter()

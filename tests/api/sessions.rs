@@ -206,3 +206,44 @@ async fn a_reconnect_replaying_history_does_not_count_samples_twice() {
     assert!(app.fake.restarts().is_empty(), "{:?}", app.events().await);
     app.stop().await;
 }
+
+/// Issue 17: a reconnect replays recent history; an R15 in it is reported
+/// once, however many sessions replay it.
+#[tokio::test]
+async fn a_reconnect_replaying_an_r15_reports_it_once() {
+    let fake = FakeHeroku::start().await.unwrap();
+    let history = line("web.1", 300.0)
+        + "2024-05-01T10:00:05.000000+00:00 heroku[web.1]: Error R15 (Memory quota vastly exceeded)\n";
+    for _ in 0..3 {
+        fake.plan_session(
+            "a",
+            SessionPlan::Chunks {
+                content_type: "text/plain; charset=utf-8",
+                chunks: vec![history.clone().into_bytes()],
+            },
+        );
+    }
+    let toml = "[[app]]\nname = \"a\"\napi_token = \"tok\"\nsource = \"log-session\"\n";
+    let cfg = file::parse("t.toml", toml, &Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let app = spawn_with(cfg, fake, None).await;
+    let repeated = || {
+        app.shared
+            .counters
+            .lines_repeated
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    for _ in 0..100 {
+        if repeated() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(repeated(), 2);
+    app.quiesce().await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let events = app.events().await;
+    let r15 = events.iter().filter(|e| e["event"] == "r15").count();
+    assert_eq!(r15, 1, "{events:?}");
+    assert_eq!(app.fake.restarts().len(), 1);
+    app.stop().await;
+}

@@ -2,7 +2,7 @@
 //! PostgreSQL needs `DATABASE_URL_POSTGRES` (`.ci/run` starts a server);
 //! without it those tests say they were skipped.
 
-use dynoguard::decide::events::{Event, EventKind};
+use dynoguard::domain::event::{Event, EventKind};
 use dynoguard::store::{EventFilter, MinuteRow, RestartRow, Retention, SampleRow, Store};
 
 async fn sqlite() -> (tempfile::TempDir, Store) {

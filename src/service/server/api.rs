@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use super::auth;
 use super::views::{self, Range};
-use crate::decide::events::EventKind;
 use crate::domain::DynoName;
+use crate::domain::event::EventKind;
 use crate::service::Shared;
 use crate::store::{EventFilter, from_millis};
 
@@ -268,7 +268,7 @@ pub fn app_views(s: &Shared) -> Vec<AppView> {
             AppView {
                 app: a.config.name.to_string(),
                 source: a.config.source.as_str(),
-                dynos: e.watcher().dynos().count(),
+                dynos: e.dyno_count(),
                 blind: since.is_some(),
                 blind_since: since.map(|t| t.to_string()),
                 hint: since.map(|_| {
@@ -284,10 +284,10 @@ pub async fn apps(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response 
     Json(app_views(&s)).into_response()
 }
 
-/// Events as stored (the SPEC §8 JSON of each).
-pub fn event_bodies(rows: Vec<crate::store::EventRow>) -> Vec<serde_json::Value> {
+/// Events as stored, typed (a row that is not an event is skipped).
+pub fn typed_events(rows: Vec<crate::store::EventRow>) -> Vec<crate::domain::event::Event> {
     rows.iter()
-        .filter_map(|r| serde_json::from_str(&r.body).ok())
+        .filter_map(crate::store::EventRow::event)
         .collect()
 }
 
@@ -314,7 +314,7 @@ pub async fn events(
             tracing::warn!("/api/events: {e}");
             ApiError::Store(e.to_string())
         })?;
-        Ok(event_bodies(rows))
+        Ok(typed_events(rows))
     }
     .await;
     answer(r)
@@ -342,7 +342,7 @@ pub struct HistoryView {
     pub to: String,
     pub step_seconds: u32,
     pub points: Vec<HistoryPointView>,
-    pub events: Vec<serde_json::Value>,
+    pub events: Vec<crate::domain::event::Event>,
 }
 
 pub async fn history(
@@ -402,7 +402,7 @@ pub async fn history(
                     memory_quota_mb: p.quota,
                 })
                 .collect(),
-            events: event_bodies(events),
+            events: typed_events(events),
         })
     }
     .await;

@@ -21,7 +21,7 @@ use super::api::{self, ApiError, Params, authorized};
 use super::auth;
 use super::chart::{self, Chart, Mark, MarkKind, esc, mb};
 use super::views::{self, DynoStatus, DynoView, Range};
-use crate::decide::events::EventKind;
+use crate::domain::event::{Event, EventKind};
 use crate::service::Shared;
 use crate::store::{EventFilter, HistoryPoint};
 
@@ -99,7 +99,7 @@ pub struct PageData {
     pub to: i64,
     pub bucket: i64,
     pub apps: Vec<AppData>,
-    pub events: Vec<serde_json::Value>,
+    pub events: Vec<Event>,
     pub store_failing: Option<String>,
     /// Reading history or events failed (the page still shows live figures).
     pub read_error: Option<String>,
@@ -113,40 +113,32 @@ const MARK_KINDS: [EventKind; 5] = [
     EventKind::Recovered,
 ];
 
-fn num(v: &serde_json::Value, key: &str) -> Option<f64> {
-    v.get(key).and_then(serde_json::Value::as_f64)
-}
-
-fn text<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(serde_json::Value::as_str)
-}
-
 fn hm(t: Timestamp) -> String {
     t.strftime("%H:%M:%S").to_string()
 }
 
-fn mark_of(e: &serde_json::Value) -> Option<(String, Mark)> {
-    let dyno = text(e, "dyno")?.to_owned();
-    let at: Timestamp = text(e, "at")?.parse().ok()?;
-    let kind = match text(e, "event")? {
-        "restart" => MarkKind::Restart,
-        "restart_failed" => MarkKind::RestartFailed,
-        "r14" => MarkKind::R14,
-        "r15" => MarkKind::R15,
-        "recovered" => MarkKind::Recovered,
+fn mark_of(e: &Event) -> Option<(String, Mark)> {
+    let dyno = e.dyno.as_ref()?.to_string();
+    let at = e.at;
+    let kind = match e.event {
+        EventKind::Restart => MarkKind::Restart,
+        EventKind::RestartFailed => MarkKind::RestartFailed,
+        EventKind::R14 => MarkKind::R14,
+        EventKind::R15 => MarkKind::R15,
+        EventKind::Recovered => MarkKind::Recovered,
         _ => return None,
     };
-    let mut title = format!("{} {} UTC", text(e, "event")?.replace('_', " "), hm(at));
-    if let Some(r) = text(e, "reason") {
-        let _ = write!(title, " ({r})");
+    let mut title = format!("{} {} UTC", e.event.as_str().replace('_', " "), hm(at));
+    if let Some(r) = e.reason {
+        let _ = write!(title, " ({})", r.as_str());
     }
-    if let Some(m) = num(e, "memory_total_mb") {
+    if let Some(m) = e.memory_total_mb {
         let _ = write!(title, " at {}", mb(m));
     }
-    if let Some(s) = num(e, "seconds") {
+    if let Some(s) = e.seconds {
         let _ = write!(title, " after {s:.0}s");
     }
-    if let Some(d) = text(e, "detail") {
+    if let Some(d) = &e.detail {
         let _ = write!(title, ": {d}");
     }
     Some((
@@ -202,7 +194,7 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
         };
         match s.store.events(&filter).await {
             Ok(rows) => {
-                for v in api::event_bodies(rows) {
+                for v in api::typed_events(rows) {
                     if let Some((dyno, m)) = mark_of(&v) {
                         marks.entry(dyno).or_default().push(m);
                     }
@@ -267,7 +259,7 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
         })
         .await
     {
-        Ok(rows) => api::event_bodies(rows),
+        Ok(rows) => api::typed_events(rows),
         Err(e) => {
             read_error = Some(e.to_string());
             Vec::new()
@@ -615,16 +607,12 @@ fn events_section(h: &mut String, p: &PageData) {
     }
     h.push_str("<div class=\"tablewrap\"><table class=\"events\"><thead><tr><th>time (UTC)</th><th class=\"opt\">app</th><th>dyno</th><th>event</th><th>reason</th><th class=\"num\">memory</th><th class=\"num opt\">quota</th><th class=\"num\">%</th></tr></thead><tbody>");
     for e in &p.events {
-        let at = text(e, "at")
-            .and_then(|t| t.parse::<Timestamp>().ok())
-            .map_or(String::new(), |t| {
-                t.strftime("%Y-%m-%d %H:%M:%S").to_string()
-            });
-        let kind = text(e, "event").unwrap_or("?");
-        let total = num(e, "memory_total_mb");
-        let quota = num(e, "memory_quota_mb");
-        let mut reason = esc(text(e, "reason").unwrap_or(""));
-        if let Some(d) = text(e, "detail") {
+        let at = e.at.strftime("%Y-%m-%d %H:%M:%S").to_string();
+        let kind = e.event.as_str();
+        let total = e.memory_total_mb;
+        let quota = e.memory_quota_mb;
+        let mut reason = esc(e.reason.map_or("", |r| r.as_str()));
+        if let Some(d) = &e.detail {
             let cut: String = d.chars().take(120).collect();
             let _ = write!(
                 reason,
@@ -634,17 +622,17 @@ fn events_section(h: &mut String, p: &PageData) {
                 if cut.len() < d.len() { "…" } else { "" }
             );
         }
-        if let Some(r) = text(e, "request_id") {
+        if let Some(r) = &e.request_id {
             let _ = write!(reason, " <small>request {}</small>", esc(r));
         }
-        if let Some(c) = e.get("count").and_then(serde_json::Value::as_u64) {
+        if let Some(c) = e.count {
             let _ = write!(reason, " <small>count {c}</small>");
         }
         let _ = write!(
             h,
             "<tr class=\"ev-{kind}\"><td>{at}</td><td class=\"opt\">{}</td><td>{}</td><td><span class=\"kind k-{kind}\">{}</span></td><td>{reason}</td><td class=\"num\">{}</td><td class=\"num opt\">{}</td><td class=\"num\">{}</td></tr>",
-            esc(text(e, "app").unwrap_or("")),
-            esc(text(e, "dyno").unwrap_or("")),
+            esc(e.app.as_str()),
+            esc(e.dyno.as_ref().map_or("", |d| d.as_str())),
             esc(&kind.replace('_', " ")),
             total.map_or(String::new(), mb),
             quota.map_or(String::new(), mb),

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use super::api::{app_views, authorized};
 use super::auth;
 use super::views::{self, DynoStatus, DynoView};
-use crate::decide::events::EventKind;
+use crate::domain::event::EventKind;
 use crate::service::Shared;
 
 /// Heroku's "MB" are mebibytes.

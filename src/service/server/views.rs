@@ -7,8 +7,7 @@ use std::cmp::Ordering;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use crate::decide::policy::{AppPolicy, DynoState};
-use crate::decide::watch::LIVE;
+use crate::decide::state::{DynoSnapshot, is_stale};
 use crate::domain::Megabytes;
 use crate::service::{AppRuntime, Shared};
 use crate::store::SampleRow;
@@ -66,14 +65,10 @@ pub struct SampleView {
 
 /// Staleness is about the wall clock (is the dyno still reporting?); the
 /// restart in progress is judged on the dyno's own log clock, as decisions are.
-fn status_of(d: &DynoState, now: Timestamp, settle: SignedDuration) -> DynoStatus {
-    if d.last_arrival.is_none_or(|t| now.duration_since(t) > LIVE) {
+fn status_of(d: &DynoSnapshot, now: Timestamp) -> DynoStatus {
+    if d.stale(now) {
         DynoStatus::Stale
-    } else if d.awaiting_replacement
-        && d.last_restart
-            .as_ref()
-            .is_some_and(|m| d.last_seen.duration_since(m.at) < settle)
-    {
+    } else if d.restarting {
         DynoStatus::Restarting
     } else if d.over {
         DynoStatus::Over
@@ -89,15 +84,14 @@ fn percent(total: Option<f64>, quota: Option<f64>) -> Option<f64> {
     }
 }
 
-fn engine_view(app: &AppRuntime, policy: &AppPolicy, d: &DynoState, now: Timestamp) -> DynoView {
-    let judging = policy.judging(d.dyno.process_type());
-    let quota = d.quota();
+fn engine_view(app: &AppRuntime, d: &DynoSnapshot, now: Timestamp) -> DynoView {
+    let quota = d.memory.quota;
     DynoView {
         app: app.config.name.to_string(),
         dyno: d.dyno.to_string(),
         process_type: d.dyno.process_type().to_owned(),
         instance: d.instance.clone(),
-        state: status_of(d, now, judging.settle),
+        state: status_of(d, now),
         last_sample: d.sample_at.map(|at| SampleView {
             memory_total_mb: d.memory.total.map(Megabytes::get),
             memory_rss_mb: d.memory.rss.map(Megabytes::get),
@@ -105,12 +99,12 @@ fn engine_view(app: &AppRuntime, policy: &AppPolicy, d: &DynoState, now: Timesta
             memory_quota_mb: quota.map(Megabytes::get),
             at: at.to_string(),
         }),
-        threshold_mb: judging.threshold.limit(quota).map(Megabytes::get),
+        threshold_mb: d.threshold.map(Megabytes::get),
         percent_of_quota: percent(
             d.memory.total.map(Megabytes::get),
             quota.map(Megabytes::get),
         ),
-        last_restart: d.last_restart.as_ref().map(|m| m.at.to_string()),
+        last_restart: d.last_restart.map(|at| at.to_string()),
         seen_here: true,
         sample_at: d.sample_at,
     }
@@ -123,7 +117,7 @@ fn store_view(app: &AppRuntime, r: &SampleRow, now: Timestamp) -> DynoView {
     let quota = r.quota.map(Megabytes);
     let limit = judging.threshold.limit(quota).map(Megabytes::get);
     let at = crate::store::from_millis(r.at);
-    let state = if now.duration_since(at) > LIVE {
+    let state = if is_stale(Some(at), now) {
         DynoStatus::Stale
     } else if r.total.zip(limit).is_some_and(|(t, l)| t > l) {
         DynoStatus::Over
@@ -161,9 +155,8 @@ pub fn local_views(s: &Shared, app: Option<&str>) -> Vec<DynoView> {
         .iter()
         .filter(|a| app.is_none_or(|n| a.config.name.as_str() == n))
     {
-        let e = a.lock();
-        let policy = e.watcher().policy();
-        out.extend(e.watcher().dynos().map(|d| engine_view(a, policy, d, now)));
+        let dynos = a.lock().snapshots();
+        out.extend(dynos.iter().map(|d| engine_view(a, d, now)));
     }
     out.sort_by(|x, y| x.app.cmp(&y.app).then_with(|| natural(&x.dyno, &y.dyno)));
     out

@@ -6,11 +6,11 @@
 use std::fmt::{self, Write as _};
 
 use jiff::Timestamp;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
-use crate::domain::{AppName, DynoName, Megabytes};
+use super::{AppName, DynoName, Megabytes};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     Sample,
@@ -72,7 +72,7 @@ impl EventKind {
 }
 
 /// Why a restart happened, or why it did not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     // restart
@@ -144,7 +144,7 @@ fn ser_ts<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// One decision event, in the SPEC's JSON shape.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     #[serde(serialize_with = "ser_ts")]
     pub at: Timestamp,
@@ -193,6 +193,11 @@ impl Event {
             detail: None,
             request_id: None,
         }
+    }
+
+    /// An event as stored or printed (its JSON); `None` if it is not one.
+    pub fn from_json(s: &str) -> Option<Self> {
+        serde_json::from_str(s).ok()
     }
 
     pub fn to_json(&self) -> String {
