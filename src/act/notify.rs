@@ -10,7 +10,8 @@ use sha2::Sha256;
 use tokio::sync::mpsc;
 
 use crate::config::{NotifyConfig, NotifyKind};
-use crate::domain::event::{Event, EventKind};
+use crate::domain::DynoName;
+use crate::domain::event::{Event, EventKind, Reason};
 
 /// Attempts per notification.
 pub const ATTEMPTS: u32 = 3;
@@ -60,33 +61,145 @@ pub fn payload(
 /// (the queue in front is bounded, so a dead sink cannot eat the memory).
 pub const MAX_INFLIGHT: usize = 32;
 
-/// One notification per incident: the first `restart_failed` of a dyno
-/// instance is sent, repeats (one per attempt, after backoffs) are not, until
-/// a restart of that dyno succeeds or it recovers.
+/// When many incidents open at once (a bad deploy, a leak in every dyno),
+/// the opens past `after` within `window` are sent as one digest.
+#[derive(Debug, Clone, Copy)]
+pub struct Digest {
+    pub after: usize,
+    pub window: Duration,
+}
+
+impl Default for Digest {
+    fn default() -> Self {
+        Self {
+            after: 5,
+            window: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What becomes of one event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// Post it (to the sinks that want its kind).
+    Send,
+    /// Part of an incident already announced (a retry, a repeat): not posted.
+    Quiet,
+    /// An incident opened past the digest limit: it joins the next digest.
+    Digest,
+}
+
+/// Notifications speak in incidents (SPEC §8): one message when an incident
+/// opens with an action (a restart, or what alert-only mode would restart),
+/// one when it resolves (`recovered`) or fails (`restart_failed`,
+/// `flapping` — each once), and a digest instead of single posts when more
+/// than [`Digest::after`] open within [`Digest::window`].
 #[derive(Debug, Default)]
 pub struct Incidents {
-    open: std::collections::HashSet<(String, String, Option<String>)>,
+    digest: Digest,
+    /// Incidents whose opening was posted (resolutions follow them).
+    announced: std::collections::HashSet<String>,
+    /// Incidents that went into a digest (their resolutions do not post).
+    digested: std::collections::HashSet<String>,
+    /// Failures already posted, per incident and kind.
+    failed: std::collections::HashSet<(String, EventKind)>,
+    /// When the recent opens were posted (wall clock).
+    opens: std::collections::VecDeque<std::time::Instant>,
 }
 
 impl Incidents {
-    pub fn should_notify(&mut self, e: &Event) -> bool {
-        let Some(dyno) = &e.dyno else { return true };
-        match e.event {
-            EventKind::RestartFailed => {
-                if self.open.len() >= 4096 {
-                    self.open.clear();
-                }
-                self.open
-                    .insert((e.app.to_string(), dyno.to_string(), e.instance.clone()))
-            }
-            EventKind::Restart | EventKind::Recovered => {
-                self.open
-                    .retain(|(a, d, _)| !(a == e.app.as_str() && d == dyno.as_str()));
-                true
-            }
-            _ => true,
+    pub fn new(digest: Digest) -> Self {
+        Self {
+            digest,
+            ..Self::default()
         }
     }
+
+    fn bound(&mut self) {
+        // A long-lived notifier must not grow without end.
+        if self.announced.len() + self.digested.len() + self.failed.len() > 16_384 {
+            self.announced.clear();
+            self.digested.clear();
+            self.failed.clear();
+        }
+    }
+
+    pub fn notice(&mut self, e: &Event, now: std::time::Instant) -> Notice {
+        self.bound();
+        let Some(id) = e.incident.clone() else {
+            return Notice::Send;
+        };
+        let opens = e.event == EventKind::Restart
+            || (e.event == EventKind::Skipped && e.reason == Some(Reason::DryRun));
+        match e.event {
+            _ if opens => {
+                if self.announced.contains(&id) || self.digested.contains(&id) {
+                    return Notice::Quiet;
+                }
+                while self
+                    .opens
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) > self.digest.window)
+                {
+                    self.opens.pop_front();
+                }
+                if self.opens.len() >= self.digest.after {
+                    self.digested.insert(id);
+                    return Notice::Digest;
+                }
+                self.opens.push_back(now);
+                self.announced.insert(id);
+                Notice::Send
+            }
+            EventKind::RestartFailed | EventKind::Flapping => {
+                if self.failed.insert((id, e.event)) {
+                    Notice::Send
+                } else {
+                    Notice::Quiet
+                }
+            }
+            EventKind::Recovered => {
+                self.failed.retain(|(i, _)| *i != id);
+                self.digested.remove(&id);
+                if self.announced.remove(&id) {
+                    Notice::Send
+                } else {
+                    Notice::Quiet
+                }
+            }
+            _ => Notice::Send,
+        }
+    }
+}
+
+/// The digest of incidents opened past the limit: one line each.
+pub fn digest_text(events: &[Event], window: Duration) -> String {
+    let mut text = format!(
+        "{} more incidents opened within {} min (digest):",
+        events.len(),
+        window.as_secs() / 60
+    );
+    for e in events.iter().take(50) {
+        let dyno = e.dyno.as_ref().map_or("?", DynoName::as_str);
+        let what = if e.event == EventKind::Restart {
+            "restarted"
+        } else {
+            "would restart (alert-only)"
+        };
+        let mem = e
+            .memory_total_mb
+            .map(|m| format!(" at {}", crate::domain::Megabytes(m)))
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "\n• {dyno} on {}: {what}{mem} ({})",
+            e.app,
+            e.reason.map_or("?", |r| r.as_str())
+        ));
+    }
+    if events.len() > 50 {
+        text.push_str(&format!("\n… and {} more", events.len() - 50));
+    }
+    text
 }
 
 /// Runs until the channel closes, delivering each event to the sinks that
@@ -97,6 +210,7 @@ pub async fn run(
     dashboard: Option<String>,
     mut rx: mpsc::Receiver<Event>,
     retry_base: Duration,
+    digest: Digest,
 ) {
     let http = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -110,21 +224,50 @@ pub async fn run(
         }
     };
     let mut inflight = tokio::task::JoinSet::new();
-    let mut incidents = Incidents::default();
-    while let Some(event) = rx.recv().await {
-        if !incidents.should_notify(&event) {
-            tracing::debug!(
-                "{} {:?}: restart_failed again for this incident; not notified again",
-                event.app,
-                event.dyno
-            );
-            continue;
+    let mut incidents = Incidents::new(digest);
+    let mut pending: Vec<Event> = Vec::new();
+    let mut flush_at: Option<tokio::time::Instant> = None;
+    loop {
+        let flush = async {
+            match flush_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let event = tokio::select! {
+            e = rx.recv() => match e {
+                Some(e) => e,
+                None => break,
+            },
+            () = flush => {
+                flush_at = None;
+                let events = std::mem::take(&mut pending);
+                post_digest(&sinks, &http, &events, digest.window, &mut inflight);
+                continue;
+            }
+        };
+        match incidents.notice(&event, std::time::Instant::now()) {
+            Notice::Send => {}
+            Notice::Quiet => {
+                tracing::debug!(
+                    "{} {:?}: {} belongs to an incident already notified",
+                    event.app,
+                    event.dyno,
+                    event.event.as_str()
+                );
+                continue;
+            }
+            Notice::Digest => {
+                pending.push(event);
+                flush_at.get_or_insert_with(|| tokio::time::Instant::now() + digest.window);
+                continue;
+            }
         }
         for (i, sink) in sinks.iter().enumerate() {
             while inflight.len() >= MAX_INFLIGHT {
                 let _ = inflight.join_next().await;
             }
-            if !sink.wants(event.event) {
+            if !sink.wants_event(&event) {
                 continue;
             }
             let (body, sig) = payload(sink, &event, dashboard.as_deref());
@@ -163,27 +306,112 @@ pub async fn run(
         }
         while inflight.try_join_next().is_some() {}
     }
+    if !pending.is_empty() {
+        post_digest(&sinks, &http, &pending, digest.window, &mut inflight);
+    }
     while inflight.join_next().await.is_some() {}
+}
+
+/// Posts one digest to every sink: Slack gets the text, a webhook a JSON
+/// object with the incidents' events.
+fn post_digest(
+    sinks: &[NotifyConfig],
+    http: &reqwest::Client,
+    events: &[Event],
+    window: Duration,
+    inflight: &mut tokio::task::JoinSet<()>,
+) {
+    if events.is_empty() {
+        return;
+    }
+    for sink in sinks {
+        let body = match sink.kind {
+            NotifyKind::Slack => serde_json::json!({ "text": digest_text(events, window) }).to_string(),
+            NotifyKind::Webhook => serde_json::json!({ "event": "digest", "events": events }).to_string(),
+        };
+        let sig = sink
+            .secret
+            .as_ref()
+            .map(|s| signature(s.expose_secret().as_bytes(), body.as_bytes()));
+        let http = http.clone();
+        let url = sink.url.clone();
+        inflight.spawn(async move {
+            let mut rb = http
+                .post(url.expose_secret())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+            if let Some(s) = &sig {
+                rb = rb.header("X-Dynoguard-Signature", s);
+            }
+            match rb.send().await {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => tracing::warn!("digest notification failed: HTTP {}", r.status().as_u16()),
+                Err(e) => tracing::warn!("digest notification failed: {}", e.without_url()),
+            }
+        });
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn restart_failed_is_notified_once_per_incident() {
+    fn ev(kind: EventKind, dyno: &str, incident: &str) -> Event {
         let app = crate::domain::AppName::parse("a").unwrap();
-        let mut e = Event::new(jiff::Timestamp::UNIX_EPOCH, EventKind::RestartFailed, app);
-        e.dyno = crate::domain::DynoName::parse("web.1");
-        e.instance = Some("i1".into());
-        let mut inc = Incidents::default();
-        assert!(inc.should_notify(&e));
-        assert!(!inc.should_notify(&e));
-        assert!(!inc.should_notify(&e));
-        let mut ok = e.clone();
-        ok.event = EventKind::Restart;
-        assert!(inc.should_notify(&ok));
-        assert!(inc.should_notify(&e), "a new incident after a success");
+        let mut e = Event::new(jiff::Timestamp::UNIX_EPOCH, kind, app);
+        e.dyno = crate::domain::DynoName::parse(dyno);
+        e.incident = Some(incident.into());
+        e.reason = Some(Reason::Threshold);
+        e
+    }
+
+    #[test]
+    fn one_message_when_an_incident_opens_and_one_when_it_resolves_or_fails() {
+        let mut inc = Incidents::new(Digest::default());
+        let now = std::time::Instant::now();
+        let restart = ev(EventKind::Restart, "web.1", "web.1-1");
+        assert_eq!(inc.notice(&restart, now), Notice::Send);
+        assert_eq!(inc.notice(&restart, now), Notice::Quiet, "a retry");
+        let failed = ev(EventKind::RestartFailed, "web.1", "web.1-1");
+        assert_eq!(inc.notice(&failed, now), Notice::Send);
+        assert_eq!(inc.notice(&failed, now), Notice::Quiet, "once per incident");
+        let flap = ev(EventKind::Flapping, "web.1", "web.1-1");
+        assert_eq!(inc.notice(&flap, now), Notice::Send);
+        assert_eq!(inc.notice(&flap, now), Notice::Quiet);
+        let recovered = ev(EventKind::Recovered, "web.1", "web.1-1");
+        assert_eq!(inc.notice(&recovered, now), Notice::Send);
+        assert_eq!(inc.notice(&recovered, now), Notice::Quiet);
+        // A new incident of the same dyno is news again.
+        assert_eq!(inc.notice(&ev(EventKind::Restart, "web.1", "web.1-2"), now), Notice::Send);
+        // Events without an incident (blind) always go out.
+        let mut blind = ev(EventKind::Blind, "web.1", "x");
+        blind.incident = None;
+        assert_eq!(inc.notice(&blind, now), Notice::Send);
+    }
+
+    #[test]
+    fn many_incidents_at_once_become_a_digest() {
+        let digest = Digest {
+            after: 3,
+            window: Duration::from_secs(600),
+        };
+        let mut inc = Incidents::new(digest);
+        let now = std::time::Instant::now();
+        let notices: Vec<Notice> = (1..=6)
+            .map(|i| inc.notice(&ev(EventKind::Restart, &format!("web.{i}"), &format!("web.{i}-1")), now))
+            .collect();
+        assert_eq!(
+            notices,
+            [Notice::Send, Notice::Send, Notice::Send, Notice::Digest, Notice::Digest, Notice::Digest]
+        );
+        // A digested incident's resolution does not post on its own.
+        assert_eq!(inc.notice(&ev(EventKind::Recovered, "web.5", "web.5-1"), now), Notice::Quiet);
+        // Past the window, single posts again.
+        let later = now + Duration::from_secs(601);
+        assert_eq!(inc.notice(&ev(EventKind::Restart, "web.9", "web.9-1"), later), Notice::Send);
+        let text = digest_text(&[ev(EventKind::Restart, "web.4", "web.4-1")], digest.window);
+        assert!(text.starts_with("1 more incidents opened within 10 min"), "{text}");
+        assert!(text.contains("web.4 on a: restarted"), "{text}");
     }
 
     #[test]

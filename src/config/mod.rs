@@ -130,6 +130,19 @@ impl NotifyConfig {
             self.events.contains(&kind)
         }
     }
+
+    /// Does this sink want this event? By default also the resolution of an
+    /// incident (`recovered`) and, in alert-only mode, what would have been
+    /// restarted (`skipped`/`dry_run`) — alert-only must alert.
+    pub fn wants_event(&self, e: &crate::domain::event::Event) -> bool {
+        use crate::domain::event::Reason;
+        if !self.events.is_empty() {
+            return self.events.contains(&e.event);
+        }
+        Self::DEFAULT_EVENTS.contains(&e.event)
+            || e.event == EventKind::Recovered
+            || (e.event == EventKind::Skipped && e.reason == Some(Reason::DryRun))
+    }
 }
 
 impl Config {

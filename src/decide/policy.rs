@@ -460,6 +460,7 @@ pub fn decide_restart(
     events.push(e);
     if state.restarts.len() > policy.flap_limit as usize {
         let mut f = event_for(app, state, EventKind::Flapping, now);
+        f.dry_run = Some(policy.dry_run);
         f.count = Some(state.restarts.len() as u64);
         events.push(f);
     }

@@ -153,6 +153,8 @@ pub struct DynoState {
     /// When a line of this dyno last *arrived* (wall clock, for display and
     /// staleness only: decisions use log time).
     pub(super) last_arrival: Option<Timestamp>,
+    /// The open incident of the name (its id), if any.
+    pub(super) incident: Option<String>,
     /// Failed restart calls in a row, and when the next may be made.
     pub(super) failures: u32,
     pub(super) retry_after: Option<Timestamp>,
@@ -189,6 +191,7 @@ impl DynoState {
             r15_at: None,
             formation_quota: None,
             last_arrival: None,
+            incident: None,
             failures: 0,
             retry_after: None,
         }
@@ -433,6 +436,12 @@ pub struct DynoSnapshot {
     pub over: bool,
     /// Two instances report and nothing yet orders them.
     pub unclear: bool,
+    /// The open incident, if any.
+    pub incident: Option<String>,
+    /// Restarts decided within the flap window, and whether that is more
+    /// than the flap limit (the leak outpaces restarts).
+    pub restarts_in_flap_window: usize,
+    pub flapping: bool,
     /// The limit its threshold gives for its quota.
     pub threshold: Option<Megabytes>,
 }
@@ -448,6 +457,11 @@ impl DynoState {
     pub fn snapshot(&self, policy: &Policy) -> DynoSnapshot {
         let mut memory = self.memory;
         memory.quota = self.quota();
+        let recent = self
+            .restarts
+            .iter()
+            .filter(|t| self.last_seen.duration_since(**t) <= policy.flap_window)
+            .count();
         DynoSnapshot {
             dyno: self.dyno.clone(),
             instance: self.instance.clone(),
@@ -459,7 +473,37 @@ impl DynoState {
             restarting: self.restart_in_progress(policy, self.last_seen),
             over: self.over,
             unclear: self.contender.is_some(),
+            incident: self.incident.clone(),
+            restarts_in_flap_window: recent,
+            flapping: recent > policy.flap_limit as usize,
             threshold: policy.threshold.limit(self.quota()),
+        }
+    }
+
+    /// Tags an event about this dyno with its incident, opening one if the
+    /// event opens an episode (over, R14/R15, a decision, a failure) and
+    /// closing it once the replacement reported (`recovered`).
+    pub(super) fn tag_incident(&mut self, e: &mut crate::domain::event::Event) {
+        use crate::domain::event::EventKind as K;
+        let opens = matches!(
+            e.event,
+            K::OverThreshold | K::R14 | K::R15 | K::Restart | K::RestartFailed | K::Flapping
+        ) || (e.event == K::Skipped
+            && matches!(e.reason, Some(Reason::DryRun | Reason::UnclearInstance)));
+        if self.incident.is_none() && opens {
+            self.incident = Some(format!("{}-{}", self.dyno, e.at.as_second()));
+        }
+        e.incident.clone_from(&self.incident);
+        if e.event == K::Recovered {
+            self.incident = None;
+        }
+    }
+
+    /// The episode ended without a restart (back under its threshold, or
+    /// replaced by Heroku): the incident closes silently.
+    pub(super) fn close_quiet_incident(&mut self) {
+        if !self.awaiting_replacement && self.pending_recovery.is_none() {
+            self.incident = None;
         }
     }
 

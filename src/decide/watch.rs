@@ -185,6 +185,8 @@ impl Watcher {
             "instance replaced before the restart call (order: {})",
             order.reason.map_or("restart", |r| r.as_str())
         ));
+        state.tag_incident(&mut e);
+        state.close_quiet_incident();
         Some(e)
     }
 
@@ -232,6 +234,7 @@ impl Watcher {
         let secs = state.pending_recovery.take()?;
         let mut e = policy::event_for(&app, state, EventKind::Recovered, state.last_seen);
         e.seconds = Some(secs);
+        state.tag_incident(&mut e);
         Some(e)
     }
 
@@ -261,6 +264,21 @@ impl Watcher {
     /// Applies one observation at `now` (the sanitised log time); returns the
     /// decision events.
     pub fn observe(&mut self, kind: &ObservationKind, now: Timestamp) -> Vec<Event> {
+        let mut events = self.observe_untagged(kind, now);
+        self.tag(&mut events);
+        events
+    }
+
+    /// Gives each event about a dyno its incident id.
+    fn tag(&mut self, events: &mut [Event]) {
+        for e in events {
+            if let Some(s) = e.dyno.as_ref().and_then(|d| self.dynos.get_mut(d)) {
+                s.tag_incident(e);
+            }
+        }
+    }
+
+    fn observe_untagged(&mut self, kind: &ObservationKind, now: Timestamp) -> Vec<Event> {
         match kind {
             ObservationKind::Sample(s) => self.sample(s, now),
             ObservationKind::R14 { dyno } => self.platform_error(dyno, EventKind::R14, now),
@@ -394,8 +412,12 @@ impl Watcher {
                         now.duration_since(decided).as_secs(),
                         reason.map_or("restart", |r| r.as_str())
                     ));
+                    state.tag_incident(&mut e);
                     dropped = Some(e);
                 }
+                // An episode of the old instance that no restart of ours is
+                // resolving ends with it (Heroku replaced it).
+                state.close_quiet_incident();
                 state.set_instance(sample.instance.clone(), now)
             }
         };
@@ -429,6 +451,7 @@ impl Watcher {
         let Some(trigger) = policy::judge_memory(&judging, state) else {
             state.consecutive_over = 0;
             state.over = false;
+            state.close_quiet_incident();
             return events;
         };
         state.consecutive_over += 1;

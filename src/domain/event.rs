@@ -150,30 +150,34 @@ pub struct Event {
     pub at: Timestamp,
     pub event: EventKind,
     pub app: AppName,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dyno: Option<DynoName>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_total_mb: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_quota_mb: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
     /// Messages dropped (samples_lost), restarts in the flap window (flapping).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
     /// Seconds from restart to the new instance's first sample (recovered).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds: Option<f64>,
     /// Human detail: the error of a failed call, the threshold crossed.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// The Platform API's `Request-Id` of the restart call (for Heroku support).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The incident this event belongs to: one dyno's episode, from going
+    /// over (or an R14/R15, or a decision) to the replacement reporting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
 }
 
 impl Event {
@@ -192,6 +196,7 @@ impl Event {
             seconds: None,
             detail: None,
             request_id: None,
+            incident: None,
         }
     }
 
@@ -258,8 +263,32 @@ impl Event {
             .reason
             .map(|r| format!(" (reason: {})", r.as_str()))
             .unwrap_or_default();
-        match self.event {
+        let incident = self
+            .incident
+            .as_ref()
+            .map(|i| format!(" [incident {i}]"))
+            .unwrap_or_default();
+        let text = match self.event {
             EventKind::Restart => format!("{dyno} dyno restarted{mem} on {}{why}", self.app),
+            EventKind::Skipped if self.reason == Some(Reason::DryRun) => format!(
+                "ALERT-ONLY: {dyno} dyno on {} would be restarted{mem} ({}) — dynoguard is in alert-only mode (DYNOGUARD_DRY_RUN): nothing was restarted",
+                self.app,
+                self.detail.as_deref().unwrap_or("would restart")
+            ),
+            EventKind::Recovered => format!(
+                "{dyno} on {} recovered: the new instance reported {}{}",
+                self.app,
+                self.seconds
+                    .map_or_else(String::new, |s| format!("{s:.0} s after the restart")),
+                self.memory_total_mb
+                    .map(|m| format!(" at {}", Megabytes(m)))
+                    .unwrap_or_default()
+            ),
+            EventKind::Flapping if self.dry_run == Some(true) => format!(
+                "{dyno} on {} would have been restarted {} times within the flap window: the leak outpaces restarts (alert-only mode: nothing was restarted)",
+                self.app,
+                self.count.unwrap_or(0)
+            ),
             EventKind::RestartFailed => format!(
                 "{dyno} dyno restart FAILED{mem} on {}{why}: {} — the dyno is not protected until this is fixed",
                 self.app,
@@ -276,7 +305,8 @@ impl Event {
                 self.detail.as_deref().unwrap_or("no memory samples")
             ),
             _ => format!("{} {dyno} on {}{mem}{why}", self.event.as_str(), self.app),
-        }
+        };
+        text + &incident
     }
 }
 

@@ -59,6 +59,9 @@ pub struct Tuning {
     pub shutdown_timeout: Duration,
     /// The HTTP edge: connection cap and timeouts.
     pub http: server::listen::Limits,
+    /// More incident opens than `after` within `window` are notified as one
+    /// digest (`DYNOGUARD_DIGEST_AFTER`, `DYNOGUARD_DIGEST_WINDOW`).
+    pub digest: crate::act::notify::Digest,
     /// How long (wall clock) a restart decision may wait for a later line
     /// of its app before it is acted on anyway (`decide::engine::HOLD` is the
     /// same hold on the log clock, which busy apps reach first).
@@ -81,7 +84,7 @@ const fn secs(v: u64) -> Duration {
     Duration::from_secs(v)
 }
 
-pub const TUNING_VARS: [TuningVar; 6] = [
+pub const TUNING_VARS: [TuningVar; 8] = [
     TuningVar {
         name: "DYNOGUARD_API_TIMEOUT",
         default: "10s",
@@ -129,6 +132,22 @@ pub const TUNING_VARS: [TuningVar; 6] = [
         max: 100_000,
         count: true,
         set: |t, v| t.http.max_connections = usize::try_from(v).unwrap_or(usize::MAX),
+    },
+    TuningVar {
+        name: "DYNOGUARD_DIGEST_AFTER",
+        default: "5",
+        min: 1,
+        max: 1000,
+        count: true,
+        set: |t, v| t.digest.after = usize::try_from(v).unwrap_or(usize::MAX),
+    },
+    TuningVar {
+        name: "DYNOGUARD_DIGEST_WINDOW",
+        default: "10m",
+        min: 10,
+        max: 86_400,
+        count: false,
+        set: |t, v| t.digest.window = secs(v),
     },
 ];
 
@@ -188,6 +207,7 @@ impl Default for Tuning {
             shutdown_timeout: Duration::from_secs(25),
             http: server::listen::Limits::default(),
             order_hold: Duration::from_secs(2),
+            digest: crate::act::notify::Digest::default(),
         }
     }
 }
@@ -619,6 +639,7 @@ impl App {
                 shared.config.public_url.clone(),
                 rx,
                 tuning.notify_retry_base,
+                tuning.digest,
             ))
         });
         let flusher = tokio::spawn(tasks::flush_samples(
