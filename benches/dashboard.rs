@@ -125,6 +125,13 @@ fn page_data() -> PageData {
             percent_of_quota: Some(t / 5.12),
             last_restart: None,
             seen_here: true,
+            attention: if t > 480.0 {
+                vec![dynoguard::service::server::views::Attention::Over]
+            } else {
+                Vec::new()
+            },
+            recent_restarts: 0,
+            incident: None,
             sample_at: Some(now),
         });
     }
@@ -155,6 +162,8 @@ fn page_data() -> PageData {
             restarts_24h: 42,
         }],
         events: vec![event; 100],
+        incidents: Vec::new(),
+        alert_only: false,
         store_failing: None,
         read_error: None,
     }

@@ -326,8 +326,12 @@ fn post_digest(
     }
     for sink in sinks {
         let body = match sink.kind {
-            NotifyKind::Slack => serde_json::json!({ "text": digest_text(events, window) }).to_string(),
-            NotifyKind::Webhook => serde_json::json!({ "event": "digest", "events": events }).to_string(),
+            NotifyKind::Slack => {
+                serde_json::json!({ "text": digest_text(events, window) }).to_string()
+            }
+            NotifyKind::Webhook => {
+                serde_json::json!({ "event": "digest", "events": events }).to_string()
+            }
         };
         let sig = sink
             .secret
@@ -382,7 +386,10 @@ mod tests {
         assert_eq!(inc.notice(&recovered, now), Notice::Send);
         assert_eq!(inc.notice(&recovered, now), Notice::Quiet);
         // A new incident of the same dyno is news again.
-        assert_eq!(inc.notice(&ev(EventKind::Restart, "web.1", "web.1-2"), now), Notice::Send);
+        assert_eq!(
+            inc.notice(&ev(EventKind::Restart, "web.1", "web.1-2"), now),
+            Notice::Send
+        );
         // Events without an incident (blind) always go out.
         let mut blind = ev(EventKind::Blind, "web.1", "x");
         blind.incident = None;
@@ -398,19 +405,44 @@ mod tests {
         let mut inc = Incidents::new(digest);
         let now = std::time::Instant::now();
         let notices: Vec<Notice> = (1..=6)
-            .map(|i| inc.notice(&ev(EventKind::Restart, &format!("web.{i}"), &format!("web.{i}-1")), now))
+            .map(|i| {
+                inc.notice(
+                    &ev(
+                        EventKind::Restart,
+                        &format!("web.{i}"),
+                        &format!("web.{i}-1"),
+                    ),
+                    now,
+                )
+            })
             .collect();
         assert_eq!(
             notices,
-            [Notice::Send, Notice::Send, Notice::Send, Notice::Digest, Notice::Digest, Notice::Digest]
+            [
+                Notice::Send,
+                Notice::Send,
+                Notice::Send,
+                Notice::Digest,
+                Notice::Digest,
+                Notice::Digest
+            ]
         );
         // A digested incident's resolution does not post on its own.
-        assert_eq!(inc.notice(&ev(EventKind::Recovered, "web.5", "web.5-1"), now), Notice::Quiet);
+        assert_eq!(
+            inc.notice(&ev(EventKind::Recovered, "web.5", "web.5-1"), now),
+            Notice::Quiet
+        );
         // Past the window, single posts again.
         let later = now + Duration::from_secs(601);
-        assert_eq!(inc.notice(&ev(EventKind::Restart, "web.9", "web.9-1"), later), Notice::Send);
+        assert_eq!(
+            inc.notice(&ev(EventKind::Restart, "web.9", "web.9-1"), later),
+            Notice::Send
+        );
         let text = digest_text(&[ev(EventKind::Restart, "web.4", "web.4-1")], digest.window);
-        assert!(text.starts_with("1 more incidents opened within 10 min"), "{text}");
+        assert!(
+            text.starts_with("1 more incidents opened within 10 min"),
+            "{text}"
+        );
         assert!(text.contains("web.4 on a: restarted"), "{text}");
     }
 

@@ -438,6 +438,9 @@ pub struct DynoSnapshot {
     pub unclear: bool,
     /// The open incident, if any.
     pub incident: Option<String>,
+    /// The last restart call failed (the dyno is not protected until a
+    /// retry works).
+    pub restart_failing: bool,
     /// Restarts decided within the flap window, and whether that is more
     /// than the flap limit (the leak outpaces restarts).
     pub restarts_in_flap_window: usize,
@@ -474,6 +477,7 @@ impl DynoState {
             over: self.over,
             unclear: self.contender.is_some(),
             incident: self.incident.clone(),
+            restart_failing: self.failures > 0,
             restarts_in_flap_window: recent,
             flapping: recent > policy.flap_limit as usize,
             threshold: policy.threshold.limit(self.quota()),

@@ -361,6 +361,15 @@ impl Shared {
         self.dispatch(app, decisions);
     }
 
+    /// Alert-only mode: some app decides but never restarts
+    /// (`DYNOGUARD_DRY_RUN`, `dry_run = true`).
+    pub fn alert_only(&self) -> bool {
+        self.apps.iter().any(|a| {
+            let p = &a.config.policy;
+            p.defaults.dry_run || p.per_type.values().any(|t| t.dry_run)
+        })
+    }
+
     /// Acts on the decisions an engine held since a batch that arrived at
     /// or before `cutoff` (the tick of a quiet app).
     pub fn release_held(&self, app: &Arc<AppRuntime>, cutoff: Timestamp) {

@@ -27,6 +27,11 @@ pub async fn healthz(State(s): State<Arc<Shared>>) -> Response {
             .into_response();
     }
     match s.store.ping().await {
+        Ok(()) if s.alert_only() => (
+            StatusCode::OK,
+            "ok (alert-only mode: DYNOGUARD_DRY_RUN is set — decisions are reported, nothing is restarted)\n",
+        )
+            .into_response(),
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
         Err(e) => {
             tracing::warn!("health check: {e}");
@@ -315,6 +320,40 @@ pub async fn events(
             ApiError::Store(e.to_string())
         })?;
         Ok(typed_events(rows))
+    }
+    .await;
+    answer(r)
+}
+
+/// The incidents of the last day (or since `since`): each a dyno
+/// instance's episode with its events, newest first.
+pub async fn incidents(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    guard!(s, headers);
+    let r = async {
+        let p = Params::parse(q.as_deref(), &["app", "dyno", "since"])?;
+        let now = Timestamp::now();
+        let since = parse_since(p.get("since"), now)?
+            .unwrap_or((now - jiff::SignedDuration::from_hours(24)).as_millisecond());
+        let filter = EventFilter {
+            app: p.get("app").map(|a| known_app(&s, a)).transpose()?,
+            dyno: p
+                .get("dyno")
+                .map(parse_dyno)
+                .transpose()?
+                .map(|d| d.to_string()),
+            kinds: Vec::new(),
+            since: Some(since),
+            limit: 20_000,
+        };
+        let rows = s.store.events(&filter).await.map_err(|e| {
+            tracing::warn!("/api/incidents: {e}");
+            ApiError::Store(e.to_string())
+        })?;
+        Ok(views::incidents(typed_events(rows)))
     }
     .await;
     answer(r)

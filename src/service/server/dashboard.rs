@@ -100,6 +100,10 @@ pub struct PageData {
     pub bucket: i64,
     pub apps: Vec<AppData>,
     pub events: Vec<Event>,
+    /// The incidents within the range (one row each on the page).
+    pub incidents: Vec<views::IncidentView>,
+    /// Alert-only mode (`DYNOGUARD_DRY_RUN`): nothing is restarted.
+    pub alert_only: bool,
     pub store_failing: Option<String>,
     /// Reading history or events failed (the page still shows live figures).
     pub read_error: Option<String>,
@@ -248,6 +252,23 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
             name,
         });
     }
+    let incidents = match s
+        .store
+        .events(&EventFilter {
+            app: q.app.clone(),
+            dyno: q.dyno.clone(),
+            kinds: Vec::new(),
+            since: Some(range_from),
+            limit: 20_000,
+        })
+        .await
+    {
+        Ok(rows) => views::incidents(api::typed_events(rows)),
+        Err(e) => {
+            read_error = Some(e.to_string());
+            Vec::new()
+        }
+    };
     let events = match s
         .store
         .events(&EventFilter {
@@ -292,6 +313,8 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
         bucket,
         apps,
         events,
+        incidents,
+        alert_only: s.alert_only(),
         store_failing: s.store.health().failing(),
         read_error,
     }
@@ -333,8 +356,10 @@ const FOLD_OVER: usize = 24;
 /// In a type with more dynos than this, the untroubled rest is folded.
 const SHOW_FIRST: usize = 12;
 
+/// One definition of "needs attention" (`views::Attention`), the same as
+/// `/api/dynos` and `/metrics` give.
 fn troubled(d: &DynoView) -> bool {
-    d.state != DynoStatus::Ok || d.percent_of_quota.is_some_and(|p| p >= 80.0)
+    d.needs_attention()
 }
 
 /// The page (pure).
@@ -363,6 +388,9 @@ pub fn render(p: &PageData) -> String {
         "</nav><span class=\"updated\">updated {} UTC <noscript>(reload for new data)</noscript></span></header><main>",
         hm(p.now)
     );
+    if p.alert_only {
+        h.push_str("<p class=\"banner alert-only\" role=\"status\"><b>Alert-only mode</b> (<code>DYNOGUARD_DRY_RUN</code>): every decision is made and reported — nothing is restarted.</p>");
+    }
     if let Some(why) = &p.store_failing {
         let _ = write!(
             h,
@@ -381,6 +409,7 @@ pub fn render(p: &PageData) -> String {
     for a in &p.apps {
         app_section(&mut h, p, a, many);
     }
+    incidents_section(&mut h, p);
     events_section(&mut h, p);
     let _ = write!(h, "</main><script>{SCRIPT}</script></body></html>");
     h
@@ -393,9 +422,15 @@ fn app_section(h: &mut String, p: &PageData, a: &AppData, many: bool) {
         count(DynoStatus::Restarting),
         count(DynoStatus::Stale),
     );
+    let with = |x: views::Attention| a.dynos.iter().filter(|d| d.attention.contains(&x)).count();
+    let (flapping, failing) = (
+        with(views::Attention::Flapping),
+        with(views::Attention::RestartFailed),
+    );
+    let attention = a.dynos.iter().filter(|d| troubled(d)).count();
     let _ = write!(
         h,
-        "<section class=\"app\" id=\"app-{0}\"><h2>{0} <small>via {1}</small></h2><p class=\"summary\">{2} dyno{3} watched · <b class=\"{4}\">{5} over</b> · <span class=\"{6}\">{7} restarting</span> · <span class=\"{8}\">{9} stale</span> · <b>{10}</b> restart{11} in the last 24 h</p>",
+        "<section class=\"app\" id=\"app-{0}\"><h2>{0} <small>via {1}</small></h2><p class=\"summary\">{2} dyno{3} watched · <b class=\"{12}\">{13} need{14} attention</b>: <b class=\"{4}\">{5} over</b> · <span class=\"{6}\">{7} restarting</span> · <span class=\"{8}\">{9} stale</span> · <span class=\"{15}\">{16} flapping</span> · <span class=\"{17}\">{18} restart failed</span> · <b>{10}</b> restart{11} in the last 24 h</p>",
         esc(&a.name),
         a.source,
         a.dynos.len(),
@@ -412,6 +447,13 @@ fn app_section(h: &mut String, p: &PageData, a: &AppData, many: bool) {
         stale,
         a.restarts_24h,
         if a.restarts_24h == 1 { "" } else { "s" },
+        if attention > 0 { "n-over" } else { "n-zero" },
+        attention,
+        if attention == 1 { "s" } else { "" },
+        if flapping > 0 { "n-over" } else { "n-zero" },
+        flapping,
+        if failing > 0 { "n-over" } else { "n-zero" },
+        failing,
     );
     if let Some((since, hint)) = &a.blind {
         let _ = write!(
@@ -432,13 +474,24 @@ fn app_section(h: &mut String, p: &PageData, a: &AppData, many: bool) {
         let mut dynos: Vec<&DynoView> = a.dynos.iter().filter(|d| d.process_type == ty).collect();
         dynos.sort_by(|x, y| views::by_urgency(x, y));
         let bad = dynos.iter().filter(|d| troubled(d)).count();
+        // A type with an incident in the range never starts folded.
+        let eventful = dynos.iter().any(|d| {
+            d.incident.is_some()
+                || p.incidents
+                    .iter()
+                    .any(|i| i.app == d.app && i.dyno == d.dyno)
+        });
         let top = dynos.first().and_then(|d| d.percent_of_quota);
         let _ = write!(
             h,
             "<details class=\"ptype\" id=\"t-{}-{}\"{}><summary><b>{}</b> · {} dyno{}{}{}</summary>",
             esc(&a.name),
             esc(ty),
-            if !many || bad > 0 { " open" } else { "" },
+            if !many || bad > 0 || eventful {
+                " open"
+            } else {
+                ""
+            },
             esc(ty),
             dynos.len(),
             if dynos.len() == 1 { "" } else { "s" },
@@ -480,6 +533,27 @@ fn app_section(h: &mut String, p: &PageData, a: &AppData, many: bool) {
     h.push_str("</section>");
 }
 
+/// The attention a card's state badge does not already say: flapping (with
+/// its restart count), a failed restart, two instances unordered.
+fn badges(d: &DynoView) -> String {
+    let mut out = String::new();
+    for a in &d.attention {
+        let label = match a {
+            views::Attention::Flapping => format!("flapping · {} restarts", d.recent_restarts),
+            views::Attention::RestartFailed => "restart failed".to_owned(),
+            views::Attention::UnclearInstance => "two instances".to_owned(),
+            _ => continue,
+        };
+        let _ = write!(
+            out,
+            "<span class=\"state badge {}\">{}</span>",
+            a.as_str(),
+            esc(&label)
+        );
+    }
+    out
+}
+
 fn dyno_card(h: &mut String, p: &PageData, a: &AppData, d: &DynoView) {
     let s = d.last_sample.as_ref();
     let total = s.and_then(|s| s.memory_total_mb);
@@ -487,7 +561,7 @@ fn dyno_card(h: &mut String, p: &PageData, a: &AppData, d: &DynoView) {
     let pct = d.percent_of_quota;
     let _ = write!(
         h,
-        "<article class=\"dyno {}{}\" id=\"d-{}-{}\" data-pct=\"{}\"><div class=\"head\"><span class=\"name\">{}</span><span class=\"state {}\">{}</span><span class=\"mem\"><b>{}</b>{}{}</span></div>",
+        "<article class=\"dyno {}{}\" id=\"d-{}-{}\" data-pct=\"{}\"><div class=\"head\"><span class=\"name\">{}</span><span class=\"state {}\">{}</span>{}<span class=\"mem\"><b>{}</b>{}{}</span></div>",
         d.state.as_str(),
         if pct.is_some_and(|p| p >= 80.0) {
             " warm"
@@ -500,6 +574,7 @@ fn dyno_card(h: &mut String, p: &PageData, a: &AppData, d: &DynoView) {
         esc(&d.dyno),
         d.state.as_str(),
         d.state.as_str(),
+        badges(d),
         total.map_or("–".into(), mb),
         quota.map_or(String::new(), |q| format!(" / {}", mb(q))),
         pct.map_or(String::new(), |p| format!(
@@ -559,6 +634,55 @@ fn dyno_card(h: &mut String, p: &PageData, a: &AppData, d: &DynoView) {
         foot.push("via another replica".into());
     }
     let _ = write!(h, "<p class=\"foot\">{}</p></article>", foot.join(" · "));
+}
+
+/// One row per incident (dyno, opened, trigger, action, outcome, minutes
+/// over quota), each unfolding to its events.
+fn incidents_section(h: &mut String, p: &PageData) {
+    h.push_str("<section id=\"incidents\"><h2>Incidents</h2>");
+    if p.incidents.is_empty() {
+        h.push_str("<p class=\"empty\">No incident in this range.</p></section>");
+        return;
+    }
+    h.push_str("<div class=\"tablewrap\"><table class=\"incidents\"><thead><tr><th>opened (UTC)</th><th class=\"opt\">app</th><th>dyno</th><th>trigger</th><th>action</th><th>outcome</th><th class=\"num\">min over quota</th></tr></thead><tbody>");
+    for i in p.incidents.iter().take(200) {
+        let action = match i.action {
+            "restarted" if i.restarts > 1 => format!("restarted ×{}", i.restarts),
+            "would_restart" => "would restart (alert-only)".to_owned(),
+            other => other.replace('_', " "),
+        };
+        let _ = write!(
+            h,
+            "<tr class=\"inc inc-{outcome}\" id=\"i-{id}\"><td>{}</td><td class=\"opt\">{}</td><td>{}</td><td>{}</td><td>{}</td><td><span class=\"kind k-{outcome}\">{outcome}</span></td><td class=\"num\">{:.1}</td></tr><tr class=\"inc-events\"><td colspan=\"7\"><details><summary>{} event{}</summary><ul>",
+            i.opened_at.strftime("%Y-%m-%d %H:%M:%S"),
+            esc(&i.app),
+            esc(&i.dyno),
+            esc(&i.trigger.replace('_', " ")),
+            esc(&action),
+            i.minutes_over_quota,
+            i.events.len(),
+            if i.events.len() == 1 { "" } else { "s" },
+            outcome = esc(i.outcome),
+            id = esc(&i.id),
+        );
+        for e in &i.events {
+            let _ = write!(
+                h,
+                "<li>{} {}{}{}{}</li>",
+                e.at.strftime("%H:%M:%S"),
+                esc(&e.event.as_str().replace('_', " ")),
+                e.reason
+                    .map_or(String::new(), |r| format!(" ({})", esc(r.as_str()))),
+                e.memory_total_mb
+                    .map_or(String::new(), |m| format!(" at {}", mb(m))),
+                e.detail
+                    .as_deref()
+                    .map_or(String::new(), |d| format!(" — {}", esc(d))),
+            );
+        }
+        h.push_str("</ul></details></td></tr>");
+    }
+    h.push_str("</tbody></table></div></section>");
 }
 
 fn events_section(h: &mut String, p: &PageData) {

@@ -396,5 +396,17 @@ pub fn render(s: &Shared) -> String {
             );
         }
     }
+    o.dyno_gauge(
+        "dynoguard_dyno_needs_attention",
+        "1 if the dyno needs attention (over, restarting, restart failed, flapping, stale, two instances unordered): the definition the page and /api/dynos use",
+        &dynos,
+        |d| Some(f64::from(u8::from(d.needs_attention()))),
+    );
+    o.dyno_gauge(
+        "dynoguard_dyno_recent_restarts",
+        "Restarts of the dyno decided within its flap window",
+        &dynos,
+        |d| Some(d.recent_restarts as f64),
+    );
     o.0
 }

@@ -35,6 +35,7 @@ pub fn router(shared: Arc<Shared>, body_timeout: std::time::Duration) -> Router 
         .route("/api/dynos", get(api::dynos))
         .route("/api/dynos/{app}/{dyno}/history", get(api::history))
         .route("/api/events", get(api::events))
+        .route("/api/incidents", get(api::incidents))
         .route("/api/openapi.json", get(api::openapi))
         .route("/metrics", get(metrics::metrics))
         .route("/", get(dashboard::dashboard))

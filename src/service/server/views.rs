@@ -35,6 +35,37 @@ impl DynoStatus {
     }
 }
 
+/// Why a dyno needs attention — the one definition the page, `/api/dynos`
+/// and `/metrics` share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attention {
+    /// Over its threshold (or predicted to pass its quota).
+    Over,
+    Restarting,
+    /// The last restart call failed.
+    RestartFailed,
+    /// Restarted more than `flap_limit` times in `flap_window`.
+    Flapping,
+    /// Its lines stopped arriving.
+    Stale,
+    /// Two instances report and nothing yet orders them.
+    UnclearInstance,
+}
+
+impl Attention {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Over => "over",
+            Self::Restarting => "restarting",
+            Self::RestartFailed => "restart_failed",
+            Self::Flapping => "flapping",
+            Self::Stale => "stale",
+            Self::UnclearInstance => "unclear_instance",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DynoView {
     pub app: String,
@@ -50,6 +81,12 @@ pub struct DynoView {
     pub last_restart: Option<String>,
     /// This replica receives the dyno's logs (else: known from the store).
     pub seen_here: bool,
+    /// Why it needs attention; empty when it does not.
+    pub attention: Vec<Attention>,
+    /// Restarts decided within the flap window.
+    pub recent_restarts: usize,
+    /// The open incident, if any.
+    pub incident: Option<String>,
     #[serde(skip)]
     pub sample_at: Option<Timestamp>,
 }
@@ -84,14 +121,44 @@ fn percent(total: Option<f64>, quota: Option<f64>) -> Option<f64> {
     }
 }
 
+impl DynoView {
+    pub fn needs_attention(&self) -> bool {
+        !self.attention.is_empty()
+    }
+}
+
+fn attention_of(d: &DynoSnapshot, state: DynoStatus) -> Vec<Attention> {
+    let mut a = Vec::new();
+    match state {
+        DynoStatus::Stale => a.push(Attention::Stale),
+        DynoStatus::Restarting => a.push(Attention::Restarting),
+        DynoStatus::Over => a.push(Attention::Over),
+        DynoStatus::Ok => {}
+    }
+    if d.restart_failing {
+        a.push(Attention::RestartFailed);
+    }
+    if d.flapping {
+        a.push(Attention::Flapping);
+    }
+    if d.unclear {
+        a.push(Attention::UnclearInstance);
+    }
+    a
+}
+
 fn engine_view(app: &AppRuntime, d: &DynoSnapshot, now: Timestamp) -> DynoView {
     let quota = d.memory.quota;
+    let state = status_of(d, now);
     DynoView {
         app: app.config.name.to_string(),
         dyno: d.dyno.to_string(),
         process_type: d.dyno.process_type().to_owned(),
         instance: d.instance.clone(),
-        state: status_of(d, now),
+        state,
+        attention: attention_of(d, state),
+        recent_restarts: d.restarts_in_flap_window,
+        incident: d.incident.clone(),
         last_sample: d.sample_at.map(|at| SampleView {
             memory_total_mb: d.memory.total.map(Megabytes::get),
             memory_rss_mb: d.memory.rss.map(Megabytes::get),
@@ -141,6 +208,13 @@ fn store_view(app: &AppRuntime, r: &SampleRow, now: Timestamp) -> DynoView {
         percent_of_quota: percent(r.total, r.quota),
         last_restart: None,
         seen_here: false,
+        attention: match state {
+            DynoStatus::Stale => vec![Attention::Stale],
+            DynoStatus::Over => vec![Attention::Over],
+            _ => Vec::new(),
+        },
+        recent_restarts: 0,
+        incident: None,
         sample_at: Some(at),
     }
 }
@@ -268,4 +342,115 @@ mod tests {
             ["web.1", "web.2", "web.10", "web.11", "web.x", "worker.1"]
         );
     }
+}
+
+/// One incident: a dyno instance's episode, from going over (or an R14/R15,
+/// or a decision) to the replacement reporting healthy, or the failure.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentView {
+    pub id: String,
+    pub app: String,
+    pub dyno: String,
+    /// The instance the episode began with.
+    pub instance: Option<String>,
+    pub opened: String,
+    #[serde(skip)]
+    pub opened_at: Timestamp,
+    /// What opened it: `over_threshold`, `predicted`, `r14`, `r15`, …
+    pub trigger: String,
+    /// What dynoguard did: `restarted`, `restart_failed`, `would_restart`
+    /// (alert-only), `none` (it went back under by itself, or waits).
+    pub action: &'static str,
+    /// `resolved` (the replacement reported), `failed`, `flapping`, `open`.
+    pub outcome: &'static str,
+    pub restarts: usize,
+    /// From the first event over the quota to the restart or the
+    /// replacement (log time), in minutes.
+    pub minutes_over_quota: f64,
+    pub events: Vec<crate::domain::event::Event>,
+}
+
+/// Groups events (any order) into incidents, newest first.
+pub fn incidents(events: Vec<crate::domain::event::Event>) -> Vec<IncidentView> {
+    use crate::domain::event::{EventKind as K, Reason};
+    let mut by_id: std::collections::BTreeMap<String, Vec<crate::domain::event::Event>> =
+        std::collections::BTreeMap::new();
+    for e in events {
+        if let Some(id) = e.incident.clone() {
+            by_id.entry(id).or_default().push(e);
+        }
+    }
+    let mut out: Vec<IncidentView> = by_id
+        .into_iter()
+        .filter_map(|(id, mut evs)| {
+            evs.sort_by_key(|e| e.at);
+            let first = evs.first()?.clone();
+            let restarts = evs.iter().filter(|e| e.event == K::Restart).count();
+            let would = evs
+                .iter()
+                .any(|e| e.event == K::Skipped && e.reason == Some(Reason::DryRun));
+            let failed = evs.iter().any(|e| e.event == K::RestartFailed);
+            let resolved = evs.iter().any(|e| e.event == K::Recovered);
+            let flapping = evs.iter().any(|e| e.event == K::Flapping);
+            let trigger = evs
+                .iter()
+                .find(|e| e.event == K::Restart)
+                .and_then(|e| e.reason)
+                .map_or_else(
+                    || first.event.as_str().to_owned(),
+                    |r| r.as_str().to_owned(),
+                );
+            let over_from = evs.iter().find(|e| {
+                matches!(
+                    (e.memory_total_mb, e.memory_quota_mb),
+                    (Some(m), Some(q)) if q > 0.0 && m > q
+                ) || matches!(e.event, K::R14 | K::R15)
+            });
+            let over_until = evs
+                .iter()
+                .find(|e| matches!(e.event, K::Restart | K::Recovered))
+                .or(evs.last());
+            let minutes_over_quota = match (over_from, over_until) {
+                (Some(a), Some(b)) if b.at > a.at => {
+                    (b.at.duration_since(a.at).as_secs_f64() / 60.0 * 10.0).round() / 10.0
+                }
+                _ => 0.0,
+            };
+            Some(IncidentView {
+                id,
+                app: first.app.to_string(),
+                dyno: first
+                    .dyno
+                    .as_ref()
+                    .map_or_else(String::new, |d| d.to_string()),
+                instance: first.instance.clone(),
+                opened: first.at.to_string(),
+                opened_at: first.at,
+                trigger,
+                action: if restarts > 0 {
+                    "restarted"
+                } else if failed {
+                    "restart_failed"
+                } else if would {
+                    "would_restart"
+                } else {
+                    "none"
+                },
+                outcome: if resolved {
+                    "resolved"
+                } else if flapping {
+                    "flapping"
+                } else if failed {
+                    "failed"
+                } else {
+                    "open"
+                },
+                restarts,
+                minutes_over_quota,
+                events: evs,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| b.opened_at.cmp(&a.opened_at).then_with(|| a.id.cmp(&b.id)));
+    out
 }
