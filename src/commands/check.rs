@@ -12,6 +12,17 @@ use crate::decide::policy::{DynoTypes, Policy};
 pub fn run(path: Option<&Path>, env: &Env, out: &mut dyn Write) -> std::io::Result<bool> {
     let loaded = config::load_from(path, env, Need::App).and_then(|c| {
         let mut problems = serve_problems(&c).err().map(|e| e.0).unwrap_or_default();
+        // A whacamole deployment carries its token as HEROKU_API_TOKEN: when
+        // that is why no token was found, say so where the problem is.
+        if c.apps.iter().any(|a| a.api_token.is_none())
+            && config::env::get(env, "HEROKU_API_TOKEN").is_some()
+            && !problems.is_empty()
+        {
+            problems.push(config::Problem {
+                at: "HEROKU_API_TOKEN".into(),
+                message: "is whacamole's name for the token; dynoguard reads AUTH_TOKEN (or HEROKU_API_KEY): rename it".into(),
+            });
+        }
         if let Err(e) = crate::service::Tuning::from_env(env) {
             problems.extend(e.0);
         }
@@ -70,23 +81,65 @@ pub fn serve_problems(cfg: &Config) -> Result<(), config::ConfigError> {
     }
 }
 
+/// An origin for a value that may have none recorded (a configuration
+/// built in code).
+fn or_default(origin: &str) -> &str {
+    if origin.is_empty() { "default" } else { origin }
+}
+
 fn secret<T>(s: &Option<T>) -> &'static str {
     if s.is_some() { "***" } else { "(not set)" }
 }
 
+/// A byte count as it is written in `server.body_limit` (`10MB`, or bytes).
+fn bytes(n: usize) -> String {
+    const MB: usize = 1024 * 1024;
+    if n != 0 && n.is_multiple_of(MB) {
+        format!("{}MB", n / MB)
+    } else {
+        n.to_string()
+    }
+}
+
+/// Whether every app and type is in dry run (`true`), none is (`false`),
+/// or it differs (shown per type below).
+fn dry_run_value(cfg: &Config) -> &'static str {
+    let all = cfg.apps.iter().flat_map(|a| {
+        std::iter::once(a.policy.defaults.dry_run)
+            .chain(a.policy.per_type.values().map(|p| p.dry_run))
+    });
+    let (mut on, mut off) = (false, false);
+    for d in all {
+        if d {
+            on = true;
+        } else {
+            off = true;
+        }
+    }
+    match (on, off) {
+        (true, false) => "true",
+        (true, true) => "per type (below)",
+        _ => "false",
+    }
+}
+
+// Every value is printed as it would be written in a config var or the
+// file (`text`, `10m`, `95%`, `1000MB`), never in Rust's debug form, so a
+// line of `check` can be copied back into the configuration.
 fn print_effective(cfg: &Config, from: &str, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "configuration is valid (read from {from})")?;
     let o = &cfg.origins;
     writeln!(
         out,
-        "server: port={} [{}] drain_password={} dashboard_password={} [{}] body_limit={}B log_format={:?}",
+        "server: port={} [{}] drain_password={} dashboard_password={} [{}] body_limit={} log_format={} [{}]",
         cfg.server.port,
         o.port,
         secret(&cfg.server.drain_password),
         secret(&cfg.server.dashboard_password),
         o.dashboard_password,
-        cfg.server.body_limit,
-        cfg.log_format
+        bytes(cfg.server.body_limit),
+        cfg.log_format.as_str(),
+        or_default(&o.log_format),
     )?;
     writeln!(
         out,
@@ -94,8 +147,13 @@ fn print_effective(cfg: &Config, from: &str, out: &mut dyn Write) -> std::io::Re
         cfg.database_url_redacted(),
         o.database_url
     )?;
-    writeln!(out, "heroku api: {}", cfg.heroku_api_url)?;
-    writeln!(out, "dry run: [{}]", o.dry_run)?;
+    writeln!(
+        out,
+        "heroku api: {} [{}]",
+        cfg.heroku_api_url,
+        or_default(&o.heroku_api_url)
+    )?;
+    writeln!(out, "dry_run={} [{}]", dry_run_value(cfg), o.dry_run)?;
     if let Some(u) = &cfg.public_url {
         writeln!(out, "dashboard link in notifications: {u}")?;
     }
@@ -136,8 +194,13 @@ fn print_effective(cfg: &Config, from: &str, out: &mut dyn Write) -> std::io::Re
                 .get(&ty)
                 .or_else(|| a.set_by.get("*"))
                 .filter(|v| !v.is_empty());
-            if let Some(vars) = set_by {
-                writeln!(out, "    set by: {}", vars.join(", "))?;
+            match set_by {
+                Some(vars) => writeln!(
+                    out,
+                    "    set by: {}; everything else: the default",
+                    vars.join(", ")
+                )?,
+                None => writeln!(out, "    set by: defaults only")?,
             }
         }
     }
@@ -152,8 +215,8 @@ fn print_effective(cfg: &Config, from: &str, out: &mut dyn Write) -> std::io::Re
         };
         writeln!(
             out,
-            "notify {:?}: url=*** events={} secret={}",
-            n.kind,
+            "notify {}: url=*** events={} secret={}",
+            n.kind.as_str(),
             events.join(","),
             secret(&n.secret)
         )?;
