@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
+use crate::config::knobs::Knob;
 use crate::config::{self, Config, Source, env::Env, env::Need, format_duration};
 use crate::decide::policy::{DynoTypes, Policy};
 
@@ -189,18 +190,15 @@ fn print_effective(cfg: &Config, from: &str, out: &mut dyn Write) -> std::io::Re
         };
         for (ty, p) in lines {
             writeln!(out, "  {ty}: {}", describe(p))?;
-            let set_by = a
-                .set_by
-                .get(&ty)
-                .or_else(|| a.set_by.get("*"))
-                .filter(|v| !v.is_empty());
-            match set_by {
-                Some(vars) => writeln!(
+            let vars = effective_setters(&a.set_by, &ty);
+            if vars.is_empty() {
+                writeln!(out, "    set by: defaults only")?;
+            } else {
+                writeln!(
                     out,
                     "    set by: {}; everything else: the default",
                     vars.join(", ")
-                )?,
-                None => writeln!(out, "    set by: defaults only")?,
+                )?;
             }
         }
     }
@@ -225,6 +223,35 @@ fn print_effective(cfg: &Config, from: &str, out: &mut dyn Write) -> std::io::Re
         writeln!(out, "warning: {w}")?;
     }
     Ok(())
+}
+
+/// The knob an entry of `set_by` sets: `WEB_RESTART_WINDOW=300` and
+/// `app.shop.types.web.restart_window=5m (dg.toml:9)` both set
+/// `restart_window`.
+fn knob_of(entry: &str) -> Option<&'static str> {
+    let name = entry.split_once('=').map_or(entry, |(n, _)| n);
+    match name.rsplit_once('.') {
+        Some((_, key)) => Knob::by_key(key).map(|k| k.key),
+        None => Knob::by_var(name).map(|(_, k)| k.key),
+    }
+}
+
+/// The settings in effect for `ty`: the app's defaults (`*`) and the
+/// type's own, a type's setting hiding the default it overrides (so the
+/// list names exactly where each shown value came from).
+fn effective_setters(
+    set_by: &std::collections::BTreeMap<String, Vec<String>>,
+    ty: &str,
+) -> Vec<String> {
+    let defaults = set_by.get("*").into_iter().flatten();
+    let own = set_by.get(ty).filter(|_| ty != "*").into_iter().flatten();
+    let mut out: Vec<String> = Vec::new();
+    for entry in defaults.chain(own) {
+        let knob = knob_of(entry);
+        out.retain(|e| e != entry && (knob.is_none() || knob_of(e) != knob));
+        out.push(entry.clone());
+    }
+    out
 }
 
 pub fn describe(p: &Policy) -> String {
