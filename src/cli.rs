@@ -104,11 +104,15 @@ pub enum Command {
     },
     /// Enable log-runtime-metrics and add the HTTPS drain (idempotent; a drain
     /// whose password changed is replaced), for one app or every app of --config.
+    /// Run it on the deployed dynoguard and it needs nothing else:
+    /// heroku run -a my-dynoguard -- dynoguard setup --app my-app --restart
     #[command(after_help = "\
-Environment:
+Environment (all already set on a deployed dynoguard):
   AUTH_TOKEN / HEROKU_API_KEY  Platform API token (api_token of each app with --config)
   APP_ID_OR_NAME            the app, when --app is not given
   DRAIN_PASSWORD            the drain password, when the URL has none
+  DYNOGUARD_URL             where this dynoguard is, when --drain-url is not given (/logs is added)
+  HEROKU_APP_NAME           else: this dynoguard's own app (set by dyno metadata); its web URL is asked of the API
   HEROKU_API_URL            Platform API base URL [https://api.heroku.com]
   DYNOGUARD_CONFIG / DYNOGUARD_CONFIG_TOML  a configuration: every app of it is set up")]
     Setup {
@@ -119,15 +123,27 @@ Environment:
         app: Option<String>,
         /// The drain URL, e.g. https://dynoguard:PASSWORD@dynoguard.example.com/logs
         /// (with --config: the base; each app gets /logs/APP and its drain password).
+        /// A URL without a path gets /logs. [default: DYNOGUARD_URL, else this
+        /// dynoguard's own web URL (HEROKU_APP_NAME), with /logs]
         #[arg(long)]
-        drain_url: String,
+        drain_url: Option<String>,
         /// Print the calls instead of making them.
         #[arg(long)]
         dry_run: bool,
-        /// Restart the app's dynos after enabling the feature: samples start
-        /// only with dynos started after it.
+        /// Restart the app's dynos after enabling the feature (samples start
+        /// only with dynos started after it): one at a time, each up again
+        /// before the next; one-off dynos are left alone.
         #[arg(long)]
         restart: bool,
+        /// With --restart: how long each dyno may take to be up again before
+        /// the rolling restart stops.
+        #[arg(
+            long,
+            value_name = "DURATION",
+            default_value = "3m",
+            requires = "restart"
+        )]
+        restart_timeout: String,
         /// Replace a drain to the same endpoint even if Heroku does not show
         /// its password (use after changing DRAIN_PASSWORD).
         #[arg(long)]

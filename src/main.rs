@@ -111,24 +111,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             drain_url,
             dry_run,
             restart,
+            restart_timeout,
             replace,
             wait,
         } => {
             dynoguard::telemetry::init_stderr();
             let env = config::env::snapshot();
-            let wait = wait
-                .map(|w| {
-                    config::parse_duration(&w)
-                        .filter(|d| !d.is_zero() && d.as_secs() <= 3600)
-                        .and_then(|d| std::time::Duration::try_from(d).ok())
-                        .ok_or_else(|| {
-                            usage(
-                                "--wait",
-                                format!("{w:?} is not a duration from 1s to 1h (e.g. 3m)"),
-                            )
-                        })
-                })
-                .transpose()?;
+            let duration = |flag: &str, text: &str, max_secs: i64| {
+                config::parse_duration(text)
+                    .filter(|d| !d.is_zero() && d.as_secs() <= max_secs)
+                    .and_then(|d| std::time::Duration::try_from(d).ok())
+                    .ok_or_else(|| {
+                        usage(
+                            flag,
+                            format!(
+                                "{text:?} is not a duration from 1s to {} (e.g. 3m)",
+                                config::format_duration(jiff::SignedDuration::from_secs(max_secs))
+                            ),
+                        )
+                    })
+            };
+            let wait = wait.map(|w| duration("--wait", &w, 3600)).transpose()?;
+            let restart_timeout = duration("--restart-timeout", &restart_timeout, 3600)?;
             let from_file = config.config.is_some()
                 || env
                     .get(config::CONFIG_TOML_VAR)
@@ -149,19 +153,47 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .trim_end_matches('/')
                     .to_owned(),
             };
-            let targets = dynoguard::commands::setup::targets(
-                cfg.as_ref(),
-                app.as_deref(),
-                &drain_url,
-                &env,
-            )?;
-            let opts = dynoguard::commands::setup::SetupOptions {
+            use dynoguard::commands::setup;
+            let base = setup::DrainBase::from_env(drain_url.as_deref(), &env)?;
+            // Dynoguard's own app is looked up with the environment's token,
+            // else the first app's of the file.
+            let token = setup::env_token(&env).or_else(|| {
+                cfg.as_ref()
+                    .and_then(|c| c.apps.iter().find_map(|a| a.api_token.clone()))
+            });
+            let opts = setup::SetupOptions {
                 dry_run,
                 restart,
                 replace,
                 wait,
+                restart_timeout,
             };
-            runtime()?.block_on(dynoguard::commands::setup::run(&api_base, targets, &opts))?;
+            runtime()?.block_on(async {
+                let base = match (&base, &token, dry_run) {
+                    // A dry run without a token calls nothing, not even to
+                    // find dynoguard's own URL: say what would be asked.
+                    (Some(setup::DrainBase::OwnApp(name)), None, true) => {
+                        println!(
+                            "GET    {api_base}/apps/{name}   (HEROKU_APP_NAME: its web_url + /logs is the drain URL; shown below as https://{name}.herokuapp.com, which newer apps do not have)"
+                        );
+                        Some((format!("https://{name}.herokuapp.com"), "HEROKU_APP_NAME"))
+                    }
+                    _ => setup::resolve_base(&api_base, base.as_ref(), token.as_ref()).await?,
+                };
+                if let (Some((url, origin)), false) = (&base, drain_url.is_some()) {
+                    println!(
+                        "drain URL from {origin}: {}",
+                        config::redact_url(url)
+                    );
+                }
+                let targets = setup::targets(
+                    cfg.as_ref(),
+                    app.as_deref(),
+                    base.as_ref().map(|(u, o)| (u.as_str(), *o)),
+                    &env,
+                )?;
+                setup::run(&api_base, targets, &opts).await
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {

@@ -398,6 +398,35 @@ impl HerokuClient {
         self.send_json(token, rb, &[]).await
     }
 
+    /// `GET /apps/{app}/dynos`: every dyno of the app, one-off ones included
+    /// (`setup --restart` restarts them one at a time).
+    pub async fn list_dynos(
+        &self,
+        token: &SecretString,
+        app: &AppName,
+    ) -> Result<Vec<DynoInfo>, ApiError> {
+        let rb = self.request(reqwest::Method::GET, &format!("/apps/{app}/dynos"), token);
+        self.send_json(token, rb, &[]).await
+    }
+
+    /// `GET /apps/{app}`: the app's `web_url` (`https://name-1a2b3c.herokuapp.com/`;
+    /// newer apps carry a random suffix, so it cannot be derived from the
+    /// name).
+    pub async fn app_web_url(
+        &self,
+        token: &SecretString,
+        app: &AppName,
+    ) -> Result<Option<String>, ApiError> {
+        #[derive(Deserialize)]
+        struct App {
+            #[serde(default)]
+            web_url: Option<String>,
+        }
+        let rb = self.request(reqwest::Method::GET, &format!("/apps/{app}"), token);
+        let a: App = self.send_json(token, rb, &[]).await?;
+        Ok(a.web_url.filter(|u| !u.trim().is_empty()))
+    }
+
     /// `GET /account/rate-limits` (free): proves the token works.
     pub async fn rate_limit(&self, token: &SecretString) -> Result<i64, ApiError> {
         #[derive(Deserialize)]

@@ -2,13 +2,19 @@
 //! drain, optionally restart the app so samples start — for one app, or for
 //! every app of a configuration file. Idempotent: says what already was in
 //! place, and replaces a drain whose password changed.
+//!
+//! Meant to run from the deployed dynoguard itself
+//! (`heroku run -a my-dynoguard -- dynoguard setup --app my-app`): the drain
+//! URL, its password and the token come from that app's own config vars
+//! (`DYNOGUARD_URL` or the dyno's `HEROKU_APP_NAME`, `DRAIN_PASSWORD`,
+//! `AUTH_TOKEN`), so nothing has to be typed twice.
 
 use anyhow::Context as _;
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::act::heroku_api::{HerokuClient, LogDrain, redact_api_text};
+use crate::act::heroku_api::{DynoInfo, HerokuClient, LogDrain, redact_api_text};
 use crate::config::{Config, ConfigError, Problem, Source, env::Env};
-use crate::domain::AppName;
+use crate::domain::{AppName, DynoName};
 
 pub const FEATURE: &str = "log-runtime-metrics";
 
@@ -27,6 +33,98 @@ pub struct SetupOptions {
     /// compared (Heroku may not show it).
     pub replace: bool,
     pub wait: Option<std::time::Duration>,
+    /// How long each restarted dyno may take to report up again before the
+    /// rolling restart stops.
+    pub restart_timeout: std::time::Duration,
+}
+
+/// The default for `--restart-timeout`: Heroku gives a web dyno 60 s to
+/// bind its port (up to 180 s when raised), plus time to be scheduled.
+pub const DEFAULT_RESTART_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Where the drain should point, before it is a full URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DrainBase {
+    /// `--drain-url`, as given.
+    Given(String),
+    /// `DYNOGUARD_URL`: this dynoguard's public URL.
+    PublicUrl(String),
+    /// Only the dyno's own app name is known (`HEROKU_APP_NAME`, from dyno
+    /// metadata): its `web_url` is asked of the API.
+    OwnApp(AppName),
+}
+
+impl DrainBase {
+    /// The base from the command line, else this dynoguard's own config
+    /// vars; `None` when nothing says where dynoguard is.
+    pub fn from_env(flag: Option<&str>, env: &Env) -> Result<Option<Self>, ConfigError> {
+        if let Some(u) = flag.map(str::trim).filter(|u| !u.is_empty()) {
+            return Ok(Some(Self::Given(u.to_owned())));
+        }
+        if let Some(u) = crate::config::env::get(env, "DYNOGUARD_URL") {
+            return Ok(Some(Self::PublicUrl(u.to_owned())));
+        }
+        match crate::config::env::get(env, "HEROKU_APP_NAME") {
+            Some(name) => AppName::parse(name)
+                .map(|a| Some(Self::OwnApp(a)))
+                .map_err(|e| problem("HEROKU_APP_NAME", e.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    /// Where the base came from, for messages.
+    fn origin(&self) -> &'static str {
+        match self {
+            Self::Given(_) => "--drain-url",
+            Self::PublicUrl(_) => "DYNOGUARD_URL",
+            Self::OwnApp(_) => "HEROKU_APP_NAME",
+        }
+    }
+}
+
+/// Said when no drain URL can be found: every way to give one.
+pub const NO_DRAIN_URL: &str = "required: where dynoguard receives the drain. Pass --drain-url https://dynoguard:PASSWORD@YOUR-DYNOGUARD.herokuapp.com/logs, or set DYNOGUARD_URL on the dynoguard app (heroku config:set DYNOGUARD_URL=https://… -a YOUR-DYNOGUARD; its Web URL is in heroku apps:info), or enable dyno metadata so HEROKU_APP_NAME is set (heroku labs:enable runtime-dyno-metadata -a YOUR-DYNOGUARD, then redeploy)";
+
+/// The base URL as a string: asks the API for the own app's `web_url`
+/// (`None` in a dry run without a token, where nothing may be called).
+pub async fn resolve_base(
+    api_base: &str,
+    base: Option<&DrainBase>,
+    token: Option<&SecretString>,
+) -> anyhow::Result<Option<(String, &'static str)>> {
+    let Some(base) = base else {
+        return Ok(None);
+    };
+    let url = match base {
+        DrainBase::Given(u) | DrainBase::PublicUrl(u) => u.clone(),
+        DrainBase::OwnApp(name) => {
+            let token = token.ok_or_else(|| {
+                problem(
+                    "--drain-url",
+                    format!("not given, and finding the URL of {name} (HEROKU_APP_NAME) needs an API token (AUTH_TOKEN); {NO_DRAIN_URL}"),
+                )
+            })?;
+            let client = HerokuClient::new(api_base)?;
+            match client.app_web_url(token, name).await {
+                Ok(Some(u)) => u,
+                Ok(None) => {
+                    return Err(problem(
+                        "--drain-url",
+                        format!("not given, and the API shows no web URL for {name} (HEROKU_APP_NAME); {NO_DRAIN_URL}"),
+                    )
+                    .into());
+                }
+                Err(e) => {
+                    return Err(problem(
+                        "--drain-url",
+                        format!("not given, and the API did not say where {name} (HEROKU_APP_NAME) is ({e}); {NO_DRAIN_URL}"),
+                    )
+                    .into());
+                }
+            }
+        }
+    };
+    Ok(Some((url, base.origin())))
 }
 
 /// One app to set up.
@@ -36,6 +134,8 @@ pub struct Target {
     pub token: Option<SecretString>,
     /// The full drain URL (with credentials); `None` for a log-session app.
     pub drain_url: Option<SecretString>,
+    /// What was corrected in the drain URL (a missing `/logs`), to be said.
+    pub note: Option<String>,
 }
 
 fn problem(at: &str, message: impl Into<String>) -> ConfigError {
@@ -45,13 +145,22 @@ fn problem(at: &str, message: impl Into<String>) -> ConfigError {
     }])
 }
 
+/// The paths dynoguard receives drains on (SPEC §4.1).
+const DRAIN_PATHS: &str = "dynoguard receives drains only at /logs and /logs/APP";
+
 /// The drain URL to register: https only, with a password (from the URL,
-/// else `password`), and with `/logs/{app}` as the path when `per_app`.
+/// else `password`), and a path dynoguard serves: `/logs` for one app
+/// (`/logs/{app}` for that app also works), `/logs/{app}` for each app of
+/// a configuration (`per_app`). A URL without a path gets `/logs` and a
+/// note saying so; any other path is refused, since the drain would get
+/// 404 for every batch and Logplex drops them. Returns the URL and the
+/// note.
 pub fn drain_url_for(
     base: &str,
-    per_app: Option<&AppName>,
+    app: &AppName,
+    per_app: bool,
     password: Option<&SecretString>,
-) -> Result<String, String> {
+) -> Result<(String, Option<String>), String> {
     let mut url = url::Url::parse(base).map_err(|_| {
         "not a URL; use https://dynoguard:PASSWORD@dynoguard.example.com/logs".to_owned()
     })?;
@@ -66,15 +175,41 @@ pub fn drain_url_for(
             "has no host; use https://dynoguard:PASSWORD@dynoguard.example.com/logs".into(),
         );
     }
-    if let Some(app) = per_app {
-        let base_path = url.path().trim_end_matches('/').to_owned();
-        let base_path = if base_path.is_empty() {
-            "/logs".to_owned()
-        } else {
-            base_path
-        };
-        url.set_path(&format!("{base_path}/{app}"));
-    }
+    let given = url.path().to_owned();
+    let path = given.trim_end_matches('/');
+    let own = format!("/logs/{app}");
+    let (wanted, note) = match path {
+        "" => {
+            let p = if per_app { own } else { "/logs".to_owned() };
+            let note =
+                (!per_app).then(|| format!("the drain URL had no path: {p} added ({DRAIN_PATHS})"));
+            (p, note)
+        }
+        "/logs" if per_app => (own, None),
+        "/logs" => ("/logs".to_owned(), None),
+        p if p == own => (own, None),
+        p if p.starts_with("/logs/") => {
+            return Err(format!(
+                "its path {p} sends the drain to the app {}, not {app}; use https://HOST/logs{}",
+                p.trim_start_matches("/logs/"),
+                if per_app {
+                    " (each app then gets /logs/APP)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        p => {
+            return Err(format!(
+                "its path {p} is not served by dynoguard ({DRAIN_PATHS}): every batch would get 404 and Logplex would drop it; use https://HOST/logs"
+            ));
+        }
+    };
+    let note = note.or_else(|| {
+        (given != wanted && given.trim_end_matches('/') == wanted && !per_app)
+            .then(|| format!("the drain URL's trailing / was dropped: {wanted}"))
+    });
+    url.set_path(&wanted);
     if url.password().is_none_or(str::is_empty) {
         let Some(pw) = password else {
             return Err("has no password: dynoguard answers 401 to a drain without one and Logplex drops every batch; use https://dynoguard:PASSWORD@host/logs with PASSWORD = dynoguard's DRAIN_PASSWORD".into());
@@ -84,7 +219,7 @@ pub fn drain_url_for(
         }
         let _ = url.set_password(Some(pw.expose_secret()));
     }
-    Ok(url.to_string())
+    Ok((url.to_string(), note))
 }
 
 /// Scheme, host, port and path: what makes two drain URLs the same
@@ -100,15 +235,30 @@ fn endpoint(u: &url::Url) -> (String, String, Option<u16>, String) {
 
 /// The apps to set up: every app of the configuration (or the one named),
 /// else `--app` (or `APP_ID_OR_NAME`) with the environment's token.
+/// `base` is the resolved drain base and where it came from (`--drain-url`,
+/// `DYNOGUARD_URL`, …), `None` when nothing says where dynoguard is (fine
+/// for log-session apps only).
 pub fn targets(
     cfg: Option<&Config>,
     app: Option<&str>,
-    drain_url: &str,
+    base: Option<(&str, &str)>,
     env: &Env,
 ) -> Result<Vec<Target>, ConfigError> {
-    let env_token = crate::config::env::get(env, "AUTH_TOKEN")
-        .or_else(|| crate::config::env::get(env, "HEROKU_API_KEY"))
-        .map(|t| SecretString::from(t.to_owned()));
+    let env_token = env_token(env);
+    let url_for = |app: &AppName, per_app: bool, pw: Option<&SecretString>| match base {
+        None => Err(Problem {
+            at: "--drain-url".into(),
+            message: NO_DRAIN_URL.into(),
+        }),
+        Some((b, origin)) => drain_url_for(b, app, per_app, pw).map_err(|e| Problem {
+            at: if per_app {
+                format!("{origin} (app {app})")
+            } else {
+                origin.to_owned()
+            },
+            message: e,
+        }),
+    };
     let Some(cfg) = cfg else {
         let name = app
             .or_else(|| crate::config::env::get(env, "APP_ID_OR_NAME"))
@@ -121,12 +271,12 @@ pub fn targets(
         let app = AppName::parse(name).map_err(|e| problem("--app", e.to_string()))?;
         let pw = crate::config::env::get(env, "DRAIN_PASSWORD")
             .map(|p| SecretString::from(p.to_owned()));
-        let url =
-            drain_url_for(drain_url, None, pw.as_ref()).map_err(|e| problem("--drain-url", e))?;
+        let (url, note) = url_for(&app, false, pw.as_ref()).map_err(|p| ConfigError(vec![p]))?;
         return Ok(vec![Target {
             app,
             token: env_token,
             drain_url: Some(SecretString::from(url)),
+            note,
         }]);
     };
     let chosen: Vec<_> = match app {
@@ -147,21 +297,18 @@ pub fn targets(
     let mut out = Vec::new();
     let mut problems = Vec::new();
     for a in chosen {
-        let drain_url = match a.source {
-            Source::LogSession => None,
+        let (drain_url, note) = match a.source {
+            Source::LogSession => (None, None),
             Source::Drain => {
                 let pw = a
                     .drain_password
                     .as_ref()
                     .or(cfg.server.drain_password.as_ref());
-                match drain_url_for(drain_url, Some(&a.name), pw) {
-                    Ok(u) => Some(SecretString::from(u)),
-                    Err(e) => {
-                        problems.push(Problem {
-                            at: format!("--drain-url (app {})", a.name),
-                            message: e,
-                        });
-                        None
+                match url_for(&a.name, true, pw) {
+                    Ok((u, note)) => (Some(SecretString::from(u)), note),
+                    Err(p) => {
+                        problems.push(p);
+                        (None, None)
                     }
                 }
             }
@@ -170,13 +317,23 @@ pub fn targets(
             app: a.name.clone(),
             token: a.api_token.clone().or_else(|| env_token.clone()),
             drain_url,
+            note,
         });
     }
+    // One "no drain URL" problem, not one per app.
+    problems.dedup_by(|a, b| a.message == NO_DRAIN_URL && b.message == NO_DRAIN_URL);
     if problems.is_empty() {
         Ok(out)
     } else {
         Err(ConfigError(problems))
     }
+}
+
+/// `AUTH_TOKEN`, else `HEROKU_API_KEY`.
+pub fn env_token(env: &Env) -> Option<SecretString> {
+    crate::config::env::get(env, "AUTH_TOKEN")
+        .or_else(|| crate::config::env::get(env, "HEROKU_API_KEY"))
+        .map(|t| SecretString::from(t.to_owned()))
 }
 
 fn app_names(cfg: &Config) -> String {
@@ -193,7 +350,16 @@ pub async fn run(api_base: &str, targets: Vec<Target>, opts: &SetupOptions) -> a
         if targets.len() > 1 {
             println!("== {}", t.app);
         }
+        if let Some(note) = &t.note {
+            println!("drain URL: {note}");
+        }
         if opts.dry_run {
+            if t.token.is_none() {
+                println!(
+                    "(no API token for {}: AUTH_TOKEN or HEROKU_API_KEY is not set, so these calls were not checked against the API; without --dry-run setup stops here until one is set)",
+                    t.app
+                );
+            }
             print_calls(api_base, t, opts);
             continue;
         }
@@ -216,15 +382,19 @@ fn print_calls(base: &str, t: &Target, opts: &SetupOptions) {
     println!(
         "PATCH  {base}/apps/{app}/features/{FEATURE} {{\"enabled\": true}}   (skipped if already enabled)"
     );
-    if opts.restart {
-        println!("DELETE {base}/apps/{app}/dynos   (restart every dyno so samples start)");
-    }
     match &t.drain_url {
         Some(url) => println!(
             "POST   {base}/apps/{app}/log-drains {{\"url\": \"{}\"}}   (skipped if this drain is in place; a drain to the same endpoint with another password is replaced)",
             redact_drain_url(url.expose_secret())
         ),
         None => println!("(no drain: {app} is read through log sessions)"),
+    }
+    if opts.restart {
+        println!("GET    {base}/apps/{app}/dynos   (then, one dyno at a time:)");
+        println!(
+            "DELETE {base}/apps/{app}/dynos/{{dyno}}   (restart it, then GET {base}/apps/{app}/dynos/{{dyno}} until its new instance is up, at most {}s, before the next; one-off dynos are left alone)",
+            opts.restart_timeout.as_secs()
+        );
     }
 }
 
@@ -249,25 +419,160 @@ async fn one(
             true
         }
     };
-    if opts.restart {
-        client
-            .restart_app(token, app)
-            .await
-            .with_context(|| format!("restarting the dynos of {app}"))?;
-        println!("restarted every dyno of {app}: runtime-metrics samples start with the new dynos");
-    } else if enabled_now {
-        println!(
-            "  samples start only after the dynos restart: heroku ps:restart -a {app} (or run setup again with --restart)"
-        );
-    }
+    // The drain first: the restarted dynos' first samples then reach it.
     if let Some(url) = &t.drain_url {
         drain(client, token, app, url.expose_secret(), opts).await?;
+    }
+    if opts.restart {
+        rolling_restart(client, token, app, opts.restart_timeout).await?;
+    } else if enabled_now {
+        println!(
+            "  samples start only after the dynos restart: heroku ps:restart -a {app} (or run setup again with --restart, which restarts them one at a time)"
+        );
     }
     if let Some(limit) = opts.wait {
         let seen = wait_for_samples(client, token, app, limit).await?;
         report_wait(app, limit, &seen)?;
     }
     Ok(())
+}
+
+/// Process types of one-off dynos: restarting one kills whatever it runs
+/// (a console, a migration) and it never comes back.
+const ONE_OFF_TYPES: [&str; 3] = ["run", "scheduler", "release"];
+
+/// Restarts the app's dynos one at a time — each must report its new
+/// instance up before the next goes down — so the app never loses all its
+/// dynos at once (`DELETE /apps/{app}/dynos` would restart every dyno
+/// together: an outage while they boot). Stops at the first dyno that does
+/// not come back within `timeout`, saying which were not restarted.
+async fn rolling_restart(
+    client: &HerokuClient,
+    token: &SecretString,
+    app: &AppName,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    let listed = client
+        .list_dynos(token, app)
+        .await
+        .with_context(|| format!("listing the dynos of {app}"))?;
+    let mut dynos: Vec<(DynoName, DynoInfo)> = Vec::new();
+    let mut one_off = Vec::new();
+    for d in listed {
+        match DynoName::parse(&d.name) {
+            Some(n) if !ONE_OFF_TYPES.contains(&n.process_type()) => dynos.push((n, d)),
+            _ => one_off.push(d.name),
+        }
+    }
+    // web.2 before web.10: by type, then by number.
+    dynos.sort_by_key(|(n, _)| {
+        let num: u64 = n
+            .as_str()
+            .rsplit_once('.')
+            .and_then(|(_, k)| k.parse().ok())
+            .unwrap_or(0);
+        (n.process_type().to_owned(), num)
+    });
+    if !one_off.is_empty() {
+        println!(
+            "restart: left alone {} (one-off dynos: a restart would kill what they run)",
+            one_off.join(", ")
+        );
+    }
+    if dynos.is_empty() {
+        println!("restart: {app} has no running dyno; samples start when its dynos start");
+        return Ok(());
+    }
+    let total = dynos.len();
+    println!(
+        "restart: {total} dyno{} of {app}, one at a time (each must be up again within {}s before the next)",
+        if total == 1 { "" } else { "s" },
+        timeout.as_secs()
+    );
+    for (i, (name, info)) in dynos.iter().enumerate() {
+        // The instance being replaced: its creation time is the evidence
+        // that a new one took its place (the API's clock, not ours).
+        let before = match info.created_at {
+            Some(t) => Some(t),
+            None => client
+                .dyno_info(token, app, name)
+                .await
+                .ok()
+                .and_then(|d| d.created_at),
+        };
+        let started = tokio::time::Instant::now();
+        client
+            .restart_dyno(token, app, name)
+            .await
+            .with_context(|| format!("restarting {name} of {app}"))?;
+        match wait_until_replaced(client, token, app, name, before, timeout).await {
+            Ok(()) => println!(
+                "restart: {name} is up again ({}/{total}, {}s)",
+                i + 1,
+                started.elapsed().as_secs()
+            ),
+            Err(last_state) => {
+                let rest: Vec<&str> = dynos[i + 1..].iter().map(|(n, _)| n.as_str()).collect();
+                anyhow::bail!(
+                    "{name} of {app} did not report a new instance up within {}s of its restart (last state: {last_state}); the rolling restart stopped so that no more dynos go down{}. See heroku ps -a {app} and heroku logs -a {app} --dyno {name}; run setup --restart again when it is up",
+                    timeout.as_secs(),
+                    if rest.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; not restarted: {}", rest.join(", "))
+                    }
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Polls the dyno until a new instance (created after `before`) is up, or
+/// `timeout`; `Err` holds the last state seen. Errors from the API (a 404
+/// while the dyno is replaced) count as "not yet".
+async fn wait_until_replaced(
+    client: &HerokuClient,
+    token: &SecretString,
+    app: &AppName,
+    name: &DynoName,
+    before: Option<jiff::Timestamp>,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = std::time::Duration::from_millis(200);
+    let mut last: String;
+    loop {
+        tokio::time::sleep(
+            pause.min(deadline.saturating_duration_since(tokio::time::Instant::now())),
+        )
+        .await;
+        match client.dyno_info(token, app, name).await {
+            Ok(d) => {
+                let state = d.state.unwrap_or_default();
+                let new = match (before, d.created_at) {
+                    (Some(b), Some(now)) => now > b,
+                    // Nothing to compare: an answer after the restart call
+                    // that says "up" is the best evidence there is.
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                };
+                if new && state == "up" {
+                    return Ok(());
+                }
+                last = if new {
+                    state
+                } else {
+                    format!("{state}, still the old instance")
+                };
+            }
+            Err(e) => last = e.to_string(),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(last);
+        }
+        pause = (pause * 2).min(std::time::Duration::from_secs(3));
+    }
 }
 
 /// Adds the drain, or says it is in place, or replaces a drain to the same

@@ -208,15 +208,20 @@ fn policy(
         if let Some(v) = get(env, &var)
             && apply_knob(knob, &mut defaults, &var, v, c)
         {
-            set_by.entry("*".into()).or_default().push(var);
+            set_by
+                .entry("*".into())
+                .or_default()
+                .push(format!("{var}={v}"));
         }
     }
     if let Some(d) = dry_run {
         defaults.dry_run = d;
+        let var = format!("{DEFAULT_PREFIX}_DRY_RUN");
+        let written = get(env, &var).unwrap_or(if d { "1" } else { "0" });
         set_by
             .entry("*".into())
             .or_default()
-            .push(format!("{DEFAULT_PREFIX}_DRY_RUN"));
+            .push(format!("{var}={written}"));
     }
 
     let mut per_type: BTreeMap<String, Policy> = BTreeMap::new();
@@ -258,7 +263,10 @@ fn policy(
             .entry(ty.clone())
             .or_insert_with(|| defaults.clone());
         if apply_knob(knob, p, var, value, c) {
-            set_by.entry(ty).or_default().push(var.clone());
+            set_by
+                .entry(ty)
+                .or_default()
+                .push(format!("{var}={}", value.trim()));
         }
     }
     (
@@ -322,6 +330,21 @@ pub fn from_env(env: &Env, need: Need) -> Result<Config, ConfigError> {
     super::check_api_url(&heroku_api_url, &mut c, "HEROKU_API_URL");
 
     let (mut policy, set_by) = policy(env, switches.dry_run, &mut c);
+    let watched: Vec<String> = match &policy.dyno_types {
+        DynoTypes::List(l) => l.clone(),
+        DynoTypes::All => Vec::new(),
+    };
+    // A variable already warned about (a setting for an unwatched type) is
+    // not warned twice.
+    let warned: std::collections::BTreeSet<String> =
+        c.warnings.iter().map(|w| w.at.clone()).collect();
+    super::names::unknown_vars(
+        env,
+        &watched,
+        get(env, "DYNO_TYPES").is_some(),
+        &|v| warned.contains(v),
+        &mut c,
+    );
     if let Some(b) = blind_after(env, &mut c) {
         policy.blind_after = b;
     }
@@ -376,6 +399,18 @@ pub fn from_env(env: &Env, need: Need) -> Result<Config, ConfigError> {
         dashboard_password: dashboard_origin.into(),
         dry_run: if switches.dry_run.is_some() {
             "DYNOGUARD_DRY_RUN (environment)"
+        } else {
+            "default"
+        }
+        .into(),
+        log_format: if get(env, "LOG_FORMAT").is_some() {
+            "LOG_FORMAT (environment)"
+        } else {
+            "default"
+        }
+        .into(),
+        heroku_api_url: if get(env, "HEROKU_API_URL").is_some() {
+            "HEROKU_API_URL (environment)"
         } else {
             "default"
         }

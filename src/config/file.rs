@@ -330,7 +330,8 @@ impl<'a> Ctx<'a> {
                     if let Some(w) = warning {
                         self.warn(&key, v.span(), w);
                     }
-                    set_by.push(key);
+                    let line = self.line(v.span());
+                    set_by.push(format!("{key}={text} ({}:{line})", self.file));
                 }
                 Err(e) => self.problem(&key, v.span(), e),
             }
@@ -500,6 +501,22 @@ pub fn parse_for(file: &str, src: &str, env: &Env, need: Need) -> Result<Config,
         "HEROKU_API_URL".to_owned()
     };
     super::check_api_url(&heroku_api_url, &mut c, &api_at);
+    let api_origin = if server.contains_key("heroku_api_url") {
+        "server.heroku_api_url (file)"
+    } else if get(env, "HEROKU_API_URL").is_some() {
+        "HEROKU_API_URL (environment)"
+    } else {
+        "default"
+    }
+    .to_owned();
+    let log_format_origin = if server.contains_key("log_format") {
+        "server.log_format (file)"
+    } else if get(env, "LOG_FORMAT").is_some() {
+        "LOG_FORMAT (environment)"
+    } else {
+        "default"
+    }
+    .to_owned();
     let public_url = match server.get("public_url") {
         Some(v) => {
             cx.string("server.public_url", v)
@@ -880,6 +897,26 @@ pub fn parse_for(file: &str, src: &str, env: &Env, need: Need) -> Result<Config,
         }
     }
 
+    // Misspelt dynoguard variables and the peers' names, as without a file
+    // (a `DYNOGUARD_DRY_RUNN` matters here too); variables the file reads
+    // through `${VAR}` are the file's business.
+    let watched: Vec<String> = apps
+        .iter()
+        .filter_map(|a| match &a.policy.dyno_types {
+            DynoTypes::List(l) => Some(l.clone()),
+            DynoTypes::All => None,
+        })
+        .flatten()
+        .collect();
+    let warned: BTreeSet<String> = c.warnings.iter().map(|w| w.at.clone()).collect();
+    super::names::unknown_vars(
+        env,
+        &watched,
+        true,
+        &|v| warned.contains(v) || cx.read.contains(v),
+        &mut c,
+    );
+
     // File problems in line order, then the environment's.
     cx.problems.sort_by_key(|(line, _, _)| *line);
     cx.warnings.sort_by_key(|(line, _)| *line);
@@ -915,6 +952,8 @@ pub fn parse_for(file: &str, src: &str, env: &Env, need: Need) -> Result<Config,
             database_url: store_origin.into(),
             dashboard_password: dashboard_origin.into(),
             dry_run: dry_origin.into(),
+            log_format: log_format_origin,
+            heroku_api_url: api_origin,
         },
         warnings,
     })

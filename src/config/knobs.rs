@@ -119,15 +119,39 @@ fn threshold(p: &mut Policy, s: &str) -> Outcome {
         Threshold::Absolute(m)
     };
     p.threshold = t;
-    Ok(match t {
+    Ok(threshold_warning(t))
+}
+
+/// The largest dyno's memory (performance-2xl): no dyno ever has more.
+fn largest_dyno_mb() -> f64 {
+    crate::domain::DYNO_SIZES
+        .iter()
+        .map(|(_, mb)| *mb)
+        .fold(0.0, f64::max)
+}
+
+/// A threshold that is accepted but almost surely not what was meant: one
+/// that restarts every dyno (a restart storm) or one that can never fire.
+fn threshold_warning(t: Threshold) -> Option<String> {
+    match t {
+        Threshold::Percent(v) if v > 200.0 => Some(format!(
+            "{v}% of the quota can never fire: Heroku kills a dyno with R15 at 200% of its quota (at 120% on Performance-L-RAM and larger, at 100% in private spaces) before dynoguard would restart it; use 100% or less"
+        )),
         Threshold::Percent(v) if v < 50.0 => Some(format!(
             "{v}% of the quota is implausibly low (under 50%): healthy dynos would be restarted"
         )),
-        Threshold::Absolute(m) if m.0 < 64.0 => Some(format!(
-            "{m} is implausibly low (under 64MB, the smallest dyno has 512MB): every dyno would be restarted; sizes are in MB (1024 or 1GB)"
+        // dark_knight's thresholds are MB, and `90` is easily written for
+        // 90 %: as MB it is below every dyno's footprint, a restart storm.
+        Threshold::Absolute(m) if m.0 <= 100.0 => Some(format!(
+            "{m} is implausibly low (the smallest dyno has 512MB): every dyno would be restarted, again and again; did you mean {}%? A bare number is megabytes; a percentage of the quota needs the % sign",
+            m.0
+        )),
+        Threshold::Absolute(m) if m.0 > largest_dyno_mb() => Some(format!(
+            "{m} is more than the largest dyno has ({}MB, Performance-2XL): it can never be reached, and no dyno would be restarted; use a size under the dyno's quota (1024, 1GB) or a percentage (95%)",
+            largest_dyno_mb()
         )),
         _ => None,
-    })
+    }
 }
 
 /// Every knob, in the order `check` prints them.
@@ -380,7 +404,21 @@ mod tests {
     fn implausible_thresholds_are_warned_not_refused() {
         let (p, w) = set("threshold", "1").unwrap();
         assert_eq!(p.threshold, Threshold::Absolute(Megabytes(1.0)));
-        assert!(w.unwrap().contains("under 64MB"));
+        assert!(w.unwrap().contains("did you mean 1%?"));
+        let w = set("threshold", "90").unwrap().1.unwrap();
+        assert!(w.starts_with("90MB is implausibly low"), "{w}");
+        assert!(w.contains("did you mean 90%?"), "{w}");
+        assert!(set("threshold", "100").unwrap().1.is_some());
+        assert!(set("threshold", "101").unwrap().1.is_none());
+        let w = set("threshold", "600%").unwrap().1.unwrap();
+        assert!(w.contains("can never fire"), "{w}");
+        assert!(set("threshold", "200%").unwrap().1.is_none());
+        let w = set("threshold", "200GB").unwrap().1.unwrap();
+        assert!(
+            w.contains("more than the largest dyno has (129024MB"),
+            "{w}"
+        );
+        assert!(set("threshold", "126GB").unwrap().1.is_none());
         assert!(set("threshold", "30%").unwrap().1.unwrap().contains("50%"));
         assert!(set("threshold", "95%").unwrap().1.is_none());
         assert!(set("threshold", "1024mb").unwrap().1.is_none());

@@ -6,6 +6,7 @@
 pub mod env;
 pub mod file;
 pub mod knobs;
+pub mod names;
 
 use std::fmt;
 
@@ -47,6 +48,8 @@ pub struct Origins {
     pub database_url: String,
     pub dashboard_password: String,
     pub dry_run: String,
+    pub log_format: String,
+    pub heroku_api_url: String,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +64,16 @@ pub struct ServerConfig {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+impl LogFormat {
+    /// As it is written in `LOG_FORMAT` and `server.log_format`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,8 +104,9 @@ pub struct AppConfig {
     pub drain_password: Option<SecretString>,
     pub policy: AppPolicy,
     /// The settings that changed a type's policy from the built-in defaults,
-    /// per type (`*` for the app's defaults): `WEB_RESTART_THRESHOLD`,
-    /// `app.shop.types.web.threshold`. For `check`.
+    /// per type (`*` for the app's defaults), each as written and where:
+    /// `WEB_RESTART_THRESHOLD=1024`,
+    /// `app.shop.types.web.threshold=900MB (dg.toml:12)`. For `check`.
     pub set_by: std::collections::BTreeMap<String, Vec<String>>,
 }
 
@@ -100,6 +114,16 @@ pub struct AppConfig {
 pub enum NotifyKind {
     Slack,
     Webhook,
+}
+
+impl NotifyKind {
+    /// As it is written in `kind = "slack"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Slack => "slack",
+            Self::Webhook => "webhook",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -57,6 +57,9 @@ pub enum RestartMode {
     AnswerAfter(Duration),
     /// The call is lost: no restart, no answer.
     Lost,
+    /// Answer 202, but the dyno is not replaced: it never reports a new
+    /// instance (a restart that does not take).
+    NoEffect,
 }
 
 #[derive(Debug, Clone)]
@@ -433,17 +436,19 @@ async fn api(
                     }
                     let mode = {
                         let mut inner = lock(&state.inner);
-                        inner.created.insert(
-                            ((*app).to_owned(), (*dyno).to_owned()),
-                            jiff::Timestamp::now(),
-                        );
+                        if inner.restart_mode != RestartMode::NoEffect {
+                            inner.created.insert(
+                                ((*app).to_owned(), (*dyno).to_owned()),
+                                jiff::Timestamp::now(),
+                            );
+                        }
                         inner.restart_mode
                     };
                     if let Some(tx) = lock(&state.restarts).as_ref() {
                         let _ = tx.send(((*app).to_owned(), (*dyno).to_owned()));
                     }
                     match mode {
-                        RestartMode::Normal | RestartMode::Lost => {}
+                        RestartMode::Normal | RestartMode::Lost | RestartMode::NoEffect => {}
                         RestartMode::Hang => std::future::pending::<()>().await,
                         RestartMode::AnswerAfter(d) => tokio::time::sleep(d).await,
                     }
@@ -481,9 +486,22 @@ async fn api(
                 .get(*app)
                 .cloned()
                 .unwrap_or_default();
+            let created = lock(&state.inner).created.clone();
+            // A dyno never restarted here was created long ago.
+            let long_ago = jiff::Timestamp::from_second(1_704_067_200).unwrap_or_default();
             let body: Vec<_> = items
                 .iter()
-                .flat_map(|f| (1..=f.quantity).map(move |n| serde_json::json!({"name": format!("{}.{n}", f.process_type), "type": f.process_type, "size": f.size, "state": "up", "app": {"name": app}})))
+                .flat_map(|f| {
+                    let created = &created;
+                    (1..=f.quantity).map(move |n| {
+                        let name = format!("{}.{n}", f.process_type);
+                        let at = created
+                            .get(&((*app).to_owned(), name.clone()))
+                            .copied()
+                            .unwrap_or(long_ago);
+                        serde_json::json!({"name": name, "type": f.process_type, "size": f.size, "state": "up", "created_at": at.to_string(), "updated_at": at.to_string(), "app": {"name": app}})
+                    })
+                })
                 .collect();
             json(StatusCode::OK, &state, serde_json::Value::Array(body))
         }
@@ -508,6 +526,15 @@ async fn api(
                 StatusCode::OK,
                 &state,
                 serde_json::json!({"name": dyno, "type": dyno.split('.').next(), "state": "up", "created_at": created.to_string(), "updated_at": created.to_string(), "app": {"name": app}}),
+            )
+        }
+        ("GET", ["apps", app]) => {
+            // Newer Heroku apps get a random suffix in their default domain:
+            // the fake has one too, so a URL guessed from the name is wrong.
+            json(
+                StatusCode::OK,
+                &state,
+                serde_json::json!({"name": app, "web_url": format!("https://{app}-0a1b2c3d4e5f.herokuapp.com/")}),
             )
         }
         ("GET", ["account", "rate-limits"]) => {

@@ -160,3 +160,77 @@ fn secrets_with_special_characters_never_reach_check_output() {
         assert!(!out.contains("xY7") && !out.contains("Zq"), "{pw}: {out}");
     }
 }
+
+/// Issue 18 item 8: every value as it would be written (never Rust's debug
+/// form: `log_format=Text`, `notify Slack`), each with where it came from.
+#[test]
+fn values_are_printed_as_written_with_their_origin() {
+    let (code, out) = check(
+        &[],
+        &[
+            ("APP_ID_OR_NAME", "shop"),
+            ("AUTH_TOKEN", "tok-SECRET"),
+            ("DRAIN_PASSWORD", "pw-SECRET"),
+            ("DYNO_TYPES", "web,worker"),
+            ("WEB_RESTART_THRESHOLD", "1000"),
+            ("WORKER_RESTART_THRESHOLD", "95%"),
+            ("DYNOGUARD_RESTART_WINDOW", "600"),
+            ("LOG_FORMAT", "json"),
+            (
+                "SLACK_WEBHOOK_URL",
+                "https://hooks.slack.com/services/SECRET",
+            ),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    for needle in [
+        "body_limit=10MB log_format=json [LOG_FORMAT (environment)]",
+        "heroku api: https://api.heroku.com [default]",
+        "dry_run=false [default]",
+        "\n  web: threshold=1000MB restart_window=10m ",
+        "    set by: DYNOGUARD_RESTART_WINDOW=600, WEB_RESTART_THRESHOLD=1000; everything else: the default",
+        "\n  worker: threshold=95% restart_window=10m ",
+        "    set by: DYNOGUARD_RESTART_WINDOW=600, WORKER_RESTART_THRESHOLD=95%;",
+        "notify slack: url=*** events=restart,restart_failed,flapping,blind",
+    ] {
+        assert!(out.contains(needle), "{needle:?} missing:\n{out}");
+    }
+    for debug in ["Text", "Json", "Slack", "Some(", "Percent(", "Absolute("] {
+        assert!(!out.contains(debug), "debug form {debug:?} in:\n{out}");
+    }
+    assert!(!out.contains("SECRET"), "{out}");
+
+    // A type's own setting hides the default it overrides.
+    let (code, out) = check(
+        &[],
+        &[
+            ("APP_ID_OR_NAME", "shop"),
+            ("AUTH_TOKEN", "t"),
+            ("DRAIN_PASSWORD", "p"),
+            ("DYNOGUARD_RESTART_WINDOW", "600"),
+            ("WEB_RESTART_WINDOW", "5m"),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("\n  web: threshold=100% restart_window=5m ")
+            && out.contains("    set by: WEB_RESTART_WINDOW=5m; everything else: the default"),
+        "{out}"
+    );
+
+    // From a file: the key, as written, and file:line.
+    let (_d, p) = write_toml(
+        "[server]\ndrain_password = \"p\"\nlog_format = \"text\"\n\n[[app]]\nname = \"shop\"\napi_token = \"t\"\nrestart_window = \"30m\"\n\n  [app.types.web]\n  threshold = \"1.5GB\"\n",
+    );
+    let (code, out) = check(&["--config", &p], &[]);
+    assert_eq!(code, 0, "{out}");
+    for needle in [
+        "log_format=text [server.log_format (file)]".to_owned(),
+        "\n  web: threshold=1536MB restart_window=30m ".to_owned(),
+        format!(
+            "    set by: app.shop.restart_window=30m ({p}:8), app.shop.types.web.threshold=1.5GB ({p}:11);"
+        ),
+    ] {
+        assert!(out.contains(&needle), "{needle:?} missing:\n{out}");
+    }
+}

@@ -70,15 +70,161 @@ fn misspelt_and_unwatched_type_settings_are_warned_by_name() {
 fn serve_says_the_warnings_at_start() {
     let mut env = BASE.to_vec();
     env.push(("WROKER_RESTART_THRESHOLD", "900"));
+    env.push(("WEB_RESTART_TRESHOLD", "400"));
+    env.push(("DYNOGUARD_RESTART_THRESHOLD", "90"));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let p = ServeProcess::start(&env).await;
         let (out, err) = p.output();
-        assert!(
-            format!("{out}{err}").contains("WROKER_RESTART_THRESHOLD: sets threshold"),
-            "{out}{err}"
-        );
+        let all = format!("{out}{err}");
+        for needle in [
+            "WROKER_RESTART_THRESHOLD: sets threshold",
+            "WEB_RESTART_TRESHOLD: not a setting (ignored) — did you mean WEB_RESTART_THRESHOLD?",
+            "DYNOGUARD_RESTART_THRESHOLD: 90MB is implausibly low",
+        ] {
+            assert!(all.contains(needle), "{needle}\n---\n{all}");
+        }
     });
+}
+
+/// Issue 18 item 6: every misspelt setting is warned with the real name it
+/// most likely meant; before, each of these said "configuration is valid"
+/// and nothing else.
+#[test]
+fn misspelt_settings_are_warned_with_the_nearest_real_name() {
+    for (var, value, meant) in [
+        ("WEB_RESTART_TRESHOLD", "400", "WEB_RESTART_THRESHOLD"),
+        ("DYNOGUARD_CONSECUTVE", "2", "DYNOGUARD_CONSECUTIVE"),
+        ("WEB_RESTART_THRESHOLD_MB", "900", "WEB_RESTART_THRESHOLD"),
+        (
+            "DYNOGUARD_RESTART_WINDOWS",
+            "10m",
+            "DYNOGUARD_RESTART_WINDOW",
+        ),
+        (
+            "SLACK_WEBHOOK",
+            "https://hooks.slack.com/services/x",
+            "SLACK_WEBHOOK_URL",
+        ),
+        ("WORKER_SETTEL", "2m", "WORKER_SETTLE"),
+    ] {
+        let (code, out) = check_env(&[(var, value), ("DYNO_TYPES", "web,worker")]);
+        assert_eq!(code, 0, "a warning, not an error: {out}");
+        assert!(
+            out.contains(&format!(
+                "warning: {var}: not a setting (ignored) — did you mean {meant}?"
+            )),
+            "{var}\n---\n{out}"
+        );
+        assert_eq!(out.matches("warning:").count(), 1, "{out}");
+    }
+    // Buildpack variables under an owned prefix are not dynoguard's mistakes.
+    let (code, out) = check_env(&[("WEB_CONCURRENCY", "4"), ("WEB_MEMORY", "512")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("warning"), "{out}");
+}
+
+#[test]
+fn the_peers_variable_names_say_what_to_use_instead() {
+    // whacamole's token variable, next to a real token: ignored, said so.
+    let (code, out) = check_env(&[("HEROKU_API_TOKEN", "tok2-SECRET")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warning: HEROKU_API_TOKEN: not read by dynoguard (ignored): whacamole's examples read the token from HEROKU_API_TOKEN; dynoguard reads AUTH_TOKEN"),
+        "{out}"
+    );
+    // As the only token: the missing token is the problem, and it says why.
+    let (code, out) = run_dynoguard(
+        &["check"],
+        &[
+            ("APP_ID_OR_NAME", "shop"),
+            ("DRAIN_PASSWORD", "pw"),
+            ("HEROKU_API_TOKEN", "tok-SECRET"),
+        ],
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("HEROKU_API_TOKEN: is whacamole's name for the token; dynoguard reads AUTH_TOKEN (or HEROKU_API_KEY): rename it"),
+        "{out}"
+    );
+    assert!(!out.contains("SECRET"), "{out}");
+
+    // dark_knight's DYNO_TYPES, singular: only web was watched, silently.
+    let (code, out) = check_env(&[("DYNO_TYPE", "web,worker")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("  watching: web\n"), "{out}");
+    assert!(
+        out.contains("warning: DYNO_TYPE: not read by dynoguard (ignored): the list of process types to watch is DYNO_TYPES (plural, dark_knight's name): rename it to DYNO_TYPES; until then dynoguard watches only web, not \"web,worker\""),
+        "{out}"
+    );
+    let (code, out) = check_env(&[("RESTART_THRESHOLD", "500")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warning: RESTART_THRESHOLD: not read by dynoguard (ignored): whacamole's `config.restart_threshold` is DYNOGUARD_RESTART_THRESHOLD here"),
+        "{out}"
+    );
+}
+
+#[test]
+fn thresholds_that_storm_or_never_fire_are_warned_by_setting() {
+    // 90 meant as 90 %: read as 90 MB, every dyno restarted.
+    for var in ["WEB_RESTART_THRESHOLD", "DYNOGUARD_RESTART_THRESHOLD"] {
+        let (code, out) = check_env(&[(var, "90")]);
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains(&format!("warning: {var}: 90MB is implausibly low")),
+            "{var}: {out}"
+        );
+        assert!(out.contains("did you mean 90%?"), "{out}");
+    }
+    let (code, out) = check_env(&[
+        ("DYNO_TYPES", "web,worker"),
+        ("WORKER_RESTART_THRESHOLD", "100MB"),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warning: WORKER_RESTART_THRESHOLD: 100MB is implausibly low")
+            && out.contains("did you mean 100%?"),
+        "{out}"
+    );
+    // 600 %: Heroku kills at 200 % (R15) before it is reached.
+    let (code, out) = check_env(&[("WEB_RESTART_THRESHOLD", "600%")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warning: WEB_RESTART_THRESHOLD: 600% of the quota can never fire: Heroku kills a dyno with R15 at 200% of its quota"),
+        "{out}"
+    );
+    // More memory than any dyno has.
+    let (code, out) = check_env(&[("WEB_RESTART_THRESHOLD", "200GB")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warning: WEB_RESTART_THRESHOLD: 204800MB is more than the largest dyno has (129024MB, Performance-2XL)"),
+        "{out}"
+    );
+    // Plausible values say nothing.
+    for ok in ["95%", "200%", "400", "1GB", "120GB"] {
+        let (code, out) = check_env(&[("WEB_RESTART_THRESHOLD", ok)]);
+        assert_eq!(code, 0, "{ok}: {out}");
+        assert!(!out.contains("warning"), "{ok}: {out}");
+    }
+    // The same in a file, by key and line.
+    let (_d, p) = write_toml(
+        "[server]\ndrain_password = \"p\"\n\n[defaults]\nthreshold = \"90\"\n\n[[app]]\nname = \"shop\"\napi_token = \"t\"\nthreshold = \"600%\"\n",
+    );
+    let (code, out) = run_dynoguard(&["check", "--config", &p], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "warning: {p}:5: defaults.threshold: 90MB is implausibly low"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "warning: {p}:10: app.shop.threshold: 600% of the quota can never fire"
+        )),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -137,7 +283,9 @@ fn values_carry_their_range_and_implausible_ones_are_warned() {
     let (code, out) = check_env(&[("WEB_RESTART_THRESHOLD", "1")]);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("warning: WEB_RESTART_THRESHOLD: 1MB is implausibly low (under 64MB"),
+        out.contains(
+            "warning: WEB_RESTART_THRESHOLD: 1MB is implausibly low (the smallest dyno has 512MB)"
+        ),
         "{out}"
     );
     for ok in ["1024mb", "1.5GB", "1024 MB"] {
@@ -168,8 +316,7 @@ fn environment_switches_win_over_the_file_and_check_says_so() {
         "port=31337 [PORT (environment, over server.port in the file)]",
         "[DASHBOARD_PASSWORD (environment, over server.dashboard_password in the file)]",
         "store: sqlite://env.db [DATABASE_URL (environment, over store.url in the file)]",
-        "dry run: [DYNOGUARD_DRY_RUN=1 (environment, over the file: every app and type)]",
-        "dry_run=true",
+        "dry_run=true [DYNOGUARD_DRY_RUN=1 (environment, over the file: every app and type)]",
     ] {
         assert!(out.contains(needle), "{needle}\n---\n{out}");
     }

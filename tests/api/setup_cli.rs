@@ -228,6 +228,9 @@ async fn setup_with_a_config_file_sets_up_every_app_and_restarts() {
     )
     .unwrap();
     let p = p.display().to_string();
+    for app in ["shop", "blog", "jobs"] {
+        fake.set_formation(app, vec![web(1)]);
+    }
     let api = fake.url();
     let (code, out) = tokio::task::spawn_blocking(move || {
         setup_with(
@@ -259,7 +262,16 @@ async fn setup_with_a_config_file_sets_up_every_app_and_restarts() {
     for app in ["shop", "blog", "jobs"] {
         assert!(fake.feature_enabled(app), "{app}");
     }
-    assert_eq!(fake.app_restarts(), ["shop", "blog", "jobs"]);
+    // Each app's dynos one at a time; never every dyno at once.
+    assert!(fake.app_restarts().is_empty());
+    assert_eq!(
+        delete_paths(&fake),
+        [
+            "/apps/shop/dynos/web.1",
+            "/apps/blog/dynos/web.1",
+            "/apps/jobs/dynos/web.1"
+        ]
+    );
     assert!(!out.contains("SHOPPW") && !out.contains("BLOGPW"), "{out}");
 }
 
@@ -309,4 +321,290 @@ async fn a_drain_url_quoted_back_by_the_api_is_redacted() {
         .find(|r| r.method == "POST" && r.path == "/apps/shop/log-drains")
         .expect("the drain was asked for");
     assert!(sent.body.contains("p%40ss"), "{}", sent.body);
+}
+
+fn web(quantity: u32) -> dynoguard::sim::FormationItem {
+    formation("web", quantity)
+}
+
+fn formation(process_type: &str, quantity: u32) -> dynoguard::sim::FormationItem {
+    dynoguard::sim::FormationItem {
+        process_type: process_type.into(),
+        quantity,
+        size: "standard-1X".into(),
+    }
+}
+
+/// The paths of the DELETE calls to dynos (restarts), in order.
+fn delete_paths(fake: &FakeHeroku) -> Vec<String> {
+    fake.requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE" && r.path.contains("/dynos"))
+        .map(|r| r.path)
+        .collect()
+}
+
+/// Issue 18 item 7: inside the deployed dynoguard (`heroku run -a
+/// my-dynoguard -- dynoguard setup --app shop`), its own config vars are
+/// all setup needs. Before, --drain-url was a required flag.
+#[tokio::test]
+async fn setup_inside_the_deployed_dynoguard_needs_only_the_app() {
+    let fake = FakeHeroku::start().await.unwrap();
+    let api = fake.url();
+    // Dyno metadata gives the app's name; its URL (with Heroku's random
+    // suffix) comes from the API.
+    let (code, out) = tokio::task::spawn_blocking({
+        let api = api.clone();
+        move || {
+            setup_with(
+                &["--app", "shop"],
+                &[
+                    ("AUTH_TOKEN", "tok"),
+                    ("DRAIN_PASSWORD", "SECRETPW"),
+                    ("HEROKU_APP_NAME", "my-dynoguard"),
+                    ("APP_ID_OR_NAME", "shop"),
+                    ("HEROKU_API_URL", &api),
+                ],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        fake.log_drains("shop"),
+        ["https://dynoguard:SECRETPW@my-dynoguard-0a1b2c3d4e5f.herokuapp.com/logs"]
+    );
+    assert!(fake.feature_enabled("shop"));
+    assert!(
+        out.contains(
+            "drain URL from HEROKU_APP_NAME: https://my-dynoguard-0a1b2c3d4e5f.herokuapp.com/"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("SECRETPW"), "{out}");
+
+    // DYNOGUARD_URL (the dashboard's public URL) wins, with /logs added.
+    let fake = FakeHeroku::start().await.unwrap();
+    let api = fake.url();
+    let (code, out) = tokio::task::spawn_blocking(move || {
+        setup_with(
+            &[],
+            &[
+                ("AUTH_TOKEN", "tok"),
+                ("DRAIN_PASSWORD", "SECRETPW"),
+                ("DYNOGUARD_URL", "https://dg.example.com"),
+                ("HEROKU_APP_NAME", "my-dynoguard"),
+                ("APP_ID_OR_NAME", "shop"),
+                ("HEROKU_API_URL", &api),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        fake.log_drains("shop"),
+        ["https://dynoguard:SECRETPW@dg.example.com/logs"]
+    );
+    assert!(out.contains("drain URL from DYNOGUARD_URL"), "{out}");
+
+    // Nothing says where dynoguard is: what to set, not a clap error.
+    let (code, out) = setup_with(
+        &["--app", "shop"],
+        &[("AUTH_TOKEN", "tok"), ("DRAIN_PASSWORD", "pw")],
+    );
+    assert_eq!(code, 2, "{out}");
+    for needle in [
+        "--drain-url: required",
+        "DYNOGUARD_URL",
+        "heroku labs:enable runtime-dyno-metadata",
+    ] {
+        assert!(out.contains(needle), "{needle}: {out}");
+    }
+}
+
+/// `--restart` used to send `DELETE /apps/{app}/dynos`: every dyno down at
+/// once. Now: one at a time, each up again before the next, one-off dynos
+/// left alone.
+#[tokio::test]
+async fn restart_is_rolling_one_dyno_at_a_time() {
+    let fake = FakeHeroku::start().await.unwrap();
+    fake.set_formation(
+        "shop",
+        vec![formation("worker", 1), web(2), formation("run", 1)],
+    );
+    let url = fake.url();
+    let (code, out) = tokio::task::spawn_blocking(move || setup(&url, &["--restart"]))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert!(fake.app_restarts().is_empty(), "never all at once");
+    assert_eq!(
+        delete_paths(&fake),
+        [
+            "/apps/shop/dynos/web.1",
+            "/apps/shop/dynos/web.2",
+            "/apps/shop/dynos/worker.1"
+        ]
+    );
+    // Each restart is confirmed (its dyno asked for) before the next one.
+    let calls: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/apps/shop/dynos"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    for (restart, next) in [("web.1", "web.2"), ("web.2", "worker.1")] {
+        let del = calls
+            .iter()
+            .position(|c| *c == format!("DELETE /apps/shop/dynos/{restart}"))
+            .unwrap();
+        let confirmed = calls
+            .iter()
+            .position(|c| *c == format!("GET /apps/shop/dynos/{restart}"))
+            .unwrap();
+        let next_del = calls
+            .iter()
+            .position(|c| *c == format!("DELETE /apps/shop/dynos/{next}"))
+            .unwrap();
+        assert!(del < confirmed && confirmed < next_del, "{calls:?}");
+    }
+    assert!(
+        out.contains("restart: 3 dynos of shop, one at a time"),
+        "{out}"
+    );
+    assert!(out.contains("restart: web.2 is up again (2/3"), "{out}");
+    assert!(out.contains("left alone run.1 (one-off dynos"), "{out}");
+}
+
+#[tokio::test]
+async fn a_dyno_that_does_not_come_back_stops_the_rolling_restart() {
+    let fake = FakeHeroku::start().await.unwrap();
+    fake.set_formation("shop", vec![web(3)]);
+    fake.set_restart_mode(dynoguard::sim::RestartMode::NoEffect);
+    let url = fake.url();
+    let (code, out) =
+        tokio::task::spawn_blocking(move || setup(&url, &["--restart", "--restart-timeout", "2s"]))
+            .await
+            .unwrap();
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(delete_paths(&fake), ["/apps/shop/dynos/web.1"]);
+    assert!(
+        out.contains("web.1 of shop did not report a new instance up within 2s"),
+        "{out}"
+    );
+    assert!(out.contains("not restarted: web.2, web.3"), "{out}");
+}
+
+#[tokio::test]
+async fn a_drain_url_dynoguard_does_not_serve_is_corrected_or_refused() {
+    let fake = FakeHeroku::start().await.unwrap();
+    let api = fake.url();
+    let (code, out) = tokio::task::spawn_blocking({
+        let api = api.clone();
+        move || {
+            setup_with(
+                &[
+                    "--app",
+                    "shop",
+                    "--drain-url",
+                    "https://u:SECRETPW@dg.example.com/",
+                ],
+                &[("AUTH_TOKEN", "tok"), ("HEROKU_API_URL", &api)],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        fake.log_drains("shop"),
+        ["https://u:SECRETPW@dg.example.com/logs"]
+    );
+    assert!(
+        out.contains("drain URL: the drain URL had no path: /logs added (dynoguard receives drains only at /logs and /logs/APP)"),
+        "{out}"
+    );
+    for (path, why) in [
+        (
+            "/drain",
+            "--drain-url: its path /drain is not served by dynoguard",
+        ),
+        (
+            "/logs/blog",
+            "--drain-url: its path /logs/blog sends the drain to the app blog, not shop",
+        ),
+    ] {
+        let (code, out) = setup_with(
+            &[
+                "--app",
+                "shop",
+                "--drain-url",
+                &format!("https://u:pw@dg.example.com{path}"),
+            ],
+            &[("AUTH_TOKEN", "tok"), ("HEROKU_API_URL", &api)],
+        );
+        assert_eq!(code, 2, "{out}");
+        assert!(out.contains(why), "{why}: {out}");
+    }
+    // The app's own /logs/APP is served, and kept as it is.
+    let (code, out) = tokio::task::spawn_blocking(move || {
+        setup_with(
+            &[
+                "--app",
+                "shop",
+                "--drain-url",
+                "https://u:pw@dg2.example.com/logs/shop",
+            ],
+            &[("AUTH_TOKEN", "tok"), ("HEROKU_API_URL", &api)],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        fake.log_drains("shop")
+            .contains(&"https://u:pw@dg2.example.com/logs/shop".to_owned())
+    );
+}
+
+#[test]
+fn dry_run_without_a_token_says_so() {
+    let (code, out) = setup_with(
+        &["--app", "shop", "--dry-run", "--restart"],
+        &[
+            ("DRAIN_PASSWORD", "pw"),
+            ("DYNOGUARD_URL", "https://dg.example.com"),
+            ("HEROKU_API_URL", "http://127.0.0.1:9"),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("(no API token for shop: AUTH_TOKEN or HEROKU_API_KEY is not set"),
+        "{out}"
+    );
+    assert!(
+        out.contains("DELETE http://127.0.0.1:9/apps/shop/dynos/{dyno}"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("DELETE http://127.0.0.1:9/apps/shop/dynos "),
+        "{out}"
+    );
+    // Only the app name known: the lookup it would make is shown.
+    let (code, out) = setup_with(
+        &["--app", "shop", "--dry-run"],
+        &[
+            ("DRAIN_PASSWORD", "pw"),
+            ("HEROKU_APP_NAME", "my-dynoguard"),
+            ("HEROKU_API_URL", "http://127.0.0.1:9"),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("GET    http://127.0.0.1:9/apps/my-dynoguard   (HEROKU_APP_NAME"),
+        "{out}"
+    );
+    assert!(out.contains("no API token"), "{out}");
 }
