@@ -302,6 +302,7 @@ async fn the_openapi_document_describes_every_route_and_real_answer() {
             "/api/dynos",
             "/api/dynos/{app}/{dyno}/history",
             "/api/events",
+            "/api/incidents",
             "/api/openapi.json"
         ],
         "every /api route of the router, and only those"
@@ -323,6 +324,8 @@ async fn the_openapi_document_describes_every_route_and_real_answer() {
         ),
         ("/api/events", "/api/events?limit=1000", 200),
         ("/api/events", "/api/events?since=never", 400),
+        ("/api/incidents", "/api/incidents", 200),
+        ("/api/incidents", "/api/incidents?app=nope", 404),
     ];
     for (route, path, status) in calls {
         let (got, body) = json(&app, path).await;
@@ -463,5 +466,100 @@ async fn metrics_use_base_units_and_pass_promtool() {
             );
         }
     }
+    app.stop().await;
+}
+
+/// Issue 18: one definition of "needs attention" — the header's counts are
+/// the cards' badges, `/api/dynos` says the same, a flapping dyno says so,
+/// and the incident is one row on the page and in `/api/incidents`.
+#[tokio::test]
+async fn needs_attention_is_one_definition_and_incidents_are_rows() {
+    let app = spawn_env(&[("WEB_RESTART_WINDOW", "30s"), ("WEB_FLAP_LIMIT", "2")]).await;
+    let now = Timestamp::now();
+    let at = |m: i64| (now - SignedDuration::from_secs(m)).to_string();
+    // web.2 sits at 92 % for minutes (healthy: no attention); web.1 leaks,
+    // the same instance restarted every window: flapping.
+    let mut body = String::new();
+    for i in 0..8 {
+        body += &sample_at("web.2", UUID_B, 471.0, 512.0, &at(400 - i * 40));
+        body += &sample_at("web.1", UUID_A, 700.0, 512.0, &at(400 - i * 40));
+    }
+    app.post_logs(body).await;
+    app.wait_for_restarts(3).await;
+    let mut flapping = false;
+    for _ in 0..100 {
+        let (_, dynos) = json(&app, "/api/dynos").await;
+        flapping = dynos.as_array().unwrap().iter().any(|d| {
+            d["dyno"] == "web.1"
+                && d["attention"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == "flapping"))
+        });
+        if flapping {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(flapping);
+    let (_, dynos) = json(&app, "/api/dynos").await;
+    let web2 = dynos
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["dyno"] == "web.2")
+        .unwrap();
+    assert_eq!(
+        web2["attention"],
+        serde_json::json!([]),
+        "92 % is not a problem: {web2}"
+    );
+    let page = app.get("/").await.text().await.unwrap();
+    assert!(
+        page.contains("1 needs attention"),
+        "the header counts what the cards say"
+    );
+    assert!(
+        page.contains("<span class=\"state badge flapping\">flapping · "),
+        "flapping badge"
+    );
+    // web.2's bar may be orange (92 %), but it is not counted or badged.
+    assert!(!page.contains("2 need attention"), "no hidden 80 % rule");
+    // The incident: one row.
+    let mut incidents = Value::Null;
+    for _ in 0..100 {
+        incidents = json(&app, "/api/incidents?app=todo").await.1;
+        if incidents.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let list = incidents.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{incidents}");
+    assert_eq!(list[0]["dyno"], "web.1");
+    assert_eq!(list[0]["action"], "restarted");
+    assert!(list[0]["restarts"].as_u64().unwrap() >= 3, "{incidents}");
+    let page = app.get("/").await.text().await.unwrap();
+    assert!(page.contains("<tr class=\"inc inc-"), "an incident row");
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(
+            "dynoguard_dyno_needs_attention{app=\"todo\",process_type=\"web\",dyno=\"web.1\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "dynoguard_dyno_needs_attention{app=\"todo\",process_type=\"web\",dyno=\"web.2\"} 0"
+        ),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn alert_only_mode_has_a_banner() {
+    let app = spawn_env(&[("DYNOGUARD_DRY_RUN", "1")]).await;
+    let page = app.get("/").await.text().await.unwrap();
+    assert!(page.contains("Alert-only mode"), "banner");
     app.stop().await;
 }
