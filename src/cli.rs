@@ -1,4 +1,4 @@
-//! Command-line interface (SPEC §3). Parsing only; `main` runs the commands.
+//! Command-line interface. Parsing only; `main` runs the commands.
 //!
 //! Each subcommand takes exactly the flags it uses (a flag it would ignore
 //! is refused), and its `--help` lists the environment variables it reads.
@@ -36,7 +36,7 @@ pub struct ConfigArg {
 macro_rules! config_vars {
     () => {
         "\
-Configuration (without --config; SPEC §5.1, README \"Configuration\"):
+Configuration (without --config; README \"Configuration: config vars\"):
   APP_ID_OR_NAME            the app to watch
   AUTH_TOKEN / HEROKU_API_KEY  Platform API token
   DRAIN_PASSWORD            basic-auth password of POST /logs
