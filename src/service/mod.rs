@@ -63,6 +63,9 @@ pub struct Tuning {
     /// of its app before it is acted on anyway (`decide::engine::HOLD` is the
     /// same hold on the log clock, which busy apps reach first).
     pub order_hold: Duration,
+    /// The dashboard tells the newest log time instead of the wall clock
+    /// (the demo, whose simulated logs run behind it).
+    pub page_log_clock: bool,
 }
 
 /// One machinery knob an operator may set (SECURITY.md lists them): a
@@ -188,6 +191,7 @@ impl Default for Tuning {
             shutdown_timeout: Duration::from_secs(25),
             http: server::listen::Limits::default(),
             order_hold: Duration::from_secs(2),
+            page_log_clock: false,
         }
     }
 }
@@ -304,6 +308,8 @@ pub struct Shared {
     pub pending_restarts: Arc<Mutex<Vec<store::RestartRow>>>,
     restart_tx: mpsc::UnboundedSender<RestartOrder>,
     pub started: Timestamp,
+    /// See [`Tuning::page_log_clock`].
+    pub page_log_clock: bool,
 }
 
 impl Shared {
@@ -551,6 +557,7 @@ impl App {
             pending_restarts: Arc::default(),
             restart_tx,
             started: Timestamp::now(),
+            page_log_clock: tuning.page_log_clock,
         });
         Ok(Self {
             listener,

@@ -86,18 +86,28 @@ pub struct AppData {
     pub dynos: Vec<DynoView>,
     pub history: HashMap<String, Vec<HistoryPoint>>,
     pub marks: HashMap<String, Vec<Mark>>,
+    /// Marks of the whole app (its releases), drawn on every dyno's chart.
+    pub releases: Vec<Mark>,
     pub restarts_24h: usize,
 }
 
 /// Everything the page shows, gathered.
 pub struct PageData {
     pub query: PageQuery,
+    /// The page's clock: the header shows it and the "3 min ago" beside each
+    /// time counts from it.
     pub now: Timestamp,
+    /// `now` is the newest log time, not the wall clock (the demo, whose
+    /// logs run on a simulated clock).
+    pub log_clock: bool,
     /// The x axis of every chart (unix ms): the range, narrowed to the
     /// history shown.
     pub from: i64,
     pub to: i64,
     pub bucket: i64,
+    /// The oldest history shown, when the range asked for reaches further
+    /// back than any history (unix ms).
+    pub history_since: Option<i64>,
     pub apps: Vec<AppData>,
     pub events: Vec<Event>,
     pub store_failing: Option<String>,
@@ -105,16 +115,48 @@ pub struct PageData {
     pub read_error: Option<String>,
 }
 
-const MARK_KINDS: [EventKind; 5] = [
+const MARK_KINDS: [EventKind; 6] = [
     EventKind::Restart,
     EventKind::RestartFailed,
     EventKind::R14,
     EventKind::R15,
     EventKind::Recovered,
+    EventKind::Release,
 ];
 
 fn hm(t: Timestamp) -> String {
     t.strftime("%H:%M:%S").to_string()
+}
+
+/// How long before the page's clock `t` was, to read at a glance beside
+/// the exact UTC time (`3 min ago`, `5 h ago`).
+pub fn ago(t: Timestamp, now: Timestamp) -> String {
+    let s = now.duration_since(t).as_secs();
+    match s {
+        ..=-45 => "ahead of the clock".into(),
+        -44..=44 => "just now".into(),
+        45..5_400 => format!("{} min ago", (s + 30) / 60),
+        5_400..172_800 => format!("{} h ago", (s + 1_800) / 3_600),
+        _ => format!("{} days ago", (s + 43_200) / 86_400),
+    }
+}
+
+/// `<span class="ago">(3 min ago)</span>`, to follow a UTC time.
+fn ago_span(t: Timestamp, now: Timestamp) -> String {
+    format!(" <span class=\"ago\">({})</span>", ago(t, now))
+}
+
+/// A release: on every chart of the app, its version and author on hover.
+fn release_mark(e: &Event) -> Mark {
+    Mark {
+        at: e.at.as_millisecond(),
+        kind: MarkKind::Release,
+        title: format!(
+            "{} ({} UTC)",
+            e.detail.as_deref().unwrap_or("release"),
+            hm(e.at)
+        ),
+    }
 }
 
 fn mark_of(e: &Event) -> Option<(String, Mark)> {
@@ -185,6 +227,7 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
             Err(e) => read_error = Some(e.to_string()),
         }
         let mut marks: HashMap<String, Vec<Mark>> = HashMap::new();
+        let mut releases = Vec::new();
         let filter = EventFilter {
             app: Some(name.clone()),
             kinds: MARK_KINDS.map(|k| k.as_str().to_owned()).to_vec(),
@@ -195,7 +238,9 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
         match s.store.events(&filter).await {
             Ok(rows) => {
                 for v in api::typed_events(rows) {
-                    if let Some((dyno, m)) = mark_of(&v) {
+                    if v.event == EventKind::Release {
+                        releases.push(release_mark(&v));
+                    } else if let Some((dyno, m)) = mark_of(&v) {
                         marks.entry(dyno).or_default().push(m);
                     }
                 }
@@ -244,6 +289,7 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
             dynos: views.iter().filter(|v| v.app == name).cloned().collect(),
             history,
             marks,
+            releases,
             restarts_24h,
             name,
         });
@@ -284,12 +330,31 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
             o.max(range_from).max(to - span.as_millis() as i64)
         })
         .min(to - 15 * 60_000);
+    // History younger than the range: the charts say so (a bucket's start
+    // may lie up to a bucket before the range's).
+    let history_since = points()
+        .min()
+        .filter(|oldest| *oldest > range_from + bucket);
+    // The demo's logs run on a simulated clock: its page tells that time,
+    // the newest sample's, so "3 min ago" matches the charts.
+    let (now, log_clock) = if s.page_log_clock {
+        let newest = apps
+            .iter()
+            .flat_map(|a| &a.dynos)
+            .filter_map(|d| d.sample_at)
+            .max();
+        (newest.map_or(now, |n| n.min(now)), newest.is_some())
+    } else {
+        (now, false)
+    };
     PageData {
         query: q,
         now,
+        log_clock,
         from,
         to,
         bucket,
+        history_since,
         apps,
         events,
         store_failing: s.store.health().failing(),
@@ -313,7 +378,7 @@ pub async fn dashboard(
         Ok(q) => Html(render(&gather(&s, q).await)).into_response(),
         Err(e) => {
             let status = match e {
-                ApiError::UnknownApp { .. } => StatusCode::NOT_FOUND,
+                ApiError::UnknownApp { .. } | ApiError::UnknownDyno { .. } => StatusCode::NOT_FOUND,
                 _ => StatusCode::BAD_REQUEST,
             };
             let page = format!(
@@ -360,7 +425,12 @@ pub fn render(p: &PageData) -> String {
     }
     let _ = write!(
         h,
-        "</nav><span class=\"updated\">updated {} UTC <noscript>(reload for new data)</noscript></span></header><main>",
+        "</nav><span class=\"updated\">{} {} UTC <noscript>(reload for new data)</noscript></span></header><main>",
+        if p.log_clock {
+            "simulated log time"
+        } else {
+            "updated"
+        },
         hm(p.now)
     );
     if let Some(why) = &p.store_failing {
@@ -376,7 +446,7 @@ pub fn render(p: &PageData) -> String {
             esc(why)
         );
     }
-    h.push_str("<p class=\"legend\"><span><i class=\"k-avg\"></i>average</span><span><i class=\"k-band\"></i>min–max</span><span><i class=\"k-quota\"></i>quota</span><span><i class=\"k-threshold\"></i>restart threshold</span><span><b class=\"c-restart\">▼</b> restart</span><span><b class=\"c-failed\">▼</b> failed restart</span><span><b class=\"c-r14\">●</b> R14</span><span><b class=\"c-r15\">✕</b> R15</span><span><b class=\"c-recovered\">●</b> recovered</span><span><b class=\"c-instance\">┆</b> new instance</span></p>");
+    h.push_str("<p class=\"legend\"><span><i class=\"k-avg\"></i>average</span><span><i class=\"k-band\"></i>min–max</span><span><i class=\"k-quota\"></i>quota</span><span><i class=\"k-threshold\"></i>restart threshold</span><span><b class=\"c-restart\">▼</b> restart</span><span><b class=\"c-failed\">▼</b> failed restart</span><span><b class=\"c-r14\">●</b> R14</span><span><b class=\"c-r15\">✕</b> R15</span><span><b class=\"c-recovered\">●</b> recovered</span><span><b class=\"c-instance\">┆</b> new instance</span><span><i class=\"k-swap\"></i>swap</span><span><b class=\"c-release\">⚑</b> release</span></p>");
     let many = p.apps.iter().map(|a| a.dynos.len()).sum::<usize>() > FOLD_OVER;
     for a in &p.apps {
         app_section(&mut h, p, a, many);
@@ -416,9 +486,10 @@ fn app_section(h: &mut String, p: &PageData, a: &AppData, many: bool) {
     if let Some((since, hint)) = &a.blind {
         let _ = write!(
             h,
-            "<p class=\"banner blind\" role=\"alert\"><b>{} is blind</b> since {} UTC: {}</p>",
+            "<p class=\"banner blind\" role=\"alert\"><b>{} is blind</b> since {} UTC{}: {}</p>",
             esc(&a.name),
             since.strftime("%Y-%m-%d %H:%M"),
+            ago_span(*since, p.now),
             esc(hint)
         );
     }
@@ -523,6 +594,8 @@ fn dyno_card(h: &mut String, p: &PageData, a: &AppData, d: &DynoView) {
     }
     let empty = Vec::new();
     let label = format!("{} memory, last {}", d.dyno, p.query.range.as_str());
+    let own = a.marks.get(&d.dyno).map_or(&[][..], Vec::as_slice);
+    let marks: Vec<Mark> = own.iter().chain(&a.releases).cloned().collect();
     h.push_str(&chart::svg(&Chart {
         from: p.from,
         to: p.to,
@@ -530,8 +603,9 @@ fn dyno_card(h: &mut String, p: &PageData, a: &AppData, d: &DynoView) {
         points: a.history.get(&d.dyno).unwrap_or(&empty),
         quota,
         threshold: d.threshold_mb,
-        marks: a.marks.get(&d.dyno).map_or(&[], Vec::as_slice),
+        marks: &marks,
         label: &label,
+        history_since: p.history_since,
     }));
     let mut foot = Vec::new();
     if let Some(s) = s {
@@ -542,7 +616,7 @@ fn dyno_card(h: &mut String, p: &PageData, a: &AppData, d: &DynoView) {
             foot.push(format!("swap {}", mb(w)));
         }
         if let Ok(t) = s.at.parse::<Timestamp>() {
-            foot.push(format!("sample {} UTC", hm(t)));
+            foot.push(format!("sample {} UTC{}", hm(t), ago_span(t, p.now)));
         }
     }
     if let Some(i) = &d.instance {
@@ -553,7 +627,7 @@ fn dyno_card(h: &mut String, p: &PageData, a: &AppData, d: &DynoView) {
         .as_ref()
         .and_then(|r| r.parse::<Timestamp>().ok())
     {
-        foot.push(format!("restarted {} UTC", hm(r)));
+        foot.push(format!("restarted {} UTC{}", hm(r), ago_span(r, p.now)));
     }
     if !d.seen_here {
         foot.push("via another replica".into());
@@ -607,7 +681,11 @@ fn events_section(h: &mut String, p: &PageData) {
     }
     h.push_str("<div class=\"tablewrap\"><table class=\"events\"><thead><tr><th>time (UTC)</th><th class=\"opt\">app</th><th>dyno</th><th>event</th><th>reason</th><th class=\"num\">memory</th><th class=\"num opt\">quota</th><th class=\"num\">%</th></tr></thead><tbody>");
     for e in &p.events {
-        let at = e.at.strftime("%Y-%m-%d %H:%M:%S").to_string();
+        let at = format!(
+            "{}{}",
+            e.at.strftime("%Y-%m-%d %H:%M:%S"),
+            ago_span(e.at, p.now)
+        );
         let kind = e.event.as_str();
         let total = e.memory_total_mb;
         let quota = e.memory_quota_mb;
