@@ -196,7 +196,16 @@ fn mark_of(e: &Event) -> Option<(String, Mark)> {
 /// Reads what the page shows: views from the engines and the store,
 /// history in buckets, markers, recent events.
 pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
-    let now = Timestamp::now();
+    let wall = Timestamp::now();
+    let views = views::all_views(s, q.app.as_deref()).await;
+    // The demo's logs run on a simulated clock, behind the wall clock: its
+    // page runs on the newest sample's time (never ahead of the wall), so
+    // the header, the ranges and "3 min ago" agree with the charts.
+    let newest = views.iter().filter_map(|v| v.sample_at).max();
+    let (now, log_clock) = match newest {
+        Some(n) if s.page_log_clock => (n.min(wall), true),
+        _ => (wall, false),
+    };
     let span = q.range.span();
     let to = now.as_millisecond() + 60_000;
     let range_from = (now - span).as_millisecond();
@@ -204,7 +213,6 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
     let bucket = (span.as_millis() as i64 / 120).div_euclid(60_000).max(1) * 60_000;
     let mut read_error = None;
     let mut apps = Vec::new();
-    let views = views::all_views(s, q.app.as_deref()).await;
     for a in s
         .apps
         .iter()
@@ -335,18 +343,6 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
     let history_since = points()
         .min()
         .filter(|oldest| *oldest > range_from + bucket);
-    // The demo's logs run on a simulated clock: its page tells that time,
-    // the newest sample's, so "3 min ago" matches the charts.
-    let (now, log_clock) = if s.page_log_clock {
-        let newest = apps
-            .iter()
-            .flat_map(|a| &a.dynos)
-            .filter_map(|d| d.sample_at)
-            .max();
-        (newest.map_or(now, |n| n.min(now)), newest.is_some())
-    } else {
-        (now, false)
-    };
     PageData {
         query: q,
         now,
@@ -722,4 +718,29 @@ fn events_section(h: &mut String, p: &PageData) {
         );
     }
     h.push_str("</tbody></table></div></section>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_times_read_at_a_glance() {
+        let now: Timestamp = "2026-03-01T12:00:00Z".parse().unwrap();
+        let before = |s: i64| now - jiff::SignedDuration::from_secs(s);
+        for (secs, said) in [
+            (0, "just now"),
+            (-30, "just now"),
+            (-120, "ahead of the clock"),
+            (44, "just now"),
+            (60, "1 min ago"),
+            (3 * 60 + 10, "3 min ago"),
+            (89 * 60, "89 min ago"),
+            (90 * 60, "2 h ago"),
+            (47 * 3600, "47 h ago"),
+            (3 * 86_400, "3 days ago"),
+        ] {
+            assert_eq!(ago(before(secs), now), said, "{secs} s");
+        }
+    }
 }
