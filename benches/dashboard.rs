@@ -149,9 +149,11 @@ fn page_data() -> PageData {
             range: Range::D7,
         },
         now,
+        log_clock: false,
         from,
         to,
         bucket,
+        history_since: None,
         apps: vec![AppData {
             name: "shop".into(),
             source: "drain",
@@ -159,6 +161,13 @@ fn page_data() -> PageData {
             dynos,
             history,
             marks,
+            releases: (0..3)
+                .map(|i| Mark {
+                    at: from + (i * 40 + 10) * bucket,
+                    kind: MarkKind::Release,
+                    title: format!("v{} by dev@example.com", 100 + i),
+                })
+                .collect(),
             restarts_24h: 42,
         }],
         events: vec![event; 100],

@@ -77,6 +77,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let tuning = Tuning {
         bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         sample_flush: Duration::from_millis(500),
+        // The header's clock and "3 min ago" on the simulated log time,
+        // which the charts and events are in.
+        page_log_clock: true,
         ..Tuning::default()
     };
     let app = App::build(cfg, tuning).await?;

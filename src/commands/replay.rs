@@ -22,6 +22,8 @@ pub struct Summary {
     pub stale: u64,
     /// Lines of an instance already replaced.
     pub replaced: u64,
+    /// Runtime-metrics samples with a memory figure.
+    pub memory_samples: u64,
 }
 
 impl std::fmt::Display for Summary {
@@ -39,7 +41,17 @@ impl std::fmt::Display for Summary {
             self.events,
             self.restarts,
             self.skipped
-        )
+        )?;
+        // A log without one memory sample decides nothing; the usual cause
+        // is runtime metrics not enabled (or the app not restarted since).
+        if self.memory_samples == 0 && self.stats.records > 0 {
+            write!(
+                f,
+                "\n0 memory samples in {} lines — is log-runtime-metrics enabled?",
+                self.stats.records
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -63,6 +75,12 @@ pub fn run(
     // with an arrival time read from the log itself, so a replay run any
     // day later decides as `serve` did.
     let mut decide = |line: Line, arrived: jiff::Timestamp, summary: &mut Summary| {
+        if let Some(crate::ingest::heroku_line::ObservationKind::Sample(s)) =
+            line.observation.as_ref().map(|o| &o.kind)
+            && s.memory.total.is_some()
+        {
+            summary.memory_samples += 1;
+        }
         let blind = line.at.and_then(|t| engine.lines_seen(t, arrived));
         let mut d = engine.apply(line.observation.as_slice(), arrived);
         if let Some(b) = blind {

@@ -317,6 +317,14 @@ impl Watcher {
                 e.count = Some(*dropped);
                 vec![e]
             }
+            ObservationKind::Release { version, by } => {
+                let mut e = Event::new(now, EventKind::Release, self.app.clone());
+                e.detail = Some(match by {
+                    Some(by) => format!("{version} by {by}"),
+                    None => version.clone(),
+                });
+                vec![e]
+            }
         }
     }
 

@@ -29,10 +29,13 @@ pub enum EventKind {
     /// Log lines but no memory sample for `blind_after`: runtime metrics
     /// are off, or the app was not restarted since they were enabled.
     Blind,
+    /// The app got a new release (`app[api]: Release v123 created by …`);
+    /// `detail` says which and by whom. Only shown, never acted on.
+    Release,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         Self::Sample,
         Self::OverThreshold,
         Self::R14,
@@ -46,6 +49,7 @@ impl EventKind {
         Self::SessionReconnect,
         Self::StoreUnavailable,
         Self::Blind,
+        Self::Release,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +67,7 @@ impl EventKind {
             Self::SessionReconnect => "session_reconnect",
             Self::StoreUnavailable => "store_unavailable",
             Self::Blind => "blind",
+            Self::Release => "release",
         }
     }
 
@@ -304,6 +309,11 @@ impl Event {
                 self.app,
                 self.detail.as_deref().unwrap_or("no memory samples")
             ),
+            EventKind::Release => format!(
+                "{} released {}",
+                self.app,
+                self.detail.as_deref().unwrap_or("a new version")
+            ),
             _ => format!("{} {dyno} on {}{mem}{why}", self.event.as_str(), self.app),
         };
         text + &incident
@@ -353,5 +363,24 @@ mod tests {
             e.to_slack_text(),
             "web.1 dyno restarted with memory total 768MB (150% of its 512MB quota) on todo (reason: threshold)"
         );
+    }
+
+    #[test]
+    fn a_release_renders_its_version_and_author() {
+        let mut e = Event::new(
+            "2023-02-13T22:12:51Z".parse().unwrap(),
+            EventKind::Release,
+            AppName::parse("todo").unwrap(),
+        );
+        e.detail = Some("v123 by user@example.com".into());
+        assert_eq!(
+            e.to_json(),
+            r#"{"at":"2023-02-13T22:12:51Z","event":"release","app":"todo","detail":"v123 by user@example.com"}"#
+        );
+        assert_eq!(
+            e.to_text(),
+            r#"event=release app=todo detail="v123 by user@example.com""#
+        );
+        assert_eq!(e.to_slack_text(), "todo released v123 by user@example.com");
     }
 }

@@ -1,8 +1,9 @@
 //! Log record → observation: the Heroku platform lines dynoguard acts on.
 //!
-//! Only `heroku` platform lines from a dyno (`web.1`) or from Logplex count.
-//! Router lines and application output — most of the traffic — are dropped
-//! after two byte comparisons, before any timestamp is parsed.
+//! Only `heroku` platform lines from a dyno (`web.1`) or from Logplex count,
+//! and the Platform API's release lines (`app[api]`). Router lines and
+//! application output — most of the traffic — are dropped after a few byte
+//! comparisons, before any timestamp is parsed.
 
 use jiff::Timestamp;
 
@@ -36,6 +37,15 @@ pub enum ObservationKind {
     State { dyno: DynoName, change: StateChange },
     /// `Error L10` / `Error L11`: the log stream lost messages.
     SamplesLost { dropped: u64 },
+    /// `app[api]: Release v123 created by user@example.com`: a new release
+    /// of the app (a deploy, a config change, a rollback). Drawn on the
+    /// charts; nothing is decided on it.
+    Release {
+        /// `v123`.
+        version: String,
+        /// Who created it, as Heroku wrote it (an email, or e.g. `Heroku`).
+        by: Option<String>,
+    },
 }
 
 impl ObservationKind {
@@ -47,7 +57,7 @@ impl ObservationKind {
             | Self::R15 { dyno }
             | Self::ProcessMemory { dyno, .. }
             | Self::State { dyno, .. } => Some(dyno),
-            Self::SamplesLost { .. } => None,
+            Self::SamplesLost { .. } | Self::Release { .. } => None,
         }
     }
 }
@@ -145,6 +155,12 @@ pub fn observe(rec: &LogRecord<'_>) -> Result<Option<Observation>, LineError> {
         if rec.app == b"logplex" {
             return lost(rec);
         }
+        // The Platform API logs releases as `app[api]`. Application output
+        // never has this procid: Heroku sets it to the dyno's name (`web.1`,
+        // `api.1`, `run.1234`), so a bare `api` is the platform's.
+        if rec.app == b"app" && rec.procid == b"api" {
+            return release(rec);
+        }
         return Ok(None);
     }
     match rec.procid {
@@ -216,6 +232,44 @@ fn lost(rec: &LogRecord<'_>) -> Result<Option<Observation>, LineError> {
     Ok(Some(Observation {
         at: timestamp(rec.timestamp)?,
         kind: ObservationKind::SamplesLost { dropped },
+    }))
+}
+
+/// Longest `by` kept: Heroku writes an email or a short name; anything
+/// longer is not worth a chart's hover text.
+const MAX_RELEASE_BY: usize = 120;
+
+/// `Release v123 created by user@example.com` → `v123`, `user@example.com`.
+///
+/// Only `Release` lines: the `Deploy 1a2b3c4 by …` line of a build is
+/// followed by the `Release` line it creates (every deploy is a release),
+/// so a marker for both would draw two at the same instant.
+fn release(rec: &LogRecord<'_>) -> Result<Option<Observation>, LineError> {
+    let Some(rest) = rec.message.strip_prefix(b"Release v") else {
+        return Ok(None);
+    };
+    let Ok(rest) = std::str::from_utf8(rest) else {
+        return Ok(None);
+    };
+    if memchr::memchr2(b'\n', b'\r', rest.trim_end().as_bytes()).is_some() {
+        return Err(LineError::Multiline);
+    }
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    // `v` and up to 9 digits (Heroku's versions count up from 1); a space
+    // or the end after them, so `Release v12abc` is no release.
+    if digits == 0 || digits > 9 || !matches!(rest.as_bytes().get(digits), None | Some(b' ')) {
+        return Ok(None);
+    }
+    let version = format!("v{}", &rest[..digits]);
+    let by = rest[digits..]
+        .trim()
+        .strip_prefix("created by ")
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .map(|b| b.chars().take(MAX_RELEASE_BY).collect::<String>());
+    Ok(Some(Observation {
+        at: timestamp(rec.timestamp)?,
+        kind: ObservationKind::Release { version, by },
     }))
 }
 
@@ -533,6 +587,70 @@ mod tests {
         )
         .unwrap();
         assert_eq!(observe(&r).unwrap(), None);
+    }
+
+    fn release(version: &str, by: Option<&str>) -> ObservationKind {
+        ObservationKind::Release {
+            version: version.into(),
+            by: by.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn platform_api_release_lines_are_releases() {
+        let o = drain("<45>1 2023-02-14T22:40:15.843112+00:00 host app api - Release v123 created by user@example.com").unwrap();
+        assert_eq!(o.kind, release("v123", Some("user@example.com")));
+        assert_eq!(o.at, "2023-02-14T22:40:15.843112Z".parse().unwrap());
+        assert_eq!(o.kind.dyno(), None, "about the app, not a dyno");
+        let r = text::parse_line(
+            b"2023-02-14T22:40:15+00:00 app[api]: Release v9 created by Heroku Git",
+        )
+        .unwrap();
+        assert_eq!(
+            observe(&r).unwrap().unwrap().kind,
+            release("v9", Some("Heroku Git"))
+        );
+        let r = text::parse_line(b"2023-02-14T22:40:15+00:00 app[api]: Release v10").unwrap();
+        assert_eq!(observe(&r).unwrap().unwrap().kind, release("v10", None));
+        // Other API lines, and near misses, are not releases.
+        for other in [
+            "Deploy 1a2b3c4 by user@example.com",
+            "Set FOO config vars by user@example.com",
+            "Scaled to web@2:Standard-1X by user@example.com",
+            "Release vX created by user@example.com",
+            "Release v12abc created by user@example.com",
+            "Release v",
+        ] {
+            let r = format!("2023-02-14T22:40:15+00:00 app[api]: {other}");
+            let r = text::parse_line(r.as_bytes()).unwrap();
+            assert_eq!(observe(&r).unwrap(), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn app_output_saying_release_is_not_a_release() {
+        // The app's own output carries its dyno's name as procid.
+        for line in [
+            "<190>1 2023-02-14T22:40:15.843112+00:00 host app web.1 - Release v9 created by mallory@example.com",
+            "<190>1 2023-02-14T22:40:15.843112+00:00 host app api.1 - Release v9 created by mallory@example.com",
+            "<134>1 2023-02-14T22:40:15.843112+00:00 host heroku api - Release v9 created by mallory@example.com",
+        ] {
+            assert!(drain(line).is_none(), "{line}");
+        }
+        let r = text::parse_line(
+            b"2023-02-14T22:40:15+00:00 app[web.1]: Release v9 created by mallory@example.com",
+        )
+        .unwrap();
+        assert_eq!(observe(&r).unwrap(), None);
+    }
+
+    #[test]
+    fn a_release_line_with_a_break_is_not_trusted() {
+        let rec = logplex::parse_record(
+            b"<45>1 2023-02-14T22:40:15Z host app api - Release v9 created by x\n99 <134>1 2023-02-13T22:12:51Z host heroku web.1 - Error R15",
+        )
+        .unwrap();
+        assert_eq!(observe(&rec), Err(LineError::Multiline));
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub struct Tuning {
     /// of its app before it is acted on anyway (`decide::engine::HOLD` is the
     /// same hold on the log clock, which busy apps reach first).
     pub order_hold: Duration,
+    /// The dashboard tells the newest log time instead of the wall clock
+    /// (the demo, whose simulated logs run behind it).
+    pub page_log_clock: bool,
 }
 
 /// One machinery knob an operator may set (SECURITY.md lists them): a
@@ -208,6 +211,7 @@ impl Default for Tuning {
             http: server::listen::Limits::default(),
             order_hold: Duration::from_secs(2),
             digest: crate::act::notify::Digest::default(),
+            page_log_clock: false,
         }
     }
 }
@@ -324,6 +328,8 @@ pub struct Shared {
     pub pending_restarts: Arc<Mutex<Vec<store::RestartRow>>>,
     restart_tx: mpsc::UnboundedSender<RestartOrder>,
     pub started: Timestamp,
+    /// See [`Tuning::page_log_clock`].
+    pub page_log_clock: bool,
 }
 
 impl Shared {
@@ -580,6 +586,7 @@ impl App {
             pending_restarts: Arc::default(),
             restart_tx,
             started: Timestamp::now(),
+            page_log_clock: tuning.page_log_clock,
         });
         Ok(Self {
             listener,

@@ -160,6 +160,18 @@ impl Store {
             .fetch_all(p).await?))
     }
 
+    /// Did the dyno ever report: a minute of history, a latest sample or an
+    /// event of it in the store (all within their retention)?
+    pub async fn dyno_reported(&self, app: &str, dyno: &str) -> Result<bool, StoreError> {
+        // Each branch is an index lookup; LIMIT 1 stops at the first row.
+        const SQL: &str = "SELECT 1 FROM history WHERE app = $1 AND dyno = $2 \
+             UNION ALL SELECT 1 FROM samples WHERE app = $1 AND dyno = $2 \
+             UNION ALL SELECT 1 FROM events WHERE app = $1 AND dyno = $2 LIMIT 1";
+        Ok(on_pool!(self, p => sqlx::query_scalar::<_, i32>(SQL)
+            .bind(app).bind(dyno).fetch_optional(p).await?)
+        .is_some())
+    }
+
     /// Every instance of an app's dynos seen in the history since `from`
     /// (unix ms), with its first minute: where the instance changed.
     pub async fn instance_starts(

@@ -47,6 +47,11 @@ async fn history(app: &TestApp, dyno: &str, points: usize) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let (status, h) = json(app, &format!("/api/dynos/todo/{dyno}/history?range=1h")).await;
+        // 404 until a dyno another replica receives reaches the store.
+        if status == 404 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        }
         assert_eq!(status, 200, "{h}");
         if h["points"].as_array().is_some_and(|p| p.len() >= points)
             || tokio::time::Instant::now() > deadline
@@ -207,6 +212,7 @@ async fn the_api_answers_with_history_events_and_json_errors() {
         ("/api/events?app=nope", 404, "app"),
         ("/api/dynos?app=nope", 404, "app"),
         ("/api/dynos/nope/web.1/history", 404, "app"),
+        ("/api/dynos/todo/web.9/history", 404, "dyno"),
         ("/api/dynos/todo/web.1/history?range=2h", 400, "range"),
         ("/api/dynos/todo/web%201/history", 400, "dyno"),
     ] {
@@ -322,6 +328,11 @@ async fn the_openapi_document_describes_every_route_and_real_answer() {
             "/api/dynos/todo/web.3/history?range=1d",
             400,
         ),
+        (
+            "/api/dynos/{app}/{dyno}/history",
+            "/api/dynos/todo/web.9/history",
+            404,
+        ),
         ("/api/events", "/api/events?limit=1000", 200),
         ("/api/events", "/api/events?since=never", 400),
         ("/api/incidents", "/api/incidents", 200),
@@ -354,6 +365,79 @@ async fn the_openapi_document_describes_every_route_and_real_answer() {
             assert_ne!(code, 400, "{route} takes {name}");
         }
     }
+    app.stop().await;
+}
+
+/// The card of `dyno` on `page`.
+fn card<'p>(page: &'p str, dyno: &str) -> &'p str {
+    let card = &page[position(page, &format!("id=\"d-todo-{dyno}\""))..];
+    &card[..card.find("</article>").unwrap()]
+}
+
+#[tokio::test]
+async fn a_release_is_marked_on_every_chart_of_the_app_and_swap_is_drawn() {
+    let app = spawn_app().await;
+    let mut body = minutes_of("web.1", UUID_A, 10, |_| 300.0);
+    // web.2 swaps.
+    body += &minutes_of("web.2", UUID_B, 10, |_| 500.0)
+        .replace("sample#memory_swap=0.00MB", "sample#memory_swap=42.00MB");
+    // A release five minutes ago, from the Platform API; app output that
+    // says the same is not one.
+    let at = (Timestamp::now() - SignedDuration::from_mins(5)).to_string();
+    body += &frame(&format!(
+        "<45>1 {at} host app api - Release v42 created by dev@example.com"
+    ));
+    body += &frame(&format!(
+        "<190>1 {at} host app web.1 - Release v666 created by <mallory>"
+    ));
+    assert_eq!(app.post_logs(body).await.status(), 204);
+    let events = app.wait_for_event("release").await;
+    let releases: Vec<&Value> = events.iter().filter(|e| e["event"] == "release").collect();
+    assert_eq!(releases.len(), 1, "{events:?}");
+    assert_eq!(releases[0]["detail"], "v42 by dev@example.com");
+    assert_eq!(releases[0]["app"], "todo");
+    assert!(releases[0].get("dyno").is_none(), "{}", releases[0]);
+
+    let h = history(&app, "web.2", 10).await;
+    assert_eq!(h["points"][0]["memory_swap_mb"], 42.0, "{h}");
+    history(&app, "web.1", 10).await;
+    let page = app.get("/?range=6h").await.text().await.unwrap();
+    for dyno in ["web.1", "web.2"] {
+        let c = card(&page, dyno);
+        assert!(
+            c.contains("<g class=\"mk mk-release\"><title>v42 by dev@example.com ("),
+            "{c}"
+        );
+    }
+    assert!(
+        !page.contains("v666") && !page.contains("mallory"),
+        "app output is no release"
+    );
+    assert!(
+        card(&page, "web.2").contains("<g class=\"swap\">"),
+        "web.2 swaps"
+    );
+    assert!(card(&page, "web.2").contains(">swap 42 MB</text>"));
+    assert!(
+        !card(&page, "web.1").contains("<g class=\"swap\">"),
+        "web.1 does not"
+    );
+    // Ten minutes of history on a six-hour range: the charts say so.
+    assert!(
+        card(&page, "web.1").contains(">history since "),
+        "{}",
+        card(&page, "web.1")
+    );
+    // Times read at a glance too.
+    assert!(
+        card(&page, "web.1").contains("min ago)</span>"),
+        "{}",
+        card(&page, "web.1")
+    );
+    assert!(
+        page.contains("<tr class=\"ev-release\">"),
+        "the event as a row"
+    );
     app.stop().await;
 }
 

@@ -32,6 +32,23 @@ fn healthy_logs_print_nothing() {
     assert_eq!(code, 0, "{err}");
     assert!(events.is_empty(), "{events:?}");
     assert!(err.contains("replay: format=drain records=2"), "{err}");
+    assert!(
+        !err.contains("memory samples in"),
+        "samples were seen: {err}"
+    );
+}
+
+#[test]
+fn a_log_without_memory_samples_asks_about_runtime_metrics() {
+    let log = b"2023-02-14T22:40:09+00:00 heroku[router]: at=info method=GET path=/ dyno=web.1 status=200\n\
+2023-02-14T22:40:10+00:00 app[web.1]: GET / 200\n\
+2023-02-14T22:40:11+00:00 heroku[web.1]: Error R14 (Memory quota exceeded)\n";
+    let (code, _, err) = replay(log, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("0 memory samples in 3 lines — is log-runtime-metrics enabled?"),
+        "{err}"
+    );
 }
 
 #[test]

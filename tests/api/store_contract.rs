@@ -406,6 +406,53 @@ async fn history_merges_minutes_and_reads_buckets(s: &Store) {
     );
 }
 
+/// A dyno is known from any trace it left: history, a latest sample or an
+/// event (`/api/dynos/{app}/{dyno}/history` is 404 for the others).
+async fn a_dyno_is_known_by_any_trace(s: &Store) {
+    let app = unique("known");
+    assert!(!s.dyno_reported(&app, "web.1").await.unwrap());
+    s.write_history(&[minute_row(&app, "web.1", None, 5_000, 100.0, None)])
+        .await
+        .unwrap();
+    let mut sample = SampleRow {
+        app: app.clone(),
+        dyno: "web.2".into(),
+        instance: None,
+        at: 5_000,
+        total: Some(1.0),
+        rss: None,
+        swap: None,
+        quota: None,
+        replaced: None,
+    };
+    s.upsert_samples(std::slice::from_ref(&sample))
+        .await
+        .unwrap();
+    let mut e = Event::new(
+        jiff::Timestamp::now(),
+        EventKind::R14,
+        dynoguard::domain::AppName::parse(&app).unwrap(),
+    );
+    e.dyno = dynoguard::domain::DynoName::parse("web.3");
+    s.insert_events(&[e]).await.unwrap();
+    for (dyno, known) in [
+        ("web.1", true),
+        ("web.2", true),
+        ("web.3", true),
+        ("web.4", false),
+    ] {
+        assert_eq!(s.dyno_reported(&app, dyno).await.unwrap(), known, "{dyno}");
+    }
+    assert!(!s.dyno_reported("other-app", "web.1").await.unwrap());
+    sample.dyno = "web.4".into();
+    sample.app = unique("elsewhere");
+    s.upsert_samples(&[sample]).await.unwrap();
+    assert!(
+        !s.dyno_reported(&app, "web.4").await.unwrap(),
+        "another app's"
+    );
+}
+
 async fn events_filter_by_app_dyno_kind_and_time(s: &Store) {
     use dynoguard::domain::{AppName, DynoName};
     let app = unique("evf");
@@ -499,6 +546,7 @@ async fn contract(s: &Store) {
     samples_keep_the_newest(s).await;
     history_merges_minutes_and_reads_buckets(s).await;
     events_filter_by_app_dyno_kind_and_time(s).await;
+    a_dyno_is_known_by_any_trace(s).await;
 }
 
 #[tokio::test]

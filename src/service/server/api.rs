@@ -56,6 +56,8 @@ pub enum ApiError {
     BadParameter { parameter: String, message: String },
     #[error("unknown app {app:?}; watched: {watched}")]
     UnknownApp { app: String, watched: String },
+    #[error("{app} has no dyno {dyno:?}: it never reported")]
+    UnknownDyno { app: String, dyno: String },
     #[error("store unavailable: {0}")]
     Store(String),
 }
@@ -73,6 +75,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::BAD_REQUEST, Some(parameter.clone()))
             }
             Self::UnknownApp { .. } => (StatusCode::NOT_FOUND, Some("app".to_owned())),
+            Self::UnknownDyno { .. } => (StatusCode::NOT_FOUND, Some("dyno".to_owned())),
             Self::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
         };
         let body = Body {
@@ -421,6 +424,26 @@ pub async fn history(
             })
             .await
             .map_err(store_err)?;
+        // Nothing in the range: a typo'd or scaled-down-long-ago dyno looks
+        // the same as a quiet one unless the engine or the store ever heard
+        // of it.
+        if points.is_empty() && events.is_empty() {
+            let live = s
+                .app(&app)
+                .is_some_and(|a| a.lock().current_instance(&dyno).is_some());
+            if !live
+                && !s
+                    .store
+                    .dyno_reported(&app, dyno.as_str())
+                    .await
+                    .map_err(store_err)?
+            {
+                return Err(ApiError::UnknownDyno {
+                    app,
+                    dyno: dyno.to_string(),
+                });
+            }
+        }
         Ok(HistoryView {
             app,
             dyno: dyno.to_string(),

@@ -86,18 +86,28 @@ pub struct AppData {
     pub dynos: Vec<DynoView>,
     pub history: HashMap<String, Vec<HistoryPoint>>,
     pub marks: HashMap<String, Vec<Mark>>,
+    /// Marks of the whole app (its releases), drawn on every dyno's chart.
+    pub releases: Vec<Mark>,
     pub restarts_24h: usize,
 }
 
 /// Everything the page shows, gathered.
 pub struct PageData {
     pub query: PageQuery,
+    /// The page's clock: the header shows it and the "3 min ago" beside each
+    /// time counts from it.
     pub now: Timestamp,
+    /// `now` is the newest log time, not the wall clock (the demo, whose
+    /// logs run on a simulated clock).
+    pub log_clock: bool,
     /// The x axis of every chart (unix ms): the range, narrowed to the
     /// history shown.
     pub from: i64,
     pub to: i64,
     pub bucket: i64,
+    /// The oldest history shown, when the range asked for reaches further
+    /// back than any history (unix ms).
+    pub history_since: Option<i64>,
     pub apps: Vec<AppData>,
     pub events: Vec<Event>,
     /// The incidents within the range (one row each on the page).
@@ -109,16 +119,48 @@ pub struct PageData {
     pub read_error: Option<String>,
 }
 
-const MARK_KINDS: [EventKind; 5] = [
+const MARK_KINDS: [EventKind; 6] = [
     EventKind::Restart,
     EventKind::RestartFailed,
     EventKind::R14,
     EventKind::R15,
     EventKind::Recovered,
+    EventKind::Release,
 ];
 
 fn hm(t: Timestamp) -> String {
     t.strftime("%H:%M:%S").to_string()
+}
+
+/// How long before the page's clock `t` was, to read at a glance beside
+/// the exact UTC time (`3 min ago`, `5 h ago`).
+pub fn ago(t: Timestamp, now: Timestamp) -> String {
+    let s = now.duration_since(t).as_secs();
+    match s {
+        ..=-45 => "ahead of the clock".into(),
+        -44..=44 => "just now".into(),
+        45..5_400 => format!("{} min ago", (s + 30) / 60),
+        5_400..172_800 => format!("{} h ago", (s + 1_800) / 3_600),
+        _ => format!("{} days ago", (s + 43_200) / 86_400),
+    }
+}
+
+/// `<span class="ago">(3 min ago)</span>`, to follow a UTC time.
+fn ago_span(t: Timestamp, now: Timestamp) -> String {
+    format!(" <span class=\"ago\">({})</span>", ago(t, now))
+}
+
+/// A release: on every chart of the app, its version and author on hover.
+fn release_mark(e: &Event) -> Mark {
+    Mark {
+        at: e.at.as_millisecond(),
+        kind: MarkKind::Release,
+        title: format!(
+            "{} ({} UTC)",
+            e.detail.as_deref().unwrap_or("release"),
+            hm(e.at)
+        ),
+    }
 }
 
 fn mark_of(e: &Event) -> Option<(String, Mark)> {
@@ -158,7 +200,16 @@ fn mark_of(e: &Event) -> Option<(String, Mark)> {
 /// Reads what the page shows: views from the engines and the store,
 /// history in buckets, markers, recent events.
 pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
-    let now = Timestamp::now();
+    let wall = Timestamp::now();
+    let views = views::all_views(s, q.app.as_deref()).await;
+    // The demo's logs run on a simulated clock, behind the wall clock: its
+    // page runs on the newest sample's time (never ahead of the wall), so
+    // the header, the ranges and "3 min ago" agree with the charts.
+    let newest = views.iter().filter_map(|v| v.sample_at).max();
+    let (now, log_clock) = match newest {
+        Some(n) if s.page_log_clock => (n.min(wall), true),
+        _ => (wall, false),
+    };
     let span = q.range.span();
     let to = now.as_millisecond() + 60_000;
     let range_from = (now - span).as_millisecond();
@@ -166,7 +217,6 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
     let bucket = (span.as_millis() as i64 / 120).div_euclid(60_000).max(1) * 60_000;
     let mut read_error = None;
     let mut apps = Vec::new();
-    let views = views::all_views(s, q.app.as_deref()).await;
     for a in s
         .apps
         .iter()
@@ -189,6 +239,7 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
             Err(e) => read_error = Some(e.to_string()),
         }
         let mut marks: HashMap<String, Vec<Mark>> = HashMap::new();
+        let mut releases = Vec::new();
         let filter = EventFilter {
             app: Some(name.clone()),
             kinds: MARK_KINDS.map(|k| k.as_str().to_owned()).to_vec(),
@@ -199,7 +250,9 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
         match s.store.events(&filter).await {
             Ok(rows) => {
                 for v in api::typed_events(rows) {
-                    if let Some((dyno, m)) = mark_of(&v) {
+                    if v.event == EventKind::Release {
+                        releases.push(release_mark(&v));
+                    } else if let Some((dyno, m)) = mark_of(&v) {
                         marks.entry(dyno).or_default().push(m);
                     }
                 }
@@ -248,6 +301,7 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
             dynos: views.iter().filter(|v| v.app == name).cloned().collect(),
             history,
             marks,
+            releases,
             restarts_24h,
             name,
         });
@@ -305,12 +359,19 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
             o.max(range_from).max(to - span.as_millis() as i64)
         })
         .min(to - 15 * 60_000);
+    // History younger than the range: the charts say so (a bucket's start
+    // may lie up to a bucket before the range's).
+    let history_since = points()
+        .min()
+        .filter(|oldest| *oldest > range_from + bucket);
     PageData {
         query: q,
         now,
+        log_clock,
         from,
         to,
         bucket,
+        history_since,
         apps,
         events,
         incidents,
@@ -336,7 +397,7 @@ pub async fn dashboard(
         Ok(q) => Html(render(&gather(&s, q).await)).into_response(),
         Err(e) => {
             let status = match e {
-                ApiError::UnknownApp { .. } => StatusCode::NOT_FOUND,
+                ApiError::UnknownApp { .. } | ApiError::UnknownDyno { .. } => StatusCode::NOT_FOUND,
                 _ => StatusCode::BAD_REQUEST,
             };
             let page = format!(
@@ -385,7 +446,12 @@ pub fn render(p: &PageData) -> String {
     }
     let _ = write!(
         h,
-        "</nav><span class=\"updated\">updated {} UTC <noscript>(reload for new data)</noscript></span></header><main>",
+        "</nav><span class=\"updated\">{} {} UTC <noscript>(reload for new data)</noscript></span></header><main>",
+        if p.log_clock {
+            "simulated log time"
+        } else {
+            "updated"
+        },
         hm(p.now)
     );
     if p.alert_only {
@@ -404,7 +470,7 @@ pub fn render(p: &PageData) -> String {
             esc(why)
         );
     }
-    h.push_str("<p class=\"legend\"><span><i class=\"k-avg\"></i>average</span><span><i class=\"k-band\"></i>min–max</span><span><i class=\"k-quota\"></i>quota</span><span><i class=\"k-threshold\"></i>restart threshold</span><span><b class=\"c-restart\">▼</b> restart</span><span><b class=\"c-failed\">▼</b> failed restart</span><span><b class=\"c-r14\">●</b> R14</span><span><b class=\"c-r15\">✕</b> R15</span><span><b class=\"c-recovered\">●</b> recovered</span><span><b class=\"c-instance\">┆</b> new instance</span></p>");
+    h.push_str("<p class=\"legend\"><span><i class=\"k-avg\"></i>average</span><span><i class=\"k-band\"></i>min–max</span><span><i class=\"k-quota\"></i>quota</span><span><i class=\"k-threshold\"></i>restart threshold</span><span><b class=\"c-restart\">▼</b> restart</span><span><b class=\"c-failed\">▼</b> failed restart</span><span><b class=\"c-r14\">●</b> R14</span><span><b class=\"c-r15\">✕</b> R15</span><span><b class=\"c-recovered\">●</b> recovered</span><span><b class=\"c-instance\">┆</b> new instance</span><span><i class=\"k-swap\"></i>swap</span><span><b class=\"c-release\">⚑</b> release</span></p>");
     let many = p.apps.iter().map(|a| a.dynos.len()).sum::<usize>() > FOLD_OVER;
     for a in &p.apps {
         app_section(&mut h, p, a, many);
@@ -458,9 +524,10 @@ fn app_section(h: &mut String, p: &PageData, a: &AppData, many: bool) {
     if let Some((since, hint)) = &a.blind {
         let _ = write!(
             h,
-            "<p class=\"banner blind\" role=\"alert\"><b>{} is blind</b> since {} UTC: {}</p>",
+            "<p class=\"banner blind\" role=\"alert\"><b>{} is blind</b> since {} UTC{}: {}</p>",
             esc(&a.name),
             since.strftime("%Y-%m-%d %H:%M"),
+            ago_span(*since, p.now),
             esc(hint)
         );
     }
@@ -598,6 +665,8 @@ fn dyno_card(h: &mut String, p: &PageData, a: &AppData, d: &DynoView) {
     }
     let empty = Vec::new();
     let label = format!("{} memory, last {}", d.dyno, p.query.range.as_str());
+    let own = a.marks.get(&d.dyno).map_or(&[][..], Vec::as_slice);
+    let marks: Vec<Mark> = own.iter().chain(&a.releases).cloned().collect();
     h.push_str(&chart::svg(&Chart {
         from: p.from,
         to: p.to,
@@ -605,8 +674,9 @@ fn dyno_card(h: &mut String, p: &PageData, a: &AppData, d: &DynoView) {
         points: a.history.get(&d.dyno).unwrap_or(&empty),
         quota,
         threshold: d.threshold_mb,
-        marks: a.marks.get(&d.dyno).map_or(&[], Vec::as_slice),
+        marks: &marks,
         label: &label,
+        history_since: p.history_since,
     }));
     let mut foot = Vec::new();
     if let Some(s) = s {
@@ -617,7 +687,7 @@ fn dyno_card(h: &mut String, p: &PageData, a: &AppData, d: &DynoView) {
             foot.push(format!("swap {}", mb(w)));
         }
         if let Ok(t) = s.at.parse::<Timestamp>() {
-            foot.push(format!("sample {} UTC", hm(t)));
+            foot.push(format!("sample {} UTC{}", hm(t), ago_span(t, p.now)));
         }
     }
     if let Some(i) = &d.instance {
@@ -628,7 +698,7 @@ fn dyno_card(h: &mut String, p: &PageData, a: &AppData, d: &DynoView) {
         .as_ref()
         .and_then(|r| r.parse::<Timestamp>().ok())
     {
-        foot.push(format!("restarted {} UTC", hm(r)));
+        foot.push(format!("restarted {} UTC{}", hm(r), ago_span(r, p.now)));
     }
     if !d.seen_here {
         foot.push("via another replica".into());
@@ -731,7 +801,11 @@ fn events_section(h: &mut String, p: &PageData) {
     }
     h.push_str("<div class=\"tablewrap\"><table class=\"events\"><thead><tr><th>time (UTC)</th><th class=\"opt\">app</th><th>dyno</th><th>event</th><th>reason</th><th class=\"num\">memory</th><th class=\"num opt\">quota</th><th class=\"num\">%</th></tr></thead><tbody>");
     for e in &p.events {
-        let at = e.at.strftime("%Y-%m-%d %H:%M:%S").to_string();
+        let at = format!(
+            "{}{}",
+            e.at.strftime("%Y-%m-%d %H:%M:%S"),
+            ago_span(e.at, p.now)
+        );
         let kind = e.event.as_str();
         let total = e.memory_total_mb;
         let quota = e.memory_quota_mb;
@@ -768,4 +842,29 @@ fn events_section(h: &mut String, p: &PageData) {
         );
     }
     h.push_str("</tbody></table></div></section>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_times_read_at_a_glance() {
+        let now: Timestamp = "2026-03-01T12:00:00Z".parse().unwrap();
+        let before = |s: i64| now - jiff::SignedDuration::from_secs(s);
+        for (secs, said) in [
+            (0, "just now"),
+            (-30, "just now"),
+            (-120, "ahead of the clock"),
+            (44, "just now"),
+            (60, "1 min ago"),
+            (3 * 60 + 10, "3 min ago"),
+            (89 * 60, "89 min ago"),
+            (90 * 60, "2 h ago"),
+            (47 * 3600, "47 h ago"),
+            (3 * 86_400, "3 days ago"),
+        ] {
+            assert_eq!(ago(before(secs), now), said, "{secs} s");
+        }
+    }
 }
