@@ -169,5 +169,8 @@ Environment (all already set on a deployed dynoguard):
         /// Port for the dashboard [default: any free port].
         #[arg(long)]
         port: Option<u16>,
+        /// Alert-only mode (as DYNOGUARD_DRY_RUN=1): decide and report, restart nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }

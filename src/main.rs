@@ -201,6 +201,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dynos,
             speed,
             port,
+            dry_run,
         } => {
             let duration = duration
                 .map(|d| {
@@ -230,6 +231,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dynos,
                 speed,
                 port: port.unwrap_or(0),
+                dry_run,
                 color: std::io::stdout().is_terminal(),
             };
             runtime()?.block_on(dynoguard::commands::demo::run(opts))?;

@@ -30,6 +30,8 @@ pub struct DemoOptions {
     pub speed: f64,
     pub port: u16,
     pub color: bool,
+    /// Alert-only mode: decide and report, restart nothing.
+    pub dry_run: bool,
 }
 
 /// A config for dynoguard against the simulator.
@@ -73,7 +75,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let db = format!("sqlite://{}", dir.join("dynoguard.db").display());
     let password = format!("demo-{:016x}", fastrand::u64(..));
-    let cfg = demo_config(&fake.url(), &db, opts.port, &password);
+    let mut cfg = demo_config(&fake.url(), &db, opts.port, &password);
+    cfg.apps[0].policy.defaults.dry_run = opts.dry_run;
     let tuning = Tuning {
         bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         sample_flush: Duration::from_millis(500),

@@ -329,6 +329,9 @@ pub struct Line {
     pub msg: String,
 }
 
+/// Sample intervals between two simulated releases (90 minutes of 20 s).
+const RELEASE_EVERY: u64 = 270;
+
 impl Line {
     fn heroku(procid: &str, at: Timestamp, msg: String) -> Self {
         Self {
@@ -441,6 +444,7 @@ pub async fn run(
     let tick = Duration::from_secs_f64((dt / opts.speed).max(0.001));
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u64 = 0;
     loop {
         tokio::select! {
             _ = interval.tick() => {}
@@ -461,6 +465,21 @@ pub async fn run(
                     .get_or_insert(now.duration_since(start).as_secs_f64());
             }
         }
+        // A release now and then (the first tick, then every 90 simulated
+        // minutes): `app[api]` lines, as Heroku logs them, for the charts'
+        // release markers.
+        if ticks % RELEASE_EVERY == 0 {
+            lines.push(Line {
+                at: now,
+                source: "app",
+                procid: "api".into(),
+                msg: format!(
+                    "Release v{} created by deploy@example.com",
+                    41 + ticks / RELEASE_EVERY
+                ),
+            });
+        }
+        ticks += 1;
         for d in dynos.iter_mut() {
             if d.step(now, dt, opts.boot, &mut rng, &mut lines) {
                 report.samples_sent += 1;

@@ -129,8 +129,56 @@ return {
   event_rows: q("table.events tbody tr").length,
   restart_rows: q("table.events tr.ev-restart").length,
   chart_width: chart ? chart.getBoundingClientRect().width : 0,
+  attention_cards: q("article.dyno").filter((a) => a.dataset.attention).length,
+  header_attention: q("p.summary").map((p) => parseInt((p.textContent.match(/(\d+) needs? attention/) || [0, "0"])[1], 10)).reduce((a, b) => a + b, 0),
+  flapping_badges: q("article.dyno .state.badge.flapping").length,
+  swap_areas: q("svg.chart g.swap").length,
+  release_markers: q("svg.chart .mk-release").length,
+  incident_rows: q("table.incidents tr.inc").length,
+  alert_only_banner: q(".banner.alert-only").length,
 };
 "#;
+
+/// Starts `dynoguard demo` on a free port; returns it and the port.
+fn start_demo(extra: &[&str]) -> (std::process::Child, u16) {
+    let port = free_port();
+    let mut args = vec!["demo".to_owned(), "--port".to_owned(), port.to_string()];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let demo = Command::new(env!("CARGO_BIN_EXE_dynoguard"))
+        .args(&args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dynoguard demo starts");
+    (demo, port)
+}
+
+/// Waits until the demo's `/api/events?kind=KIND` lists at least `n`.
+async fn wait_for_events(port: u16, kind: &str, n: usize) {
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(80);
+    loop {
+        let r = http
+            .get(format!(
+                "http://127.0.0.1:{port}/api/events?kind={kind}&limit=1000"
+            ))
+            .basic_auth("ops", Some("demo"))
+            .send()
+            .await;
+        if let Ok(r) = r
+            && let Ok(v) = r.json::<serde_json::Value>().await
+            && v.as_array().is_some_and(|a| a.len() >= n)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {kind} events in the demo"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
 
 #[tokio::test]
 async fn the_demo_dashboard_renders_in_chromium_at_1366_and_390_px() {
@@ -257,7 +305,42 @@ async fn the_demo_dashboard_renders_in_chromium_at_1366_and_390_px() {
         assert!(f["restart_rows"].as_u64().unwrap() >= 1, "{at}");
         // A chart wide enough to read on a phone.
         assert!(f["chart_width"].as_f64().unwrap() >= 300.0, "{at}");
+        // One definition of "needs attention": the header counts the cards.
+        assert_eq!(f["header_attention"], f["attention_cards"], "{at}");
+        // Releases on the charts, incidents as rows.
+        assert!(f["release_markers"].as_u64().unwrap() >= 12, "{at}");
+        assert!(f["incident_rows"].as_u64().unwrap() >= 1, "{at}");
+        assert_eq!(f["alert_only_banner"], 0, "{at}");
     }
+    // Alert-only mode: the banner; nothing is restarted, so dynos swap and
+    // the would-be restarts of a leak outpace the flap limit.
+    let (mut dry, dry_port) = start_demo(&["--dynos", "6", "--for", "90s", "--dry-run"]);
+    wait_for_events(dry_port, "flapping", 1).await;
+    let driver_port = free_port();
+    let mut driver = Command::new(chromedriver().expect("checked above"))
+        .arg(format!("--port={driver_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let driver_url = format!("http://127.0.0.1:{driver_port}");
+    let http = reqwest::Client::new();
+    while http.get(format!("{driver_url}/status")).send().await.is_err() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let b = Browser::open(&driver_url, (1366, 900)).await;
+    b.go(&format!("http://ops:demo@127.0.0.1:{dry_port}/")).await;
+    let f = b.run(FACTS).await;
+    b.screenshot(&shots.join("dashboard-alert-only.png")).await;
+    b.close().await;
+    let _ = dry.kill();
+    let _ = dry.wait();
+    let _ = driver.kill();
+    let _ = driver.wait();
+    assert_eq!(f["alert_only_banner"], 1, "{f}");
+    assert!(f["swap_areas"].as_u64().unwrap() >= 1, "{f}");
+    assert!(f["flapping_badges"].as_u64().unwrap() >= 1, "{f}");
+    assert_eq!(f["header_attention"], f["attention_cards"], "{f}");
     for shot in ["dashboard-1366.png", "dashboard-390.png"] {
         let len = std::fs::metadata(shots.join(shot))
             .map(|m| m.len())

@@ -628,7 +628,7 @@ fn dyno_card(h: &mut String, p: &PageData, a: &AppData, d: &DynoView) {
     let pct = d.percent_of_quota;
     let _ = write!(
         h,
-        "<article class=\"dyno {}{}\" id=\"d-{}-{}\" data-pct=\"{}\"><div class=\"head\"><span class=\"name\">{}</span><span class=\"state {}\">{}</span>{}<span class=\"mem\"><b>{}</b>{}{}</span></div>",
+        "<article class=\"dyno {}{}\" id=\"d-{}-{}\" data-pct=\"{}\" data-attention=\"{}\"><div class=\"head\"><span class=\"name\">{}</span><span class=\"state {}\">{}</span>{}<span class=\"mem\"><b>{}</b>{}{}</span></div>",
         d.state.as_str(),
         if pct.is_some_and(|p| p >= 80.0) {
             " warm"
@@ -638,6 +638,11 @@ fn dyno_card(h: &mut String, p: &PageData, a: &AppData, d: &DynoView) {
         esc(&d.app),
         esc(&d.dyno),
         pct.map_or(String::from("-1"), |p| format!("{p:.1}")),
+        d.attention
+            .iter()
+            .map(|a| a.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
         esc(&d.dyno),
         d.state.as_str(),
         d.state.as_str(),
