@@ -131,7 +131,7 @@ fn threshold(p: &mut Policy, s: &str) -> Outcome {
 }
 
 /// Every knob, in the order `check` prints them.
-pub static KNOBS: [Knob; 12] = [
+pub static KNOBS: [Knob; 14] = [
     Knob {
         key: "threshold",
         env: "RESTART_THRESHOLD",
@@ -200,7 +200,7 @@ pub static KNOBS: [Knob; 12] = [
     Knob {
         key: "predict",
         env: "PREDICT",
-        allowed: "a duration from 1s to 24h (5m) or off",
+        allowed: "a duration from 1s to 24h (2m) or off",
         set: |p, s| {
             p.predict = if is_off(s) {
                 None
@@ -211,6 +211,48 @@ pub static KNOBS: [Knob; 12] = [
                     SignedDuration::from_hours(24),
                 )?)
             };
+            Ok(p.predict
+                .filter(|h| *h > SignedDuration::from_mins(5))
+                .map(|h| {
+                    format!(
+                        "predict {} looks far ahead: a GC sawtooth or a wandering dyno near its quota may be restarted (the simulator's table is in BENCHMARKS.md)",
+                        format_duration(h)
+                    )
+                }))
+        },
+    },
+    Knob {
+        key: "predict_floor",
+        env: "PREDICT_FLOOR",
+        allowed: "a percentage of the dyno's quota from 50% to 100% (85%)",
+        set: |p, s| {
+            let v: f64 = s
+                .strip_suffix('%')
+                .unwrap_or(s)
+                .trim()
+                .parse()
+                .map_err(|_| String::new())?;
+            if !(v.is_finite() && (50.0..=100.0).contains(&v)) {
+                return Err(" (out of range)".into());
+            }
+            p.predict_floor = v;
+            Ok((v < 80.0).then(|| {
+                format!("a predict floor of {v}% lets the trend restart dynos with a fifth of their quota free")
+            }))
+        },
+    },
+    Knob {
+        key: "predict_window",
+        env: "PREDICT_WINDOW",
+        allowed: "a duration from 2m to 1h (10m)",
+        set: |p, s| {
+            // Up to the hour of samples kept per instance; at least a few
+            // samples, since the trend needs half the window covered.
+            p.predict_window = duration(
+                s,
+                SignedDuration::from_mins(2),
+                SignedDuration::from_hours(1),
+            )?;
             Ok(None)
         },
     },

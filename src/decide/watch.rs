@@ -434,10 +434,27 @@ impl Watcher {
         if !state.over {
             state.over = true;
             let mut e = policy::event_for(&app, state, EventKind::OverThreshold, now);
-            e.detail = judging
-                .threshold
-                .limit(state.quota())
-                .map(|l| format!("threshold {} = {l}", judging.threshold));
+            e.detail = if trigger == Trigger::Predicted {
+                // Say what the trend saw: a dyno restarted under its quota
+                // must be explainable from the event alone.
+                state
+                    .quota()
+                    .and_then(|q| policy::predicted_crossing(&judging, &state.history, q))
+                    .map(|c| {
+                        format!(
+                            "predicted: trend {:.1}MB/min from {:.0}MB reaches the quota in {}s (predict {})",
+                            c.mb_per_min,
+                            c.level.0,
+                            c.within.as_secs(),
+                            judging.predict.map_or("off".into(), crate::config::format_duration)
+                        )
+                    })
+            } else {
+                judging
+                    .threshold
+                    .limit(state.quota())
+                    .map(|l| format!("threshold {} = {l}", judging.threshold))
+            };
             events.push(e);
         }
         if state.consecutive_over < judging.consecutive {
