@@ -246,8 +246,9 @@ pub static KNOBS: [Knob; 14] = [
         env: "PREDICT_WINDOW",
         allowed: "a duration from 2m to 1h (10m)",
         set: |p, s| {
-            // Up to the hour of samples kept per instance; at least a few
-            // samples, since the trend needs half the window covered.
+            // At most the hour of samples kept per instance; at least six
+            // samples, and the trend waits until the instance has logged
+            // for this long (a long window delays every prediction).
             p.predict_window = duration(
                 s,
                 SignedDuration::from_mins(2),
@@ -426,6 +427,41 @@ mod tests {
         assert!(set("threshold", "30%").unwrap().1.unwrap().contains("50%"));
         assert!(set("threshold", "95%").unwrap().1.is_none());
         assert!(set("threshold", "1024mb").unwrap().1.is_none());
+    }
+
+    #[test]
+    fn predict_knobs() {
+        assert_eq!(set("predict", "off").unwrap().0.predict, None);
+        let (p, w) = set("predict", "2m").unwrap();
+        assert_eq!((p.predict, w), (Some(SignedDuration::from_mins(2)), None));
+        assert!(
+            set("predict", "30m")
+                .unwrap()
+                .1
+                .unwrap()
+                .contains("sawtooth")
+        );
+        assert_eq!(set("predict_floor", "90%").unwrap().0.predict_floor, 90.0);
+        assert_eq!(set("predict_floor", "90").unwrap().0.predict_floor, 90.0);
+        assert!(set("predict_floor", "75%").unwrap().1.is_some());
+        assert!(
+            set("predict_floor", "40%")
+                .unwrap_err()
+                .contains("from 50% to 100%")
+        );
+        assert_eq!(
+            set("predict_window", "20m").unwrap().0.predict_window,
+            SignedDuration::from_mins(20)
+        );
+        assert!(
+            set("predict_window", "90m")
+                .unwrap_err()
+                .contains("from 2m to 1h")
+        );
+        let (prefix, k) = Knob::by_var("WEB_PREDICT_FLOOR").unwrap();
+        assert_eq!((prefix, k.key), ("WEB", "predict_floor"));
+        let (prefix, k) = Knob::by_var("DYNOGUARD_PREDICT").unwrap();
+        assert_eq!((prefix, k.key), ("DYNOGUARD", "predict"));
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub struct Policy {
     /// [`PREDICT_FLOOR`]: healthy dynos sit lower than this for days.
     pub predict_floor: f64,
     /// How far back the trend looks; it needs samples of the current
-    /// instance over at least half of it. Default [`PREDICT_WINDOW`].
+    /// instance over nine tenths of it at least. Default [`PREDICT_WINDOW`].
     pub predict_window: SignedDuration,
     /// At most one restart per process name per window. Default 10 min.
     pub restart_window: SignedDuration,
@@ -707,9 +707,15 @@ pub const PREDICT_HORIZON: SignedDuration = SignedDuration::from_mins(2);
 /// itself — the trend does; the floor keeps a dyno with room from ever being
 /// restarted on a trend.
 pub const PREDICT_FLOOR: f64 = 85.0;
-/// Default `predict_window`: ten minutes (30 samples) for the trend; half of
-/// it (five minutes of the instance's samples) before the trend may act.
+/// Default `predict_window`: ten minutes (30 samples) of the instance for the
+/// trend, which acts only once the instance has logged for that long (nine
+/// tenths of it, for jitter): the first minutes of an instance are its
+/// warm-up, whose climb is steep and stops by itself.
 pub const PREDICT_WINDOW: SignedDuration = SignedDuration::from_mins(10);
+/// Percent of the quota memory may fall within the window and still be a
+/// leak's trend: a leak's samples wobble by a percent or so; a GC cycle or a
+/// spike passing gives back far more.
+const PREDICT_DRAWDOWN: f64 = 3.0;
 /// Fewest samples a trend is fitted to, whatever the window: an L10 drop or
 /// a short window must not leave two points to draw a line through.
 const PREDICT_MIN_POINTS: usize = 8;
@@ -731,12 +737,15 @@ pub struct Crossing {
 /// Each condition is there for a dyno that must never be restarted:
 /// - the last sample and the fitted level are at or above `predict_floor`,
 ///   and under the quota (over it, the threshold and R14 decide);
-/// - samples of this instance (the history is per instance) cover at least
-///   half of `predict_window`, at least [`PREDICT_MIN_POINTS`] of them: a
-///   fresh instance's warm-up or one spike is no trend;
+/// - samples of this instance (the history is per instance) cover nine
+///   tenths of `predict_window` at least, [`PREDICT_MIN_POINTS`] of them or
+///   more: a fresh instance's warm-up or one spike is no trend;
+/// - memory did not fall by more than [`PREDICT_DRAWDOWN`] within the window;
 /// - the slope is Theil–Sen's, the median of all pairwise slopes, and the
 ///   level the median of the residuals: short spikes and noise move
 ///   neither, where a least-squares line follows every spike;
+/// - the climb does not slow down: a dyno warming up to a plateau under the
+///   quota decelerates, a leak does not (see the body);
 /// - the level is a new high for the instance: a sample older than the
 ///   window at or above it shows the instance has been here and came back
 ///   down (a GC sawtooth, a wave, a spike). A leak never comes back down;
@@ -760,19 +769,35 @@ pub fn predicted_crossing(
         .collect();
     let covered = recent
         .first()
-        .is_some_and(|(x, _)| -x >= (policy.predict_window / 2).as_secs_f64());
+        .is_some_and(|(x, _)| -x >= (policy.predict_window * 9 / 10).as_secs_f64());
     if recent.len() < PREDICT_MIN_POINTS || !covered {
         return None;
     }
-    let mut slopes = Vec::with_capacity(recent.len() * (recent.len() - 1) / 2);
-    for (i, (xi, yi)) in recent.iter().enumerate() {
-        for (xj, yj) in &recent[i + 1..] {
-            if xj > xi {
-                slopes.push((yj - yi) / (xj - xi));
-            }
+    // A leak does not give memory back: a fall of more than noise within the
+    // window (a GC cycle, a spike passing) says this climb may turn too.
+    let mut high = f64::MIN;
+    for (_, y) in &recent {
+        high = high.max(*y);
+        if high - y > quota.0 * PREDICT_DRAWDOWN / 100.0 {
+            return None;
         }
     }
-    let slope = median(&mut slopes)?;
+    // A leak grows steadily; a dyno settling to its plateau (warming up
+    // after boot, a wave turning over) grows ever slower, and a line through
+    // all of it points past where it is heading. So the newer half of the
+    // window must climb at least half as fast as the older half, and the
+    // projection uses the slower of the newer half and the whole window.
+    let half = recent.partition_point(|(x, _)| *x < recent[0].0 / 2.0);
+    let (older, newer) = recent.split_at(half);
+    let (Some(whole), Some(old_slope), Some(new_slope)) =
+        (theil_sen(&recent), theil_sen(older), theil_sen(newer))
+    else {
+        return None;
+    };
+    if new_slope < old_slope / 2.0 {
+        return None;
+    }
+    let slope = whole.min(new_slope);
     if slope <= 0.0 {
         return None;
     }
@@ -790,6 +815,23 @@ pub fn predicted_crossing(
         mb_per_min: slope * 60.0,
         within: SignedDuration::from_secs_f64(secs),
     })
+}
+
+/// Theil–Sen slope of `(x, y)` points in x order: the median of the slopes
+/// between every pair. `None` for fewer than three points.
+fn theil_sen(points: &[(f64, f64)]) -> Option<f64> {
+    if points.len() < 3 {
+        return None;
+    }
+    let mut slopes = Vec::with_capacity(points.len() * (points.len() - 1) / 2);
+    for (i, (xi, yi)) in points.iter().enumerate() {
+        for (xj, yj) in &points[i + 1..] {
+            if xj > xi {
+                slopes.push((yj - yi) / (xj - xi));
+            }
+        }
+    }
+    median(&mut slopes)
 }
 
 /// The median (the upper one of an even count); `None` for no values.
