@@ -429,6 +429,58 @@ mod tests {
         }
     }
 
+    /// The scenario's formation (`sim::scenario`: fast and slow leaks, steady
+    /// dynos, R14/R15 kills, preboot overlaps, forged app lines), parsed from
+    /// its drain bodies as logged: Heroku there does not react to restarts,
+    /// so only the first order per dyno says anything — and the default
+    /// gives it no later than `predict = "off"`, before the quota for the
+    /// leaks, and never for a steady dyno.
+    #[test]
+    fn the_scenario_formation_as_logged() {
+        use crate::sim::scenario::{Scenario, batches};
+        use std::collections::BTreeMap;
+        let first_orders = |policy: Policy| {
+            let app = AppPolicy {
+                defaults: policy,
+                ..AppPolicy::default()
+            };
+            let mut engine = Engine::new(
+                AppName::parse("sim").unwrap(),
+                app,
+                Confirmation::OnDecision,
+            );
+            let mut first: BTreeMap<String, (Timestamp, Reason, f64)> = BTreeMap::new();
+            for body in batches(&Scenario::default()) {
+                let mut obs = Vec::new();
+                let stats = crate::ingest::drain_body(&body, |o| obs.push(o));
+                let arrived = stats.latest.unwrap();
+                let mut events = engine.apply(&obs, arrived).events;
+                events.extend(engine.release_due(arrived).events);
+                for e in events.into_iter().filter(|e| e.event == EventKind::Restart) {
+                    let dyno = e.dyno.as_ref().unwrap().to_string();
+                    let mb = e.memory_total_mb.unwrap_or_default();
+                    first.entry(dyno).or_insert((e.at, e.reason.unwrap(), mb));
+                }
+            }
+            first
+        };
+        let default = first_orders(Policy::default());
+        let off = first_orders(Policy {
+            predict: None,
+            ..Policy::default()
+        });
+        // web.3 and web.6 are steady; the others leak (fast, slow).
+        for steady in ["web.3", "web.6"] {
+            assert!(!default.contains_key(steady), "{default:?}");
+        }
+        for leak in ["web.1", "web.2", "web.4", "web.5"] {
+            let (at, reason, mb) = default[leak];
+            assert_eq!(reason, Reason::Predicted, "{leak}: {default:?}");
+            assert!(mb < 512.0, "{leak}: {mb} MB");
+            assert!(at < off[leak].0, "{leak}: {at} vs {:?}", off[leak]);
+        }
+    }
+
     #[test]
     fn the_same_run_gives_the_same_figures() {
         let p = Policy::default();
