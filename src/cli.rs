@@ -45,7 +45,7 @@ Configuration (without --config; README \"Configuration: config vars\"):
   {TYPE}_{KNOB}             a policy knob for one type, e.g. WEB_RESTART_THRESHOLD=1024
   DYNOGUARD_{KNOB}          a policy knob for every type, e.g. DYNOGUARD_CONSECUTIVE=2
       KNOB: RESTART_THRESHOLD RESTART_WINDOW SWAP_THRESHOLD CONSECUTIVE PREDICT
-            MAX_PARALLEL SETTLE ON_R14 ON_R15 FLAP_LIMIT FLAP_WINDOW (DYNOGUARD_DRY_RUN)
+            PREDICT_FLOOR PREDICT_WINDOW MAX_PARALLEL SETTLE ON_R14 ON_R15 FLAP_LIMIT FLAP_WINDOW (DYNOGUARD_DRY_RUN)
   DYNOGUARD_BLIND_AFTER     lines but no memory sample this long: `blind` event [5m]
   DYNOGUARD_SOURCE          drain or log-session [drain]
   DYNOGUARD_CONFIG_TOML     a whole TOML configuration in one config var

@@ -256,7 +256,7 @@ fn effective_setters(
 
 pub fn describe(p: &Policy) -> String {
     format!(
-        "threshold={} restart_window={} on_r14={} on_r15={} swap_threshold={} consecutive={} predict={} max_parallel={} settle={} flap_limit={} flap_window={} dry_run={}",
+        "threshold={} restart_window={} on_r14={} on_r15={} swap_threshold={} consecutive={} predict={} predict_floor={}% predict_window={} max_parallel={} settle={} flap_limit={} flap_window={} dry_run={}",
         p.threshold,
         format_duration(p.restart_window),
         p.on_r14,
@@ -264,6 +264,8 @@ pub fn describe(p: &Policy) -> String {
         p.swap_threshold.map_or("off".into(), |m| m.to_string()),
         p.consecutive,
         p.predict.map_or("off".into(), format_duration),
+        p.predict_floor,
+        format_duration(p.predict_window),
         p.max_parallel,
         format_duration(p.settle),
         p.flap_limit,

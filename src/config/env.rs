@@ -516,6 +516,8 @@ pub(crate) mod tests {
             ("WORKER_CONSECUTIVE", "4"),
             ("WORKER_SWAP_THRESHOLD", "64MB"),
             ("WORKER_PREDICT", "5m"),
+            ("WORKER_PREDICT_FLOOR", "90%"),
+            ("DYNOGUARD_PREDICT_WINDOW", "15m"),
             ("WORKER_MAX_PARALLEL", "2"),
             ("WORKER_ON_R14", "false"),
             ("WORKER_ON_R15", "0"),
@@ -531,12 +533,22 @@ pub(crate) mod tests {
         assert_eq!(w.settle.as_secs(), 180, "inherits DYNOGUARD_SETTLE");
         assert_eq!(w.swap_threshold, Some(Megabytes(64.0)));
         assert_eq!(w.predict.unwrap().as_secs(), 300);
+        assert_eq!((w.predict_floor, w.predict_window.as_secs()), (90.0, 900));
+        assert_eq!(
+            web.predict,
+            Policy::default().predict,
+            "predict is on by default"
+        );
+        assert_eq!(
+            (web.predict_floor, web.predict_window.as_secs()),
+            (85.0, 900)
+        );
         assert!(!w.on_r14 && !w.on_r15);
         assert_eq!((w.flap_limit, w.flap_window.as_secs()), (5, 7200));
         assert_eq!(p.blind_after.as_secs(), 600);
         assert_eq!(
             c.apps[0].set_by["worker"].len(),
-            8,
+            9,
             "{:?}",
             c.apps[0].set_by
         );

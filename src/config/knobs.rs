@@ -155,7 +155,7 @@ fn threshold_warning(t: Threshold) -> Option<String> {
 }
 
 /// Every knob, in the order `check` prints them.
-pub static KNOBS: [Knob; 12] = [
+pub static KNOBS: [Knob; 14] = [
     Knob {
         key: "threshold",
         env: "RESTART_THRESHOLD",
@@ -224,7 +224,7 @@ pub static KNOBS: [Knob; 12] = [
     Knob {
         key: "predict",
         env: "PREDICT",
-        allowed: "a duration from 1s to 24h (5m) or off",
+        allowed: "a duration from 1s to 24h (2m) or off",
         set: |p, s| {
             p.predict = if is_off(s) {
                 None
@@ -235,6 +235,49 @@ pub static KNOBS: [Knob; 12] = [
                     SignedDuration::from_hours(24),
                 )?)
             };
+            Ok(p.predict
+                .filter(|h| *h > SignedDuration::from_mins(5))
+                .map(|h| {
+                    format!(
+                        "predict {} looks far ahead: a GC sawtooth or a wandering dyno near its quota may be restarted (the simulator's table is in BENCHMARKS.md)",
+                        format_duration(h)
+                    )
+                }))
+        },
+    },
+    Knob {
+        key: "predict_floor",
+        env: "PREDICT_FLOOR",
+        allowed: "a percentage of the dyno's quota from 50% to 100% (85%)",
+        set: |p, s| {
+            let v: f64 = s
+                .strip_suffix('%')
+                .unwrap_or(s)
+                .trim()
+                .parse()
+                .map_err(|_| String::new())?;
+            if !(v.is_finite() && (50.0..=100.0).contains(&v)) {
+                return Err(" (out of range)".into());
+            }
+            p.predict_floor = v;
+            Ok((v < 80.0).then(|| {
+                format!("a predict floor of {v}% lets the trend restart dynos with a fifth of their quota free")
+            }))
+        },
+    },
+    Knob {
+        key: "predict_window",
+        env: "PREDICT_WINDOW",
+        allowed: "a duration from 2m to 1h (10m)",
+        set: |p, s| {
+            // At most the hour of samples kept per instance; at least six
+            // samples, and the trend waits until the instance has logged
+            // for this long (a long window delays every prediction).
+            p.predict_window = duration(
+                s,
+                SignedDuration::from_mins(2),
+                SignedDuration::from_hours(1),
+            )?;
             Ok(None)
         },
     },
@@ -422,6 +465,41 @@ mod tests {
         assert!(set("threshold", "30%").unwrap().1.unwrap().contains("50%"));
         assert!(set("threshold", "95%").unwrap().1.is_none());
         assert!(set("threshold", "1024mb").unwrap().1.is_none());
+    }
+
+    #[test]
+    fn predict_knobs() {
+        assert_eq!(set("predict", "off").unwrap().0.predict, None);
+        let (p, w) = set("predict", "2m").unwrap();
+        assert_eq!((p.predict, w), (Some(SignedDuration::from_mins(2)), None));
+        assert!(
+            set("predict", "30m")
+                .unwrap()
+                .1
+                .unwrap()
+                .contains("sawtooth")
+        );
+        assert_eq!(set("predict_floor", "90%").unwrap().0.predict_floor, 90.0);
+        assert_eq!(set("predict_floor", "90").unwrap().0.predict_floor, 90.0);
+        assert!(set("predict_floor", "75%").unwrap().1.is_some());
+        assert!(
+            set("predict_floor", "40%")
+                .unwrap_err()
+                .contains("from 50% to 100%")
+        );
+        assert_eq!(
+            set("predict_window", "20m").unwrap().0.predict_window,
+            SignedDuration::from_mins(20)
+        );
+        assert!(
+            set("predict_window", "90m")
+                .unwrap_err()
+                .contains("from 2m to 1h")
+        );
+        let (prefix, k) = Knob::by_var("WEB_PREDICT_FLOOR").unwrap();
+        assert_eq!((prefix, k.key), ("WEB", "predict_floor"));
+        let (prefix, k) = Knob::by_var("DYNOGUARD_PREDICT").unwrap();
+        assert_eq!((prefix, k.key), ("DYNOGUARD", "predict"));
     }
 
     #[test]

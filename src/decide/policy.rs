@@ -81,8 +81,16 @@ pub struct Policy {
     pub swap_threshold: Option<Megabytes>,
     /// Consecutive over-threshold samples needed. Default 1.
     pub consecutive: u32,
-    /// Restart when the trend says the quota is passed within this. Default off.
+    /// Restart when the instance's trend says `memory_total` passes the quota
+    /// within this (`None`: off). Default [`PREDICT_HORIZON`]: see
+    /// [`predicted_crossing`] for what the trend is and why this default.
     pub predict: Option<SignedDuration>,
+    /// Percent of the quota below which the trend never acts. Default
+    /// [`PREDICT_FLOOR`]: healthy dynos sit lower than this for days.
+    pub predict_floor: f64,
+    /// How far back the trend looks; it needs samples of the current
+    /// instance over nine tenths of it at least. Default [`PREDICT_WINDOW`].
+    pub predict_window: SignedDuration,
     /// At most one restart per process name per window. Default 10 min.
     pub restart_window: SignedDuration,
     /// Restarts of one app and type in progress at once. Default 25%.
@@ -104,7 +112,9 @@ impl Default for Policy {
             on_r15: true,
             swap_threshold: None,
             consecutive: 1,
-            predict: None,
+            predict: Some(PREDICT_HORIZON),
+            predict_floor: PREDICT_FLOOR,
+            predict_window: PREDICT_WINDOW,
             restart_window: SignedDuration::from_mins(10),
             max_parallel: Parallelism::Percent(25.0),
             settle: SignedDuration::from_mins(2),
@@ -289,46 +299,160 @@ pub fn judge_memory(policy: &Policy, state: &DynoState) -> Option<Trigger> {
     {
         return Some(Trigger::Swap);
     }
-    if let (Some(horizon), Some(quota)) = (policy.predict, state.quota())
-        && predicted_crossing(&state.history, quota, horizon)
+    if let Some(quota) = state.quota()
+        && predicted_crossing(policy, &state.history, quota).is_some()
     {
         return Some(Trigger::Predicted);
     }
     None
 }
 
-/// Least-squares slope over the last few samples: will `memory_total` pass
-/// `quota` within `horizon`?
-fn predicted_crossing(
+/// Default `predict`: six sample intervals. Long enough that a leak climbing
+/// a few percent of the quota a minute is restarted before it swaps; short
+/// enough that a GC sawtooth or a wandering dyno that turns at 95 % is not
+/// (the climb it would need, 2.5 % of the quota a minute *at* 95 %, is the
+/// leak's). Chosen from the simulator's table (`cargo bench --bench predict`).
+pub const PREDICT_HORIZON: SignedDuration = SignedDuration::from_mins(2);
+/// Default `predict_floor`, percent of the quota: many healthy Ruby and JVM
+/// dynos sit at 85–95 % for days, so the floor does not keep them safe by
+/// itself — the trend does; the floor keeps a dyno with room from ever being
+/// restarted on a trend.
+pub const PREDICT_FLOOR: f64 = 85.0;
+/// Default `predict_window`: ten minutes (30 samples) of the instance for the
+/// trend, which acts only once the instance has logged for that long (nine
+/// tenths of it, for jitter): the first minutes of an instance are its
+/// warm-up, whose climb is steep and stops by itself.
+pub const PREDICT_WINDOW: SignedDuration = SignedDuration::from_mins(10);
+/// Percent of the quota memory may fall within the window and still be a
+/// leak's trend: a leak's samples wobble by a percent or so; a GC cycle or a
+/// spike passing gives back far more.
+const PREDICT_DRAWDOWN: f64 = 3.0;
+/// Fewest samples a trend is fitted to, whatever the window: an L10 drop or
+/// a short window must not leave two points to draw a line through.
+const PREDICT_MIN_POINTS: usize = 8;
+
+/// What the trend of an instance says, when it says the quota is passed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Crossing {
+    /// The fitted memory now (MB): the median line's value at the last sample.
+    pub level: Megabytes,
+    /// Growth in MB per minute (Theil–Sen: the median of pairwise slopes).
+    pub mb_per_min: f64,
+    /// When the fitted line reaches the quota, from the last sample.
+    pub within: SignedDuration,
+}
+
+/// Will the current instance's `memory_total` pass `quota` within
+/// `policy.predict`? `Some` with the figures if so.
+///
+/// Each condition is there for a dyno that must never be restarted:
+/// - the last sample and the fitted level are at or above `predict_floor`,
+///   and under the quota (over it, the threshold and R14 decide);
+/// - samples of this instance (the history is per instance) cover nine
+///   tenths of `predict_window` at least, [`PREDICT_MIN_POINTS`] of them or
+///   more: a fresh instance's warm-up or one spike is no trend;
+/// - memory did not fall by more than [`PREDICT_DRAWDOWN`] within the window;
+/// - the slope is Theil–Sen's, the median of all pairwise slopes, and the
+///   level the median of the residuals: short spikes and noise move
+///   neither, where a least-squares line follows every spike;
+/// - the climb does not slow down: a dyno warming up to a plateau under the
+///   quota decelerates, a leak does not (see the body);
+/// - the level is a new high for the instance: a sample older than the
+///   window at or above it shows the instance has been here and came back
+///   down (a GC sawtooth, a wave, a spike). A leak never comes back down;
+///   a dyno that did is judged by the threshold and R14 alone.
+pub fn predicted_crossing(
+    policy: &Policy,
     history: &VecDeque<(Timestamp, f64)>,
     quota: Megabytes,
-    horizon: SignedDuration,
-) -> bool {
-    const POINTS: usize = 6;
-    if history.len() < 3 {
-        return false;
+) -> Option<Crossing> {
+    let horizon = policy.predict?;
+    let &(now, latest) = history.back()?;
+    let floor = quota.0 * policy.predict_floor / 100.0;
+    if !(quota.0 > 0.0 && latest >= floor && latest < quota.0) {
+        return None;
     }
-    let pts: Vec<_> = history.iter().rev().take(POINTS).collect();
-    let t0 = pts[pts.len() - 1].0;
-    let xs: Vec<f64> = pts
-        .iter()
-        .map(|(t, _)| t.duration_since(t0).as_secs_f64())
+    let split = history.partition_point(|(t, _)| *t < now - policy.predict_window);
+    // Seconds before the last sample (≤ 0) and MB.
+    let recent: Vec<(f64, f64)> = history
+        .range(split..)
+        .map(|(t, y)| (-now.duration_since(*t).as_secs_f64(), *y))
         .collect();
-    let ys: Vec<f64> = pts.iter().map(|(_, y)| *y).collect();
-    let n = xs.len() as f64;
-    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
-    let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
-    if sxx == 0.0 {
-        return false;
+    let covered = recent
+        .first()
+        .is_some_and(|(x, _)| -x >= (policy.predict_window * 9 / 10).as_secs_f64());
+    if recent.len() < PREDICT_MIN_POINTS || !covered {
+        return None;
     }
-    let slope = xs
-        .iter()
-        .zip(&ys)
-        .map(|(x, y)| (x - mx) * (y - my))
-        .sum::<f64>()
-        / sxx;
-    let latest = ys[0];
-    slope > 0.0 && latest < quota.0 && latest + slope * horizon.as_secs_f64() >= quota.0
+    // A leak does not give memory back: a fall of more than noise within the
+    // window (a GC cycle, a spike passing) says this climb may turn too.
+    let mut high = f64::MIN;
+    for (_, y) in &recent {
+        high = high.max(*y);
+        if high - y > quota.0 * PREDICT_DRAWDOWN / 100.0 {
+            return None;
+        }
+    }
+    // A leak grows steadily; a dyno settling to its plateau (warming up
+    // after boot, a wave turning over) grows ever slower, and a line through
+    // all of it points past where it is heading. So the newer half of the
+    // window must climb at least half as fast as the older half, and the
+    // projection uses the slower of the newer half and the whole window.
+    let half = recent.partition_point(|(x, _)| *x < recent[0].0 / 2.0);
+    let (older, newer) = recent.split_at(half);
+    let (Some(whole), Some(old_slope), Some(new_slope)) =
+        (theil_sen(&recent), theil_sen(older), theil_sen(newer))
+    else {
+        return None;
+    };
+    if new_slope < old_slope / 2.0 {
+        return None;
+    }
+    let slope = whole.min(new_slope);
+    if slope <= 0.0 {
+        return None;
+    }
+    let mut residuals: Vec<f64> = recent.iter().map(|(x, y)| y - slope * x).collect();
+    let level = median(&mut residuals)?;
+    if level < floor || level >= quota.0 {
+        return None;
+    }
+    if history.range(..split).any(|(_, y)| *y >= level) {
+        return None;
+    }
+    let secs = (quota.0 - level) / slope;
+    (secs <= horizon.as_secs_f64()).then(|| Crossing {
+        level: Megabytes(level),
+        mb_per_min: slope * 60.0,
+        within: SignedDuration::from_secs_f64(secs),
+    })
+}
+
+/// Theil–Sen slope of `(x, y)` points in x order: the median of the slopes
+/// between every pair. `None` for fewer than three points.
+fn theil_sen(points: &[(f64, f64)]) -> Option<f64> {
+    if points.len() < 3 {
+        return None;
+    }
+    let mut slopes = Vec::with_capacity(points.len() * (points.len() - 1) / 2);
+    for (i, (xi, yi)) in points.iter().enumerate() {
+        for (xj, yj) in &points[i + 1..] {
+            if xj > xi {
+                slopes.push((yj - yi) / (xj - xi));
+            }
+        }
+    }
+    median(&mut slopes)
+}
+
+/// The median (the upper one of an even count); `None` for no values.
+fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mid = values.len() / 2;
+    let (_, m, _) = values.select_nth_unstable_by(mid, f64::total_cmp);
+    Some(*m)
 }
 
 /// Context the decision needs about the dyno's siblings (same app and type).

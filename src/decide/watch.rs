@@ -466,10 +466,27 @@ impl Watcher {
         if !state.over {
             state.over = true;
             let mut e = policy::event_for(&app, state, EventKind::OverThreshold, now);
-            e.detail = judging
-                .threshold
-                .limit(state.quota())
-                .map(|l| format!("threshold {} = {l}", judging.threshold));
+            e.detail = if trigger == Trigger::Predicted {
+                // Say what the trend saw: a dyno restarted under its quota
+                // must be explainable from the event alone.
+                state
+                    .quota()
+                    .and_then(|q| policy::predicted_crossing(&judging, &state.history, q))
+                    .map(|c| {
+                        format!(
+                            "predicted: trend {:.1}MB/min from {:.0}MB reaches the quota in {}s (predict {}s)",
+                            c.mb_per_min,
+                            c.level.0,
+                            c.within.as_secs(),
+                            judging.predict.map_or(0, |h| h.as_secs())
+                        )
+                    })
+            } else {
+                judging
+                    .threshold
+                    .limit(state.quota())
+                    .map(|l| format!("threshold {} = {l}", judging.threshold))
+            };
             events.push(e);
         }
         if state.consecutive_over < judging.consecutive {
@@ -1408,25 +1425,69 @@ mod table {
             reasons(w.observe(&sample(0, 300.0, 70.0).kind, at(0))),
             ["swap"]
         );
+    }
 
-        let app = AppPolicy {
-            defaults: Policy {
-                predict: Some(jiff::SignedDuration::from_mins(5)),
-                ..Policy::default()
-            },
-            ..AppPolicy::default()
-        };
-        let mut w = Watcher::new(AppName::parse("t").unwrap(), app);
-        // +20 MB per 20 s = 60 MB/min: 420 → 512 in ~1.5 min < 5 min.
-        let mut all = Vec::new();
-        for (i, total) in [360.0, 380.0, 400.0, 420.0].into_iter().enumerate() {
-            all.push(reasons(w.observe(
-                &sample(i as i64 * 20, total, 0.0).kind,
-                at(i as i64 * 20),
-            )));
+    /// The default `predict` (a 2-minute horizon over a 10-minute trend of the
+    /// instance, floor 85 %) on 512 MB dynos, one sample per 20 s. Returns
+    /// the restart reasons and the sample index of the first.
+    fn predicted(curve: impl Fn(i64) -> f64, samples: i64) -> Option<(i64, f64, String)> {
+        let mut w = Watcher::new(AppName::parse("t").unwrap(), AppPolicy::default());
+        for i in 0..samples {
+            let total = curve(i);
+            let kind = ObservationKind::Sample(Sample {
+                dyno: DynoName::parse("web.1"),
+                instance: Some(A.into()),
+                memory: Memory {
+                    total: Some(Megabytes(total)),
+                    quota: Some(Megabytes(512.0)),
+                    ..Memory::default()
+                },
+                malformed: false,
+            });
+            let events = w.observe(&kind, at(i * 20));
+            if let Some(r) = events.iter().find(|e| e.event == EventKind::Restart) {
+                return Some((i, total, r.reason.map_or("", |r| r.as_str()).to_owned()));
+            }
         }
-        // Needs three points for a trend; the third already predicts.
-        let none: Vec<&str> = Vec::new();
-        assert_eq!(all, [none.clone(), none.clone(), vec!["predicted"], none]);
+        None
+    }
+
+    #[test]
+    fn predict_by_default_acts_on_a_leak_before_the_quota_only() {
+        // A leak of 12 MB a minute from 360 MB: over the quota at 12.7 min
+        // (sample 38). Predicted once the trend has ten minutes of the
+        // instance and the quota is under two minutes away.
+        let leak = |i: i64| 360.0 + 4.0 * i as f64;
+        let (i, mb, reason) = predicted(leak, 60).unwrap();
+        assert_eq!(reason, "predicted");
+        assert!((30..38).contains(&i) && mb < 512.0, "sample {i}: {mb} MB");
+        // The same leak with ±3 MB of noise and a spike ten minutes back:
+        // still predicted.
+        let noisy = |spike_at: i64| {
+            move |i: i64| {
+                leak(i) + [3.0, -3.0, 1.0][i as usize % 3] + if i == spike_at { 40.0 } else { 0.0 }
+            }
+        };
+        let reason = |p: Option<(i64, f64, String)>| p.map(|p| p.2);
+        assert_eq!(reason(predicted(noisy(2), 60)), Some("predicted".into()));
+        // A spike within the window: memory fell back, so the trend stands
+        // down and the threshold acts, as without predict.
+        assert_eq!(reason(predicted(noisy(28), 60)), Some("threshold".into()));
+
+        let never: [(&str, &dyn Fn(i64) -> f64); 5] = [
+            // Under the floor (85 % = 435 MB), however steep.
+            ("below the floor", &|i| 200.0 + (4.0 * i as f64).min(230.0)),
+            // A plateau at 94 % with spikes to 99 %.
+            ("spikes", &|i| if i % 10 == 0 { 507.0 } else { 480.0 }),
+            // Climbs 2 % a minute to 95 % and drops back (GC sawtooth).
+            ("sawtooth", &|i| 384.0 + 3.4 * (i % 30) as f64),
+            // Warms up fast to a plateau at 96 %.
+            ("warm-up", &|i| 491.0 - 300.0 * (-(i as f64) / 9.0).exp()),
+            // Too few samples: one minute of a steep climb, then flat.
+            ("short climb", &|i| 440.0 + 6.0 * i.min(9) as f64),
+        ];
+        for (name, curve) in never {
+            assert_eq!(predicted(curve, 360), None, "{name}");
+        }
     }
 }

@@ -5,10 +5,13 @@
 //!   dynos, features, drains) that records requests and can be told to fail;
 //! * [`fleet`]: simulated dynos with memory curves that log like Heroku and
 //!   deliver as drain bodies or through log sessions;
-//! * [`bodies`]: realistic drain bodies for benchmarks and load tests.
+//! * [`bodies`]: realistic drain bodies for benchmarks and load tests;
+//! * [`curves`]: a dyno's memory curves over a simulated week through the
+//!   decision engine: what a restart policy costs and saves.
 
 pub mod api;
 pub mod bodies;
+pub mod curves;
 pub mod fleet;
 pub mod scenario;
 

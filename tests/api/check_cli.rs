@@ -45,6 +45,7 @@ fn dark_knight_environment_passes_and_shows_the_policy() {
             ("DRAIN_PASSWORD", "pw-SECRET"),
             ("DYNO_TYPES", "web,worker"),
             ("WORKER_RESTART_THRESHOLD", "95%"),
+            ("WORKER_PREDICT_FLOOR", "90%"),
         ],
     );
     assert_eq!(code, 0, "{out}");
@@ -52,7 +53,13 @@ fn dark_knight_environment_passes_and_shows_the_policy() {
         out.contains("web: threshold=100% restart_window=10m"),
         "{out}"
     );
+    // Acting before a dyno swaps is the default (README "Before it swaps").
+    assert!(
+        out.contains("predict=2m predict_floor=85% predict_window=10m"),
+        "{out}"
+    );
     assert!(out.contains("worker: threshold=95%"), "{out}");
+    assert!(out.contains("predict=2m predict_floor=90%"), "{out}");
     assert!(!out.contains("SECRET"), "{out}");
 }
 

@@ -293,6 +293,23 @@ fn values_carry_their_range_and_implausible_ones_are_warned() {
         assert_eq!(code, 0, "{ok}: {out}");
         assert!(!out.contains("warning"), "{ok}: {out}");
     }
+
+    // The trend's knobs are config vars like every other.
+    let (code, out) = check_env(&[("DYNOGUARD_PREDICT_FLOOR", "30%")]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("DYNOGUARD_PREDICT_FLOOR: \"30%\" is not allowed (out of range); use a percentage of the dyno's quota from 50% to 100% (85%)"), "{out}");
+    let (code, out) = check_env(&[("WEB_PREDICT", "30m")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warning: WEB_PREDICT: predict 30m looks far ahead"),
+        "{out}"
+    );
+    let (code, out) = check_env(&[("WEB_PREDICT", "off"), ("WEB_PREDICT_WINDOW", "20m")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("predict=off predict_floor=85% predict_window=20m"),
+        "{out}"
+    );
 }
 
 // 3. Precedence.
