@@ -271,7 +271,7 @@ impl Watcher {
 
     /// Gives each event about a dyno its incident id.
     fn tag(&mut self, events: &mut [Event]) {
-        for e in events {
+        for e in events.iter_mut().filter(|e| e.incident.is_none()) {
             if let Some(s) = e.dyno.as_ref().and_then(|d| self.dynos.get_mut(d)) {
                 s.tag_incident(e);
             }
@@ -442,6 +442,8 @@ impl Watcher {
         if let Some(secs) = recovered {
             let mut e = policy::event_for(&app, state, EventKind::Recovered, now);
             e.seconds = Some(secs);
+            // Tagged now: judging the new instance below may end the episode.
+            state.tag_incident(&mut e);
             events.push(e);
         }
         if sample.memory.total.is_none() {
@@ -1315,6 +1317,58 @@ mod table {
             }
         }
         assert!(failed.is_empty(), "{}", failed.join("\n"));
+    }
+
+    #[test]
+    fn an_episode_is_one_incident_from_over_to_recovered() {
+        let mut e = Engine::new(
+            AppName::parse("t").unwrap(),
+            AppPolicy::default(),
+            Confirmation::OnDecision,
+        );
+        let s = |t: i64, inst: &str, total: f64| Observation {
+            at: at(t),
+            kind: ObservationKind::Sample(Sample {
+                dyno: DynoName::parse("web.1"),
+                instance: Some(inst.into()),
+                memory: Memory {
+                    total: Some(Megabytes(total)),
+                    quota: Some(Megabytes(512.0)),
+                    ..Memory::default()
+                },
+                malformed: false,
+            }),
+        };
+        let mut events = Vec::new();
+        for o in [
+            s(0, A, 300.0),
+            s(20, A, 600.0),
+            s(60, B, 200.0),
+            s(80, B, 210.0),
+        ] {
+            events.extend(e.apply(&[o], at(100)).events);
+        }
+        // A later episode of the same dyno is another incident.
+        for o in [s(2000, B, 700.0)] {
+            events.extend(e.apply(&[o], at(2000)).events);
+        }
+        events.extend(e.finish().events);
+        let tagged: Vec<(String, Option<String>)> = events
+            .iter()
+            .map(|e| (e.event.as_str().to_owned(), e.incident.clone()))
+            .collect();
+        let first = Some(format!("web.1-{}", at(20).as_second()));
+        let second = Some(format!("web.1-{}", at(2000).as_second()));
+        assert_eq!(
+            tagged,
+            [
+                ("over_threshold".to_owned(), first.clone()),
+                ("restart".to_owned(), first.clone()),
+                ("recovered".to_owned(), first),
+                ("over_threshold".to_owned(), second.clone()),
+                ("restart".to_owned(), second),
+            ]
+        );
     }
 
     #[test]

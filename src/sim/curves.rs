@@ -22,8 +22,8 @@
 use jiff::{SignedDuration, Timestamp};
 
 use crate::decide::engine::{Confirmation, Engine};
-use crate::decide::events::{EventKind, Reason};
 use crate::decide::policy::{AppPolicy, Policy};
+use crate::domain::event::{EventKind, Reason};
 use crate::domain::{AppName, DynoName, Megabytes};
 use crate::ingest::heroku_line::{Memory, Observation, ObservationKind, Sample};
 

@@ -325,11 +325,17 @@ async fn the_demo_dashboard_renders_in_chromium_at_1366_and_390_px() {
         .expect("chromedriver starts");
     let driver_url = format!("http://127.0.0.1:{driver_port}");
     let http = reqwest::Client::new();
-    while http.get(format!("{driver_url}/status")).send().await.is_err() {
+    while http
+        .get(format!("{driver_url}/status"))
+        .send()
+        .await
+        .is_err()
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let b = Browser::open(&driver_url, (1366, 900)).await;
-    b.go(&format!("http://ops:demo@127.0.0.1:{dry_port}/")).await;
+    b.go(&format!("http://ops:demo@127.0.0.1:{dry_port}/"))
+        .await;
     let f = b.run(FACTS).await;
     b.screenshot(&shots.join("dashboard-alert-only.png")).await;
     b.close().await;

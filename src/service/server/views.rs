@@ -383,7 +383,17 @@ pub fn incidents(events: Vec<crate::domain::event::Event>) -> Vec<IncidentView> 
     let mut out: Vec<IncidentView> = by_id
         .into_iter()
         .filter_map(|(id, mut evs)| {
-            evs.sort_by_key(|e| e.at);
+            // Events of one log second in the order they are decided.
+            let rank = |k: K| match k {
+                K::OverThreshold => 0,
+                K::R14 => 1,
+                K::R15 => 2,
+                K::RestartFailed => 4,
+                K::Flapping => 5,
+                K::Recovered => 6,
+                _ => 3,
+            };
+            evs.sort_by_key(|e| (e.at, rank(e.event)));
             let first = evs.first()?.clone();
             let restarts = evs.iter().filter(|e| e.event == K::Restart).count();
             let would = evs
