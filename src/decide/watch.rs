@@ -1349,9 +1349,7 @@ mod table {
             events.extend(e.apply(&[o], at(100)).events);
         }
         // A later episode of the same dyno is another incident.
-        for o in [s(2000, B, 700.0)] {
-            events.extend(e.apply(&[o], at(2000)).events);
-        }
+        events.extend(e.apply(&[s(2000, B, 700.0)], at(2000)).events);
         events.extend(e.finish().events);
         let tagged: Vec<(String, Option<String>)> = events
             .iter()

@@ -468,7 +468,7 @@ pub async fn run(
         // A release now and then (the first tick, then every 90 simulated
         // minutes): `app[api]` lines, as Heroku logs them, for the charts'
         // release markers.
-        if ticks % RELEASE_EVERY == 0 {
+        if ticks.is_multiple_of(RELEASE_EVERY) {
             lines.push(Line {
                 at: now,
                 source: "app",
