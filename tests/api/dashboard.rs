@@ -612,7 +612,11 @@ async fn needs_attention_is_one_definition_and_incidents_are_rows() {
     let mut incidents = Value::Null;
     for _ in 0..100 {
         incidents = json(&app, "/api/incidents?app=todo").await.1;
-        if incidents.as_array().is_some_and(|a| !a.is_empty()) {
+        // The store writer batches events: wait for the three restarts.
+        if incidents
+            .as_array()
+            .is_some_and(|a| a.first().is_some_and(|i| i["restarts"].as_u64() >= Some(3)))
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -109,6 +109,10 @@ async fn serve_refuses_to_start_without_a_token_or_password() {
 #[tokio::test]
 async fn two_replicas_sharing_postgres_restart_once() {
     let Ok(pg) = std::env::var("DATABASE_URL_POSTGRES") else {
+        assert!(
+            std::env::var_os("DYNOGUARD_REQUIRE_TOOLS").is_none(),
+            "PostgreSQL is required here (DYNOGUARD_REQUIRE_TOOLS) but DATABASE_URL_POSTGRES is not set"
+        );
         eprintln!("SKIPPED: two replicas on PostgreSQL (set DATABASE_URL_POSTGRES to run it)");
         return;
     };
