@@ -224,6 +224,10 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
                 ),
                 true,
             ),
+            Ok(Some((holder, ..))) if holder == ctx.holder => (
+                "this dynoguard's previous restart call for it is still in flight (the log runs ahead of the API); looking again after a backoff".to_owned(),
+                false,
+            ),
             other => {
                 let holder = match other {
                     Ok(Some((h, ..))) => h,
