@@ -42,6 +42,7 @@ fn store(rt: &tokio::runtime::Runtime) -> (tempfile::TempDir, Store, i64) {
                         swap: Some(0.0),
                         quota: Some(512.0),
                         replaced: None,
+                        contender: None,
                     })
                 })
                 .collect();

@@ -1,6 +1,9 @@
 -- The instances a process name already replaced (comma-separated, newest
 -- last), so a restarted dynoguard still orders instances by evidence.
 ALTER TABLE samples ADD COLUMN replaced TEXT;
+-- A second instance not yet ordered against the current one (a restart in
+-- the middle of a preboot overlap must not take it for a newcomer).
+ALTER TABLE samples ADD COLUMN contender TEXT;
 -- The log time of the decision a claim was made for: a window lasts
 -- restart_window from it (the engine's clock), and a lease left by a run
 -- killed mid-call is an unknown outcome dated by it.

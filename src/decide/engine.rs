@@ -56,6 +56,8 @@ pub struct AppliedSample {
     /// The instances of the name already replaced (newest last), kept in the
     /// store so a restarted dynoguard still knows them.
     pub replaced: Vec<String>,
+    /// A second instance not yet ordered against this one (stored too).
+    pub contender: Option<String>,
     pub at: Timestamp,
     /// The dyno's figures after the sample (quota resolved from hints).
     pub memory: Memory,
@@ -195,6 +197,7 @@ impl Engine {
                     dyno: d.clone(),
                     instance: state.instance.clone(),
                     replaced: state.replaced.iter().cloned().collect(),
+                    contender: state.contender_id().map(str::to_owned),
                     at,
                     memory,
                 });
@@ -355,8 +358,10 @@ impl Engine {
         instance: String,
         at: Timestamp,
         replaced: &[String],
+        contender: Option<String>,
     ) {
-        self.watcher.seed_instance(dyno, instance, at, replaced);
+        self.watcher
+            .seed_instance(dyno, instance, at, replaced, contender);
     }
 
     pub fn seed_restart(&mut self, dyno: DynoName, mark: RestartMark) {

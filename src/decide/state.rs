@@ -79,10 +79,18 @@ pub enum Lineage {
 /// line is the older of the two: a runtime-metrics sample comes every 20 s,
 /// so during a preboot overlap each instance shows up within one interval
 /// (plus jitter) of dynoguard starting to watch.
-pub const ESTABLISHED: SignedDuration = SignedDuration::from_secs(30);
+///
+/// Two minutes (six intervals): a lost sample or two (L10) must not make
+/// the old instance of an overlap look like a newcomer. A real newcomer
+/// inside it is a contender, decided by silence — safe, only slower.
+pub const ESTABLISHED: SignedDuration = SignedDuration::from_mins(2);
 /// Of two instances nothing orders, the one silent this long (three sample
 /// intervals of log time) while the other reports is the old one.
 pub const SILENT: SignedDuration = SignedDuration::from_secs(60);
+/// An instance taken for replaced that keeps reporting this long after the
+/// current one went silent was the live one after all: it is current again
+/// (a leaking newcomer is never left unjudged).
+pub const RESURRECT: SignedDuration = SignedDuration::from_mins(2);
 
 /// A second instance of a process name, not yet ordered against the current.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +218,14 @@ impl DynoState {
             return Lineage::Current;
         };
         if self.replaced.iter().any(|r| r == id) {
+            let current_silent = self
+                .instance_last
+                .or(self.instance_since)
+                .is_some_and(|t| at.duration_since(t) >= RESURRECT);
+            if current_silent && self.contender.is_none() {
+                self.replaced.retain(|r| r != id);
+                return Lineage::New;
+            }
             return Lineage::Replaced;
         }
         if self.instance.as_deref() == Some(id) {
@@ -284,8 +300,16 @@ impl DynoState {
     }
 
     /// Restores what the store knew of the name (after dynoguard itself
-    /// restarted): its instance as of `at`, and the instances it replaced.
-    pub fn seed_instance(&mut self, instance: String, at: Timestamp, replaced: &[String]) {
+    /// restarted): its instance as of `at`, the instances it replaced, and a
+    /// contender not yet ordered against it (still unordered: a restart in
+    /// the middle of an overlap decides nothing until one goes silent).
+    pub fn seed_instance(
+        &mut self,
+        instance: String,
+        at: Timestamp,
+        replaced: &[String],
+        contender: Option<String>,
+    ) {
         for r in replaced {
             if *r != instance {
                 self.remember_replaced(r.clone());
@@ -295,6 +319,13 @@ impl DynoState {
             self.instance = Some(instance);
             self.instance_since = Some(at);
             self.instance_last = Some(at);
+            self.contender = contender
+                .filter(|c| Some(c) != self.instance.as_ref() && !self.replaced.contains(c))
+                .map(|id| Contender {
+                    id,
+                    first_seen: at,
+                    last_seen: at,
+                });
         }
     }
 
@@ -517,5 +548,9 @@ impl DynoState {
 
     pub fn instance(&self) -> Option<&str> {
         self.instance.as_deref()
+    }
+
+    pub fn contender_id(&self) -> Option<&str> {
+        self.contender.as_ref().map(|c| c.id.as_str())
     }
 }

@@ -118,12 +118,13 @@ impl Watcher {
         instance: String,
         at: Timestamp,
         replaced: &[String],
+        contender: Option<String>,
     ) {
         let state = self
             .dynos
             .entry(dyno.clone())
             .or_insert_with(|| DynoState::new(dyno, at));
-        state.seed_instance(instance, at, replaced);
+        state.seed_instance(instance, at, replaced, contender);
     }
 
     /// Restores a restart remembered by the store (after dynoguard itself
@@ -433,7 +434,8 @@ impl Watcher {
             self.ignored.stale += 1;
             return Vec::new();
         }
-        state.replaced_line_at = None;
+        // `replaced_line_at` is kept: an R14 right after this sample may
+        // still be the replaced instance's (it logs beside the new one).
         state.record_memory(sample.memory, now);
         if type_quota.is_some() {
             state.formation_quota = type_quota;
@@ -577,6 +579,8 @@ mod table {
         Restarting(i64, &'static str),
         /// `Starting process with command …` (a birth line).
         Start(i64, &'static str),
+        /// `State changed from starting to up`.
+        Up(i64, &'static str),
         /// From here on, orders wait for Ok/Fail/Drop (as with a restarter).
         Hold,
         /// The restarter confirms / fails / drops (re-check) the last order,
@@ -682,6 +686,16 @@ mod table {
                     ObservationKind::State {
                         dyno: DynoName::parse(d).unwrap(),
                         change: StateChange::Starting,
+                    },
+                ),
+                Up(t, d) => (
+                    t,
+                    ObservationKind::State {
+                        dyno: DynoName::parse(d).unwrap(),
+                        change: StateChange::Changed {
+                            from: "starting".into(),
+                            to: "up".into(),
+                        },
                     },
                 ),
                 Hold => {
@@ -979,18 +993,19 @@ mod table {
                 ],
             ),
             (
-                "preboot overlap: once B is seen after A was watched a sample interval, A's lines change nothing",
+                "preboot overlap: once B is seen after A was watched two minutes, A's lines change nothing",
                 p(),
                 vec!["web"],
                 vec![
                     S(0, "web.1", A, 300.0, q),
-                    S(20, "web.1", A, 300.0, q),
-                    S(40, "web.1", B, 200.0, q),
-                    S(45, "web.1", A, 600.0, q),
-                    S(60, "web.1", B, 210.0, q),
-                    S(65, "web.1", A, 620.0, q),
-                    R14(65, "web.1"),
-                    S(80, "web.1", B, 220.0, q),
+                    S(60, "web.1", A, 300.0, q),
+                    S(120, "web.1", A, 300.0, q),
+                    S(140, "web.1", B, 200.0, q),
+                    S(145, "web.1", A, 600.0, q),
+                    S(160, "web.1", B, 210.0, q),
+                    S(165, "web.1", A, 620.0, q),
+                    R14(165, "web.1"),
+                    S(180, "web.1", B, 220.0, q),
                 ],
                 vec![],
             ),
@@ -1005,6 +1020,8 @@ mod table {
                     Mem(35, "web.1", 700.0, 136.7),
                     R14(35, "web.1"),
                     S(50, "web.1", B, 210.0, q),
+                    S(400, "web.1", B, 215.0, q),
+                    S(680, "web.1", B, 218.0, q),
                     S(700, "web.1", A, 700.0, q),
                     S(720, "web.1", B, 220.0, q),
                 ],
@@ -1211,6 +1228,64 @@ mod table {
                     S(25, "web.1", A, 600.0, q),
                 ],
                 vec!["web.1:over_threshold", "web.1:skipped:unclear_instance"],
+            ),
+            // ---- the hostile review's overlaps ------------------------------
+            (
+                "the new instance's up line after its first sample orders nothing: the old one's 900 MB is not restarted",
+                p(),
+                vec!["web"],
+                vec![
+                    S(0, "web.1", B, 200.0, q),
+                    Up(3, "web.1"),
+                    S(8, "web.1", A, 900.0, q),
+                    S(20, "web.1", B, 210.0, q),
+                    S(28, "web.1", A, 910.0, q),
+                ],
+                // The old one is the contender: its lines decide nothing.
+                vec![],
+            ),
+            (
+                "a lost sample (a 31 s gap) does not make the old instance a newcomer",
+                p(),
+                vec!["web"],
+                vec![
+                    S(0, "web.1", B, 200.0, q),
+                    S(20, "web.1", B, 210.0, q),
+                    S(51, "web.1", A, 900.0, q),
+                    S(60, "web.1", B, 220.0, q),
+                    S(71, "web.1", A, 910.0, q),
+                ],
+                vec![],
+            ),
+            (
+                "the old instance's R14 right after the new one's sample is not the new one's",
+                p(),
+                vec!["web"],
+                vec![
+                    S(0, "web.1", A, 600.0, q),
+                    S(60, "web.1", B, 200.0, q),
+                    S(70, "web.1", A, 700.0, q),
+                    S(70, "web.1", B, 210.0, q),
+                    R14(71, "web.1"),
+                    S(90, "web.1", B, 215.0, q),
+                ],
+                vec![
+                    "web.1:over_threshold",
+                    "web.1:restart:threshold",
+                    "web.1:recovered",
+                ],
+            ),
+            (
+                "an instance taken for replaced that keeps reporting while the current one is silent is judged again",
+                p(),
+                vec!["web"],
+                vec![
+                    S(0, "web.1", A, 300.0, q),
+                    S(150, "web.1", B, 200.0, q),
+                    S(160, "web.1", A, 300.0, q),
+                    S(300, "web.1", A, 900.0, q),
+                ],
+                vec!["web.1:over_threshold", "web.1:restart:threshold"],
             ),
             // ---- repeated lines (log-session reconnects) -----------------
             (

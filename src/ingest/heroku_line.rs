@@ -80,15 +80,13 @@ pub enum StateChange {
 }
 
 impl StateChange {
-    /// Does the line mark the birth of an instance (`Starting process`,
-    /// `State changed from starting to up`)? An instance that logged before
-    /// it is older than one whose first line follows it.
+    /// Does the line mark the birth of an instance? Only `Starting process`:
+    /// it comes before anything the new process logs, so an instance that
+    /// logged before it is older than one whose first line follows it.
+    /// (`State changed from starting to up` does not: a slow boot logs its
+    /// first sample before it.)
     pub fn is_birth(&self) -> bool {
-        match self {
-            Self::Starting => true,
-            Self::Changed { from, to } => from == "starting" && to == "up",
-            _ => false,
-        }
+        matches!(self, Self::Starting)
     }
 }
 

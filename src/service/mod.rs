@@ -401,6 +401,7 @@ impl Shared {
                 swap: s.memory.swap.map(Megabytes::get),
                 quota: s.memory.quota.map(Megabytes::get),
                 replaced: (!s.replaced.is_empty()).then(|| s.replaced.join(",")),
+                contender: s.contender,
             });
         }
         let c = &self.counters;
@@ -465,8 +466,13 @@ async fn seed_engines(store: &Store, apps: &[Arc<AppRuntime>]) -> anyhow::Result
                     .filter(|s| !s.is_empty())
                     .map(str::to_owned)
                     .collect();
-                app.lock()
-                    .seed_instance(dyno, instance, store::from_millis(r.at), &replaced);
+                app.lock().seed_instance(
+                    dyno,
+                    instance,
+                    store::from_millis(r.at),
+                    &replaced,
+                    r.contender,
+                );
             }
         }
         Err(e) => tracing::error!("reading the latest samples failed: {e}"),

@@ -209,6 +209,7 @@ mod tests {
             swap,
             quota,
             replaced: None,
+            contender: None,
         })
         .unwrap()
     }
@@ -244,6 +245,7 @@ mod tests {
             swap: None,
             quota: None,
             replaced: None,
+            contender: None,
         };
         assert!(MinuteRow::of_sample(&s).is_none());
         s.total = Some(1.0);

@@ -162,6 +162,8 @@ pub struct SampleRow {
     pub quota: Option<f64>,
     /// Instances of the name already replaced, comma-separated, newest last.
     pub replaced: Option<String>,
+    /// A second instance not yet ordered against the current one.
+    pub contender: Option<String>,
 }
 
 /// A restart claim whose call was in flight when its holder stopped.
@@ -579,14 +581,14 @@ impl Store {
             if rows.is_empty() {
                 return Ok(());
             }
-            const SQL: &str = "INSERT INTO samples (app, dyno, instance, at, total, rss, swap, quota, replaced) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+            const SQL: &str = "INSERT INTO samples (app, dyno, instance, at, total, rss, swap, quota, replaced, contender) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                  ON CONFLICT (app, dyno) DO UPDATE SET instance = excluded.instance, at = excluded.at, total = excluded.total, \
-                 rss = excluded.rss, swap = excluded.swap, quota = excluded.quota, replaced = excluded.replaced WHERE samples.at <= excluded.at";
+                 rss = excluded.rss, swap = excluded.swap, quota = excluded.quota, replaced = excluded.replaced, contender = excluded.contender WHERE samples.at <= excluded.at";
             on_pool!(self, p => in_transaction!(p, |conn| {
                 for r in rows {
                     sqlx::query(SQL)
                         .bind(&r.app).bind(&r.dyno).bind(&r.instance).bind(r.at)
-                        .bind(r.total).bind(r.rss).bind(r.swap).bind(r.quota).bind(&r.replaced)
+                        .bind(r.total).bind(r.rss).bind(r.swap).bind(r.quota).bind(&r.replaced).bind(&r.contender)
                         .execute(&mut *conn).await?;
                 }
             }));
@@ -606,7 +608,7 @@ impl Store {
     }
 
     pub async fn latest_samples(&self) -> Result<Vec<SampleRow>, StoreError> {
-        const SQL: &str = "SELECT app, dyno, instance, at, total, rss, swap, quota, replaced FROM samples ORDER BY app, dyno";
+        const SQL: &str = "SELECT app, dyno, instance, at, total, rss, swap, quota, replaced, contender FROM samples ORDER BY app, dyno";
         Ok(on_pool!(self, p => sqlx::query_as::<_, SampleRow>(SQL).fetch_all(p).await?))
     }
 

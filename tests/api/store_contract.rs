@@ -155,6 +155,7 @@ async fn samples_keep_the_newest(s: &Store) {
         swap: None,
         quota: Some(512.0),
         replaced: None,
+        contender: None,
     };
     s.upsert_samples(&[row(10, 100.5)]).await.unwrap();
     s.upsert_samples(&[row(30, 300.25)]).await.unwrap();
@@ -336,6 +337,7 @@ fn minute_row(
         swap: Some(0.5),
         quota,
         replaced: None,
+        contender: None,
     })
     .expect("a total")
 }
@@ -429,6 +431,7 @@ async fn a_dyno_is_known_by_any_trace(s: &Store) {
         swap: None,
         quota: None,
         replaced: None,
+        contender: None,
     };
     s.upsert_samples(std::slice::from_ref(&sample))
         .await
