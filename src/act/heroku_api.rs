@@ -69,9 +69,18 @@ impl ApiError {
     }
 
     /// The request may have reached Heroku and acted: a DELETE must not be
-    /// repeated before evidence says whether it did.
+    /// repeated before evidence says whether it did. A 502/504 is a gateway
+    /// that lost the backend's answer — the backend may have restarted the
+    /// dyno; a 500/503 is Heroku's own "did not do it".
     pub fn outcome_unknown(&self) -> bool {
         matches!(self, Self::Timeout(_) | Self::Transport(_))
+            || matches!(
+                self,
+                Self::Status {
+                    status: 502 | 504,
+                    ..
+                }
+            )
     }
 
     /// The `Request-Id` Heroku gave, if it answered.

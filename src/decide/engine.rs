@@ -99,6 +99,10 @@ pub struct Engine {
     held: Vec<Held>,
     /// The log minute dynos were last pruned at.
     pruned_minute: Option<i64>,
+    /// R14/R15 lines judged at their arrival (stamped far ahead), by their
+    /// own timestamp: the same line delivered again arrives later, so only
+    /// its own timestamp shows it is the same line. Bounded.
+    clamped_seen: std::collections::VecDeque<(DynoName, bool, Timestamp)>,
 }
 
 /// Is this event a restart decision (an order, or what a dry run would do)?
@@ -115,6 +119,7 @@ impl Engine {
             blind: BlindWatch::default(),
             held: Vec::new(),
             pruned_minute: None,
+            clamped_seen: std::collections::VecDeque::new(),
         }
     }
 
@@ -169,6 +174,21 @@ impl Engine {
             let at = Self::clock(o.at, arrived);
             if at != o.at {
                 out.future_clamped += 1;
+                if let ObservationKind::R14 { dyno } | ObservationKind::R15 { dyno } = &o.kind {
+                    let key = (
+                        dyno.clone(),
+                        matches!(o.kind, ObservationKind::R15 { .. }),
+                        o.at,
+                    );
+                    if self.clamped_seen.contains(&key) {
+                        out.ignored.repeated += 1;
+                        continue;
+                    }
+                    if self.clamped_seen.len() == 256 {
+                        self.clamped_seen.pop_front();
+                    }
+                    self.clamped_seen.push_back(key);
+                }
             }
             self.release(&mut out, |h| at.duration_since(h.events[0].at) > HOLD);
             self.prune_on(at);
@@ -221,7 +241,9 @@ impl Engine {
             self.drop_replaced(&mut out);
         }
         out.warnings = self.watcher.take_warnings();
+        let repeated = out.ignored.repeated;
         out.ignored = self.watcher.take_ignored();
+        out.ignored.repeated += repeated;
         out
     }
 
@@ -420,6 +442,36 @@ mod tests {
         assert_eq!(d.events.len(), 2, "one per log minute");
         assert_eq!(d.ignored.l10_coalesced, 49);
         assert_eq!(d.ignored.l10_dropped, 98);
+    }
+
+    #[test]
+    fn a_far_future_r15_delivered_twice_is_one_event() {
+        use crate::ingest::heroku_line::{Observation, ObservationKind};
+        let mut e = Engine::new(
+            AppName::parse("a").unwrap(),
+            AppPolicy::default(),
+            Confirmation::OnDecision,
+        );
+        let now = Timestamp::from_second(1_700_000_000).unwrap();
+        let r15 = Observation {
+            at: now + SignedDuration::from_secs(90),
+            kind: ObservationKind::R15 {
+                dyno: DynoName::parse("web.3").unwrap(),
+            },
+        };
+        let first = e.apply(std::slice::from_ref(&r15), now);
+        let again = e.apply(
+            std::slice::from_ref(&r15),
+            now + SignedDuration::from_secs(3),
+        );
+        let r15s = |d: &Decisions| {
+            d.events
+                .iter()
+                .filter(|x| x.event == EventKind::R15)
+                .count()
+        };
+        assert_eq!((r15s(&first), r15s(&again)), (1, 0));
+        assert_eq!(again.ignored.repeated, 1);
     }
 
     #[test]

@@ -747,3 +747,26 @@ async fn idle_connections_at_the_cap_make_room_for_a_real_request() {
     drop(idle);
     app.stop().await;
 }
+
+/// A 502/504 is a gateway that lost the backend's answer: the restart may
+/// have happened, so it is an unknown outcome — never repeated at once.
+#[tokio::test]
+async fn a_gateway_error_is_an_unknown_outcome_not_a_retry() {
+    let fake = FakeHeroku::start().await.unwrap();
+    fake.fail_restarts(&[502, 502, 502, 502]);
+    let app = spawn_short_timeout(fake.clone()).await;
+    app.post_logs(sample_at("web.1", UUID_A, 700.0, 512.0, &ago(100)))
+        .await;
+    let events = app.wait_for_event("restart_failed").await;
+    let f = events
+        .iter()
+        .find(|e| e["event"] == "restart_failed")
+        .unwrap();
+    assert!(
+        f["detail"].as_str().unwrap().contains("outcome unknown"),
+        "{f}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(fake.restarts().len(), 1, "not repeated on a 502");
+    app.stop().await;
+}
