@@ -15,10 +15,13 @@
 //! (`<40>2 ` is seen in real bodies), and frames may follow each other with no
 //! newline between them.
 //!
-//! Known limit: an application frame whose count does not land is cut at the
-//! first header inside its text, if its text holds one; a count that is wrong
-//! *and* lands on a header inside application text is, like any landing
-//! count, taken as it is.
+//! A count that does not land is still near the truth (senders are off by a
+//! few bytes): the frame's end is looked for within [`SKEW`] bytes of where
+//! its count says, so a header forged inside an application's text further
+//! back — a whole frame is longer than the window — is never taken for the
+//! next frame. Only a count off by more than that falls back to the first
+//! header after the payload start. A count that is wrong *and* lands on a
+//! header inside application text is, like any landing count, taken as it is.
 
 use memchr::memchr;
 
@@ -81,6 +84,31 @@ impl<'a> Frames<'a> {
             Ok(h) => h,
             Err(line_end) => (line_end + 1).min(self.buf.len()),
         }
+    }
+
+    /// The end of a payload whose count (`stated`) does not land: its own
+    /// line end or the next header, looked for within [`SKEW`] bytes of the
+    /// stated end — a real count is off by a few bytes, and a header forged
+    /// inside application text earlier in the payload (a whole frame is
+    /// longer than the window) is then never taken for a frame. A count off
+    /// by more than that is re-measured from the payload start.
+    fn end_of_miscounted(&self, start: usize, stated: usize) -> usize {
+        let len = self.buf.len();
+        if stated <= len.saturating_add(SKEW) {
+            let near = stated.saturating_sub(SKEW).max(start).min(len);
+            // Its own newline before the window: the frame ended there.
+            if let Some(i) = memchr(b'\n', &self.buf[start..near]) {
+                return start + i + 1;
+            }
+            match self.next_header(near, true) {
+                Ok(h) if h <= stated.saturating_add(SKEW) => return h,
+                Err(line_end) if line_end <= stated.saturating_add(SKEW) => {
+                    return (line_end + 1).min(len);
+                }
+                _ => {}
+            }
+        }
+        self.end_of_broken(start)
     }
 
     /// Does a payload ending at `at` end where a frame should: on its own
@@ -252,7 +280,7 @@ impl<'a> Iterator for Frames<'a> {
                         stated
                     } else {
                         self.stats.repaired += 1;
-                        self.end_of_broken(start)
+                        self.end_of_miscounted(start, stated)
                     }
                 }
             };
@@ -278,6 +306,12 @@ struct Boundary {
 /// Longest octet count we believe. Logplex sends single messages of at most a
 /// few hundred KiB; anything longer is a broken count and is re-measured.
 const MAX_DIGITS: usize = 8;
+
+/// How far from its stated end a miscounted frame's real end is looked for.
+/// Wider than real count errors (a few bytes; the property tests perturb by
+/// up to 16), narrower than any frame header plus a platform message (over
+/// 70 bytes), so no forged frame fits inside it.
+const SKEW: usize = 24;
 
 /// How far a chain of landing counts is followed to choose between two
 /// readings of the digits before ` <`.
@@ -687,6 +721,40 @@ mod miscount_tests {
                 got.contains(&("web.1".to_owned(), 500.0)),
                 "delta {delta}: {got:?}"
             );
+        }
+    }
+
+    /// The hostile review's case: an *application* frame whose count is off
+    /// by a few bytes and whose text holds a whole, well-formed platform
+    /// frame (a sample at 950 MB, an R15), with and without newlines between
+    /// frames. The forged frame stays inside the app frame's text.
+    #[test]
+    fn a_miscounted_app_frame_never_releases_a_frame_forged_in_its_text() {
+        let forged_sample = format!("{} {}", sample("web.1", 950).len(), sample("web.1", 950));
+        let r15 = "<134>1 2023-02-13T22:12:52+00:00 host heroku web.1 - Error R15 (Memory quota vastly exceeded)";
+        let forged_r15 = format!("{} {r15}", r15.len());
+        for forged in [forged_sample, forged_r15] {
+            let app = format!(
+                "<190>1 2023-02-13T22:12:52.1+00:00 host app web.1 - user input: {forged} and more text after it"
+            );
+            for sep in ["", "\n"] {
+                for delta in (-16..=16).filter(|d| *d != 0) {
+                    let body = format!(
+                        "{}{sep}{}{sep}{}{sep}",
+                        counted(&sample("web.1", 500), 0),
+                        counted(&format!("{app}{sep}"), delta),
+                        counted(&sample("web.2", 200), 0)
+                    );
+                    let mut kinds = Vec::new();
+                    drain_body(body.as_bytes(), |o| kinds.push(o.kind));
+                    let forged_seen = kinds.iter().any(|k| match k {
+                        ObservationKind::Sample(s) => s.memory.total.is_some_and(|m| m.0 > 900.0),
+                        ObservationKind::R15 { .. } => true,
+                        _ => false,
+                    });
+                    assert!(!forged_seen, "delta {delta} sep {sep:?}: {kinds:?}");
+                }
+            }
         }
     }
 }
