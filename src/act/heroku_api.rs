@@ -137,6 +137,23 @@ pub struct Receipt {
     pub request_id: Option<String>,
 }
 
+/// One entry of `GET /apps/{app}/releases`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Release {
+    pub version: u64,
+    pub created_at: jiff::Timestamp,
+    #[serde(default)]
+    pub user: Option<ReleaseUser>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ReleaseUser {
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct FormationEntry {
     #[serde(rename = "type")]
@@ -499,6 +516,23 @@ impl HerokuClient {
             &format!("/apps/{app}/formation"),
             token,
         );
+        self.send_json(token, rb, &[]).await
+    }
+
+    /// `GET /apps/{app}/releases`, the newest 20 (for the charts' release
+    /// markers when the log did not carry them).
+    pub async fn releases(
+        &self,
+        token: &SecretString,
+        app: &AppName,
+    ) -> Result<Vec<Release>, ApiError> {
+        let rb = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/apps/{app}/releases"),
+                token,
+            )
+            .header("Range", "version ..; order=desc, max=20");
         self.send_json(token, rb, &[]).await
     }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use secrecy::SecretString;
 use tokio::sync::{mpsc, watch};
 
 use crate::act::report::Counters;
@@ -282,6 +283,57 @@ pub(crate) async fn release_held(
     }
 }
 
+/// Releases from the Platform API become `release` events (chart markers)
+/// unless the store already has one for that version — from the log's
+/// `app[api]: Release vN created by …` line, or an earlier fetch.
+async fn record_releases(shared: &Arc<Shared>, app: &Arc<AppRuntime>, token: &SecretString) {
+    let name = &app.config.name;
+    let releases = match shared.client.releases(token, name).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!("{name}: releases not available ({e})");
+            return;
+        }
+    };
+    let Some(oldest) = releases.iter().map(|r| r.created_at).min() else {
+        return;
+    };
+    let known = match shared
+        .store
+        .events(&crate::store::EventFilter {
+            app: Some(name.to_string()),
+            kinds: vec![EventKind::Release.as_str().to_owned()],
+            since: Some((oldest - jiff::SignedDuration::from_mins(5)).as_millisecond()),
+            limit: 1000,
+            ..crate::store::EventFilter::default()
+        })
+        .await
+    {
+        Ok(rows) => rows,
+        // Without the store, markers could be doubled: wait for it.
+        Err(_) => return,
+    };
+    let seen: std::collections::HashSet<String> = known
+        .iter()
+        .filter_map(crate::store::EventRow::event)
+        .filter_map(|e| e.detail)
+        .filter_map(|d| d.split_whitespace().next().map(str::to_owned))
+        .collect();
+    for r in releases {
+        let version = format!("v{}", r.version);
+        if seen.contains(&version) {
+            continue;
+        }
+        let mut e = Event::new(r.created_at, EventKind::Release, name.clone());
+        let by = r.user.and_then(|u| u.email);
+        e.detail = Some(match by {
+            Some(by) => format!("{version} by {by}"),
+            None => version,
+        });
+        shared.reporter.emit(e);
+    }
+}
+
 /// Retention of the store (SECURITY.md): events 30 days and at most
 /// 200,000 rows, restart history 90 days, latest samples and per-minute
 /// history 7 days, expired claims a day after they expired.
@@ -350,6 +402,7 @@ pub(crate) async fn refresh_quotas(
                 app.config.name
             ),
         }
+        record_releases(&shared, &app, &token).await;
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|s| *s) => return,

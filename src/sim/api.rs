@@ -79,6 +79,8 @@ struct Inner {
     tokens: HashMap<String, String>,
     plans: HashMap<String, VecDeque<SessionPlan>>,
     formation: HashMap<String, Vec<FormationItem>>,
+    /// `(version, created_at, email)` per app, for `GET /apps/{app}/releases`.
+    releases: HashMap<String, Vec<(u64, jiff::Timestamp, String)>>,
     features: HashMap<String, bool>,
     /// Per app: `(number, url)` of each drain (ids and tokens derive from
     /// the number).
@@ -205,6 +207,12 @@ impl FakeHeroku {
             .entry(app.to_owned())
             .or_default()
             .push_back(plan);
+    }
+
+    pub fn set_releases(&self, app: &str, releases: Vec<(u64, jiff::Timestamp, String)>) {
+        lock(&self.state.inner)
+            .releases
+            .insert(app.to_owned(), releases);
     }
 
     pub fn set_formation(&self, app: &str, items: Vec<FormationItem>) {
@@ -467,6 +475,19 @@ async fn api(
                 &state,
                 serde_json::json!({"id": id, "logplex_url": format!("http://{addr}/sessions/{id}?srv=1"), "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z"}),
             )
+        }
+        ("GET", ["apps", app, "releases"]) => {
+            let items = lock(&state.inner)
+                .releases
+                .get(*app)
+                .cloned()
+                .unwrap_or_default();
+            let body: Vec<_> = items
+                .iter()
+                .rev()
+                .map(|(v, at, email)| serde_json::json!({"version": v, "created_at": at.to_string(), "user": {"email": email}, "description": format!("Deploy v{v}")}))
+                .collect();
+            json(StatusCode::OK, &state, serde_json::Value::Array(body))
         }
         ("GET", ["apps", app, "formation"]) => {
             let items = lock(&state.inner)

@@ -651,3 +651,66 @@ async fn alert_only_mode_has_a_banner() {
     assert!(page.contains("Alert-only mode"), "banner");
     app.stop().await;
 }
+
+/// Issue 18: where a token is set, releases also come from the Platform
+/// API (`GET /apps/{app}/releases`) — one marker per version, whether the
+/// log told of it too or not.
+#[tokio::test]
+async fn releases_come_from_the_platform_api_too_once_per_version() {
+    let fake = dynoguard::sim::FakeHeroku::start().await.unwrap();
+    let now = Timestamp::now();
+    fake.set_releases(
+        "todo",
+        vec![
+            (
+                7,
+                now - SignedDuration::from_mins(30),
+                "dev@example.com".into(),
+            ),
+            (
+                8,
+                now - SignedDuration::from_mins(10),
+                "dev@example.com".into(),
+            ),
+        ],
+    );
+    let cfg = dynoguard::config::env::from_env(&base_env(&[]), dynoguard::config::env::Need::App)
+        .unwrap();
+    let app = spawn_with(cfg, fake, None).await;
+    // The log tells of v8 as well.
+    let line = format!(
+        "<190>1 {} host app api - Release v8 created by dev@example.com",
+        (now - SignedDuration::from_mins(10)).to_string()
+    );
+    app.post_logs(frame(&line) + &minutes_of("web.1", UUID_A, 40, |_| 300.0))
+        .await;
+    let mut versions = Vec::new();
+    for _ in 0..100 {
+        let (_, events) = json(&app, "/api/events?kind=release").await;
+        versions = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["detail"].as_str().map(str::to_owned))
+            .collect::<Vec<_>>();
+        if versions.iter().any(|d| d.starts_with("v7 "))
+            && versions.iter().any(|d| d.starts_with("v8 "))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        versions.iter().any(|d| d == "v7 by dev@example.com"),
+        "{versions:?}"
+    );
+    history(&app, "web.1", 30).await;
+    let page = app.get("/").await.text().await.unwrap();
+    // One chart, one marker per version.
+    assert_eq!(
+        page.matches("<g class=\"mk mk-release\">").count(),
+        2,
+        "two versions, one marker each: {versions:?}"
+    );
+    app.stop().await;
+}

@@ -240,6 +240,9 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
         }
         let mut marks: HashMap<String, Vec<Mark>> = HashMap::new();
         let mut releases = Vec::new();
+        // One marker per version: the log's line and the Platform API's
+        // list may both have told of it.
+        let mut versions = std::collections::HashSet::new();
         let filter = EventFilter {
             app: Some(name.clone()),
             kinds: MARK_KINDS.map(|k| k.as_str().to_owned()).to_vec(),
@@ -251,7 +254,14 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
             Ok(rows) => {
                 for v in api::typed_events(rows) {
                     if v.event == EventKind::Release {
-                        releases.push(release_mark(&v));
+                        let version = v
+                            .detail
+                            .as_deref()
+                            .and_then(|d| d.split_whitespace().next())
+                            .map(str::to_owned);
+                        if version.is_none_or(|ver| versions.insert(ver)) {
+                            releases.push(release_mark(&v));
+                        }
                     } else if let Some((dyno, m)) = mark_of(&v) {
                         marks.entry(dyno).or_default().push(m);
                     }
