@@ -680,7 +680,7 @@ async fn releases_come_from_the_platform_api_too_once_per_version() {
     // The log tells of v8 as well.
     let line = format!(
         "<190>1 {} host app api - Release v8 created by dev@example.com",
-        (now - SignedDuration::from_mins(10)).to_string()
+        now - SignedDuration::from_mins(10)
     );
     app.post_logs(frame(&line) + &minutes_of("web.1", UUID_A, 40, |_| 300.0))
         .await;
