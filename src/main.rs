@@ -167,6 +167,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 replace,
                 wait,
                 restart_timeout,
+                // Inside the deployed dynoguard (`heroku run`), its store.
+                database_url: std::env::var("DATABASE_URL")
+                    .ok()
+                    .filter(|u| !u.is_empty())
+                    .map(secrecy::SecretString::from),
             };
             runtime()?.block_on(async {
                 let base = match (&base, &token, dry_run) {

@@ -32,6 +32,8 @@ pub struct Counters {
     pub lines_unclear: AtomicU64,
     /// R14/R15 lines not newer than the last reported (session reconnects).
     pub lines_repeated: AtomicU64,
+    /// Samples of another app than the one setup recorded (wrong drain).
+    pub lines_foreign: AtomicU64,
     /// Timestamps more than a minute ahead, replaced by the arrival time.
     pub timestamps_clamped: AtomicU64,
     /// Drain POSTs with wrong or missing credentials.

@@ -36,6 +36,9 @@ pub struct SetupOptions {
     /// How long each restarted dyno may take to report up again before the
     /// rolling restart stops.
     pub restart_timeout: std::time::Duration,
+    /// dynoguard's store (`DATABASE_URL`, set inside the deployed app): with
+    /// `--wait`, the app number the samples carry is recorded there.
+    pub database_url: Option<SecretString>,
 }
 
 /// The default for `--restart-timeout`: Heroku gives a web dyno 60 s to
@@ -433,8 +436,45 @@ async fn one(
     if let Some(limit) = opts.wait {
         let seen = wait_for_samples(client, token, app, limit).await?;
         report_wait(app, limit, &seen)?;
+        record_app_number(app, &seen, opts.database_url.as_ref()).await;
     }
     Ok(())
+}
+
+/// Records the number the app's samples carry (`dyno=heroku.N.…`) in
+/// dynoguard's store, so `serve` ignores samples of any other app that a
+/// wrongly pointed drain delivers to this app's URL.
+async fn record_app_number(app: &AppName, seen: &Seen, database_url: Option<&SecretString>) {
+    use secrecy::ExposeSecret as _;
+    let [number] = seen.numbers.iter().copied().collect::<Vec<_>>()[..] else {
+        if seen.numbers.len() > 1 {
+            println!(
+                "  app number: the samples carried several ({:?}); not recorded",
+                seen.numbers
+            );
+        }
+        return;
+    };
+    let Some(url) = database_url else {
+        println!(
+            "  app number: {app}'s samples carry dyno=heroku.{number}.… — run setup with dynoguard's DATABASE_URL (heroku run -a my-dynoguard) to record it, so samples of another app are ignored"
+        );
+        return;
+    };
+    let recorded = async {
+        let store = crate::store::Store::connect(url.expose_secret()).await?;
+        let at = jiff::Timestamp::now().as_millisecond();
+        let r = store.set_app_number(app.as_str(), number, at).await;
+        store.close().await;
+        r
+    }
+    .await;
+    match recorded {
+        Ok(()) => println!(
+            "  app number: recorded heroku.{number} for {app} — samples of another app's number are ignored"
+        ),
+        Err(e) => println!("  app number: not recorded ({e})"),
+    }
 }
 
 /// Process types of one-off dynos: restarting one kills whatever it runs
@@ -663,6 +703,8 @@ pub struct Seen {
     pub lines: u64,
     /// Latest memory (MB) and quota per dyno.
     pub dynos: std::collections::BTreeMap<String, (f64, Option<f64>)>,
+    /// The app numbers the samples carried (`dyno=heroku.N.…`).
+    pub numbers: std::collections::BTreeSet<u64>,
 }
 
 /// Reads the app's platform lines through log sessions until a round of
@@ -709,6 +751,11 @@ pub async fn wait_for_samples(
         let on_line = |line: &[u8], seen: &mut Seen| {
             let mut stats = crate::ingest::IngestStats::default();
             crate::ingest::text_line(line, &mut stats, |o| {
+                if let ObservationKind::Sample(s) = &o.kind
+                    && let Some(n) = s.app_number
+                {
+                    seen.numbers.insert(n);
+                }
                 if let ObservationKind::Sample(s) = o.kind
                     && let (Some(d), Some(total)) = (s.dyno, s.memory.total)
                 {

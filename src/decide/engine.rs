@@ -373,6 +373,11 @@ impl Engine {
         self.watcher.forget(dyno);
     }
 
+    /// The app's number in `dyno=heroku.N.…`, once recorded by `setup`.
+    pub fn set_app_number(&mut self, number: Option<u64>) {
+        self.watcher.set_app_number(number);
+    }
+
     /// Restores the instance the store last saw for a dyno.
     pub fn seed_instance(
         &mut self,

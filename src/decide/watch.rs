@@ -40,6 +40,9 @@ pub struct Ignored {
     /// R14/R15 lines not newer than the last reported (a log session
     /// replaying history on reconnect, a retried batch).
     pub repeated: u64,
+    /// Samples of another app (`dyno=heroku.N.…` with another number than
+    /// `setup` recorded for this app): a drain pointed at the wrong URL.
+    pub foreign: u64,
     /// L10/L11 lines folded into the minute's first report, and the
     /// messages they said were dropped.
     pub l10_coalesced: u64,
@@ -58,6 +61,10 @@ pub struct Watcher {
     ignored: Ignored,
     /// The log minute of the last L10/L11 reported: one per minute.
     lost_minute: Option<i64>,
+    /// The app's number in `dyno=heroku.N.…`, once `setup` recorded it.
+    app_number: Option<u64>,
+    /// A foreign sample was already warned about.
+    foreign_warned: bool,
 }
 
 impl Watcher {
@@ -70,6 +77,8 @@ impl Watcher {
             warnings: Vec::new(),
             ignored: Ignored::default(),
             lost_minute: None,
+            app_number: None,
+            foreign_warned: false,
         }
     }
 
@@ -108,6 +117,12 @@ impl Watcher {
                 s.formation_quota = Some(quota);
             }
         }
+    }
+
+    /// The app's number in `dyno=heroku.N.…` (recorded by `setup`): samples
+    /// with another number are another app's and change nothing.
+    pub fn set_app_number(&mut self, number: Option<u64>) {
+        self.app_number = number;
     }
 
     /// Restores the instance the store last saw for a dyno (and the ones it
@@ -382,6 +397,19 @@ impl Watcher {
         let Some(dyno) = &sample.dyno else {
             return Vec::new();
         };
+        if let (Some(expected), Some(got)) = (self.app_number, sample.app_number)
+            && expected != got
+        {
+            self.ignored.foreign += 1;
+            if !self.foreign_warned {
+                self.foreign_warned = true;
+                self.warnings.push(format!(
+                    "{}: a sample of {dyno} carries dyno=heroku.{got}.…, but this app's dynos are heroku.{expected}.… (recorded by setup): another app's drain points at this app's URL — its samples are ignored (dynoguard_lines_foreign_total)",
+                    self.app
+                ));
+            }
+            return Vec::new();
+        }
         let ty = dyno.process_type().to_owned();
         let type_quota = self.type_quota.get(&ty).copied();
         let app = self.app.clone();
@@ -652,6 +680,7 @@ mod table {
                             ..Memory::default()
                         },
                         malformed: false,
+                        app_number: None,
                     }),
                 ),
                 R14(t, d) => (
@@ -1412,6 +1441,7 @@ mod table {
                     ..Memory::default()
                 },
                 malformed: false,
+                app_number: None,
             }),
         };
         let mut events = Vec::new();
@@ -1467,6 +1497,7 @@ mod table {
                     ..Memory::default()
                 },
                 malformed: false,
+                app_number: None,
             }),
         };
         let mut events = Vec::new();
@@ -1497,6 +1528,7 @@ mod table {
                     ..Memory::default()
                 },
                 malformed: false,
+                app_number: None,
             }),
         };
         e.set_type_quota("web", Megabytes(512.0));
@@ -1541,6 +1573,7 @@ mod table {
                     ..Memory::default()
                 },
                 malformed: false,
+                app_number: None,
             }),
         };
         let reasons = |evs: Vec<Event>| {
@@ -1570,6 +1603,7 @@ mod table {
                     ..Memory::default()
                 },
                 malformed: false,
+                app_number: None,
             });
             let events = w.observe(&kind, at(i * 20));
             if let Some(r) = events.iter().find(|e| e.event == EventKind::Restart) {

@@ -100,6 +100,10 @@ pub struct Sample {
     pub memory: Memory,
     /// A memory field was present but not a number of MB (`inf`, `1e308GB`).
     pub malformed: bool,
+    /// The app's number in `dyno=heroku.N.UUID` (`source=heroku.N.…`): every
+    /// dyno of one app carries the same, so a sample with another number is
+    /// another app's (a drain pointed at the wrong URL).
+    pub app_number: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -295,6 +299,14 @@ pub fn timestamp(b: &[u8]) -> Result<Timestamp, LineError> {
         .ok_or(LineError::Timestamp)
 }
 
+/// The leading `N.` of `N.UUID` / `N.web.2.UUID`: digits only, at most 18.
+fn app_number(rest: &str) -> Option<u64> {
+    let (n, _) = rest.split_once('.')?;
+    (!n.is_empty() && n.len() <= 18 && n.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| n.parse().ok())
+        .flatten()
+}
+
 /// Parses the `key=value` fields of a runtime-metrics line, current
 /// (`sample#memory_total=…MB`) or legacy (`measure=memory_total val=… units=MB`).
 /// Fields may come in any order and any number; unknown ones are ignored.
@@ -313,6 +325,7 @@ pub fn parse_sample(msg: &str, procid: Option<DynoName>) -> Sample {
             "source" => {
                 if let Some(rest) = value.strip_prefix("heroku.") {
                     // Legacy: heroku.APPID.web.2.UUID
+                    s.app_number = s.app_number.or_else(|| app_number(rest));
                     let (name, uuid) = split_legacy_source(rest);
                     source_name = name;
                     if s.instance.is_none() {
@@ -326,6 +339,9 @@ pub fn parse_sample(msg: &str, procid: Option<DynoName>) -> Sample {
                 // heroku.APPID.UUID
                 if let Some(uuid) = value.rsplit('.').next().filter(|u| looks_like_uuid(u)) {
                     s.instance = Some(uuid.to_owned());
+                }
+                if let Some(rest) = value.strip_prefix("heroku.") {
+                    s.app_number = app_number(rest);
                 }
             }
             "measure" => measure = Some(value),
@@ -559,6 +575,20 @@ mod tests {
         ));
         let l10 = drain("<172>1 2023-02-12T20:47:48.605013+00:00 host heroku logplex - Error L10 (output buffer overflow): 2 messages dropped since 2023-02-12T20:46:53.025447+00:00.").unwrap();
         assert_eq!(l10.kind, ObservationKind::SamplesLost { dropped: 2 });
+    }
+
+    #[test]
+    fn the_app_number_is_read_from_dyno_and_legacy_source() {
+        let s = sample(drain(
+            "<134>1 2023-02-13T22:12:51Z host heroku web.1 - source=web.1 dyno=heroku.15253441.cfe2c338-81f4-40d4-bfb2-13f4e5e31fce sample#memory_total=100MB",
+        ));
+        assert_eq!(s.app_number, Some(15_253_441));
+        let r = text::parse_line(b"2013-08-21T21:57:15.513688+00:00 heroku[web.2]: source=heroku.772639.web.2.c04b10ff-4903-43cb-9de2-90f8a4fbf2f1 measure=memory_total val=766.50 units=MB").unwrap();
+        assert_eq!(sample(observe(&r).unwrap()).app_number, Some(772_639));
+        let odd = sample(drain(
+            "<134>1 2023-02-13T22:12:51Z host heroku web.1 - source=web.1 dyno=heroku.x1.cfe2c338-81f4-40d4-bfb2-13f4e5e31fce sample#memory_total=100MB",
+        ));
+        assert_eq!(odd.app_number, None);
     }
 
     #[test]

@@ -409,6 +409,7 @@ impl Shared {
         Counters::add(&c.lines_replaced, d.ignored.replaced);
         Counters::add(&c.lines_unclear, d.ignored.unclear);
         Counters::add(&c.lines_repeated, d.ignored.repeated);
+        Counters::add(&c.lines_foreign, d.ignored.foreign);
         Counters::add(&c.timestamps_clamped, d.future_clamped);
         Counters::add(&c.l10_coalesced, d.ignored.l10_coalesced);
         Counters::add(&c.samples_lost, d.ignored.l10_dropped);
@@ -448,6 +449,7 @@ impl Shared {
 /// flight — unknown outcomes, counted as made until the logs say otherwise.
 async fn seed_engines(store: &Store, apps: &[Arc<AppRuntime>]) -> anyhow::Result<()> {
     let find = |app: &str| apps.iter().find(|a| a.config.name.as_str() == app);
+    load_app_numbers(store, apps).await;
     match store.latest_samples().await {
         Ok(rows) => {
             for r in rows {
@@ -521,6 +523,24 @@ async fn seed_engines(store: &Store, apps: &[Arc<AppRuntime>]) -> anyhow::Result
         Err(e) => tracing::error!("reading restart claims failed: {e}"),
     }
     Ok(())
+}
+
+/// Gives each engine the app number `setup` recorded (samples of another
+/// app's number are then ignored). Read at start and every minute, so a
+/// `setup` run beside a serving dynoguard takes effect.
+pub(crate) async fn load_app_numbers(store: &Store, apps: &[Arc<AppRuntime>]) {
+    match store.app_numbers().await {
+        Ok(rows) => {
+            for a in apps {
+                let n = rows
+                    .iter()
+                    .find(|(app, _)| app == a.config.name.as_str())
+                    .map(|(_, n)| *n);
+                a.lock().set_app_number(n);
+            }
+        }
+        Err(e) => tracing::debug!("reading app numbers failed: {e}"),
+    }
 }
 
 /// A built, bound, not yet serving dynoguard.

@@ -353,6 +353,8 @@ pub(crate) async fn prune(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+        // A `setup --wait` run beside this dynoguard records app numbers.
+        crate::service::load_app_numbers(&shared.store, &shared.apps).await;
         if minutes.is_multiple_of(60) {
             let now = Timestamp::now();
             let ms = |d: jiff::SignedDuration| (now - d).as_millisecond();

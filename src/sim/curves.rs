@@ -251,6 +251,7 @@ pub fn simulate(shape: Shape, policy: &Policy, duration: SignedDuration, seed: u
                     ..Memory::default()
                 },
                 malformed: false,
+                app_number: None,
             }),
         }];
         out.samples += 1;

@@ -597,6 +597,28 @@ impl Store {
         .await
     }
 
+    /// Records the number of an app's `dyno=heroku.N.…` (setup).
+    pub async fn set_app_number(&self, app: &str, number: u64, at: i64) -> Result<(), StoreError> {
+        let n = i64::try_from(number).unwrap_or(i64::MAX);
+        self.write(async {
+            const SQL: &str = "INSERT INTO app_numbers (app, number, recorded_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (app) DO UPDATE SET number = excluded.number, recorded_at = excluded.recorded_at";
+            on_pool!(self, p => { sqlx::query(SQL).bind(app).bind(n).bind(at).execute(p).await?; });
+            Ok(())
+        })
+        .await
+    }
+
+    /// The recorded app numbers: `(app, number)`.
+    pub async fn app_numbers(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        const SQL: &str = "SELECT app, number FROM app_numbers";
+        let rows: Vec<(String, i64)> = on_pool!(self, p => sqlx::query_as(SQL).fetch_all(p).await?);
+        Ok(rows
+            .into_iter()
+            .filter_map(|(a, n)| u64::try_from(n).ok().map(|n| (a, n)))
+            .collect())
+    }
+
     /// Forgets a dyno's latest sample (the API says the dyno is gone).
     pub async fn forget_dyno(&self, app: &str, dyno: &str) -> Result<(), StoreError> {
         self.write(async {

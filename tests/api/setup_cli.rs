@@ -608,3 +608,80 @@ fn dry_run_without_a_token_says_so() {
     );
     assert!(out.contains("no API token"), "{out}");
 }
+
+/// Issue 17: `setup --wait` inside the deployed dynoguard records the number
+/// the app's samples carry (`dyno=heroku.N.…`) in dynoguard's store; `serve`
+/// then ignores a sample of any other app number on this app's drain.
+#[tokio::test]
+async fn setup_records_the_app_number_and_serve_ignores_another_apps_samples() {
+    let fake = FakeHeroku::start().await.unwrap();
+    let body = sample_line("web.1", 230.4) + &sample_line("web.2", 240.0);
+    fake.plan_session(
+        "shop",
+        dynoguard::sim::SessionPlan::Chunks {
+            content_type: "text/plain",
+            chunks: vec![body.into_bytes()],
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("dg.db").display());
+    let url = fake.url();
+    let db2 = db.clone();
+    let (code, out) = tokio::task::spawn_blocking(move || {
+        setup_with(
+            &[
+                "--app",
+                "shop",
+                "--drain-url",
+                "https://user:SECRETPW@dg.example.com/logs",
+                "--wait",
+                "10s",
+            ],
+            &[
+                ("AUTH_TOKEN", "tok"),
+                ("HEROKU_API_URL", &url),
+                ("DATABASE_URL", &db2),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("recorded heroku.1 for shop"), "{out}");
+    let store = dynoguard::store::Store::connect(&db).await.unwrap();
+    assert_eq!(store.app_numbers().await.unwrap(), [("shop".to_owned(), 1)]);
+    store.close().await;
+    // serve on that store: a sample of app number 99 is another app's.
+    let mut cfg = dynoguard::config::env::from_env(
+        &crate::helpers::base_env(&[("APP_ID_OR_NAME", "shop")]),
+        dynoguard::config::env::Need::App,
+    )
+    .unwrap();
+    cfg.apps[0].name = dynoguard::domain::AppName::parse("shop").unwrap();
+    let app = crate::helpers::spawn_with(cfg, FakeHeroku::start().await.unwrap(), Some(db)).await;
+    let at = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(30)).to_string();
+    let foreign = crate::helpers::frame(&format!(
+        "<134>1 {at} host heroku web.1 - source=web.1 dyno=heroku.99.aaaaaaaa-0000-0000-0000-000000000009 sample#memory_total=900.00MB sample#memory_quota=512.00MB"
+    ));
+    app.post_logs(foreign).await;
+    app.quiesce().await;
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert!(
+        app.fake.restarts().is_empty(),
+        "another app's sample restarts nothing"
+    );
+    assert_eq!(
+        app.shared
+            .counters
+            .lines_foreign
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // The app's own number still counts.
+    app.post_logs(crate::helpers::frame(&format!(
+        "<134>1 {at} host heroku web.1 - source=web.1 dyno=heroku.1.aaaaaaaa-0000-0000-0000-000000000001 sample#memory_total=900.00MB sample#memory_quota=512.00MB"
+    )))
+    .await;
+    assert_eq!(app.wait_for_restarts(1).await.len(), 1);
+    app.stop().await;
+}

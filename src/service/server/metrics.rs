@@ -118,7 +118,7 @@ pub fn render(s: &Shared) -> String {
         "When this process started (unix seconds)",
     );
     o.sample("dynoguard_start_time_seconds", &[], s.started.as_second());
-    let counters: [(&str, &str, &AtomicU64); 27] = [
+    let counters: [(&str, &str, &AtomicU64); 28] = [
         (
             "dynoguard_drain_requests_total",
             "Drain POSTs accepted",
@@ -184,6 +184,11 @@ pub fn render(s: &Shared) -> String {
             "dynoguard_lines_unclear_total",
             "Lines of a second instance of a dyno that nothing yet orders against the current one (nothing is decided meanwhile)",
             &c.lines_unclear,
+        ),
+        (
+            "dynoguard_lines_foreign_total",
+            "Samples whose dyno=heroku.N.… is not the app number setup recorded: another app's drain points at this app's URL",
+            &c.lines_foreign,
         ),
         (
             "dynoguard_lines_repeated_total",
