@@ -180,42 +180,9 @@ impl Config {
     }
 }
 
-/// A URL fit to print: the password, secret-looking query parameters and
-/// the fragment become `***` (`postgres://user:***@host/db?sslmode=require`).
-/// Parsed with a real URL parser, so a password holding `@ : / ? # %` never
-/// leaks a tail; a URL that does not parse is not shown at all.
-pub fn redact_url(raw: &str) -> String {
-    const SECRET_KEYS: [&str; 7] = ["pass", "pwd", "secret", "token", "key", "auth", "sig"];
-    let Ok(mut url) = url::Url::parse(raw) else {
-        let scheme = raw
-            .split_once("://")
-            .map(|(s, _)| s)
-            .filter(|s| s.chars().all(|c| c.is_ascii_alphanumeric() || c == '+'))
-            .unwrap_or("?");
-        return format!("{scheme}://<unparseable URL, not shown>");
-    };
-    if url.password().is_some() {
-        let _ = url.set_password(Some("***"));
-    }
-    if url.query().is_some() {
-        let pairs: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(k, v)| {
-                let lower = k.to_ascii_lowercase();
-                let secret = SECRET_KEYS.iter().any(|s| lower.contains(s));
-                (
-                    k.into_owned(),
-                    if secret { "***".into() } else { v.into_owned() },
-                )
-            })
-            .collect();
-        url.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    if url.fragment().is_some() {
-        url.set_fragment(Some("***"));
-    }
-    url.to_string().replace("%2A%2A%2A", "***")
-}
+// Lives in `domain` so the store can redact a URL without importing the
+// configuration; re-exported because `check` and `setup` read it from here.
+pub use crate::domain::secret::redact_url;
 
 /// One configuration problem: where, what is wrong, what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
