@@ -20,7 +20,7 @@ use jiff::Timestamp;
 use tokio::sync::{mpsc, watch};
 
 use crate::act::heroku_api::HerokuClient;
-use crate::act::report::{Counters, Reporter};
+use crate::act::report::Reporter;
 use crate::act::restart::{self, RestartContext, RestartOrder};
 use crate::config::{AppConfig, Config, Source};
 use crate::decide::engine::{Confirmation, Decisions, Engine, SharedEngine};
@@ -30,6 +30,7 @@ use crate::domain::event::Event;
 use crate::ingest::IngestStats;
 use crate::ingest::heroku_line::Observation;
 use crate::store::{self, SampleRow, Store};
+use crate::telemetry::Counters;
 
 /// Knobs of the machinery rather than of the policy (tests shorten them).
 #[derive(Debug, Clone)]

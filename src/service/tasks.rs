@@ -10,11 +10,11 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio::sync::{mpsc, watch};
 
-use crate::act::report::Counters;
 use crate::domain::Megabytes;
 use crate::domain::event::{Event, EventKind};
 use crate::service::{AppRuntime, Shared};
 use crate::store::{RestartRow, Store};
+use crate::telemetry::Counters;
 
 /// Events kept for a retry while the store fails; beyond this the oldest
 /// are dropped (counted and logged).

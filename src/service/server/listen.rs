@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 
-use crate::act::report::Counters;
+use crate::telemetry::Counters;
 use crate::telemetry::Throttle;
 
 /// The limits of the HTTP edge (defaults in SECURITY.md).
