@@ -3,6 +3,7 @@
 //! many-apps setup, [`file`]). Every value is parsed and checked here, once;
 //! problems are collected so `check` can list them all.
 
+pub mod describe;
 pub mod env;
 pub mod file;
 pub mod knobs;
@@ -416,6 +417,36 @@ pub fn load_from(
 /// [`load_from`] with this process's environment.
 pub fn load(path: Option<&std::path::Path>, need: env::Need) -> Result<Config, ConfigError> {
     load_from(path, &env::snapshot(), need)
+}
+
+/// Problems that only matter for `serve` (a token to restart with). `check`
+/// reports them too, so they live here rather than in either command.
+pub fn serve_problems(cfg: &Config) -> Result<(), ConfigError> {
+    let mut problems = Vec::new();
+    for a in &cfg.apps {
+        if a.api_token.is_none()
+            && !(a.policy.defaults.dry_run && a.policy.per_type.values().all(|p| p.dry_run))
+        {
+            problems.push(Problem {
+                at: format!("app {}", a.name),
+                message: "no API token (AUTH_TOKEN / HEROKU_API_KEY, or api_token in the file); set one or enable dry run (DYNOGUARD_DRY_RUN=1)".into(),
+            });
+        }
+        if a.source == Source::Drain
+            && a.drain_password.is_none()
+            && cfg.server.drain_password.is_none()
+        {
+            problems.push(Problem {
+                at: format!("app {}", a.name),
+                message: "no drain password (DRAIN_PASSWORD or server.drain_password): the drain endpoint would be open to anyone".into(),
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError(problems))
+    }
 }
 
 #[cfg(test)]

@@ -777,7 +777,7 @@ impl App {
 
 /// `dynoguard serve`: runs until SIGTERM (Heroku) or SIGINT (Ctrl-C).
 pub async fn serve_until_signal(config: Config, tuning: Tuning) -> anyhow::Result<()> {
-    crate::commands::check::serve_problems(&config)?;
+    crate::config::serve_problems(&config)?;
     use secrecy::ExposeSecret as _;
     if std::env::var_os("DYNO").is_some()
         && config.database_url.expose_secret().starts_with("sqlite:")

@@ -222,7 +222,7 @@ pub(crate) async fn self_test(shared: Arc<Shared>) {
                 "watching {} {ty} via {}: {}",
                 app.config.name,
                 app.config.source.as_str(),
-                crate::commands::check::describe(policy)
+                crate::config::describe::describe(policy)
             );
         }
         let Some(token) = &app.config.api_token else {
