@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 use crate::domain::{AppName, DynoName};
 
 pub const ACCEPT: &str = "application/vnd.heroku+json; version=3";
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// The default call timeout; `DYNOGUARD_API_TIMEOUT` overrides it (`Tuning`).
+pub const TIMEOUT: Duration = crate::config::tuning::API_TIMEOUT;
 /// Below this many remaining calls, calls on that account are spaced out.
 pub const LOW_RATE_LIMIT: i64 = 100;
 

@@ -25,7 +25,7 @@ pub fn run(path: Option<&Path>, env: &Env, out: &mut dyn Write) -> std::io::Resu
                 message: "is whacamole's name for the token; dynoguard reads AUTH_TOKEN (or HEROKU_API_KEY): rename it".into(),
             });
         }
-        if let Err(e) = crate::service::Tuning::from_env(env) {
+        if let Err(e) = config::tuning::Tuning::from_env(env) {
             problems.extend(e.0);
         }
         if problems.is_empty() {

@@ -8,6 +8,7 @@ pub mod env;
 pub mod file;
 pub mod knobs;
 pub mod names;
+pub mod tuning;
 
 use std::fmt;
 
