@@ -21,10 +21,13 @@
 //! Beside the pipeline: [`domain`] (newtypes parsed once), [`config`]
 //! (environment and TOML), [`store`] (SQLite / PostgreSQL), [`sim`] (the
 //! simulated Heroku used by tests, the demo and the benchmarks), [`cli`] and
-//! [`telemetry`].
+//! [`telemetry`] (logging and the `/metrics` counters).
 //!
-//! Imports run one way: `ingest` and `decide` never reach into `act`,
-//! `service` or `commands`; `act` never reaches into `service`.
+//! Imports run one way: `ingest`, `decide` and `domain` never reach into
+//! `act`, `store`, `service`, `commands` or `config`; `act` never reaches
+//! into `service`, `service` never into `commands`. The full rule and the
+//! table of allowed imports are in ARCHITECTURE.md ("Layers"), held by the
+//! tidy test `tests/api/tidy.rs`.
 
 pub mod act;
 pub mod cli;

@@ -1,8 +1,11 @@
 //! Logging set-up: readable text (what `heroku logs` shows) or JSON lines.
 
+pub mod counters;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
+pub use counters::Counters;
 
 fn filter() -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))

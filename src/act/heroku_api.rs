@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 use crate::domain::{AppName, DynoName};
 
 pub const ACCEPT: &str = "application/vnd.heroku+json; version=3";
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// The default call timeout; `DYNOGUARD_API_TIMEOUT` overrides it (`Tuning`).
+pub const TIMEOUT: Duration = crate::config::tuning::API_TIMEOUT;
 /// Below this many remaining calls, calls on that account are spaced out.
 pub const LOW_RATE_LIMIT: i64 = 100;
 
@@ -778,30 +779,9 @@ fn all_encoded(s: &str, lower: bool) -> String {
     out
 }
 
-/// `%XX` sequences decoded (others left as they are).
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| char::from(c).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+// In `domain` so the simulated Heroku can decode what it echoes without
+// importing the client it stands in for.
+pub use crate::domain::secret::percent_decode;
 
 /// The `message` of a Heroku error body, else a short excerpt.
 fn error_message(body: &str) -> String {

@@ -61,22 +61,8 @@ pub fn payload(
 /// (the queue in front is bounded, so a dead sink cannot eat the memory).
 pub const MAX_INFLIGHT: usize = 32;
 
-/// When many incidents open at once (a bad deploy, a leak in every dyno),
-/// the opens past `after` within `window` are sent as one digest.
-#[derive(Debug, Clone, Copy)]
-pub struct Digest {
-    pub after: usize,
-    pub window: Duration,
-}
-
-impl Default for Digest {
-    fn default() -> Self {
-        Self {
-            after: 5,
-            window: Duration::from_secs(600),
-        }
-    }
-}
+// Defined with the other machinery knobs, which `config` reads.
+pub use crate::config::tuning::Digest;
 
 /// What becomes of one event.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,15 +4,16 @@
 use std::io::Write;
 use std::path::Path;
 
+use crate::config::describe::describe;
 use crate::config::knobs::Knob;
-use crate::config::{self, Config, Source, env::Env, env::Need, format_duration};
+use crate::config::{self, Config, env::Env, env::Need, format_duration};
 use crate::decide::policy::{DynoTypes, Policy};
 
 /// Prints the effective configuration and its warnings, or every problem.
 /// Returns whether there were problems (exit code 2).
 pub fn run(path: Option<&Path>, env: &Env, out: &mut dyn Write) -> std::io::Result<bool> {
     let loaded = config::load_from(path, env, Need::App).and_then(|c| {
-        let mut problems = serve_problems(&c).err().map(|e| e.0).unwrap_or_default();
+        let mut problems = config::serve_problems(&c).err().map(|e| e.0).unwrap_or_default();
         // A whacamole deployment carries its token as HEROKU_API_TOKEN: when
         // that is why no token was found, say so where the problem is.
         if c.apps.iter().any(|a| a.api_token.is_none())
@@ -24,7 +25,7 @@ pub fn run(path: Option<&Path>, env: &Env, out: &mut dyn Write) -> std::io::Resu
                 message: "is whacamole's name for the token; dynoguard reads AUTH_TOKEN (or HEROKU_API_KEY): rename it".into(),
             });
         }
-        if let Err(e) = crate::service::Tuning::from_env(env) {
+        if let Err(e) = config::tuning::Tuning::from_env(env) {
             problems.extend(e.0);
         }
         if problems.is_empty() {
@@ -51,35 +52,6 @@ pub fn run(path: Option<&Path>, env: &Env, out: &mut dyn Write) -> std::io::Resu
     };
     print_effective(&cfg, &from, out)?;
     Ok(false)
-}
-
-/// Problems that only matter for `serve` (a token to restart with).
-pub fn serve_problems(cfg: &Config) -> Result<(), config::ConfigError> {
-    let mut problems = Vec::new();
-    for a in &cfg.apps {
-        if a.api_token.is_none()
-            && !(a.policy.defaults.dry_run && a.policy.per_type.values().all(|p| p.dry_run))
-        {
-            problems.push(config::Problem {
-                at: format!("app {}", a.name),
-                message: "no API token (AUTH_TOKEN / HEROKU_API_KEY, or api_token in the file); set one or enable dry run (DYNOGUARD_DRY_RUN=1)".into(),
-            });
-        }
-        if a.source == Source::Drain
-            && a.drain_password.is_none()
-            && cfg.server.drain_password.is_none()
-        {
-            problems.push(config::Problem {
-                at: format!("app {}", a.name),
-                message: "no drain password (DRAIN_PASSWORD or server.drain_password): the drain endpoint would be open to anyone".into(),
-            });
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(config::ConfigError(problems))
-    }
 }
 
 /// An origin for a value that may have none recorded (a configuration
@@ -252,24 +224,4 @@ fn effective_setters(
         out.push(entry.clone());
     }
     out
-}
-
-pub fn describe(p: &Policy) -> String {
-    format!(
-        "threshold={} restart_window={} on_r14={} on_r15={} swap_threshold={} consecutive={} predict={} predict_floor={}% predict_window={} max_parallel={} settle={} flap_limit={} flap_window={} dry_run={}",
-        p.threshold,
-        format_duration(p.restart_window),
-        p.on_r14,
-        p.on_r15,
-        p.swap_threshold.map_or("off".into(), |m| m.to_string()),
-        p.consecutive,
-        p.predict.map_or("off".into(), format_duration),
-        p.predict_floor,
-        format_duration(p.predict_window),
-        p.max_parallel,
-        format_duration(p.settle),
-        p.flap_limit,
-        format_duration(p.flap_window),
-        p.dry_run
-    )
 }

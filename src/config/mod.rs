@@ -3,10 +3,12 @@
 //! many-apps setup, [`file`]). Every value is parsed and checked here, once;
 //! problems are collected so `check` can list them all.
 
+pub mod describe;
 pub mod env;
 pub mod file;
 pub mod knobs;
 pub mod names;
+pub mod tuning;
 
 use std::fmt;
 
@@ -180,42 +182,9 @@ impl Config {
     }
 }
 
-/// A URL fit to print: the password, secret-looking query parameters and
-/// the fragment become `***` (`postgres://user:***@host/db?sslmode=require`).
-/// Parsed with a real URL parser, so a password holding `@ : / ? # %` never
-/// leaks a tail; a URL that does not parse is not shown at all.
-pub fn redact_url(raw: &str) -> String {
-    const SECRET_KEYS: [&str; 7] = ["pass", "pwd", "secret", "token", "key", "auth", "sig"];
-    let Ok(mut url) = url::Url::parse(raw) else {
-        let scheme = raw
-            .split_once("://")
-            .map(|(s, _)| s)
-            .filter(|s| s.chars().all(|c| c.is_ascii_alphanumeric() || c == '+'))
-            .unwrap_or("?");
-        return format!("{scheme}://<unparseable URL, not shown>");
-    };
-    if url.password().is_some() {
-        let _ = url.set_password(Some("***"));
-    }
-    if url.query().is_some() {
-        let pairs: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(k, v)| {
-                let lower = k.to_ascii_lowercase();
-                let secret = SECRET_KEYS.iter().any(|s| lower.contains(s));
-                (
-                    k.into_owned(),
-                    if secret { "***".into() } else { v.into_owned() },
-                )
-            })
-            .collect();
-        url.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    if url.fragment().is_some() {
-        url.set_fragment(Some("***"));
-    }
-    url.to_string().replace("%2A%2A%2A", "***")
-}
+// Lives in `domain` so the store can redact a URL without importing the
+// configuration; re-exported because `check` and `setup` read it from here.
+pub use crate::domain::secret::redact_url;
 
 /// One configuration problem: where, what is wrong, what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -449,6 +418,36 @@ pub fn load_from(
 /// [`load_from`] with this process's environment.
 pub fn load(path: Option<&std::path::Path>, need: env::Need) -> Result<Config, ConfigError> {
     load_from(path, &env::snapshot(), need)
+}
+
+/// Problems that only matter for `serve` (a token to restart with). `check`
+/// reports them too, so they live here rather than in either command.
+pub fn serve_problems(cfg: &Config) -> Result<(), ConfigError> {
+    let mut problems = Vec::new();
+    for a in &cfg.apps {
+        if a.api_token.is_none()
+            && !(a.policy.defaults.dry_run && a.policy.per_type.values().all(|p| p.dry_run))
+        {
+            problems.push(Problem {
+                at: format!("app {}", a.name),
+                message: "no API token (AUTH_TOKEN / HEROKU_API_KEY, or api_token in the file); set one or enable dry run (DYNOGUARD_DRY_RUN=1)".into(),
+            });
+        }
+        if a.source == Source::Drain
+            && a.drain_password.is_none()
+            && cfg.server.drain_password.is_none()
+        {
+            problems.push(Problem {
+                at: format!("app {}", a.name),
+                message: "no drain password (DRAIN_PASSWORD or server.drain_password): the drain endpoint would be open to anyone".into(),
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError(problems))
+    }
 }
 
 #[cfg(test)]

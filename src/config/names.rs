@@ -86,11 +86,7 @@ const PEERS: [(&str, &str); 8] = [
 /// prefix that is not `DYNOGUARD_` or `SLACK_`.
 fn settings(prefixes: &[String]) -> Vec<String> {
     let mut out: Vec<String> = GLOBAL.iter().map(|s| (*s).to_owned()).collect();
-    out.extend(
-        crate::service::TUNING_VARS
-            .iter()
-            .map(|v| v.name.to_owned()),
-    );
+    out.extend(super::tuning::TUNING_VARS.iter().map(|v| v.name.to_owned()));
     for p in prefixes {
         if p == "SLACK_" {
             continue;

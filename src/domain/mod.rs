@@ -3,6 +3,7 @@
 //! raw strings.
 
 pub mod event;
+pub mod secret;
 
 use std::fmt;
 

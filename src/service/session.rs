@@ -11,12 +11,12 @@ use futures_util::StreamExt as _;
 use jiff::Timestamp;
 use tokio::sync::watch;
 
-use crate::act::report::Counters;
 use crate::domain::event::{Event, EventKind};
 use crate::ingest::heroku_line::Observation;
 use crate::ingest::text::{LineBuffer, SseDecoder};
 use crate::ingest::{self, IngestStats};
 use crate::service::{AppRuntime, Shared, Tuning};
+use crate::telemetry::Counters;
 
 /// A stream that delivered for this long resets the backoff.
 const HEALTHY: Duration = Duration::from_secs(30);

@@ -11,11 +11,11 @@ use jiff::Timestamp;
 use secrecy::SecretString;
 use tokio::sync::{mpsc, watch};
 
-use crate::act::report::Counters;
 use crate::domain::Megabytes;
 use crate::domain::event::{Event, EventKind};
 use crate::service::{AppRuntime, Shared};
 use crate::store::{RestartRow, Store};
+use crate::telemetry::Counters;
 
 /// Events kept for a retry while the store fails; beyond this the oldest
 /// are dropped (counted and logged).
@@ -223,7 +223,7 @@ pub(crate) async fn self_test(shared: Arc<Shared>) {
                 "watching {} {ty} via {}: {}",
                 app.config.name,
                 app.config.source.as_str(),
-                crate::commands::check::describe(policy)
+                crate::config::describe::describe(policy)
             );
         }
         let Some(token) = &app.config.api_token else {

@@ -16,6 +16,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use tokio::sync::{broadcast, mpsc};
 
+/// The media type the Platform API requires (reference §3), written out
+/// here rather than taken from the client: a fake that shares the client's
+/// constant would accept whatever the client sends, right or wrong.
+const ACCEPT: &str = "application/vnd.heroku+json; version=3";
+
 /// One request as the fake API saw it.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -344,9 +349,7 @@ async fn api(
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
-    if headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())
-        != Some(crate::act::heroku_api::ACCEPT)
-    {
+    if headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) != Some(ACCEPT) {
         return error(
             StatusCode::NOT_ACCEPTABLE,
             &state,
@@ -615,7 +618,7 @@ async fn api(
             let mut inner = lock(&state.inner);
             if inner.reject_drains {
                 drop(inner);
-                let decoded = crate::act::heroku_api::percent_decode(&url);
+                let decoded = crate::domain::secret::percent_decode(&url);
                 return error(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     &state,

@@ -15,7 +15,7 @@ use sqlx::sqlite::{
 
 use tokio::sync::watch;
 
-use crate::config::redact_url;
+use crate::domain::secret::redact_url;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -22,3 +22,4 @@ mod sessions;
 mod setup_cli;
 mod simulation;
 mod store_contract;
+mod tidy;

@@ -15,10 +15,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::auth;
-use crate::act::report::Counters;
 use crate::config::Source;
 use crate::ingest;
 use crate::service::{AppRuntime, Shared};
+use crate::telemetry::Counters;
 use crate::telemetry::Throttle;
 
 /// Remembers recent `Logplex-Frame-Id`s to drop retried batches.

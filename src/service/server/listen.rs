@@ -30,32 +30,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 
-use crate::act::report::Counters;
+use crate::telemetry::Counters;
 use crate::telemetry::Throttle;
 
-/// The limits of the HTTP edge (defaults in SECURITY.md).
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Open connections at most; more are closed at once.
-    pub max_connections: usize,
-    /// A request's headers must arrive within this.
-    pub header_timeout: Duration,
-    /// A keep-alive connection with no traffic for this long is closed.
-    pub idle_timeout: Duration,
-    /// A request body must arrive within this.
-    pub body_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_connections: 1024,
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(75),
-            body_timeout: Duration::from_secs(30),
-        }
-    }
-}
+// Defined with the other machinery knobs, which `config` reads.
+pub use crate::config::tuning::Limits;
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the
 /// connection cap that leaves room for the store, the API client and logs.
