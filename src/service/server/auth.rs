@@ -1,11 +1,17 @@
 //! HTTP basic auth with constant-time password comparison.
 
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::service::Shared;
 
 /// The password of a `Basic` Authorization header (any user name).
 pub fn password(headers: &HeaderMap) -> Option<String> {
@@ -28,6 +34,30 @@ pub fn matches(provided: Option<&str>, expected: &SecretString) -> bool {
     let a = Sha256::digest(p.as_bytes());
     let b = Sha256::digest(expected.expose_secret().as_bytes());
     a.ct_eq(&b).into()
+}
+
+/// The dashboard password: closed when none is configured (the start-up
+/// log says how to open it).
+pub fn authorized(s: &Shared, headers: &HeaderMap) -> bool {
+    s.config
+        .server
+        .dashboard_password
+        .as_ref()
+        .is_some_and(|pw| matches(password(headers).as_deref(), pw))
+}
+
+/// One layer in front of every route behind the dashboard password (the
+/// page, `/api/*`, `/metrics`): no handler checks credentials itself.
+pub async fn require_dashboard_password(
+    State(s): State<Arc<Shared>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if authorized(&s, req.headers()) {
+        next.run(req).await
+    } else {
+        unauthorized()
+    }
 }
 
 pub fn unauthorized() -> Response {

@@ -29,8 +29,8 @@ pub fn router(shared: Arc<Shared>, body_timeout: std::time::Duration) -> Router 
         .route("/logs/{app}", post(drain::post_app_logs))
         .layer(DefaultBodyLimit::disable())
         .with_state(state);
-    let api = Router::new()
-        .route("/healthz", get(api::healthz))
+    // Everything behind the dashboard password, checked by one layer.
+    let protected = Router::new()
         .route("/api/apps", get(api::apps))
         .route("/api/dynos", get(api::dynos))
         .route("/api/dynos/{app}/{dyno}/history", get(api::history))
@@ -39,6 +39,13 @@ pub fn router(shared: Arc<Shared>, body_timeout: std::time::Duration) -> Router 
         .route("/api/openapi.json", get(api::openapi))
         .route("/metrics", get(metrics::metrics))
         .route("/", get(dashboard::dashboard))
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            auth::require_dashboard_password,
+        ))
+        .with_state(shared.clone());
+    let public = Router::new()
+        .route("/healthz", get(api::healthz))
         .with_state(shared);
-    drains.merge(api)
+    drains.merge(protected).merge(public)
 }
