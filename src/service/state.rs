@@ -1,0 +1,243 @@
+//! The state the service's tasks share: each watched app at run time
+//! (`AppRuntime`: its configuration and engine), the samples waiting for the
+//! flusher (`SampleBuffer`), and `Shared` — what every handler and task
+//! holds — with `apply`, the step from an engine's decisions to the
+//! reporter, the restarter and the sample buffer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use jiff::Timestamp;
+use tokio::sync::mpsc;
+
+use crate::act::heroku_api::HerokuClient;
+use crate::act::report::Reporter;
+use crate::act::restart::RestartOrder;
+use crate::config::{AppConfig, Config};
+use crate::decide::engine::{Confirmation, Decisions, Engine, SharedEngine};
+use crate::domain::Megabytes;
+use crate::ingest::IngestStats;
+use crate::ingest::heroku_line::Observation;
+use crate::store::{self, SampleRow, Store};
+use crate::telemetry::Counters;
+
+/// One watched app at run time: its configuration and its decision engine.
+#[derive(Debug)]
+pub struct AppRuntime {
+    pub config: AppConfig,
+    pub engine: Arc<SharedEngine>,
+}
+
+impl AppRuntime {
+    pub fn new(config: AppConfig) -> Self {
+        let engine = Arc::new(SharedEngine::new(
+            config.name.clone(),
+            config.policy.clone(),
+            Confirmation::ByRestarter,
+        ));
+        Self { config, engine }
+    }
+
+    /// The engine; a panic elsewhere never poisons ingestion for good.
+    pub fn lock(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock()
+    }
+}
+
+/// Latest sample per dyno and the minutes of history, waiting for the next
+/// batched write. Too many pending minutes (the store is down for hours)
+/// drop the oldest, counted: memory stays bounded.
+#[derive(Debug, Default)]
+pub struct SampleBuffer {
+    pending: Mutex<HashMap<(String, String), SampleRow>>,
+    minutes: Mutex<HashMap<(String, String, i64), store::MinuteRow>>,
+    /// Minutes dropped because the store was down too long.
+    pub minutes_dropped: std::sync::atomic::AtomicU64,
+}
+
+/// Pending history minutes kept while the store fails (≈ 1,000 dynos × 2 h).
+const PENDING_MINUTES: usize = 120_000;
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SampleBuffer {
+    fn put(&self, row: SampleRow) {
+        if let Some(m) = store::MinuteRow::of_sample(&row) {
+            self.add_minute(m);
+        }
+        locked(&self.pending).insert((row.app.clone(), row.dyno.clone()), row);
+    }
+
+    fn add_minute(&self, m: store::MinuteRow) {
+        let mut minutes = locked(&self.minutes);
+        match minutes.get_mut(&m.key()) {
+            Some(have) => have.merge(m),
+            None => {
+                if minutes.len() >= PENDING_MINUTES
+                    && let Some(oldest) = minutes.keys().min_by_key(|k| k.2).cloned()
+                {
+                    minutes.remove(&oldest);
+                    self.minutes_dropped
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                minutes.insert(m.key(), m);
+            }
+        }
+    }
+
+    pub(crate) fn take(&self) -> Vec<SampleRow> {
+        locked(&self.pending).drain().map(|(_, v)| v).collect()
+    }
+
+    /// Rows whose write failed go back, unless a newer one of the dyno came.
+    pub(crate) fn put_back(&self, rows: Vec<SampleRow>) {
+        let mut p = locked(&self.pending);
+        for row in rows {
+            p.entry((row.app.clone(), row.dyno.clone())).or_insert(row);
+        }
+    }
+
+    pub(crate) fn take_history(&self) -> Vec<store::MinuteRow> {
+        let mut v: Vec<_> = locked(&self.minutes).drain().map(|(_, m)| m).collect();
+        v.sort_by(|a, b| (&a.app, &a.dyno, a.minute).cmp(&(&b.app, &b.dyno, b.minute)));
+        v
+    }
+
+    /// Minutes whose write failed merge back with what came since.
+    pub(crate) fn put_back_history(&self, rows: Vec<store::MinuteRow>) {
+        for m in rows {
+            self.add_minute(m);
+        }
+    }
+}
+
+/// State shared by the HTTP handlers, the session watchers and the tasks.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Config,
+    pub apps: Vec<Arc<AppRuntime>>,
+    pub store: Store,
+    pub reporter: Reporter,
+    pub client: Arc<HerokuClient>,
+    pub counters: Arc<Counters>,
+    pub samples: SampleBuffer,
+    /// Restart records the restarter could not write; the writer retries.
+    pub pending_restarts: Arc<Mutex<Vec<store::RestartRow>>>,
+    pub(super) restart_tx: mpsc::UnboundedSender<RestartOrder>,
+    pub started: Timestamp,
+    /// See [`Tuning::page_log_clock`].
+    pub page_log_clock: bool,
+}
+
+impl Shared {
+    pub fn app(&self, name: &str) -> Option<&Arc<AppRuntime>> {
+        self.apps.iter().find(|a| a.config.name.as_str() == name)
+    }
+
+    /// Runs observations of one app through its engine (one lock for the
+    /// whole batch) and dispatches the results: restart orders to the
+    /// restarter, everything else to the reporter. Never waits on I/O.
+    /// `lines` are the log times of the batch's first and last line (of any
+    /// kind), which tell whether the app is blind.
+    pub fn apply(
+        &self,
+        app: &Arc<AppRuntime>,
+        observations: &[Observation],
+        lines: Option<(Timestamp, Timestamp)>,
+    ) {
+        if observations.is_empty() && lines.is_none() {
+            return;
+        }
+        let now = Timestamp::now();
+        let decisions = {
+            let mut engine = app.lock();
+            let first = lines.and_then(|(first, _)| engine.lines_seen(first, now));
+            let mut d = engine.apply(observations, now);
+            let last = lines.and_then(|(_, last)| engine.lines_seen(last, now));
+            // Dated when the app became blind: kept in time order.
+            for e in first.into_iter().chain(last) {
+                let at = d.events.iter().position(|x| x.at >= e.at);
+                d.events.insert(at.unwrap_or(d.events.len()), e);
+            }
+            d
+        };
+        self.dispatch(app, decisions);
+    }
+
+    /// Alert-only mode: some app decides but never restarts
+    /// (`DYNOGUARD_DRY_RUN`, `dry_run = true`).
+    pub fn alert_only(&self) -> bool {
+        self.apps.iter().any(|a| {
+            let p = &a.config.policy;
+            p.defaults.dry_run || p.per_type.values().any(|t| t.dry_run)
+        })
+    }
+
+    /// Acts on the decisions an engine held since a batch that arrived at
+    /// or before `cutoff` (the tick of a quiet app).
+    pub fn release_held(&self, app: &Arc<AppRuntime>, cutoff: Timestamp) {
+        let d = {
+            let mut engine = app.lock();
+            if !engine.holding() {
+                return;
+            }
+            engine.release_due(cutoff)
+        };
+        self.dispatch(app, d);
+    }
+
+    fn dispatch(&self, app: &Arc<AppRuntime>, d: Decisions) {
+        for s in d.samples {
+            self.samples.put(SampleRow {
+                app: app.config.name.to_string(),
+                dyno: s.dyno.to_string(),
+                instance: s.instance,
+                at: store::millis(s.at),
+                total: s.memory.total.map(Megabytes::get),
+                rss: s.memory.rss.map(Megabytes::get),
+                swap: s.memory.swap.map(Megabytes::get),
+                quota: s.memory.quota.map(Megabytes::get),
+                replaced: (!s.replaced.is_empty()).then(|| s.replaced.join(",")),
+                contender: s.contender,
+            });
+        }
+        let c = &self.counters;
+        Counters::add(&c.lines_stale, d.ignored.stale);
+        Counters::add(&c.lines_replaced, d.ignored.replaced);
+        Counters::add(&c.lines_unclear, d.ignored.unclear);
+        Counters::add(&c.lines_repeated, d.ignored.repeated);
+        Counters::add(&c.lines_foreign, d.ignored.foreign);
+        Counters::add(&c.timestamps_clamped, d.future_clamped);
+        Counters::add(&c.l10_coalesced, d.ignored.l10_coalesced);
+        Counters::add(&c.samples_lost, d.ignored.l10_dropped);
+        for w in d.warnings {
+            tracing::warn!("{w}");
+        }
+        for e in d.events {
+            self.reporter.emit(e);
+        }
+        for e in d.orders {
+            let order = RestartOrder {
+                engine: app.engine.clone(),
+                api_token: app.config.api_token.clone(),
+                event: e,
+            };
+            if let Err(mpsc::error::SendError(o)) = self.restart_tx.send(order) {
+                // Shutting down: the restart will not happen; say so.
+                app.lock().restart_failed(&o.event);
+                tracing::warn!("shutting down: restart of {:?} not started", o.event.dyno);
+            }
+        }
+    }
+
+    /// Counts what a body or stream chunk yielded.
+    pub fn count(&self, stats: &IngestStats) {
+        let c = &self.counters;
+        Counters::add(&c.frames, stats.records);
+        Counters::add(&c.frames_rejected, stats.rejected);
+        Counters::add(&c.frames_repaired, stats.repaired);
+        Counters::add(&c.observations, stats.observations);
+    }
+}
