@@ -116,89 +116,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             wait,
         } => {
             dynoguard::telemetry::init_stderr();
-            let env = config::env::snapshot();
-            let duration = |flag: &str, text: &str, max_secs: i64| {
-                config::parse_duration(text)
-                    .filter(|d| !d.is_zero() && d.as_secs() <= max_secs)
-                    .and_then(|d| std::time::Duration::try_from(d).ok())
-                    .ok_or_else(|| {
-                        usage(
-                            flag,
-                            format!(
-                                "{text:?} is not a duration from 1s to {} (e.g. 3m)",
-                                config::format_duration(jiff::SignedDuration::from_secs(max_secs))
-                            ),
-                        )
-                    })
-            };
-            let wait = wait.map(|w| duration("--wait", &w, 3600)).transpose()?;
-            let restart_timeout = duration("--restart-timeout", &restart_timeout, 3600)?;
-            let from_file = config.config.is_some()
-                || env
-                    .get(config::CONFIG_TOML_VAR)
-                    .is_some_and(|v| !v.trim().is_empty());
-            let cfg = if from_file {
-                Some(config::load_from(
-                    config.config.as_deref(),
-                    &env,
-                    Need::Nothing,
-                )?)
-            } else {
-                None
-            };
-            let api_base = match &cfg {
-                Some(c) => c.heroku_api_url.clone(),
-                None => config::env::get(&env, "HEROKU_API_URL")
-                    .unwrap_or(config::DEFAULT_HEROKU_API_URL)
-                    .trim_end_matches('/')
-                    .to_owned(),
-            };
-            use dynoguard::commands::setup;
-            let base = setup::DrainBase::from_env(drain_url.as_deref(), &env)?;
-            // Dynoguard's own app is looked up with the environment's token,
-            // else the first app's of the file.
-            let token = setup::env_token(&env).or_else(|| {
-                cfg.as_ref()
-                    .and_then(|c| c.apps.iter().find_map(|a| a.api_token.clone()))
-            });
-            let opts = setup::SetupOptions {
+            let args = dynoguard::commands::setup::SetupArgs {
+                config: config.config,
+                app,
+                drain_url,
                 dry_run,
                 restart,
+                restart_timeout,
                 replace,
                 wait,
-                restart_timeout,
-                // Inside the deployed dynoguard (`heroku run`), its store.
-                database_url: std::env::var("DATABASE_URL")
-                    .ok()
-                    .filter(|u| !u.is_empty())
-                    .map(secrecy::SecretString::from),
             };
-            runtime()?.block_on(async {
-                let base = match (&base, &token, dry_run) {
-                    // A dry run without a token calls nothing, not even to
-                    // find dynoguard's own URL: say what would be asked.
-                    (Some(setup::DrainBase::OwnApp(name)), None, true) => {
-                        println!(
-                            "GET    {api_base}/apps/{name}   (HEROKU_APP_NAME: its web_url + /logs is the drain URL; shown below as https://{name}.herokuapp.com, which newer apps do not have)"
-                        );
-                        Some((format!("https://{name}.herokuapp.com"), "HEROKU_APP_NAME"))
-                    }
-                    _ => setup::resolve_base(&api_base, base.as_ref(), token.as_ref()).await?,
-                };
-                if let (Some((url, origin)), false) = (&base, drain_url.is_some()) {
-                    println!(
-                        "drain URL from {origin}: {}",
-                        config::redact_url(url)
-                    );
-                }
-                let targets = setup::targets(
-                    cfg.as_ref(),
-                    app.as_deref(),
-                    base.as_ref().map(|(u, o)| (u.as_str(), *o)),
-                    &env,
-                )?;
-                setup::run(&api_base, targets, &opts).await
-            })?;
+            runtime()?.block_on(dynoguard::commands::setup::from_cli(
+                args,
+                &config::env::snapshot(),
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {

@@ -832,3 +832,111 @@ fn report_wait(app: &AppName, limit: std::time::Duration, seen: &Seen) -> anyhow
     );
     Ok(())
 }
+
+/// The `setup` command line as parsed (`dynoguard setup …`).
+#[derive(Debug, Clone)]
+pub struct SetupArgs {
+    pub config: Option<std::path::PathBuf>,
+    pub app: Option<String>,
+    pub drain_url: Option<String>,
+    pub dry_run: bool,
+    pub restart: bool,
+    pub restart_timeout: String,
+    pub replace: bool,
+    pub wait: Option<String>,
+}
+
+fn usage(at: &str, message: impl Into<String>) -> crate::config::ConfigError {
+    crate::config::ConfigError(vec![crate::config::Problem {
+        at: at.into(),
+        message: message.into(),
+    }])
+}
+
+/// `dynoguard setup` from its command line and the environment: works out
+/// the configuration source, the API base, the drain URL and the targets,
+/// then runs. Usage problems are [`crate::config::ConfigError`]s (exit 2).
+pub async fn from_cli(a: SetupArgs, env: &crate::config::env::Env) -> anyhow::Result<()> {
+    use crate::config::{self, env::Need};
+    let (app, drain_url, dry_run, restart, replace) = (
+        a.app.clone(),
+        a.drain_url.clone(),
+        a.dry_run,
+        a.restart,
+        a.replace,
+    );
+    let (wait, restart_timeout) = (a.wait.clone(), a.restart_timeout.clone());
+    let duration = |flag: &str, text: &str, max_secs: i64| {
+        config::parse_duration(text)
+            .filter(|d| !d.is_zero() && d.as_secs() <= max_secs)
+            .and_then(|d| std::time::Duration::try_from(d).ok())
+            .ok_or_else(|| {
+                usage(
+                    flag,
+                    format!(
+                        "{text:?} is not a duration from 1s to {} (e.g. 3m)",
+                        config::format_duration(jiff::SignedDuration::from_secs(max_secs))
+                    ),
+                )
+            })
+    };
+    let wait = wait.map(|w| duration("--wait", &w, 3600)).transpose()?;
+    let restart_timeout = duration("--restart-timeout", &restart_timeout, 3600)?;
+    let from_file = a.config.is_some()
+        || env
+            .get(config::CONFIG_TOML_VAR)
+            .is_some_and(|v| !v.trim().is_empty());
+    let cfg = if from_file {
+        Some(config::load_from(a.config.as_deref(), env, Need::Nothing)?)
+    } else {
+        None
+    };
+    let api_base = match &cfg {
+        Some(c) => c.heroku_api_url.clone(),
+        None => config::env::get(env, "HEROKU_API_URL")
+            .unwrap_or(config::DEFAULT_HEROKU_API_URL)
+            .trim_end_matches('/')
+            .to_owned(),
+    };
+    let base = DrainBase::from_env(drain_url.as_deref(), env)?;
+    // Dynoguard's own app is looked up with the environment's token,
+    // else the first app's of the file.
+    let token = env_token(env).or_else(|| {
+        cfg.as_ref()
+            .and_then(|c| c.apps.iter().find_map(|a| a.api_token.clone()))
+    });
+    let opts = SetupOptions {
+        dry_run,
+        restart,
+        replace,
+        wait,
+        restart_timeout,
+        // Inside the deployed dynoguard (`heroku run`), its store.
+        database_url: config::env::get(env, "DATABASE_URL")
+            .filter(|u| !u.is_empty())
+            .map(|u| secrecy::SecretString::from(u.to_owned())),
+    };
+    {
+        let base = match (&base, &token, dry_run) {
+            // A dry run without a token calls nothing, not even to
+            // find dynoguard's own URL: say what would be asked.
+            (Some(DrainBase::OwnApp(name)), None, true) => {
+                println!(
+                    "GET    {api_base}/apps/{name}   (HEROKU_APP_NAME: its web_url + /logs is the drain URL; shown below as https://{name}.herokuapp.com, which newer apps do not have)"
+                );
+                Some((format!("https://{name}.herokuapp.com"), "HEROKU_APP_NAME"))
+            }
+            _ => resolve_base(&api_base, base.as_ref(), token.as_ref()).await?,
+        };
+        if let (Some((url, origin)), false) = (&base, drain_url.is_some()) {
+            println!("drain URL from {origin}: {}", config::redact_url(url));
+        }
+        let targets = targets(
+            cfg.as_ref(),
+            app.as_deref(),
+            base.as_ref().map(|(u, o)| (u.as_str(), *o)),
+            env,
+        )?;
+        run(&api_base, targets, &opts).await
+    }
+}
