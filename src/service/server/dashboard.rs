@@ -705,7 +705,13 @@ fn dyno_card(h: &mut String, p: &PageData, a: &AppData, d: &DynoView) {
         .as_ref()
         .and_then(|r| r.parse::<Timestamp>().ok())
     {
-        foot.push(format!("restarted {} UTC{}", hm(r), ago_span(r, p.now)));
+        // In alert-only mode the decision was made, nothing was restarted.
+        let what = if p.alert_only {
+            "would have restarted"
+        } else {
+            "restarted"
+        };
+        foot.push(format!("{what} {} UTC{}", hm(r), ago_span(r, p.now)));
     }
     if !d.seen_here {
         foot.push("via another replica".into());
