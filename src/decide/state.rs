@@ -89,8 +89,10 @@ pub const ESTABLISHED: SignedDuration = SignedDuration::from_mins(2);
 pub const SILENT: SignedDuration = SignedDuration::from_secs(60);
 /// An instance taken for replaced that keeps reporting this long after the
 /// current one went silent was the live one after all: it is current again
-/// (a leaking newcomer is never left unjudged).
-pub const RESURRECT: SignedDuration = SignedDuration::from_mins(2);
+/// (a leaking newcomer is never left unjudged). Ten minutes: far longer than
+/// a gap in the new instance's samples during a long preboot overlap, which
+/// must not hand the old instance back its say.
+pub const RESURRECT: SignedDuration = SignedDuration::from_mins(10);
 
 /// A second instance of a process name, not yet ordered against the current.
 #[derive(Debug, Clone, PartialEq, Eq)]

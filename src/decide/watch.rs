@@ -21,6 +21,10 @@ use crate::domain::event::{Event, EventKind, Reason};
 
 /// A dyno with no report for this long is not counted as live.
 pub const LIVE: SignedDuration = SignedDuration::from_mins(5);
+/// The app's own number counts as reporting this long after its last
+/// sample: only then is a sample with another number another app's (a
+/// stale recorded number never turns protection off).
+const OWN_NUMBER_FRESH: SignedDuration = SignedDuration::from_mins(5);
 /// A dyno with no report for this long is forgotten.
 pub const FORGET: SignedDuration = SignedDuration::from_hours(1);
 /// An R14/R15/`Process running` line this close after a line of a replaced
@@ -65,6 +69,8 @@ pub struct Watcher {
     app_number: Option<u64>,
     /// A foreign sample was already warned about.
     foreign_warned: bool,
+    /// When a sample with the recorded app number last came (log time).
+    own_number_at: Option<Timestamp>,
 }
 
 impl Watcher {
@@ -79,6 +85,7 @@ impl Watcher {
             lost_minute: None,
             app_number: None,
             foreign_warned: false,
+            own_number_at: None,
         }
     }
 
@@ -397,18 +404,33 @@ impl Watcher {
         let Some(dyno) = &sample.dyno else {
             return Vec::new();
         };
-        if let (Some(expected), Some(got)) = (self.app_number, sample.app_number)
-            && expected != got
-        {
-            self.ignored.foreign += 1;
-            if !self.foreign_warned {
+        if let (Some(expected), Some(got)) = (self.app_number, sample.app_number) {
+            if expected == got {
+                self.own_number_at = Some(self.own_number_at.map_or(now, |t| t.max(now)));
+            } else if self
+                .own_number_at
+                .is_some_and(|t| now.duration_since(t) < OWN_NUMBER_FRESH)
+            {
+                // The app reports under its number meanwhile: this is another
+                // app's sample, delivered to this app's drain URL.
+                self.ignored.foreign += 1;
+                if !self.foreign_warned {
+                    self.foreign_warned = true;
+                    self.warnings.push(format!(
+                        "{}: a sample of {dyno} carries dyno=heroku.{got}.…, but this app's dynos are heroku.{expected}.… (recorded by setup): another app's drain points at this app's URL — its samples are ignored (dynoguard_lines_foreign_total)",
+                        self.app
+                    ));
+                }
+                return Vec::new();
+            } else if !self.foreign_warned {
+                // Nothing reports under the recorded number: it is stale (the
+                // app recreated?). Protection must not stop: judged, said.
                 self.foreign_warned = true;
                 self.warnings.push(format!(
-                    "{}: a sample of {dyno} carries dyno=heroku.{got}.…, but this app's dynos are heroku.{expected}.… (recorded by setup): another app's drain points at this app's URL — its samples are ignored (dynoguard_lines_foreign_total)",
+                    "{}: samples carry dyno=heroku.{got}.… but setup recorded heroku.{expected}.… and none carries it: the recorded number looks stale — judging these samples; run dynoguard setup --wait again",
                     self.app
                 ));
             }
-            return Vec::new();
         }
         let ty = dyno.process_type().to_owned();
         let type_quota = self.type_quota.get(&ty).copied();
@@ -1305,14 +1327,16 @@ mod table {
                 ],
             ),
             (
-                "an instance taken for replaced that keeps reporting while the current one is silent is judged again",
+                "an instance taken for replaced that keeps reporting while the current one is silent ten minutes is judged again",
                 p(),
                 vec!["web"],
                 vec![
                     S(0, "web.1", A, 300.0, q),
                     S(150, "web.1", B, 200.0, q),
                     S(160, "web.1", A, 300.0, q),
+                    // Two minutes of B's silence is a gap, not an end.
                     S(300, "web.1", A, 900.0, q),
+                    S(760, "web.1", A, 900.0, q),
                 ],
                 vec!["web.1:over_threshold", "web.1:restart:threshold"],
             ),
@@ -1472,6 +1496,54 @@ mod table {
                 ("restart".to_owned(), second),
             ]
         );
+    }
+
+    #[test]
+    fn another_apps_number_is_ignored_only_while_the_apps_own_reports() {
+        let s = |t: i64, inst: &str, number: u64, total: f64| Observation {
+            at: at(t),
+            kind: ObservationKind::Sample(Sample {
+                dyno: DynoName::parse("web.1"),
+                instance: Some(inst.into()),
+                memory: Memory {
+                    total: Some(Megabytes(total)),
+                    quota: Some(Megabytes(512.0)),
+                    ..Memory::default()
+                },
+                malformed: false,
+                app_number: Some(number),
+            }),
+        };
+        let kinds = |d: crate::decide::engine::Decisions| -> Vec<&'static str> {
+            d.events.iter().map(|e| e.event.as_str()).collect()
+        };
+        // The app reports under its recorded number: another number is
+        // another app's drain.
+        let mut e = Engine::new(
+            AppName::parse("t").unwrap(),
+            AppPolicy::default(),
+            Confirmation::OnDecision,
+        );
+        e.set_app_number(Some(1));
+        let mut d = e.apply(&[s(0, A, 1, 200.0), s(10, B, 99, 900.0)], at(20));
+        assert_eq!(d.ignored.foreign, 1);
+        assert!(kinds(std::mem::take(&mut d)).is_empty());
+        // A stale recorded number (nothing reports under it): judged, said.
+        let mut e = Engine::new(
+            AppName::parse("t").unwrap(),
+            AppPolicy::default(),
+            Confirmation::OnDecision,
+        );
+        e.set_app_number(Some(1));
+        let mut d = e.apply(&[s(0, A, 1234, 900.0)], at(20));
+        d.events.extend(e.finish().events);
+        assert_eq!(d.ignored.foreign, 0);
+        assert!(
+            d.warnings.iter().any(|w| w.contains("looks stale")),
+            "{:?}",
+            d.warnings
+        );
+        assert_eq!(kinds(d), ["over_threshold", "restart"]);
     }
 
     #[test]

@@ -108,7 +108,25 @@ impl<'a> Frames<'a> {
                 _ => {}
             }
         }
-        self.end_of_broken(start)
+        // Off by more than the window. A platform frame's own text holds no
+        // header, so the first one after its start is the next frame. Any
+        // other frame's text is an application's, which may hold a forged
+        // header anywhere: it runs to its own line end — in a body with no
+        // newline, to the end (the frames after it are lost, counted; none
+        // is forged).
+        if self.is_platform(start) {
+            self.end_of_broken(start)
+        } else {
+            memchr(b'\n', &self.buf[start..]).map_or(len, |i| start + i + 1)
+        }
+    }
+
+    /// Is the payload at `start` a platform frame (`… host heroku …`)?
+    fn is_platform(&self, start: usize) -> bool {
+        let head = &self.buf[start..self.buf.len().min(start + 200)];
+        head.split(|b| *b == b' ')
+            .nth(3)
+            .is_some_and(|app| app == b"heroku")
     }
 
     /// Does a payload ending at `at` end where a frame should: on its own
@@ -738,7 +756,8 @@ mod miscount_tests {
                 "<190>1 2023-02-13T22:12:52.1+00:00 host app web.1 - user input: {forged} and more text after it"
             );
             for sep in ["", "\n"] {
-                for delta in (-16..=16).filter(|d| *d != 0) {
+                // Within the window and far beyond it (the second review).
+                for delta in (-48..=48).filter(|d| *d != 0) {
                     let body = format!(
                         "{}{sep}{}{sep}{}{sep}",
                         counted(&sample("web.1", 500), 0),

@@ -660,6 +660,13 @@ async fn setup_records_the_app_number_and_serve_ignores_another_apps_samples() {
     cfg.apps[0].name = dynoguard::domain::AppName::parse("shop").unwrap();
     let app = crate::helpers::spawn_with(cfg, FakeHeroku::start().await.unwrap(), Some(db)).await;
     let at = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(30)).to_string();
+    // The app reports under its own number...
+    let before = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(40)).to_string();
+    app.post_logs(crate::helpers::frame(&format!(
+        "<134>1 {before} host heroku web.1 - source=web.1 dyno=heroku.1.aaaaaaaa-0000-0000-0000-000000000001 sample#memory_total=200.00MB sample#memory_quota=512.00MB"
+    )))
+    .await;
+    // ...so a sample under another number is another app's.
     let foreign = crate::helpers::frame(&format!(
         "<134>1 {at} host heroku web.1 - source=web.1 dyno=heroku.99.aaaaaaaa-0000-0000-0000-000000000009 sample#memory_total=900.00MB sample#memory_quota=512.00MB"
     ));
@@ -678,8 +685,9 @@ async fn setup_records_the_app_number_and_serve_ignores_another_apps_samples() {
         1
     );
     // The app's own number still counts.
+    let later = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(20)).to_string();
     app.post_logs(crate::helpers::frame(&format!(
-        "<134>1 {at} host heroku web.1 - source=web.1 dyno=heroku.1.aaaaaaaa-0000-0000-0000-000000000001 sample#memory_total=900.00MB sample#memory_quota=512.00MB"
+        "<134>1 {later} host heroku web.1 - source=web.1 dyno=heroku.1.aaaaaaaa-0000-0000-0000-000000000001 sample#memory_total=900.00MB sample#memory_quota=512.00MB"
     )))
     .await;
     assert_eq!(app.wait_for_restarts(1).await.len(), 1);
