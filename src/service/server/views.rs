@@ -402,14 +402,29 @@ pub fn incidents(events: Vec<crate::domain::event::Event>) -> Vec<IncidentView> 
             let failed = evs.iter().any(|e| e.event == K::RestartFailed);
             let resolved = evs.iter().any(|e| e.event == K::Recovered);
             let flapping = evs.iter().any(|e| e.event == K::Flapping);
+            // What opened it, named as a restart reason is (`threshold`,
+            // `predicted`, `r14`, …) whether or not a restart followed.
             let trigger = evs
                 .iter()
                 .find(|e| e.event == K::Restart)
                 .and_then(|e| e.reason)
-                .map_or_else(
-                    || first.event.as_str().to_owned(),
-                    |r| r.as_str().to_owned(),
-                );
+                .map(|r| r.as_str().to_owned())
+                .unwrap_or_else(|| match first.event {
+                    K::OverThreshold
+                        if first
+                            .detail
+                            .as_deref()
+                            .is_some_and(|d| d.starts_with("predicted")) =>
+                    {
+                        "predicted".to_owned()
+                    }
+                    K::OverThreshold => "threshold".to_owned(),
+                    K::Skipped | K::RestartFailed => first.reason.map_or_else(
+                        || first.event.as_str().to_owned(),
+                        |r| r.as_str().to_owned(),
+                    ),
+                    k => k.as_str().to_owned(),
+                });
             let over_from = evs.iter().find(|e| {
                 matches!(
                     (e.memory_total_mb, e.memory_quota_mb),
