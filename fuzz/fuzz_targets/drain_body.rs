@@ -103,10 +103,10 @@ fn app_between_platform_frames(data: &[u8]) {
         }
     }
     // The platform frames are counted right: neither may be lost — except
-    // that an application frame off by more than the repair window (24
+    // that an application frame off by more than the repair window (16
     // bytes) with no line end runs to the end of the body (its text may
     // hold a forged header anywhere, so none inside it is trusted).
-    let app_runs_on = error.abs() > 24 && !sep && !msg.contains(&b'\n');
+    let app_runs_on = error.abs() > 16 && !sep;
     assert!(seen.0, "a platform sample lost: {kinds:?}");
     assert!(seen.1 || app_runs_on, "a platform sample lost: {kinds:?}");
 }
