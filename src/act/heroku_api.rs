@@ -639,18 +639,6 @@ impl HerokuClient {
             .map(|_| ())
     }
 
-    /// `DELETE /apps/{app}/dynos`: restarts every dyno of the app (what
-    /// `heroku ps:restart` does), so runtime metrics start after the
-    /// feature was enabled.
-    pub async fn restart_app(&self, token: &SecretString, app: &AppName) -> Result<(), ApiError> {
-        let rb = self.request(
-            reqwest::Method::DELETE,
-            &format!("/apps/{app}/dynos"),
-            token,
-        );
-        self.send(token, rb).await.map(|_| ())
-    }
-
     pub async fn add_log_drain(
         &self,
         token: &SecretString,

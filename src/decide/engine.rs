@@ -209,7 +209,8 @@ impl Engine {
                 && let Some(d) = &s.dyno
                 && let Some(state) = self.watcher.dyno(d)
                 && state.sample_at == Some(at)
-                && state.instance.as_deref() == s.instance.as_deref().or(state.instance.as_deref())
+                // The current instance's sample, not a contender's.
+                && (s.instance.is_none() || s.instance == state.instance)
             {
                 let mut memory = state.memory;
                 memory.quota = state.quota();

@@ -209,7 +209,9 @@ impl DynoState {
 
     /// Where a line of `instance`, logged at `at`, stands in the name's
     /// lineage — decided by evidence, never by which line arrived first:
-    /// - an id already replaced (or restarted by us) stays replaced;
+    /// - an id already replaced stays replaced — unless the current instance
+    ///   has been silent for [`RESURRECT`] while it reports (it was the live
+    ///   one after all);
     /// - a new id is newer than the current instance if the current one was
     ///   known for [`ESTABLISHED`] before it, was restarted by us before it,
     ///   or logged before a birth line (`Starting process`) that precedes it;
@@ -291,7 +293,7 @@ impl DynoState {
                 .is_some_and(|m| m.instance == self.instance && m.at <= at)
     }
 
-    fn remember_replaced(&mut self, id: String) {
+    pub(super) fn remember_replaced(&mut self, id: String) {
         if self.replaced.iter().any(|r| *r == id) {
             return;
         }
@@ -329,11 +331,6 @@ impl DynoState {
                     last_seen: at,
                 });
         }
-    }
-
-    /// Two instances report and nothing yet orders them.
-    pub fn unclear(&self) -> bool {
-        self.contender.is_some()
     }
 
     /// The newest memory figure: the last sample or a later `Process running`.

@@ -31,6 +31,25 @@ pub const FORGET: SignedDuration = SignedDuration::from_hours(1);
 /// instance belongs to that instance (Heroku logs them together).
 const SAME_BURST: SignedDuration = SignedDuration::from_secs(5);
 
+/// Rolls back the dyno's pending order (its window is not consumed) and says
+/// so: `skipped`/`replaced` for the instance the order was for, with `why`.
+fn drop_order(app: &AppName, state: &mut DynoState, at: Timestamp, why: &str) -> Event {
+    let (instance, reason) = state
+        .last_restart
+        .as_ref()
+        .map_or((None, None), |m| (m.instance.clone(), Some(m.reason)));
+    state.roll_back_order();
+    let mut e = policy::event_for(app, state, EventKind::Skipped, at);
+    e.reason = Some(Reason::Replaced);
+    e.instance = instance;
+    e.detail = Some(format!(
+        "{why} (order: {})",
+        reason.map_or("restart", |r| r.as_str())
+    ));
+    state.tag_incident(&mut e);
+    e
+}
+
 /// Lines that changed nothing, and why (counted, shown in `/metrics`).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Ignored {
@@ -164,7 +183,7 @@ impl Watcher {
             }
             // We restarted that instance: it can never be the newer one.
             (Some(cur), Some(old)) if cur != old && state.last_restart.is_none() => {
-                state.replaced.push_back(old.clone());
+                state.remember_replaced(old.clone());
             }
             _ => {}
         }
@@ -200,15 +219,8 @@ impl Watcher {
     pub fn order_dropped(&mut self, order: &Event) -> Option<Event> {
         let app = self.app.clone();
         let state = self.order_state(order)?;
-        state.roll_back_order();
-        let mut e = policy::event_for(&app, state, EventKind::Skipped, state.last_seen);
-        e.reason = Some(Reason::Replaced);
-        e.instance = order.instance.clone();
-        e.detail = Some(format!(
-            "instance replaced before the restart call (order: {})",
-            order.reason.map_or("restart", |r| r.as_str())
-        ));
-        state.tag_incident(&mut e);
+        let at = state.last_seen;
+        let e = drop_order(&app, state, at, "instance replaced before the restart call");
         state.close_quiet_incident();
         Some(e)
     }
@@ -457,22 +469,14 @@ impl Watcher {
                     .as_ref()
                     .is_some_and(|m| !m.confirmed && !m.released && m.instance == state.instance);
                 if held {
-                    let old = state.instance.clone();
-                    let (reason, decided) = state
+                    let after = state
                         .last_restart
                         .as_ref()
-                        .map_or((None, now), |m| (Some(m.reason), m.at));
-                    state.roll_back_order();
-                    let mut e = policy::event_for(&app, state, EventKind::Skipped, now);
-                    e.reason = Some(Reason::Replaced);
-                    e.instance = old;
-                    e.detail = Some(format!(
-                        "a newer instance reported {}s after the decision (order: {}): not restarted, a DELETE now would hit it",
-                        now.duration_since(decided).as_secs(),
-                        reason.map_or("restart", |r| r.as_str())
-                    ));
-                    state.tag_incident(&mut e);
-                    dropped = Some(e);
+                        .map_or(0, |m| now.duration_since(m.at).as_secs());
+                    let why = format!(
+                        "a newer instance reported {after}s after the decision: not restarted, a DELETE now would hit it"
+                    );
+                    dropped = Some(drop_order(&app, state, now, &why));
                 }
                 // An episode of the old instance that no restart of ours is
                 // resolving ends with it (Heroku replaced it).
