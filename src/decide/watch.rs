@@ -650,6 +650,29 @@ mod table {
         Timestamp::from_second(1_700_000_000 + secs).unwrap()
     }
 
+    /// A sample of web.1's instance `inst` at `t` with these figures.
+    fn web1(t: i64, inst: &str, memory: Memory, app_number: Option<u64>) -> Observation {
+        Observation {
+            at: at(t),
+            kind: ObservationKind::Sample(Sample {
+                dyno: DynoName::parse("web.1"),
+                instance: Some(inst.into()),
+                memory,
+                malformed: false,
+                app_number,
+            }),
+        }
+    }
+
+    /// `total` MB of a 512 MB quota.
+    fn of_512(total: f64) -> Memory {
+        Memory {
+            total: Some(Megabytes(total)),
+            quota: Some(Megabytes(512.0)),
+            ..Memory::default()
+        }
+    }
+
     fn run(policy: Policy, types: &[&str], input: &[In]) -> Vec<String> {
         let app = AppPolicy {
             dyno_types: crate::decide::policy::DynoTypes::parse_list(types.iter().copied())
@@ -1458,20 +1481,7 @@ mod table {
             AppPolicy::default(),
             Confirmation::OnDecision,
         );
-        let s = |t: i64, inst: &str, total: f64| Observation {
-            at: at(t),
-            kind: ObservationKind::Sample(Sample {
-                dyno: DynoName::parse("web.1"),
-                instance: Some(inst.into()),
-                memory: Memory {
-                    total: Some(Megabytes(total)),
-                    quota: Some(Megabytes(512.0)),
-                    ..Memory::default()
-                },
-                malformed: false,
-                app_number: None,
-            }),
-        };
+        let s = |t: i64, inst: &str, total: f64| web1(t, inst, of_512(total), None);
         let mut events = Vec::new();
         for o in [
             s(0, A, 300.0),
@@ -1504,19 +1514,8 @@ mod table {
 
     #[test]
     fn another_apps_number_is_ignored_only_while_the_apps_own_reports() {
-        let s = |t: i64, inst: &str, number: u64, total: f64| Observation {
-            at: at(t),
-            kind: ObservationKind::Sample(Sample {
-                dyno: DynoName::parse("web.1"),
-                instance: Some(inst.into()),
-                memory: Memory {
-                    total: Some(Megabytes(total)),
-                    quota: Some(Megabytes(512.0)),
-                    ..Memory::default()
-                },
-                malformed: false,
-                app_number: Some(number),
-            }),
+        let s = |t: i64, inst: &str, number: u64, total: f64| {
+            web1(t, inst, of_512(total), Some(number))
         };
         let kinds = |d: crate::decide::engine::Decisions| -> Vec<&'static str> {
             d.events.iter().map(|e| e.event.as_str()).collect()
@@ -1562,20 +1561,7 @@ mod table {
             ..AppPolicy::default()
         };
         let mut e = Engine::new(AppName::parse("t").unwrap(), app, Confirmation::OnDecision);
-        let sample = |t: i64, inst: &str, total: f64| Observation {
-            at: at(t),
-            kind: ObservationKind::Sample(Sample {
-                dyno: DynoName::parse("web.1"),
-                instance: Some(inst.into()),
-                memory: Memory {
-                    total: Some(Megabytes(total)),
-                    quota: Some(Megabytes(512.0)),
-                    ..Memory::default()
-                },
-                malformed: false,
-                app_number: None,
-            }),
-        };
+        let sample = |t: i64, inst: &str, total: f64| web1(t, inst, of_512(total), None);
         let mut events = Vec::new();
         for i in 0..10 {
             events.extend(e.apply(&[sample(i * 20, A, 120.0)], at(0)).events);
@@ -1594,18 +1580,13 @@ mod table {
             AppPolicy::default(),
             Confirmation::OnDecision,
         );
-        let legacy = |t: i64, inst: &str, total: f64| Observation {
-            at: at(t),
-            kind: ObservationKind::Sample(Sample {
-                dyno: DynoName::parse("web.1"),
-                instance: Some(inst.into()),
-                memory: Memory {
-                    total: Some(Megabytes(total)),
-                    ..Memory::default()
-                },
-                malformed: false,
-                app_number: None,
-            }),
+        // Legacy lines: no quota of their own.
+        let legacy = |t: i64, inst: &str, total: f64| {
+            let memory = Memory {
+                total: Some(Megabytes(total)),
+                ..Memory::default()
+            };
+            web1(t, inst, memory, None)
         };
         e.set_type_quota("web", Megabytes(512.0));
         e.apply(&[legacy(0, A, 300.0)], at(0));

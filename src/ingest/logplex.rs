@@ -17,11 +17,15 @@
 //!
 //! A count that does not land is still near the truth (senders are off by a
 //! few bytes): the frame's end is looked for within [`SKEW`] bytes of where
-//! its count says, so a header forged inside an application's text further
-//! back — a whole frame is longer than the window — is never taken for the
-//! next frame. Only a count off by more than that falls back to the first
-//! header after the payload start. A count that is wrong *and* lands on a
-//! header inside application text is, like any landing count, taken as it is.
+//! its count says, and an application frame's own line end there wins over
+//! a header. The shortest forged platform frame is about 55 bytes, so a
+//! header forged in application text is out of reach unless the count is
+//! off by more than 38 bytes. Beyond the window a platform frame (whose text
+//! holds no header) ends at the first header after its start; any other runs
+//! to a line end a frame follows, or to the end of the body — frames may be
+//! lost there, none is forged from its text. A count that is wrong *and*
+//! lands on a header inside application text is, like any landing count,
+//! taken as it is.
 
 use memchr::memchr;
 

@@ -169,39 +169,52 @@ async fn a_silent_stream_is_reopened() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_reconnect_replaying_history_does_not_count_samples_twice() {
+/// dynoguard watching app `a` through log sessions, three of which in a
+/// row each replay `history` (a reconnect replays recent history).
+async fn replayed_three_times(history: &str, type_settings: &str) -> TestApp {
     let fake = FakeHeroku::start().await.unwrap();
-    // Two over-quota samples are needed; the session's history holds one,
-    // and every reconnect replays it.
-    let history = line("web.1", 700.0);
     for _ in 0..3 {
         fake.plan_session(
             "a",
             SessionPlan::Chunks {
                 content_type: "text/plain; charset=utf-8",
-                chunks: vec![history.clone().into_bytes()],
+                chunks: vec![history.as_bytes().to_vec()],
             },
         );
     }
-    let toml = "[[app]]\nname = \"a\"\napi_token = \"tok\"\nsource = \"log-session\"\n[app.types.web]\nconsecutive = 2\n";
-    let cfg = file::parse("t.toml", toml, &Default::default()).unwrap_or_else(|e| panic!("{e}"));
-    let app = spawn_with(cfg, fake, None).await;
-    // Three sessions (the stream ends after the history each time): the two
-    // replays are counted as stale, never as new samples.
-    let stale = || {
-        app.shared
-            .counters
-            .lines_stale
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
+    let toml = format!(
+        "[[app]]\nname = \"a\"\napi_token = \"tok\"\nsource = \"log-session\"\n{type_settings}"
+    );
+    let cfg = file::parse("t.toml", &toml, &Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    spawn_with(cfg, fake, None).await
+}
+
+/// Waits (5 s at most) until `count()` reaches `n`; returns the count.
+async fn count_reaches(count: impl Fn() -> u64, n: u64) -> u64 {
     for _ in 0..100 {
-        if stale() >= 2 {
+        if count() >= n {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(stale(), 2);
+    count()
+}
+
+#[tokio::test]
+async fn a_reconnect_replaying_history_does_not_count_samples_twice() {
+    // Two over-quota samples are needed; the session's history holds one,
+    // and every reconnect replays it.
+    let app =
+        replayed_three_times(&line("web.1", 700.0), "[app.types.web]\nconsecutive = 2\n").await;
+    // Three sessions (the stream ends after the history each time): the two
+    // replays are counted as stale, never as new samples.
+    let c = &app.shared.counters;
+    let stale = count_reaches(
+        || c.lines_stale.load(std::sync::atomic::Ordering::Relaxed),
+        2,
+    )
+    .await;
+    assert_eq!(stale, 2);
     app.quiesce().await;
     assert!(app.fake.restarts().is_empty(), "{:?}", app.events().await);
     app.stop().await;
@@ -211,36 +224,19 @@ async fn a_reconnect_replaying_history_does_not_count_samples_twice() {
 /// once, however many sessions replay it.
 #[tokio::test]
 async fn a_reconnect_replaying_an_r15_reports_it_once() {
-    let fake = FakeHeroku::start().await.unwrap();
     let history = line("web.1", 300.0)
         + "2024-05-01T10:00:05.000000+00:00 heroku[web.1]: Error R15 (Memory quota vastly exceeded)\n";
-    for _ in 0..3 {
-        fake.plan_session(
-            "a",
-            SessionPlan::Chunks {
-                content_type: "text/plain; charset=utf-8",
-                chunks: vec![history.clone().into_bytes()],
-            },
-        );
-    }
-    let toml = "[[app]]\nname = \"a\"\napi_token = \"tok\"\nsource = \"log-session\"\n";
-    let cfg = file::parse("t.toml", toml, &Default::default()).unwrap_or_else(|e| panic!("{e}"));
-    let app = spawn_with(cfg, fake, None).await;
-    let repeated = || {
-        app.shared
-            .counters
-            .lines_repeated
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
-    for _ in 0..100 {
-        if repeated() >= 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(repeated(), 2);
+    let app = replayed_three_times(&history, "").await;
+    let c = &app.shared.counters;
+    let repeated = count_reaches(
+        || c.lines_repeated.load(std::sync::atomic::Ordering::Relaxed),
+        2,
+    )
+    .await;
+    assert_eq!(repeated, 2);
+    assert_eq!(app.wait_for_restarts(1).await.len(), 1);
+    app.wait_for_event("r15").await;
     app.quiesce().await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let events = app.events().await;
     let r15 = events.iter().filter(|e| e["event"] == "r15").count();
     assert_eq!(r15, 1, "{events:?}");
