@@ -365,21 +365,7 @@ pub fn parse_blind_after(s: &str) -> Result<SignedDuration, String> {
 
 /// Edit distance ≤ 2 between two short names: for "did you mean …?".
 pub fn similar(a: &str, b: &str) -> bool {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    if a.len().abs_diff(b.len()) > 2 {
-        return false;
-    }
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()] <= 2
+    a.chars().count().abs_diff(b.chars().count()) <= 2 && super::names::distance(a, b) <= 2
 }
 
 /// `did you mean "worker"?` for the first similar candidate, or nothing.

@@ -22,6 +22,19 @@ async fn spawn_short_timeout(fake: FakeHeroku) -> TestApp {
     spawn_tuned(cfg, fake, None, short_api_timeout()).await
 }
 
+/// Waits for the `restart_failed` of a call whose outcome is unknown.
+async fn assert_outcome_unknown(app: &TestApp) {
+    let events = app.wait_for_event("restart_failed").await;
+    let f = events
+        .iter()
+        .find(|e| e["event"] == "restart_failed")
+        .unwrap();
+    assert!(
+        f["detail"].as_str().unwrap().contains("outcome unknown"),
+        "{f}"
+    );
+}
+
 fn ago(secs: i64) -> String {
     (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(secs)).to_string()
 }
@@ -70,15 +83,7 @@ async fn an_api_that_never_answers_gets_at_most_one_more_delete_per_incident() {
     let app = spawn_short_timeout(fake).await;
     app.post_logs(sample_at("web.1", UUID_A, 700.0, 512.0, &ago(300)))
         .await;
-    let events = app.wait_for_event("restart_failed").await;
-    let f = events
-        .iter()
-        .find(|e| e["event"] == "restart_failed")
-        .unwrap();
-    assert!(
-        f["detail"].as_str().unwrap().contains("outcome unknown"),
-        "{f}"
-    );
+    assert_outcome_unknown(&app).await;
     // The same instance keeps reporting over quota (log time, inside the
     // window). For the two minutes a restart may take, the call counts as
     // made: no second DELETE.
@@ -757,15 +762,7 @@ async fn a_gateway_error_is_an_unknown_outcome_not_a_retry() {
     let app = spawn_short_timeout(fake.clone()).await;
     app.post_logs(sample_at("web.1", UUID_A, 700.0, 512.0, &ago(100)))
         .await;
-    let events = app.wait_for_event("restart_failed").await;
-    let f = events
-        .iter()
-        .find(|e| e["event"] == "restart_failed")
-        .unwrap();
-    assert!(
-        f["detail"].as_str().unwrap().contains("outcome unknown"),
-        "{f}"
-    );
+    assert_outcome_unknown(&app).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(fake.restarts().len(), 1, "not repeated on a 502");
     app.stop().await;
