@@ -35,7 +35,8 @@ use crate::act::report::Reporter;
 use crate::decide::engine::SharedEngine;
 use crate::domain::DynoName;
 use crate::domain::event::{Event, EventKind};
-use crate::store::{self, ClaimKind, RestartRow, Store};
+use crate::store::replicas::{Fence, Leadership};
+use crate::store::{self, ClaimKind, ClaimRequest, RestartRow, Store};
 
 /// A restart the engine ordered.
 #[derive(Debug, Clone)]
@@ -97,6 +98,9 @@ pub struct RestartContext {
     pub local_claims: Arc<LocalClaims>,
     /// Restart records that could not be written; the event writer retries.
     pub pending_restarts: Arc<Mutex<Vec<RestartRow>>>,
+    /// This replica's role: only the leader (or a single process) claims
+    /// and calls, and its claims carry its epoch.
+    pub leadership: Arc<Leadership>,
 }
 
 /// Runs until `shutdown` turns true, then finishes the orders already queued
@@ -184,20 +188,41 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
 
     let lease_ms = ctx.lease.as_millis() as i64;
     let now = Timestamp::now().as_millisecond();
+    let fence = match ctx.leadership.fence() {
+        Fence::Open => None,
+        Fence::Epoch(epoch) => Some(epoch),
+        Fence::Closed(why) => {
+            not_the_leader(&ctx, &order, why);
+            return;
+        }
+    };
+    let request = ClaimRequest {
+        app: app.as_str(),
+        dyno: dyno.as_str(),
+        instance: e.instance.as_deref(),
+        holder: &ctx.holder,
+        decided_at: store::millis(e.at),
+        wall_now: now,
+        lease_until: now.saturating_add(lease_ms),
+    };
+    let scope = ctx.leadership.scope.as_str();
     let claimed = match ctx
         .store
-        .try_claim(
-            app.as_str(),
-            dyno.as_str(),
-            e.instance.as_deref(),
-            &ctx.holder,
-            store::millis(e.at),
-            now,
-            now.saturating_add(lease_ms),
-        )
+        .claim_restart(&request, fence.map(|epoch| (scope, epoch)))
         .await
     {
         Ok(c) => c,
+        Err(err) if fence.is_some() => {
+            // A leader that cannot reach the store cannot prove it still
+            // leads: no call. Its role turns `Cut` once its lease lapses,
+            // and protection goes on from its own memory then.
+            not_the_leader(
+                &ctx,
+                &order,
+                format!("the store did not confirm this replica's lead ({err})"),
+            );
+            return;
+        }
         Err(err) => {
             // Protection goes on without the store, on this replica's word.
             tracing::error!(
@@ -211,6 +236,10 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
             )
         }
     };
+    if !claimed && fence.is_some() && !matches!(ctx.leadership.fence(), Fence::Epoch(_)) {
+        not_the_leader(&ctx, &order, "another replica took the lead".into());
+        return;
+    }
     if !claimed {
         // Another replica holds the claim. A window for this instance means
         // it restarted it: the window holds here too. A lease means its call
@@ -270,6 +299,23 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
         attempt += 1;
         if attempt > 1 {
             renew_lease(&ctx, &order, &dyno, ClaimKind::Lease, ctx.lease).await;
+        }
+        // Re-checked right before the call: a leader paused past its lease
+        // (SIGSTOP, a stalled host) wakes up to find it lapsed, and calls
+        // nothing — the replica that took over decides now.
+        // Earlier attempts (if any) failed without acting: nothing is left
+        // in doubt when this one is not made.
+        if let Fence::Closed(why) = ctx.leadership.fence() {
+            ctx.local_claims.set(app.as_str(), dyno.as_str(), None);
+            if let Err(se) = ctx
+                .store
+                .release_claim(app.as_str(), dyno.as_str(), &ctx.holder)
+                .await
+            {
+                tracing::warn!("{app} {dyno}: releasing the claim failed: {se}");
+            }
+            not_the_leader(&ctx, &order, why);
+            return;
         }
         match ctx.client.restart_dyno(&token, &app, &dyno).await {
             Ok(r) => {
@@ -347,6 +393,25 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
             fail(&ctx, &order, err.to_string(), request_id).await;
         }
     }
+}
+
+/// An order this replica may not carry out: it does not lead (any more).
+/// Reported as `skipped`/`deferred`; the leader decides from the same
+/// observations.
+fn not_the_leader(ctx: &RestartContext, order: &RestartOrder, why: String) {
+    let e = &order.event;
+    order.engine.lock().restart_failed(e);
+    tracing::warn!(
+        "{} {}: not restarting — {why}",
+        order.engine.app(),
+        e.dyno.as_ref().map(DynoName::as_str).unwrap_or("?")
+    );
+    let mut ev = e.clone();
+    ev.event = EventKind::Skipped;
+    ev.reason = Some(crate::domain::event::Reason::Deferred);
+    ev.dry_run = Some(false);
+    ev.detail = Some(format!("not restarting: {why}"));
+    ctx.reporter.emit(ev);
 }
 
 fn window_duration(window: jiff::SignedDuration) -> Duration {

@@ -92,6 +92,10 @@ pub struct Tuning {
     /// The dashboard tells the newest log time instead of the wall clock
     /// (the demo, whose simulated logs run behind it).
     pub page_log_clock: bool,
+    /// With several replicas on PostgreSQL, how long the leader's lease
+    /// runs (`DYNOGUARD_LEADER_LEASE`, default 10 s): a dead leader is
+    /// replaced within it; it is renewed every quarter of it.
+    pub leader_lease: Duration,
 }
 
 /// One machinery knob an operator may set (SECURITY.md lists them): a
@@ -110,7 +114,15 @@ const fn secs(v: u64) -> Duration {
     Duration::from_secs(v)
 }
 
-pub const TUNING_VARS: [TuningVar; 8] = [
+pub const TUNING_VARS: [TuningVar; 9] = [
+    TuningVar {
+        name: "DYNOGUARD_LEADER_LEASE",
+        default: "10s",
+        min: 2,
+        max: 120,
+        count: false,
+        set: |t, v| t.leader_lease = secs(v),
+    },
     TuningVar {
         name: "DYNOGUARD_API_TIMEOUT",
         default: "10s",
@@ -235,6 +247,7 @@ impl Default for Tuning {
             order_hold: Duration::from_secs(2),
             digest: Digest::default(),
             page_log_clock: false,
+            leader_lease: Duration::from_secs(10),
         }
     }
 }

@@ -183,6 +183,17 @@ impl Serialize for Megabytes {
     }
 }
 
+/// Read back from what another replica forwarded: a figure the parser could
+/// not have produced (negative, not finite) is refused.
+impl<'de> Deserialize<'de> for Megabytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = f64::deserialize(d)?;
+        (v.is_finite() && v >= 0.0)
+            .then_some(Self(v))
+            .ok_or_else(|| serde::de::Error::custom(format!("{v} is not a size in MB")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

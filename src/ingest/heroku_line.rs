@@ -11,13 +11,15 @@ use crate::domain::{DynoName, Megabytes};
 use crate::ingest::LogRecord;
 
 /// One thing the platform told us about a dyno (or about the log stream).
-#[derive(Debug, Clone, PartialEq)]
+// Serialized only to forward observations from a follower replica to the
+// leader (`store::replicas`): the same values, parsed once by the follower.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Observation {
     pub at: Timestamp,
     pub kind: ObservationKind,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ObservationKind {
     /// A runtime-metrics line. Load-average lines arrive here too, with no
     /// memory fields: they still tell us the dyno's current instance.
@@ -62,7 +64,7 @@ impl ObservationKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StateChange {
     /// `Starting process with command …`: an instance of the name is born.
     Starting,
@@ -91,7 +93,7 @@ impl StateChange {
 }
 
 /// A runtime-metrics sample for one dyno instance.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
     pub dyno: Option<DynoName>,
     /// The UUID of this dyno instance (`dyno=heroku.N.UUID`); a new one means
@@ -106,7 +108,7 @@ pub struct Sample {
     pub app_number: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Memory {
     pub total: Option<Megabytes>,
     pub rss: Option<Megabytes>,

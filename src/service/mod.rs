@@ -5,6 +5,7 @@
 //! address; `App::run_until(signal)` serves until the signal, then stops
 //! accepting, finishes in-flight restarts, flushes samples and events.
 
+pub mod replicas;
 mod seed;
 pub mod server;
 pub mod session;
@@ -30,6 +31,7 @@ use crate::act::restart::{self, RestartContext, RestartOrder};
 use crate::config::{Config, Source};
 use crate::domain::event::Event;
 use crate::store::Store;
+use crate::store::replicas::{Leadership, Role};
 use crate::telemetry::Counters;
 
 // `Tuning` is read from the environment by `config` (so `check` validates
@@ -44,6 +46,9 @@ pub struct App {
     store_rx: mpsc::Receiver<Event>,
     notify_rx: Option<mpsc::Receiver<Event>>,
     tuning: Tuning,
+    /// Held while serving: a second `serve` on the same SQLite file is
+    /// refused (two deciders would each restart).
+    sqlite_lock: Option<std::fs::File>,
 }
 
 impl App {
@@ -52,6 +57,7 @@ impl App {
         let store = Store::connect(config.database_url.expose_secret())
             .await
             .with_context(|| format!("opening the store {}", config.database_url_redacted()))?;
+        let sqlite_lock = lock_sqlite(config.database_url.expose_secret())?;
         let client = Arc::new(
             HerokuClient::with_timeout(&config.heroku_api_url, tuning.api_timeout)
                 .context("building the Heroku API client")?,
@@ -90,6 +96,13 @@ impl App {
             Err(e) => tracing::error!("adopting restart claims failed: {e}"),
         }
 
+        let leadership = Leadership::new(
+            tuning.holder.clone(),
+            replicas::Replicas::scope(&apps),
+            Role::Alone,
+        );
+        replicas::first_role(&store, &leadership, tuning.leader_lease).await;
+
         let addr = SocketAddr::new(tuning.bind_ip, config.server.port);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -105,6 +118,7 @@ impl App {
             pending_restarts: Arc::default(),
             restart_tx,
             started: Timestamp::now(),
+            replicas: replicas::Replicas::new(leadership),
             page_log_clock: tuning.page_log_clock,
         });
         Ok(Self {
@@ -114,6 +128,7 @@ impl App {
             store_rx,
             notify_rx,
             tuning,
+            sqlite_lock,
         })
     }
 
@@ -139,6 +154,7 @@ impl App {
             store_rx,
             notify_rx,
             tuning,
+            sqlite_lock: _sqlite_lock,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -153,6 +169,7 @@ impl App {
                 lease: tuning.claim_lease,
                 local_claims: Arc::default(),
                 pending_restarts: shared.pending_restarts.clone(),
+                leadership: shared.replicas.leadership.clone(),
             },
             restart_rx,
             stop_rx.clone(),
@@ -210,6 +227,16 @@ impl App {
             stop_rx.clone(),
         ));
         background.spawn(tasks::watch_store(shared.clone(), stop_rx.clone()));
+        if shared.store.is_postgres() {
+            background.spawn(replicas::lead(
+                shared.clone(),
+                tuning.leader_lease,
+                stop_rx.clone(),
+            ));
+            background.spawn(replicas::forward(shared.clone(), stop_rx.clone()));
+            background.spawn(replicas::intake(shared.clone(), stop_rx.clone()));
+            background.spawn(replicas::release(shared.clone(), stop_rx.clone()));
+        }
         let mut stop_test = stop_rx.clone();
         let tested = shared.clone();
         background.spawn(async move {
@@ -290,6 +317,35 @@ impl App {
         let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), store.close()).await;
         tracing::info!("stopped in {:.1}s", started.elapsed().as_secs_f64());
         Ok(())
+    }
+}
+
+/// Locks a SQLite database file for this process (an OS lock, released
+/// when the process ends, however it ends). SQLite is one process's store:
+/// two `serve` on one file would be two deciders restarting the same dynos.
+fn lock_sqlite(url: &str) -> anyhow::Result<Option<std::fs::File>> {
+    use std::str::FromStr as _;
+    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
+        return Ok(None);
+    }
+    let opts =
+        sqlx::sqlite::SqliteConnectOptions::from_str(url).context("reading the SQLite URL")?;
+    let path = opts.get_filename();
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("opening {} to lock it", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another dynoguard serve is using {}: SQLite serves one process — stop the other one, or run several replicas on PostgreSQL (DATABASE_URL=postgres://…), which elect one leader",
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            tracing::warn!(
+                "could not lock {} ({e}); not checking for a second serve on it",
+                path.display()
+            );
+            Ok(None)
+        }
     }
 }
 

@@ -169,7 +169,12 @@ fn flush(
     Counters::add(&shared.counters.session_lines, stats.records);
     shared.count(stats);
     *stats = IngestStats::default();
-    shared.apply(app, obs, stamps.take());
+    // Every replica's session sees every line: only the one that decides
+    // applies them (nothing to forward).
+    let stamps = stamps.take();
+    if shared.replicas.leadership.decides() {
+        shared.apply(app, obs, stamps);
+    }
     obs.clear();
 }
 

@@ -38,6 +38,16 @@ impl AppRuntime {
         Self { config, engine }
     }
 
+    /// Starts the engine afresh (a replica taking the lead seeds it from
+    /// the store): its windows and lineage were a follower's stale view.
+    pub fn reset_engine(&self) {
+        *self.engine.lock() = Engine::new(
+            self.config.name.clone(),
+            self.config.policy.clone(),
+            Confirmation::ByRestarter,
+        );
+    }
+
     /// The engine; a panic elsewhere never poisons ingestion for good.
     pub fn lock(&self) -> MutexGuard<'_, Engine> {
         self.engine.lock()
@@ -127,6 +137,8 @@ pub struct Shared {
     pub pending_restarts: Arc<Mutex<Vec<store::RestartRow>>>,
     pub(super) restart_tx: mpsc::UnboundedSender<RestartOrder>,
     pub started: Timestamp,
+    /// This replica's role and the batches it forwards or holds.
+    pub replicas: super::replicas::Replicas,
     /// See [`Tuning::page_log_clock`].
     pub page_log_clock: bool,
 }

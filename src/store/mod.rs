@@ -27,6 +27,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("injected fault: {0}")]
     Injected(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
 }
 
 /// What a claim stands for.
@@ -166,6 +168,22 @@ pub struct SampleRow {
     pub contender: Option<String>,
 }
 
+/// A restart claim: the row's columns, each an argument of the claim.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRequest<'a> {
+    pub app: &'a str,
+    pub dyno: &'a str,
+    pub instance: Option<&'a str>,
+    /// This replica (`{host}-{random}`).
+    pub holder: &'a str,
+    /// The log time of the decision (unix ms).
+    pub decided_at: i64,
+    /// The wall clock now (unix ms): leases run on it.
+    pub wall_now: i64,
+    /// When the lease ends (unix ms, wall clock).
+    pub lease_until: i64,
+}
+
 /// A restart claim whose call was in flight when its holder stopped.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct LeftLease {
@@ -230,6 +248,7 @@ macro_rules! in_transaction {
 }
 
 mod history;
+pub mod replicas;
 pub use history::{HistoryPoint, InstanceStart, MinuteRow};
 
 /// After a batch written in a transaction: on failure, roll back, and if
@@ -384,14 +403,49 @@ impl Store {
         wall_now: i64,
         lease_until: i64,
     ) -> Result<bool, StoreError> {
+        let c = ClaimRequest {
+            app,
+            dyno,
+            instance,
+            holder,
+            decided_at,
+            wall_now,
+            lease_until,
+        };
+        self.claim_restart(&c, None).await
+    }
+
+    /// [`Store::try_claim`], and with `fence` (the replica group and the
+    /// leader's epoch, PostgreSQL only) only while that epoch is the
+    /// group's current, unexpired lead — checked in the same statement, so
+    /// a leader paused past its lease can never claim after another took
+    /// over. The claim row records the epoch.
+    pub async fn claim_restart(
+        &self,
+        c: &ClaimRequest<'_>,
+        fence: Option<(&str, i64)>,
+    ) -> Result<bool, StoreError> {
         self.write(async {
-            const SQL: &str = "INSERT INTO claims (app, dyno, instance, holder, expires_at, kind, decided_at) VALUES ($1, $2, $3, $4, $5, 'lease', $6) \
-                 ON CONFLICT (app, dyno) DO UPDATE SET instance = excluded.instance, holder = excluded.holder, expires_at = excluded.expires_at, kind = 'lease', decided_at = excluded.decided_at \
-                 WHERE (claims.kind = 'lease' AND claims.expires_at <= $7) \
-                 OR (claims.kind <> 'lease' AND (claims.expires_at <= $6 OR claims.holder = excluded.holder OR claims.instance IS DISTINCT FROM excluded.instance))";
-            let n = on_pool!(self, p => sqlx::query(SQL)
-                .bind(app).bind(dyno).bind(instance).bind(holder).bind(lease_until).bind(decided_at).bind(wall_now)
-                .execute(p).await?.rows_affected());
+            // Taken when there is no claim, a lease that ran out (wall
+            // clock), or a window that does not hold this decision.
+            macro_rules! when { () => { "WHERE (claims.kind = 'lease' AND claims.expires_at <= $7) \
+                 OR (claims.kind <> 'lease' AND (claims.expires_at <= $6 OR claims.holder = excluded.holder OR claims.instance IS DISTINCT FROM excluded.instance))" }; }
+            const OPEN: &str = concat!("INSERT INTO claims (app, dyno, instance, holder, expires_at, kind, decided_at) VALUES ($1, $2, $3, $4, $5, 'lease', $6) \
+                 ON CONFLICT (app, dyno) DO UPDATE SET instance = excluded.instance, holder = excluded.holder, expires_at = excluded.expires_at, kind = 'lease', decided_at = excluded.decided_at ", when!());
+            const FENCED: &str = concat!("INSERT INTO claims (app, dyno, instance, holder, expires_at, kind, decided_at, epoch) \
+                 SELECT $1, $2, $3, $4, $5, 'lease', $6, $8 \
+                 WHERE EXISTS (SELECT 1 FROM leaders WHERE scope = $9 AND holder = $4 AND epoch = $8 AND expires_at > now()) \
+                 ON CONFLICT (app, dyno) DO UPDATE SET instance = excluded.instance, holder = excluded.holder, expires_at = excluded.expires_at, kind = 'lease', decided_at = excluded.decided_at, epoch = excluded.epoch ", when!());
+            let n = match (&self.db, fence) {
+                (Db::Postgres(p), Some((scope, epoch))) => sqlx::query(FENCED)
+                    .bind(c.app).bind(c.dyno).bind(c.instance).bind(c.holder).bind(c.lease_until)
+                    .bind(c.decided_at).bind(c.wall_now).bind(epoch).bind(scope)
+                    .execute(p).await?.rows_affected(),
+                _ => on_pool!(self, p => sqlx::query(OPEN)
+                    .bind(c.app).bind(c.dyno).bind(c.instance).bind(c.holder).bind(c.lease_until)
+                    .bind(c.decided_at).bind(c.wall_now)
+                    .execute(p).await?.rows_affected()),
+            };
             Ok(n == 1)
         })
         .await

@@ -448,24 +448,31 @@ async fn history_survives_a_restart_and_replicas_share_it() {
     let cfg = || {
         dynoguard::config::env::from_env(&base_env(&[]), dynoguard::config::env::Need::App).unwrap()
     };
-    // Replica A receives web.1's logs, replica B web.2's: one history.
+    // One SQLite file serves one process at a time (a second `serve` is
+    // refused): A received web.1's logs, then B, on the same store, web.2's.
+    // B's page shows the store's history: A's dyno too.
     let a = spawn_with(
         cfg(),
         dynoguard::sim::FakeHeroku::start().await.unwrap(),
         Some(db.clone()),
     )
     .await;
+    a.post_logs(minutes_of("web.1", UUID_A, 5, |_| 200.0)).await;
+    history(&a, "web.1", 5).await;
+    a.stop().await;
     let b = spawn_with(
         cfg(),
         dynoguard::sim::FakeHeroku::start().await.unwrap(),
         Some(db.clone()),
     )
     .await;
-    a.post_logs(minutes_of("web.1", UUID_A, 5, |_| 200.0)).await;
+    // B seeded web.1 from the store: forget it, as a replica that never
+    // received its logs would be.
+    b.shared.apps[0].reset_engine();
     b.post_logs(minutes_of("web.2", UUID_B, 5, |_| 250.0)).await;
-    history(&a, "web.2", 5).await;
-    let (_, on_a) = json(&a, "/api/dynos").await;
-    let seen: Vec<(&str, bool)> = on_a
+    history(&b, "web.2", 5).await;
+    let (_, on_b) = json(&b, "/api/dynos").await;
+    let seen: Vec<(&str, bool)> = on_b
         .as_array()
         .unwrap()
         .iter()
@@ -478,12 +485,11 @@ async fn history_survives_a_restart_and_replicas_share_it() {
         .collect();
     assert_eq!(
         seen,
-        [("web.1", true), ("web.2", false)],
-        "A shows B's dyno too"
+        [("web.1", false), ("web.2", true)],
+        "B shows A's dyno too"
     );
-    let page = a.get("/").await.text().await.unwrap();
-    assert!(page.contains("id=\"d-todo-web.2\"") && page.contains("via another replica"));
-    a.stop().await;
+    let page = b.get("/").await.text().await.unwrap();
+    assert!(page.contains("id=\"d-todo-web.1\"") && page.contains("via another replica"));
     b.stop().await;
     // A new dynoguard on the same store: the charts are not empty.
     let c = spawn_with(

@@ -16,6 +16,7 @@ mod many_apps;
 mod misconfig;
 mod notify;
 mod replay_cli;
+mod replicas;
 mod restart;
 mod service;
 mod sessions;

@@ -18,24 +18,50 @@ use crate::service::Shared;
 use crate::store::{EventFilter, from_millis};
 
 pub async fn healthz(State(s): State<Arc<Shared>>) -> Response {
+    let role = role_line(&s);
     if let Some(why) = s.store.health().failing() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("store unavailable: {why}\n"),
+            format!("store unavailable: {why}\n{role}"),
         )
             .into_response();
     }
     match s.store.ping().await {
         Ok(()) if s.alert_only() => (
             StatusCode::OK,
-            "ok (alert-only mode: DYNOGUARD_DRY_RUN is set — decisions are reported, nothing is restarted)\n",
+            format!("ok (alert-only mode: DYNOGUARD_DRY_RUN is set — decisions are reported, nothing is restarted)\n{role}"),
         )
             .into_response(),
-        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Ok(()) => (StatusCode::OK, format!("ok\n{role}")).into_response(),
         Err(e) => {
             tracing::warn!("health check: {e}");
-            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("store unavailable\n{role}"),
+            )
+                .into_response()
         }
+    }
+}
+
+/// With replicas: this one's role, the leader and the epoch (nothing for a
+/// single process).
+fn role_line(s: &Shared) -> String {
+    use crate::store::replicas::Role;
+    let l = &s.replicas.leadership;
+    match l.role() {
+        Role::Alone => String::new(),
+        Role::Leader { epoch } => format!("role: leader {} (epoch {epoch})\n", l.replica),
+        Role::Follower { leader, epoch } => {
+            format!(
+                "role: follower {} (leader {leader}, epoch {epoch})\n",
+                l.replica
+            )
+        }
+        Role::Cut => format!(
+            "role: store_unavailable {} (deciding from its own observations)\n",
+            l.replica
+        ),
     }
 }
 

@@ -5,9 +5,8 @@
 //! batch are always used. Parsing and deciding happen inline (microseconds);
 //! the store and the Heroku API are never awaited here.
 
-use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -21,43 +20,9 @@ use crate::service::{AppRuntime, Shared};
 use crate::telemetry::Counters;
 use crate::telemetry::Throttle;
 
-/// Remembers recent `Logplex-Frame-Id`s to drop retried batches.
-#[derive(Debug)]
-pub struct FrameIdCache {
-    seen: HashSet<String>,
-    order: VecDeque<String>,
-    cap: usize,
-}
-
-impl FrameIdCache {
-    pub fn new(cap: usize) -> Self {
-        Self {
-            seen: HashSet::with_capacity(cap),
-            order: VecDeque::with_capacity(cap),
-            cap,
-        }
-    }
-
-    /// Records `id`; false if it was already seen.
-    pub fn insert(&mut self, id: &str) -> bool {
-        if self.seen.contains(id) {
-            return false;
-        }
-        if self.order.len() == self.cap
-            && let Some(old) = self.order.pop_front()
-        {
-            self.seen.remove(&old);
-        }
-        self.seen.insert(id.to_owned());
-        self.order.push_back(id.to_owned());
-        true
-    }
-}
-
 #[derive(Clone)]
 pub struct DrainState {
     shared: Arc<Shared>,
-    frame_ids: Arc<Mutex<FrameIdCache>>,
     warned_count: Arc<AtomicBool>,
     /// When a failed drain login was last logged (unix seconds).
     login_log: Arc<Throttle>,
@@ -95,7 +60,6 @@ impl DrainState {
         Self {
             single,
             shared,
-            frame_ids: Arc::new(Mutex::new(FrameIdCache::new(16 * 1024))),
             warned_count: Arc::new(AtomicBool::new(false)),
             login_log: Arc::new(Throttle::new(std::time::Duration::from_secs(60))),
             token_log: Arc::new(Throttle::new(std::time::Duration::from_secs(60))),
@@ -341,13 +305,10 @@ fn ingest_body(
 
     let frame_id = headers
         .get("logplex-frame-id")
-        .and_then(|v| v.to_str().ok());
-    if let Some(id) = frame_id.filter(|id| id.len() <= MAX_FRAME_ID) {
-        let mut ids = st.frame_ids.lock().unwrap_or_else(|e| e.into_inner());
-        if !ids.insert(id) {
-            Counters::add(&c.duplicate_batches, 1);
-            return StatusCode::NO_CONTENT.into_response();
-        }
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| id.len() <= MAX_FRAME_ID);
+    if !st.shared.first_time(frame_id) {
+        return StatusCode::NO_CONTENT.into_response();
     }
 
     let mut observations = Vec::new();
@@ -375,7 +336,9 @@ fn ingest_body(
             stats.rejected
         );
     }
+    // De-duplicated by Frame-Id in the shared path (a batch retried to
+    // another replica is dropped by the leader), then applied or forwarded.
     st.shared
-        .apply(app, &observations, stats.first.zip(stats.latest));
+        .accept(app, frame_id, observations, stats.first.zip(stats.latest));
     StatusCode::NO_CONTENT.into_response()
 }

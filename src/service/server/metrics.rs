@@ -409,5 +409,76 @@ pub fn render(s: &Shared) -> String {
         &dynos,
         |d| Some(d.recent_restarts as f64),
     );
+    replicas(&mut o, s);
     o.0
+}
+
+/// The replica's role and what it forwards (SPEC §10).
+fn replicas(o: &mut Out, s: &Shared) {
+    use crate::store::replicas::Role;
+    let r = &s.replicas;
+    let l = &r.leadership;
+    let role = l.role();
+    o.family(
+        "dynoguard_leader",
+        "gauge",
+        "1 if this replica decides and restarts (the leader, the only process, or one cut off from the store), else 0",
+    );
+    o.sample(
+        "dynoguard_leader",
+        &[("replica", &l.replica), ("role", role.as_str())],
+        u8::from(l.decides()),
+    );
+    o.family(
+        "dynoguard_leader_epoch",
+        "gauge",
+        "The leader's epoch as this replica last saw it (0: single process)",
+    );
+    let epoch = match role {
+        Role::Leader { epoch } | Role::Follower { epoch, .. } => epoch,
+        Role::Alone | Role::Cut => 0,
+    };
+    o.sample("dynoguard_leader_epoch", &[], epoch);
+    let counters: [(&str, &str, &AtomicU64); 4] = [
+        (
+            "dynoguard_forwarded_batches_total",
+            "Batches this follower wrote to the store for the leader",
+            &r.stats.forwarded,
+        ),
+        (
+            "dynoguard_forwarded_applied_total",
+            "Forwarded batches this leader took from the store",
+            &r.stats.consumed,
+        ),
+        (
+            "dynoguard_forwarded_dropped_total",
+            "Batches lost on the way to the leader (queue full while the store refused them, or unreadable)",
+            &r.stats.dropped,
+        ),
+        (
+            "dynoguard_leader_promotions_total",
+            "Times this replica took the lead",
+            &r.stats.promotions,
+        ),
+    ];
+    for (name, help, v) in counters {
+        o.family(name, "counter", help);
+        o.sample(name, &[], v.load(Ordering::Relaxed));
+    }
+    o.family(
+        "dynoguard_observations_queued",
+        "gauge",
+        "Batches waiting: queued for the leader (follower) or held for log-time order (leader)",
+    );
+    o.sample("dynoguard_observations_queued", &[], r.queued());
+    o.family(
+        "dynoguard_forward_lag_seconds",
+        "gauge",
+        "Receipt at a follower to intake by the leader, of the last forwarded batch",
+    );
+    o.sample(
+        "dynoguard_forward_lag_seconds",
+        &[],
+        r.stats.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+    );
 }

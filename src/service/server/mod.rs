@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 
 use crate::service::Shared;
 
-pub use drain::FrameIdCache;
+pub use crate::service::replicas::FrameIdCache;
 
 pub fn router(shared: Arc<Shared>, body_timeout: std::time::Duration) -> Router {
     let state = drain::DrainState::new(shared.clone(), body_timeout);
