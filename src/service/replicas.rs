@@ -82,10 +82,9 @@ impl FrameIdCache {
 struct Batch {
     app: Arc<AppRuntime>,
     frame_id: Option<String>,
-    /// Wall clock when a replica received it (unix ms): forwarding lag.
+    /// Wall clock when a replica received it (unix ms): the reorder hold
+    /// and the forwarding lag run from it.
     received: i64,
-    /// When it reached this replica's queue (the reorder hold).
-    arrived: Instant,
     lines: Option<(Timestamp, Timestamp)>,
     observations: Vec<Observation>,
 }
@@ -188,7 +187,6 @@ impl Shared {
             app: app.clone(),
             frame_id: frame_id.map(str::to_owned),
             received: Timestamp::now().as_millisecond(),
-            arrived: Instant::now(),
             lines,
             observations,
         };
@@ -209,11 +207,15 @@ impl Shared {
     /// decides passes them on to the leader instead.
     fn release_reordered(&self, all: bool) {
         let r = &self.replicas;
+        // Due by when a replica received it (the wall clocks of Heroku's
+        // dynos agree to milliseconds): a forwarded batch is released
+        // together with the leader's own batches of the same moment.
+        let cutoff = Timestamp::now().as_millisecond() - REORDER.as_millis() as i64;
         let due: Vec<Batch> = {
             let mut held = locked(&r.held);
             let (due, keep) = std::mem::take(&mut *held)
                 .into_iter()
-                .partition(|b| all || b.arrived.elapsed() >= REORDER);
+                .partition(|b| all || b.received <= cutoff);
             *held = keep;
             due
         };
@@ -224,6 +226,10 @@ impl Shared {
             locked(&r.queue).extend(due);
             return;
         }
+        // Batch by batch in log order (a batch's own lines keep theirs: the
+        // engine reads them as Logplex wrote them, as `replay` does).
+        let mut due = due;
+        due.sort_by_key(|b| (b.lines.map(|(first, _)| first), b.received));
         for app in &self.apps {
             let mut lines: Option<(Timestamp, Timestamp)> = None;
             let mut obs = Vec::new();
@@ -239,8 +245,6 @@ impl Shared {
             if obs.is_empty() && lines.is_none() {
                 continue;
             }
-            // Stable: lines logged at the same instant keep their order.
-            obs.sort_by_key(|o| o.at);
             self.apply(app, &obs, lines);
         }
     }
@@ -526,7 +530,6 @@ fn take_one(shared: &Shared, row: ForwardedRow) {
         app,
         frame_id: row.frame_id,
         received: row.received_at,
-        arrived: Instant::now(),
         lines,
         observations,
     });
