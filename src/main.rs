@@ -2,13 +2,15 @@
 //! The only place errors become exit codes (0 ok, 1 runtime failure, 2 bad
 //! configuration or usage).
 
-use std::io::{BufReader, IsTerminal as _};
+use std::io::IsTerminal as _;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
 
 use dynoguard::cli::{Cli, Command};
+use dynoguard::commands;
 use dynoguard::config::{self, ConfigError, env::Need};
 
 fn main() -> ExitCode {
@@ -33,78 +35,31 @@ fn main() -> ExitCode {
     }
 }
 
-fn usage(at: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError(vec![config::Problem {
-        at: at.into(),
-        message: message.into(),
-    }])
-}
-
+/// Dispatches a parsed command line. Logging is set up here (commands do
+/// not import telemetry); each command's own argument handling lives with
+/// it in `commands`.
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Replay { config, file, app } => {
             dynoguard::telemetry::init_stderr();
-            let cfg = config::load(config.config.as_deref(), Need::Nothing)?;
-            for w in &cfg.warnings {
-                tracing::warn!("{w}");
-            }
-            let app = match &app {
-                Some(name) => cfg.app(name).ok_or_else(|| {
-                    usage(
-                        "--app",
-                        format!(
-                            "{name:?} is not a configured app; configured: {}",
-                            cfg.apps
-                                .iter()
-                                .map(|a| a.name.to_string())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    )
-                })?,
-                None => cfg.apps.first().context("the configuration names no app")?,
-            };
-            let summary = match file.as_deref() {
-                None => replay_stdin(app)?,
-                Some(p) if p.as_os_str() == "-" => replay_stdin(app)?,
-                Some(p) => {
-                    let f = std::fs::File::open(p)
-                        .with_context(|| format!("opening {}", p.display()))?;
-                    dynoguard::commands::replay::run(
-                        app,
-                        BufReader::new(f),
-                        std::io::stdout().lock(),
-                    )?
-                }
-            };
+            let summary = commands::replay::from_cli(
+                config.config.as_deref(),
+                file.as_deref(),
+                app.as_deref(),
+            )?;
             eprintln!("{summary}");
-            Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => {
-            let problems = dynoguard::commands::check::run(
+            let problems = commands::check::run(
                 config.config.as_deref(),
                 &config::env::snapshot(),
                 &mut std::io::stdout().lock(),
             )?;
-            Ok(if problems {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
-        Command::Serve { config, port } => {
-            let mut cfg = config::load(config.config.as_deref(), Need::App)?;
-            if let Some(p) = port {
-                cfg.server.port = p;
+            if problems {
+                return Ok(ExitCode::from(2));
             }
-            let tuning = dynoguard::service::Tuning::from_env(&config::env::snapshot())?;
-            dynoguard::telemetry::init(cfg.log_format);
-            for w in &cfg.warnings {
-                tracing::warn!("configuration: {w}");
-            }
-            runtime()?.block_on(dynoguard::service::serve_until_signal(cfg, tuning))?;
-            Ok(ExitCode::SUCCESS)
         }
+        Command::Serve { config, port } => serve(config.config.as_deref(), port)?,
         Command::Setup {
             config,
             app,
@@ -116,7 +71,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             wait,
         } => {
             dynoguard::telemetry::init_stderr();
-            let args = dynoguard::commands::setup::SetupArgs {
+            let args = commands::setup::SetupArgs {
                 config: config.config,
                 app,
                 drain_url,
@@ -126,11 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 replace,
                 wait,
             };
-            runtime()?.block_on(dynoguard::commands::setup::from_cli(
-                args,
-                &config::env::snapshot(),
-            ))?;
-            Ok(ExitCode::SUCCESS)
+            runtime()?.block_on(commands::setup::from_cli(args, &config::env::snapshot()))?;
         }
         Command::Demo {
             duration,
@@ -139,48 +90,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             port,
             dry_run,
         } => {
-            let duration = duration
-                .map(|d| {
-                    config::parse_duration(&d)
-                        .filter(|d| !d.is_zero())
-                        .ok_or_else(|| {
-                            usage(
-                                "--for",
-                                format!("{d:?} is not a duration; use e.g. 30s or 2m"),
-                            )
-                        })
-                })
-                .transpose()?;
-            if !(speed.is_finite() && speed > 0.0 && speed <= 10_000.0)
-                || dynos == 0
-                || dynos > 1000
-            {
-                return Err(usage(
-                    "--speed/--dynos",
-                    "--speed must be in (0, 10000] and --dynos in 1..=1000",
-                )
-                .into());
-            }
-            dynoguard::telemetry::init_demo(std::io::stdout().is_terminal());
-            let opts = dynoguard::commands::demo::DemoOptions {
-                duration,
+            let color = std::io::stdout().is_terminal();
+            // Checked before logging starts: a usage problem is all it says.
+            let opts = commands::demo::options_from_cli(
+                duration.as_deref(),
                 dynos,
                 speed,
-                port: port.unwrap_or(0),
+                port,
                 dry_run,
-                color: std::io::stdout().is_terminal(),
-            };
-            runtime()?.block_on(dynoguard::commands::demo::run(opts))?;
-            Ok(ExitCode::SUCCESS)
+                color,
+            )?;
+            dynoguard::telemetry::init_demo(color);
+            runtime()?.block_on(commands::demo::run(opts))?;
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
-fn replay_stdin(
-    app: &dynoguard::config::AppConfig,
-) -> anyhow::Result<dynoguard::commands::replay::Summary> {
-    let stdin = std::io::stdin().lock();
-    dynoguard::commands::replay::run(app, stdin, std::io::stdout().lock())
+/// `dynoguard serve`: the configuration (an app required, `--port` over
+/// `PORT`) and the machinery's knobs are checked before logging starts in
+/// the format the configuration chose; then the service runs until a signal.
+fn serve(config_path: Option<&Path>, port: Option<u16>) -> anyhow::Result<()> {
+    let mut cfg = config::load(config_path, Need::App)?;
+    if let Some(p) = port {
+        cfg.server.port = p;
+    }
+    let tuning = dynoguard::service::Tuning::from_env(&config::env::snapshot())?;
+    dynoguard::telemetry::init(cfg.log_format);
+    for w in &cfg.warnings {
+        tracing::warn!("configuration: {w}");
+    }
+    runtime()?.block_on(dynoguard::service::serve_until_signal(cfg, tuning))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -12,7 +12,9 @@ use jiff::SignedDuration;
 use secrecy::SecretString;
 use tokio::sync::watch;
 
-use crate::config::{AppConfig, Config, DEFAULT_BODY_LIMIT, LogFormat, ServerConfig, Source};
+use crate::config::{
+    AppConfig, Config, ConfigError, DEFAULT_BODY_LIMIT, LogFormat, ServerConfig, Source,
+};
 use crate::decide::policy::AppPolicy;
 use crate::domain::AppName;
 use crate::service::{App, Tuning};
@@ -32,6 +34,46 @@ pub struct DemoOptions {
     pub color: bool,
     /// Alert-only mode: decide and report, restart nothing.
     pub dry_run: bool,
+}
+
+/// `dynoguard demo`'s options from its command line: `--for` a duration
+/// other than zero, `--speed` in (0, 10000] and `--dynos` in 1..=1000 —
+/// anything else is a usage problem (exit 2) — and any free port without
+/// `--port`.
+pub fn options_from_cli(
+    duration: Option<&str>,
+    dynos: usize,
+    speed: f64,
+    port: Option<u16>,
+    dry_run: bool,
+    color: bool,
+) -> Result<DemoOptions, ConfigError> {
+    let duration = duration
+        .map(|d| {
+            crate::config::parse_duration(d)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    super::usage(
+                        "--for",
+                        format!("{d:?} is not a duration; use e.g. 30s or 2m"),
+                    )
+                })
+        })
+        .transpose()?;
+    if !(speed.is_finite() && speed > 0.0 && speed <= 10_000.0) || dynos == 0 || dynos > 1000 {
+        return Err(super::usage(
+            "--speed/--dynos",
+            "--speed must be in (0, 10000] and --dynos in 1..=1000",
+        ));
+    }
+    Ok(DemoOptions {
+        duration,
+        dynos,
+        speed,
+        port: port.unwrap_or(0),
+        dry_run,
+        color,
+    })
 }
 
 /// A config for dynoguard against the simulator.

@@ -1,11 +1,13 @@
 //! `dynoguard replay`: a saved log through the same parser and policy the
 //! service uses, with the log's own timestamps as the clock. Calls nothing.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 
 use anyhow::Context as _;
 
-use crate::config::AppConfig;
+use crate::config::env::Need;
+use crate::config::{AppConfig, Config};
 use crate::decide::engine::{Confirmation, Engine};
 use crate::domain::event::{Event, EventKind};
 use crate::ingest::{self, IngestStats, InputFormat};
@@ -53,6 +55,48 @@ impl std::fmt::Display for Summary {
         }
         Ok(())
     }
+}
+
+/// `dynoguard replay` from its command line: loads the configuration (its
+/// warnings logged), picks the app `--app` names — the first configured one
+/// without it — and replays `file`, or standard input for `-` or none.
+/// Usage problems are [`crate::config::ConfigError`]s (exit 2).
+pub fn from_cli(
+    config: Option<&Path>,
+    file: Option<&Path>,
+    app: Option<&str>,
+) -> anyhow::Result<Summary> {
+    let cfg = crate::config::load(config, Need::Nothing)?;
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    let app = chosen_app(&cfg, app)?;
+    match file {
+        Some(p) if p.as_os_str() != "-" => {
+            let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+            run(app, BufReader::new(f), std::io::stdout().lock())
+        }
+        _ => run(app, std::io::stdin().lock(), std::io::stdout().lock()),
+    }
+}
+
+/// The app `--app` names (a usage problem when it is not configured), or
+/// the first configured one.
+fn chosen_app<'a>(cfg: &'a Config, name: Option<&str>) -> anyhow::Result<&'a AppConfig> {
+    let Some(name) = name else {
+        return cfg.apps.first().context("the configuration names no app");
+    };
+    cfg.app(name).ok_or_else(|| {
+        let configured: Vec<String> = cfg.apps.iter().map(|a| a.name.to_string()).collect();
+        super::usage(
+            "--app",
+            format!(
+                "{name:?} is not a configured app; configured: {}",
+                configured.join(", ")
+            ),
+        )
+        .into()
+    })
 }
 
 /// Replays `input` for `app`, writing one JSON event per line to `out`.

@@ -12,6 +12,7 @@
 use anyhow::Context as _;
 use secrecy::{ExposeSecret as _, SecretString};
 
+use super::usage;
 use crate::act::heroku_api::{DynoInfo, HerokuClient, LogDrain, redact_api_text};
 use crate::config::{Config, ConfigError, Problem, Source, env::Env};
 use crate::domain::{AppName, DynoName};
@@ -844,13 +845,6 @@ pub struct SetupArgs {
     pub restart_timeout: String,
     pub replace: bool,
     pub wait: Option<String>,
-}
-
-fn usage(at: &str, message: impl Into<String>) -> crate::config::ConfigError {
-    crate::config::ConfigError(vec![crate::config::Problem {
-        at: at.into(),
-        message: message.into(),
-    }])
 }
 
 /// `dynoguard setup` from its command line and the environment: works out

@@ -4,6 +4,7 @@
 //! argument (`now`), so replay drives it from the log and tests from a table.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::ControlFlow;
 
 use jiff::{SignedDuration, Timestamp};
 
@@ -477,44 +478,73 @@ pub fn decide_restart(
     now: Timestamp,
     confirmed: bool,
 ) -> Vec<Event> {
-    let mut reason = trigger.reason();
-    let skip = |state: &mut DynoState, why: Reason, dry_run: Option<bool>| -> Vec<Event> {
-        if state.last_skip == Some(why) {
-            return Vec::new();
-        }
-        state.last_skip = Some(why);
-        let mut e = event_for(app, state, EventKind::Skipped, now);
-        e.reason = Some(why);
-        e.dry_run = dry_run;
-        e.detail = Some(format!("trigger: {}", trigger.reason().as_str()));
-        vec![e]
-    };
     let Some(policy) = policy else {
-        return skip(state, Reason::TypeNotWatched, None);
+        return skip(app, state, trigger, Reason::TypeNotWatched, None, now);
     };
-    if let Some(c) = &state.contender {
-        // A restart is never ordered on an instance that may be the old one.
-        if state.last_skip == Some(Reason::UnclearInstance) {
-            return Vec::new();
-        }
-        let detail = format!(
-            "trigger: {}; two instances report ({} and {}) and nothing yet shows which is the newer: nothing is decided until one of them stops reporting",
-            trigger.reason().as_str(),
-            state.instance.as_deref().unwrap_or("?"),
-            c.id
-        );
-        let mut e = skip(state, Reason::UnclearInstance, Some(policy.dry_run));
-        for ev in &mut e {
-            ev.detail = Some(detail.clone());
-        }
-        return e;
+    let call = match may_call(app, policy, state, trigger, siblings, now) {
+        ControlFlow::Continue(call) => call,
+        ControlFlow::Break(events) => return events,
+    };
+    mark_restart(policy, state, call, now, confirmed);
+    restart_events(app, policy, state, call, now)
+}
+
+/// A restart the decision orders: why, and whether it is the one more call
+/// a restart with an unknown outcome allows.
+#[derive(Debug, Clone, Copy)]
+struct Call {
+    reason: Reason,
+    second_call: bool,
+}
+
+/// `skipped` for `why`, unless the dyno's last skip was for the same
+/// reason: a skip repeated on every sample would say nothing new.
+fn skip(
+    app: &AppName,
+    state: &mut DynoState,
+    trigger: Trigger,
+    why: Reason,
+    dry_run: Option<bool>,
+    now: Timestamp,
+) -> Vec<Event> {
+    if state.last_skip == Some(why) {
+        return Vec::new();
+    }
+    state.last_skip = Some(why);
+    let mut e = event_for(app, state, EventKind::Skipped, now);
+    e.reason = Some(why);
+    e.dry_run = dry_run;
+    e.detail = Some(format!("trigger: {}", trigger.reason().as_str()));
+    vec![e]
+}
+
+/// Whether a restart may be ordered now, in the order the checks rank: an
+/// unclear lineage, the API's back-off, the restart window (with the one
+/// more call an unknown outcome allows), then the siblings restarting.
+/// `Break` holds what to report instead — possibly nothing.
+fn may_call(
+    app: &AppName,
+    policy: &Policy,
+    state: &mut DynoState,
+    trigger: Trigger,
+    siblings: Siblings,
+    now: Timestamp,
+) -> ControlFlow<Vec<Event>, Call> {
+    let skipped = |state: &mut DynoState, why: Reason| -> ControlFlow<Vec<Event>, Call> {
+        ControlFlow::Break(skip(app, state, trigger, why, Some(policy.dry_run), now))
+    };
+    if state.contender.is_some() {
+        return ControlFlow::Break(unclear_instance(app, policy, state, trigger, now));
     }
     if let Some(t) = state.retry_after
         && now < t
     {
-        return skip(state, Reason::Backoff, Some(policy.dry_run));
+        return skipped(state, Reason::Backoff);
     }
-    let mut second_call = false;
+    let mut call = Call {
+        reason: trigger.reason(),
+        second_call: false,
+    };
     if let Some(last) = &state.last_restart {
         let in_window = now.duration_since(last.at) < policy.restart_window;
         let same = last.instance == state.instance;
@@ -526,28 +556,76 @@ pub fn decide_restart(
             && now.duration_since(last.at) >= UNKNOWN_GRACE.max(policy.settle);
         match (same, in_window) {
             (true, true) if unknown_expired => {
-                reason = Reason::Retry;
-                second_call = true;
+                call.reason = Reason::Retry;
+                call.second_call = true;
             }
             // Still the instance we restarted: expected while the restart is
             // in progress (nothing to report); after `settle` it did not take.
             (true, true) if state.restart_in_progress(policy, now) || last.unknown => {
-                return Vec::new();
+                return ControlFlow::Break(Vec::new());
             }
-            (true, true) => return skip(state, Reason::SameInstance, Some(policy.dry_run)),
-            (false, true) => return skip(state, Reason::Window, Some(policy.dry_run)),
-            (true, false) => reason = Reason::Retry,
+            (true, true) => return skipped(state, Reason::SameInstance),
+            (false, true) => return skipped(state, Reason::Window),
+            (true, false) => call.reason = Reason::Retry,
             (false, false) => {}
         }
     }
     if siblings.restarting >= policy.max_parallel.allowed(siblings.live) {
-        return skip(state, Reason::Deferred, Some(policy.dry_run));
+        return skipped(state, Reason::Deferred);
     }
+    ControlFlow::Continue(call)
+}
 
+/// A restart is never ordered on an instance that may be the old one: while
+/// two instances report and nothing shows which is newer, the decision is
+/// skipped, once, saying which two.
+fn unclear_instance(
+    app: &AppName,
+    policy: &Policy,
+    state: &mut DynoState,
+    trigger: Trigger,
+    now: Timestamp,
+) -> Vec<Event> {
+    let Some(c) = &state.contender else {
+        return Vec::new();
+    };
+    if state.last_skip == Some(Reason::UnclearInstance) {
+        return Vec::new();
+    }
+    let detail = format!(
+        "trigger: {}; two instances report ({} and {}) and nothing yet shows which is the newer: nothing is decided until one of them stops reporting",
+        trigger.reason().as_str(),
+        state.instance.as_deref().unwrap_or("?"),
+        c.id
+    );
+    let mut e = skip(
+        app,
+        state,
+        trigger,
+        Reason::UnclearInstance,
+        Some(policy.dry_run),
+        now,
+    );
+    for ev in &mut e {
+        ev.detail = Some(detail.clone());
+    }
+    e
+}
+
+/// The bookkeeping of an ordered restart: the mark the window, the lineage
+/// and the outcome go by, and the restarts within `flap_window`. A dry run
+/// keeps it too, so that its output matches what a real run would do.
+fn mark_restart(
+    policy: &Policy,
+    state: &mut DynoState,
+    call: Call,
+    now: Timestamp,
+    confirmed: bool,
+) {
     state.previous_restart = state.last_restart.take();
-    let mut mark = RestartMark::new(now, state.instance.clone(), reason);
+    let mut mark = RestartMark::new(now, state.instance.clone(), call.reason);
     mark.confirmed = confirmed;
-    mark.second_call = second_call;
+    mark.second_call = call.second_call;
     state.last_restart = Some(mark);
     state.awaiting_replacement = true;
     state.last_skip = None;
@@ -559,19 +637,29 @@ pub fn decide_restart(
     {
         state.restarts.pop_front();
     }
+}
 
+/// The events of an ordered restart: the order itself (in a dry run a
+/// `skipped` saying what would have been done) and `flapping` when the
+/// restarts within `flap_window` exceed `flap_limit`.
+fn restart_events(
+    app: &AppName,
+    policy: &Policy,
+    state: &DynoState,
+    call: Call,
+    now: Timestamp,
+) -> Vec<Event> {
     let mut events = Vec::with_capacity(2);
     let mut e = if policy.dry_run {
-        // Decided and reported, never called: the bookkeeping above still
-        // applies so that dry-run output matches what a real run would do.
+        // Decided and reported, never called.
         let mut e = event_for(app, state, EventKind::Skipped, now);
-        e.detail = Some(format!("would restart: {}", reason.as_str()));
+        e.detail = Some(format!("would restart: {}", call.reason.as_str()));
         e.reason = Some(Reason::DryRun);
         e
     } else {
         let mut e = event_for(app, state, EventKind::Restart, now);
-        e.reason = Some(reason);
-        if second_call {
+        e.reason = Some(call.reason);
+        if call.second_call {
             e.detail = Some(format!(
                 "the outcome of the restart call at {} is unknown and the same instance is still reporting {} min later: one more call",
                 state.previous_restart.as_ref().map_or(now, |m| m.at),

@@ -15,7 +15,7 @@ use jiff::{SignedDuration, Timestamp};
 use crate::domain::{AppName, DynoName, Megabytes};
 use crate::ingest::heroku_line::{ObservationKind, Sample};
 
-use super::policy::{self, AppPolicy, Siblings, Trigger};
+use super::policy::{self, AppPolicy, Policy, Siblings, Trigger};
 use super::state::{DynoState, Lineage, RestartMark};
 use crate::domain::event::{Event, EventKind, Reason};
 
@@ -48,6 +48,51 @@ fn drop_order(app: &AppName, state: &mut DynoState, at: Timestamp, why: &str) ->
     ));
     state.tag_incident(&mut e);
     e
+}
+
+/// What a new instance ended, from a sample its lineage accepted: the order
+/// still held for the instance it replaces, and how long the restart we
+/// ordered took (when we ordered one).
+#[derive(Debug, Default)]
+struct Accepted {
+    dropped: Option<Event>,
+    recovered: Option<f64>,
+}
+
+/// Drops a decision still held for the instance a new one replaces: it is
+/// moot, and a DELETE now would hit the newcomer. Done before the newcomer
+/// is judged.
+fn drop_moot_order(app: &AppName, state: &mut DynoState, now: Timestamp) -> Option<Event> {
+    let held = state
+        .last_restart
+        .as_ref()
+        .filter(|m| !m.confirmed && !m.released && m.instance == state.instance)?;
+    let after = now.duration_since(held.at).as_secs();
+    let why = format!(
+        "a newer instance reported {after}s after the decision: not restarted, a DELETE now would hit it"
+    );
+    Some(drop_order(app, state, now, &why))
+}
+
+/// What an `over_threshold` event says fired. A prediction says what the
+/// trend saw: a dyno restarted under its quota must be explainable from the
+/// event alone.
+fn over_threshold_detail(judging: &Policy, state: &DynoState, trigger: Trigger) -> Option<String> {
+    if trigger != Trigger::Predicted {
+        return judging
+            .threshold
+            .limit(state.quota())
+            .map(|l| format!("threshold {} = {l}", judging.threshold));
+    }
+    let quota = state.quota()?;
+    let c = policy::predicted_crossing(judging, &state.history, quota)?;
+    Some(format!(
+        "predicted: trend {:.1}MB/min from {:.0}MB reaches the quota in {}s (predict {}s)",
+        c.mb_per_min,
+        c.level.0,
+        c.within.as_secs(),
+        judging.predict.map_or(0, |h| h.as_secs())
+    ))
 }
 
 /// Lines that changed nothing, and why (counted, shown in `/metrics`).
@@ -412,81 +457,123 @@ impl Watcher {
         sib
     }
 
+    /// A memory sample. Another app's is ignored; the dyno's lineage then
+    /// says whether it counts at all; a sample that counts is recorded and,
+    /// when it carries a total, judged.
     fn sample(&mut self, sample: &Sample, now: Timestamp) -> Vec<Event> {
         let Some(dyno) = &sample.dyno else {
             return Vec::new();
         };
-        if let (Some(expected), Some(got)) = (self.app_number, sample.app_number) {
-            if expected == got {
-                self.own_number_at = Some(self.own_number_at.map_or(now, |t| t.max(now)));
-            } else if self
-                .own_number_at
-                .is_some_and(|t| now.duration_since(t) < OWN_NUMBER_FRESH)
-            {
-                // The app reports under its number meanwhile: this is another
-                // app's sample, delivered to this app's drain URL.
-                self.ignored.foreign += 1;
-                if !self.foreign_warned {
-                    self.foreign_warned = true;
-                    self.warnings.push(format!(
-                        "{}: a sample of {dyno} carries dyno=heroku.{got}.…, but this app's dynos are heroku.{expected}.… (recorded by setup): another app's drain points at this app's URL — its samples are ignored (dynoguard_lines_foreign_total)",
-                        self.app
-                    ));
-                }
-                return Vec::new();
-            } else if !self.foreign_warned {
-                // Nothing reports under the recorded number: it is stale (the
-                // app recreated?). Protection must not stop: judged, said.
+        if self.is_foreign(dyno, sample.app_number, now) {
+            return Vec::new();
+        }
+        let Some(accepted) = self.follow_lineage(dyno, sample.instance.as_deref(), now) else {
+            return Vec::new();
+        };
+        let Some(mut events) = self.record_sample(dyno, sample, accepted, now) else {
+            return Vec::new();
+        };
+        if sample.memory.total.is_none() {
+            return events;
+        }
+        events.extend(self.judge(dyno, now));
+        events
+    }
+
+    /// Whether a sample is another app's: it carries another `heroku.N`
+    /// number than `setup` recorded while the app still reports under its
+    /// own (a drain pointed at the wrong URL). A recorded number nothing
+    /// reports under is stale instead: the sample is judged, because a stale
+    /// number must never turn protection off. Each case is said once.
+    fn is_foreign(&mut self, dyno: &DynoName, got: Option<u64>, now: Timestamp) -> bool {
+        let (Some(expected), Some(got)) = (self.app_number, got) else {
+            return false;
+        };
+        if expected == got {
+            self.own_number_at = Some(self.own_number_at.map_or(now, |t| t.max(now)));
+            return false;
+        }
+        if self
+            .own_number_at
+            .is_some_and(|t| now.duration_since(t) < OWN_NUMBER_FRESH)
+        {
+            // The app reports under its number meanwhile: this is another
+            // app's sample, delivered to this app's drain URL.
+            self.ignored.foreign += 1;
+            if !self.foreign_warned {
                 self.foreign_warned = true;
                 self.warnings.push(format!(
-                    "{}: samples carry dyno=heroku.{got}.… but setup recorded heroku.{expected}.… and none carries it: the recorded number looks stale — judging these samples; run dynoguard setup --wait again",
+                    "{}: a sample of {dyno} carries dyno=heroku.{got}.…, but this app's dynos are heroku.{expected}.… (recorded by setup): another app's drain points at this app's URL — its samples are ignored (dynoguard_lines_foreign_total)",
                     self.app
                 ));
             }
+            return true;
         }
-        let ty = dyno.process_type().to_owned();
-        let type_quota = self.type_quota.get(&ty).copied();
+        if !self.foreign_warned {
+            // Nothing reports under the recorded number: it is stale (the
+            // app recreated?). Protection must not stop: judged, said.
+            self.foreign_warned = true;
+            self.warnings.push(format!(
+                "{}: samples carry dyno=heroku.{got}.… but setup recorded heroku.{expected}.… and none carries it: the recorded number looks stale — judging these samples; run dynoguard setup --wait again",
+                self.app
+            ));
+        }
+        false
+    }
+
+    /// Places a sample's instance in the dyno's lineage (by evidence, see
+    /// `DynoState::classify`). `None` when the line changes nothing — a
+    /// replaced instance's or, while the lineage is unclear, a contender's —
+    /// counted in `ignored`. A new instance ends what belonged to the old
+    /// one: the order still held for it and its quiet episode.
+    fn follow_lineage(
+        &mut self,
+        dyno: &DynoName,
+        instance: Option<&str>,
+        now: Timestamp,
+    ) -> Option<Accepted> {
         let app = self.app.clone();
         let state = self.state(dyno, now);
-        let mut dropped = None;
-        let recovered = match state.classify(sample.instance.as_deref(), now) {
+        match state.classify(instance, now) {
             Lineage::Replaced => {
                 state.replaced_line_at = Some(now);
                 self.ignored.replaced += 1;
-                return Vec::new();
+                None
             }
             Lineage::Unclear => {
                 self.ignored.unclear += 1;
-                return Vec::new();
+                None
             }
-            Lineage::Current => None,
+            Lineage::Current => Some(Accepted::default()),
             Lineage::New => {
-                // A decision still held for the instance this one replaces
-                // is moot (a DELETE now would hit the newcomer): dropped
-                // before the newcomer is judged.
-                let held = state
-                    .last_restart
-                    .as_ref()
-                    .is_some_and(|m| !m.confirmed && !m.released && m.instance == state.instance);
-                if held {
-                    let after = state
-                        .last_restart
-                        .as_ref()
-                        .map_or(0, |m| now.duration_since(m.at).as_secs());
-                    let why = format!(
-                        "a newer instance reported {after}s after the decision: not restarted, a DELETE now would hit it"
-                    );
-                    dropped = Some(drop_order(&app, state, now, &why));
-                }
+                let dropped = drop_moot_order(&app, state, now);
                 // An episode of the old instance that no restart of ours is
                 // resolving ends with it (Heroku replaced it).
                 state.close_quiet_incident();
-                state.set_instance(sample.instance.clone(), now)
+                let recovered = state.set_instance(instance.map(str::to_owned), now);
+                Some(Accepted { dropped, recovered })
             }
-        };
+        }
+    }
+
+    /// Records a sample its lineage accepted, unless it is stale (not newer
+    /// than the one applied for the instance: a retried batch, a reconnect's
+    /// history, out-of-order delivery) — then `None`, counted. Returns what
+    /// the new instance ended: the dropped order and, after a restart of
+    /// ours, `recovered`.
+    fn record_sample(
+        &mut self,
+        dyno: &DynoName,
+        sample: &Sample,
+        accepted: Accepted,
+        now: Timestamp,
+    ) -> Option<Vec<Event>> {
+        let type_quota = self.type_quota.get(dyno.process_type()).copied();
+        let app = self.app.clone();
+        let state = self.state(dyno, now);
         if sample.memory.total.is_some() && state.sample_at.is_some_and(|t| now <= t) {
             self.ignored.stale += 1;
-            return Vec::new();
+            return None;
         }
         // `replaced_line_at` is kept: an R14 right after this sample may
         // still be the replaced instance's (it logs beside the new one).
@@ -494,57 +581,43 @@ impl Watcher {
         if type_quota.is_some() {
             state.formation_quota = type_quota;
         }
-        let mut events: Vec<Event> = dropped.into_iter().collect();
-        if let Some(secs) = recovered {
+        let mut events: Vec<Event> = accepted.dropped.into_iter().collect();
+        if let Some(secs) = accepted.recovered {
             let mut e = policy::event_for(&app, state, EventKind::Recovered, now);
             e.seconds = Some(secs);
             // Tagged now: judging the new instance below may end the episode.
             state.tag_incident(&mut e);
             events.push(e);
         }
-        if sample.memory.total.is_none() {
-            return events;
-        }
-        let judging = self.policy.judging(&ty).clone();
-        let state = self.dynos.get_mut(dyno).expect("inserted above");
+        Some(events)
+    }
+
+    /// Judges a dyno's memory after a sample with a total was recorded.
+    /// Under every trigger the episode ends; over one, `over_threshold` is
+    /// reported once per episode, and after `consecutive` samples over the
+    /// policy decides on a restart.
+    fn judge(&mut self, dyno: &DynoName, now: Timestamp) -> Vec<Event> {
+        let judging = self.policy.judging(dyno.process_type()).clone();
+        let state = self.dynos.get_mut(dyno).expect("the sample was recorded");
         if judging.threshold.limit(state.quota()).is_none() && !state.unjudged_warned {
             state.unjudged_warned = true;
             self.warnings.push(format!(
-                "{app} {dyno}: threshold {} needs a memory quota, but the samples carry none and the formation gave none; samples are recorded but not judged",
-                judging.threshold
+                "{} {dyno}: threshold {} needs a memory quota, but the samples carry none and the formation gave none; samples are recorded but not judged",
+                self.app, judging.threshold
             ));
         }
         let Some(trigger) = policy::judge_memory(&judging, state) else {
             state.consecutive_over = 0;
             state.over = false;
             state.close_quiet_incident();
-            return events;
+            return Vec::new();
         };
+        let mut events = Vec::new();
         state.consecutive_over += 1;
         if !state.over {
             state.over = true;
-            let mut e = policy::event_for(&app, state, EventKind::OverThreshold, now);
-            e.detail = if trigger == Trigger::Predicted {
-                // Say what the trend saw: a dyno restarted under its quota
-                // must be explainable from the event alone.
-                state
-                    .quota()
-                    .and_then(|q| policy::predicted_crossing(&judging, &state.history, q))
-                    .map(|c| {
-                        format!(
-                            "predicted: trend {:.1}MB/min from {:.0}MB reaches the quota in {}s (predict {}s)",
-                            c.mb_per_min,
-                            c.level.0,
-                            c.within.as_secs(),
-                            judging.predict.map_or(0, |h| h.as_secs())
-                        )
-                    })
-            } else {
-                judging
-                    .threshold
-                    .limit(state.quota())
-                    .map(|l| format!("threshold {} = {l}", judging.threshold))
-            };
+            let mut e = policy::event_for(&self.app, state, EventKind::OverThreshold, now);
+            e.detail = over_threshold_detail(&judging, state, trigger);
             events.push(e);
         }
         if state.consecutive_over < judging.consecutive {

@@ -105,6 +105,20 @@ struct Inner {
     reject_drains: bool,
 }
 
+impl Inner {
+    /// Adds a drain to the app's list; returns its number (its id and token
+    /// derive from it).
+    fn add_drain(&mut self, app: &str, url: String) -> u32 {
+        self.next_drain += 1;
+        let i = self.next_drain;
+        self.drains
+            .entry(app.to_owned())
+            .or_default()
+            .push((i, url));
+        i
+    }
+}
+
 #[derive(Debug)]
 pub struct FakeState {
     inner: Mutex<Inner>,
@@ -246,14 +260,7 @@ impl FakeHeroku {
 
     /// Registers a drain as if added earlier (e.g. with an old password).
     pub fn add_log_drain(&self, app: &str, url: &str) {
-        let mut inner = lock(&self.state.inner);
-        inner.next_drain += 1;
-        let i = inner.next_drain;
-        inner
-            .drains
-            .entry(app.to_owned())
-            .or_default()
-            .push((i, url.to_owned()));
+        lock(&self.state.inner).add_drain(app, url.to_owned());
     }
 
     /// Apps whose dynos were all restarted, in order.
@@ -314,6 +321,9 @@ fn error(status: StatusCode, state: &FakeState, id: &str, message: &str) -> Resp
     )
 }
 
+/// Every request but a log-session stream: recorded, then answered like the
+/// Platform API — after the configured delay, once the `Accept` header and
+/// the bearer token pass — by the handler of its route.
 async fn api(
     State(state): State<Arc<FakeState>>,
     method: Method,
@@ -321,10 +331,35 @@ async fn api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let path = uri.path().to_owned();
+    let path = uri.path();
+    let delay = record(&state, &method, path, &headers, &body);
+    // Notification sinks (Slack, webhooks) for tests and the demo: recorded
+    // above, answered like Slack does.
+    if path.starts_with("/hooks/") {
+        return (StatusCode::OK, "ok").into_response();
+    }
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if let Some(refused) = refuse(&state, &headers, &parts) {
+        return refused;
+    }
+    route(&state, method.as_str(), &parts, &body).await
+}
+
+/// Keeps the request for the tests to read; returns how long every answer
+/// waits first (a slow Heroku).
+fn record(
+    state: &FakeState,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Option<Duration> {
     let rec = Recorded {
         method: method.to_string(),
-        path: path.clone(),
+        path: path.to_owned(),
         headers: headers
             .iter()
             .map(|(k, v)| {
@@ -334,30 +369,24 @@ async fn api(
                 )
             })
             .collect(),
-        body: String::from_utf8_lossy(&body).into_owned(),
+        body: String::from_utf8_lossy(body).into_owned(),
     };
-    let delay = {
-        let mut inner = lock(&state.inner);
-        inner.requests.push(rec);
-        inner.delay
-    };
-    // Notification sinks (Slack, webhooks) for tests and the demo: recorded
-    // above, answered like Slack does.
-    if path.starts_with("/hooks/") {
-        return (StatusCode::OK, "ok").into_response();
-    }
-    if let Some(d) = delay {
-        tokio::time::sleep(d).await;
-    }
+    let mut inner = lock(&state.inner);
+    inner.requests.push(rec);
+    inner.delay
+}
+
+/// What Heroku checks before any route: the v3 `Accept` header (406), then
+/// a bearer token — any, or the one a test required for the app (401).
+fn refuse(state: &FakeState, headers: &HeaderMap, parts: &[&str]) -> Option<Response> {
     if headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) != Some(ACCEPT) {
-        return error(
+        return Some(error(
             StatusCode::NOT_ACCEPTABLE,
-            &state,
+            state,
             "not_acceptable",
             "Accept: application/vnd.heroku+json; version=3 is required",
-        );
+        ));
     }
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let app = (parts.first() == Some(&"apps"))
         .then(|| parts.get(1).copied())
         .flatten()
@@ -367,217 +396,41 @@ async fn api(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if bearer.is_empty() {
-        return error(
+    let wrong_token = lock(&state.inner)
+        .tokens
+        .get(app)
+        .is_some_and(|required| required != bearer);
+    (bearer.is_empty() || wrong_token).then(|| {
+        error(
             StatusCode::UNAUTHORIZED,
-            &state,
+            state,
             "unauthorized",
             "Invalid credentials provided.",
-        );
-    }
-    if let Some(required) = lock(&state.inner).tokens.get(app)
-        && required != bearer
-    {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            &state,
-            "unauthorized",
-            "Invalid credentials provided.",
-        );
-    }
-    match (method.as_str(), parts.as_slice()) {
-        ("DELETE", ["apps", app, "dynos"]) => {
-            // Restart all dynos of the app (`heroku ps:restart`).
-            let mut inner = lock(&state.inner);
-            inner.app_restarts.push((*app).to_owned());
-            drop(inner);
-            json(StatusCode::ACCEPTED, &state, serde_json::json!({}))
-        }
-        ("DELETE", ["apps", app, "log-drains", id]) => {
-            let mut inner = lock(&state.inner);
-            let list = inner.drains.entry((*app).to_owned()).or_default();
-            let pos = list
-                .iter()
-                .position(|(i, u)| drain_token(*i) == *id || drain_id(*i) == *id || u == id);
-            match pos {
-                Some(p) => {
-                    let (i, url) = list.remove(p);
-                    drop(inner);
-                    json(
-                        StatusCode::OK,
-                        &state,
-                        serde_json::json!({"id": drain_id(i), "url": url, "token": drain_token(i)}),
-                    )
-                }
-                None => {
-                    drop(inner);
-                    error(
-                        StatusCode::NOT_FOUND,
-                        &state,
-                        "not_found",
-                        "Couldn't find that log drain.",
-                    )
-                }
-            }
-        }
-        ("DELETE", ["apps", app, "dynos", dyno]) => {
-            let fail = lock(&state.inner).fail_restarts.pop_front();
-            match fail {
-                Some(404) => error(
-                    StatusCode::NOT_FOUND,
-                    &state,
-                    "not_found",
-                    "Couldn't find that process.",
-                ),
-                Some(429) => error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    &state,
-                    "rate_limit",
-                    "Your account reached the API rate limit",
-                ),
-                Some(code) => error(
-                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                    &state,
-                    "internal_server_error",
-                    "Internal server error.",
-                ),
-                None => {
-                    if lock(&state.inner).restart_mode == RestartMode::Lost {
-                        std::future::pending::<()>().await;
-                    }
-                    let mode = {
-                        let mut inner = lock(&state.inner);
-                        if inner.restart_mode != RestartMode::NoEffect {
-                            inner.created.insert(
-                                ((*app).to_owned(), (*dyno).to_owned()),
-                                jiff::Timestamp::now(),
-                            );
-                        }
-                        inner.restart_mode
-                    };
-                    if let Some(tx) = lock(&state.restarts).as_ref() {
-                        let _ = tx.send(((*app).to_owned(), (*dyno).to_owned()));
-                    }
-                    match mode {
-                        RestartMode::Normal | RestartMode::Lost | RestartMode::NoEffect => {}
-                        RestartMode::Hang => std::future::pending::<()>().await,
-                        RestartMode::AnswerAfter(d) => tokio::time::sleep(d).await,
-                    }
-                    json(StatusCode::ACCEPTED, &state, serde_json::json!({}))
-                }
-            }
-        }
-        ("POST", ["apps", app, "log-sessions"]) => {
-            let id = format!("{:08x}-sess", state.next_id.fetch_add(1, Ordering::Relaxed));
-            lock(&state.inner)
-                .sessions
-                .insert(id.clone(), (*app).to_owned());
-            let addr = lock(&state.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-            json(
-                StatusCode::CREATED,
-                &state,
-                serde_json::json!({"id": id, "logplex_url": format!("http://{addr}/sessions/{id}?srv=1"), "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z"}),
-            )
-        }
-        ("GET", ["apps", app, "releases"]) => {
-            let items = lock(&state.inner)
-                .releases
-                .get(*app)
-                .cloned()
-                .unwrap_or_default();
-            let body: Vec<_> = items
-                .iter()
-                .rev()
-                .map(|(v, at, email)| serde_json::json!({"version": v, "created_at": at.to_string(), "user": {"email": email}, "description": format!("Deploy v{v}")}))
-                .collect();
-            json(StatusCode::OK, &state, serde_json::Value::Array(body))
-        }
-        ("GET", ["apps", app, "formation"]) => {
-            let items = lock(&state.inner)
-                .formation
-                .get(*app)
-                .cloned()
-                .unwrap_or_default();
-            let body: Vec<_> = items
-                .iter()
-                .map(|f| serde_json::json!({"type": f.process_type, "quantity": f.quantity, "size": f.size, "dyno_size": {"name": f.size}, "app": {"name": app}}))
-                .collect();
-            json(StatusCode::OK, &state, serde_json::Value::Array(body))
-        }
-        ("GET", ["apps", app, "dynos"]) => {
-            let items = lock(&state.inner)
-                .formation
-                .get(*app)
-                .cloned()
-                .unwrap_or_default();
-            let created = lock(&state.inner).created.clone();
-            // A dyno never restarted here was created long ago.
-            let long_ago = jiff::Timestamp::from_second(1_704_067_200).unwrap_or_default();
-            let body: Vec<_> = items
-                .iter()
-                .flat_map(|f| {
-                    let created = &created;
-                    (1..=f.quantity).map(move |n| {
-                        let name = format!("{}.{n}", f.process_type);
-                        let at = created
-                            .get(&((*app).to_owned(), name.clone()))
-                            .copied()
-                            .unwrap_or(long_ago);
-                        serde_json::json!({"name": name, "type": f.process_type, "size": f.size, "state": "up", "created_at": at.to_string(), "updated_at": at.to_string(), "app": {"name": app}})
-                    })
-                })
-                .collect();
-            json(StatusCode::OK, &state, serde_json::Value::Array(body))
-        }
-        ("GET", ["apps", app, "dynos", dyno]) => {
-            let (created, delay) = {
-                let inner = lock(&state.inner);
-                (
-                    inner
-                        .created
-                        .get(&((*app).to_owned(), (*dyno).to_owned()))
-                        .copied(),
-                    inner.info_delay,
-                )
-            };
-            if let Some(d) = delay {
-                tokio::time::sleep(d).await;
-            }
-            // A dyno never restarted here was created long ago.
-            let created = created
-                .unwrap_or_else(|| jiff::Timestamp::from_second(1_704_067_200).unwrap_or_default());
-            json(
-                StatusCode::OK,
-                &state,
-                serde_json::json!({"name": dyno, "type": dyno.split('.').next(), "state": "up", "created_at": created.to_string(), "updated_at": created.to_string(), "app": {"name": app}}),
-            )
-        }
-        ("GET", ["apps", app]) => {
-            // Newer Heroku apps get a random suffix in their default domain:
-            // the fake has one too, so a URL guessed from the name is wrong.
-            json(
-                StatusCode::OK,
-                &state,
-                serde_json::json!({"name": app, "web_url": format!("https://{app}-0a1b2c3d4e5f.herokuapp.com/")}),
-            )
-        }
+        )
+    })
+}
+
+/// The routes the fake answers, by group: dynos (restarts, info), the app
+/// and account, log sessions, features and log drains.
+async fn route(state: &FakeState, method: &str, parts: &[&str], body: &Bytes) -> Response {
+    match (method, parts) {
+        ("DELETE", ["apps", app, "dynos"]) => restart_all(state, app),
+        ("DELETE", ["apps", app, "dynos", dyno]) => restart_dyno(state, app, dyno).await,
+        ("GET", ["apps", app, "dynos"]) => list_dynos(state, app),
+        ("GET", ["apps", app, "dynos", dyno]) => dyno_info(state, app, dyno).await,
+        ("GET", ["apps", app, "formation"]) => formation(state, app),
+        ("GET", ["apps", app, "releases"]) => releases(state, app),
+        ("GET", ["apps", app]) => app_info(state, app),
         ("GET", ["account", "rate-limits"]) => {
             let remaining = state.rate_remaining.load(Ordering::Relaxed);
             json(
                 StatusCode::OK,
-                &state,
+                state,
                 serde_json::json!({"remaining": remaining}),
             )
         }
-        ("GET", ["dyno-sizes"]) => json(
-            StatusCode::OK,
-            &state,
-            serde_json::json!([
-                {"name": "eco", "memory": 0.5}, {"name": "basic", "memory": 0.5},
-                {"name": "standard-1X", "memory": 0.5}, {"name": "standard-2X", "memory": 1.0},
-                {"name": "performance-M", "memory": 2.5}, {"name": "performance-L", "memory": 14.0}
-            ]),
-        ),
+        ("GET", ["dyno-sizes"]) => dyno_sizes(state),
+        ("POST", ["apps", app, "log-sessions"]) => create_session(state, app),
         ("GET", ["apps", app, "features", name]) => {
             let enabled = lock(&state.inner)
                 .features
@@ -586,7 +439,7 @@ async fn api(
                 .unwrap_or(false);
             json(
                 StatusCode::OK,
-                &state,
+                state,
                 serde_json::json!({"name": name, "enabled": enabled}),
             )
         }
@@ -594,53 +447,267 @@ async fn api(
             lock(&state.inner).features.insert((*app).to_owned(), true);
             json(
                 StatusCode::OK,
-                &state,
+                state,
                 serde_json::json!({"name": name, "enabled": true}),
             )
         }
-        ("GET", ["apps", app, "log-drains"]) => {
-            let drains = lock(&state.inner)
-                .drains
-                .get(*app)
-                .cloned()
-                .unwrap_or_default();
-            let body: Vec<_> = drains
-                .iter()
-                .map(|(i, u)| serde_json::json!({"id": drain_id(*i), "url": u, "token": drain_token(*i)}))
-                .collect();
-            json(StatusCode::OK, &state, serde_json::Value::Array(body))
-        }
-        ("POST", ["apps", app, "log-drains"]) => {
-            let url = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["url"].as_str().map(str::to_owned))
-                .unwrap_or_default();
-            let mut inner = lock(&state.inner);
-            if inner.reject_drains {
-                drop(inner);
-                let decoded = crate::domain::secret::percent_decode(&url);
-                return error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    &state,
-                    "invalid_params",
-                    &format!("Url {url} is invalid (read as {decoded})"),
-                );
-            }
-            inner.next_drain += 1;
-            let i = inner.next_drain;
+        ("GET", ["apps", app, "log-drains"]) => list_drains(state, app),
+        ("POST", ["apps", app, "log-drains"]) => add_drain(state, app, body),
+        ("DELETE", ["apps", app, "log-drains", id]) => remove_drain(state, app, id),
+        _ => error(StatusCode::NOT_FOUND, state, "not_found", "Not found."),
+    }
+}
+
+/// When a dyno never restarted here was created: long ago (2024-01-01).
+fn long_ago() -> jiff::Timestamp {
+    jiff::Timestamp::from_second(1_704_067_200).unwrap_or_default()
+}
+
+/// `DELETE /apps/{app}/dynos`: restarts all the app's dynos
+/// (`heroku ps:restart`); recorded, nothing else.
+fn restart_all(state: &FakeState, app: &str) -> Response {
+    lock(&state.inner).app_restarts.push(app.to_owned());
+    json(StatusCode::ACCEPTED, state, serde_json::json!({}))
+}
+
+/// `DELETE /apps/{app}/dynos/{dyno}`: the restart call. Answers a failure a
+/// test queued, else restarts (a new instance, the fleet told) and answers
+/// as the restart mode says: at once, late, never — or not at all, lost.
+async fn restart_dyno(state: &FakeState, app: &str, dyno: &str) -> Response {
+    let fail = lock(&state.inner).fail_restarts.pop_front();
+    if let Some(code) = fail {
+        return failed_restart(state, code);
+    }
+    if lock(&state.inner).restart_mode == RestartMode::Lost {
+        std::future::pending::<()>().await;
+    }
+    let mode = {
+        let mut inner = lock(&state.inner);
+        if inner.restart_mode != RestartMode::NoEffect {
             inner
-                .drains
-                .entry((*app).to_owned())
-                .or_default()
-                .push((i, url.clone()));
-            drop(inner);
-            json(
-                StatusCode::CREATED,
-                &state,
-                serde_json::json!({"id": drain_id(i), "url": url, "token": drain_token(i)}),
-            )
+                .created
+                .insert((app.to_owned(), dyno.to_owned()), jiff::Timestamp::now());
         }
-        _ => error(StatusCode::NOT_FOUND, &state, "not_found", "Not found."),
+        inner.restart_mode
+    };
+    if let Some(tx) = lock(&state.restarts).as_ref() {
+        let _ = tx.send((app.to_owned(), dyno.to_owned()));
+    }
+    match mode {
+        RestartMode::Normal | RestartMode::Lost | RestartMode::NoEffect => {}
+        RestartMode::Hang => std::future::pending::<()>().await,
+        RestartMode::AnswerAfter(d) => tokio::time::sleep(d).await,
+    }
+    json(StatusCode::ACCEPTED, state, serde_json::json!({}))
+}
+
+/// A failed restart call with the status a test queued, in Heroku's words
+/// for it (404 and 429 have their own).
+fn failed_restart(state: &FakeState, code: u16) -> Response {
+    match code {
+        404 => error(
+            StatusCode::NOT_FOUND,
+            state,
+            "not_found",
+            "Couldn't find that process.",
+        ),
+        429 => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            state,
+            "rate_limit",
+            "Your account reached the API rate limit",
+        ),
+        code => error(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            state,
+            "internal_server_error",
+            "Internal server error.",
+        ),
+    }
+}
+
+/// `GET /apps/{app}/dynos`: one `up` dyno per unit of the formation, each
+/// created when it was last restarted here.
+fn list_dynos(state: &FakeState, app: &str) -> Response {
+    let (items, created) = {
+        let inner = lock(&state.inner);
+        let items = inner.formation.get(app).cloned().unwrap_or_default();
+        (items, inner.created.clone())
+    };
+    let body: Vec<_> = items
+        .iter()
+        .flat_map(|f| {
+            let created = &created;
+            (1..=f.quantity).map(move |n| {
+                let name = format!("{}.{n}", f.process_type);
+                let at = created
+                    .get(&(app.to_owned(), name.clone()))
+                    .copied()
+                    .unwrap_or_else(long_ago);
+                serde_json::json!({"name": name, "type": f.process_type, "size": f.size, "state": "up", "created_at": at.to_string(), "updated_at": at.to_string(), "app": {"name": app}})
+            })
+        })
+        .collect();
+    json(StatusCode::OK, state, serde_json::Value::Array(body))
+}
+
+/// `GET /apps/{app}/dynos/{dyno}`: the dyno, `up`, created when it was last
+/// restarted here — the evidence the restarter reads after an unknown
+/// outcome; it can be told to answer slowly.
+async fn dyno_info(state: &FakeState, app: &str, dyno: &str) -> Response {
+    let (created, delay) = {
+        let inner = lock(&state.inner);
+        (
+            inner
+                .created
+                .get(&(app.to_owned(), dyno.to_owned()))
+                .copied(),
+            inner.info_delay,
+        )
+    };
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    let created = created.unwrap_or_else(long_ago);
+    json(
+        StatusCode::OK,
+        state,
+        serde_json::json!({"name": dyno, "type": dyno.split('.').next(), "state": "up", "created_at": created.to_string(), "updated_at": created.to_string(), "app": {"name": app}}),
+    )
+}
+
+/// `GET /apps/{app}/formation`: the formation a test set.
+fn formation(state: &FakeState, app: &str) -> Response {
+    let items = lock(&state.inner)
+        .formation
+        .get(app)
+        .cloned()
+        .unwrap_or_default();
+    let body: Vec<_> = items
+        .iter()
+        .map(|f| serde_json::json!({"type": f.process_type, "quantity": f.quantity, "size": f.size, "dyno_size": {"name": f.size}, "app": {"name": app}}))
+        .collect();
+    json(StatusCode::OK, state, serde_json::Value::Array(body))
+}
+
+/// `GET /apps/{app}/releases`: the releases a test set, newest first.
+fn releases(state: &FakeState, app: &str) -> Response {
+    let items = lock(&state.inner)
+        .releases
+        .get(app)
+        .cloned()
+        .unwrap_or_default();
+    let body: Vec<_> = items
+        .iter()
+        .rev()
+        .map(|(v, at, email)| serde_json::json!({"version": v, "created_at": at.to_string(), "user": {"email": email}, "description": format!("Deploy v{v}")}))
+        .collect();
+    json(StatusCode::OK, state, serde_json::Value::Array(body))
+}
+
+/// `GET /apps/{app}`: the app and its default domain.
+fn app_info(state: &FakeState, app: &str) -> Response {
+    // Newer Heroku apps get a random suffix in their default domain: the
+    // fake has one too, so a URL guessed from the name is wrong.
+    json(
+        StatusCode::OK,
+        state,
+        serde_json::json!({"name": app, "web_url": format!("https://{app}-0a1b2c3d4e5f.herokuapp.com/")}),
+    )
+}
+
+/// `GET /dyno-sizes`: Heroku's sizes and their memory in GB.
+fn dyno_sizes(state: &FakeState) -> Response {
+    json(
+        StatusCode::OK,
+        state,
+        serde_json::json!([
+            {"name": "eco", "memory": 0.5}, {"name": "basic", "memory": 0.5},
+            {"name": "standard-1X", "memory": 0.5}, {"name": "standard-2X", "memory": 1.0},
+            {"name": "performance-M", "memory": 2.5}, {"name": "performance-L", "memory": 14.0}
+        ]),
+    )
+}
+
+/// `POST /apps/{app}/log-sessions`: a session whose `logplex_url` points
+/// back at this server (`stream_session`).
+fn create_session(state: &FakeState, app: &str) -> Response {
+    let id = format!("{:08x}-sess", state.next_id.fetch_add(1, Ordering::Relaxed));
+    lock(&state.inner)
+        .sessions
+        .insert(id.clone(), app.to_owned());
+    let addr = lock(&state.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    json(
+        StatusCode::CREATED,
+        state,
+        serde_json::json!({"id": id, "logplex_url": format!("http://{addr}/sessions/{id}?srv=1"), "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z"}),
+    )
+}
+
+/// `GET /apps/{app}/log-drains`: the app's drains.
+fn list_drains(state: &FakeState, app: &str) -> Response {
+    let drains = lock(&state.inner)
+        .drains
+        .get(app)
+        .cloned()
+        .unwrap_or_default();
+    let body: Vec<_> = drains
+        .iter()
+        .map(|(i, u)| serde_json::json!({"id": drain_id(*i), "url": u, "token": drain_token(*i)}))
+        .collect();
+    json(StatusCode::OK, state, serde_json::Value::Array(body))
+}
+
+/// `POST /apps/{app}/log-drains`: adds the drain — or, when a test said
+/// so, refuses it with 422 quoting the URL as sent and decoded, as Heroku
+/// does (so that the caller must keep the password out of its errors).
+fn add_drain(state: &FakeState, app: &str, body: &Bytes) -> Response {
+    let url = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["url"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let mut inner = lock(&state.inner);
+    if inner.reject_drains {
+        drop(inner);
+        let decoded = crate::domain::secret::percent_decode(&url);
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            state,
+            "invalid_params",
+            &format!("Url {url} is invalid (read as {decoded})"),
+        );
+    }
+    let i = inner.add_drain(app, url.clone());
+    drop(inner);
+    json(
+        StatusCode::CREATED,
+        state,
+        serde_json::json!({"id": drain_id(i), "url": url, "token": drain_token(i)}),
+    )
+}
+
+/// `DELETE /apps/{app}/log-drains/{id}`: removes the drain named by its
+/// id, token or URL (Heroku takes any of them).
+fn remove_drain(state: &FakeState, app: &str, id: &str) -> Response {
+    let removed = {
+        let mut inner = lock(&state.inner);
+        let list = inner.drains.entry(app.to_owned()).or_default();
+        list.iter()
+            .position(|(i, u)| drain_token(*i) == id || drain_id(*i) == id || u == id)
+            .map(|p| list.remove(p))
+    };
+    match removed {
+        Some((i, url)) => json(
+            StatusCode::OK,
+            state,
+            serde_json::json!({"id": drain_id(i), "url": url, "token": drain_token(i)}),
+        ),
+        None => error(
+            StatusCode::NOT_FOUND,
+            state,
+            "not_found",
+            "Couldn't find that log drain.",
+        ),
     }
 }
 
