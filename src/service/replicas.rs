@@ -257,6 +257,7 @@ pub async fn lead(shared: Arc<Shared>, lease: Duration, mut stop: watch::Receive
     let l = shared.replicas.leadership.clone();
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
     let mut last_ok = Instant::now();
+    let mut last_prune = Instant::now();
     loop {
         let sent = Instant::now();
         let bound = (lease / 3).min(STORE_CALL);
@@ -283,6 +284,10 @@ pub async fn lead(shared: Arc<Shared>, lease: Duration, mut stop: watch::Receive
                 }
                 let until = Leadership::lease_end(sent, row.remaining_ms);
                 l.set(Role::Leader { epoch: row.epoch }, Some(until));
+                if last_prune.elapsed() >= Duration::from_secs(60) {
+                    last_prune = Instant::now();
+                    prune_forwarded(&shared).await;
+                }
             }
             Ok(row) => {
                 last_ok = sent;
@@ -338,6 +343,25 @@ pub async fn lead(shared: Arc<Shared>, lease: Duration, mut stop: watch::Receive
                 "giving up the lead failed ({e}); another replica takes over when the lease runs out"
             );
         }
+    }
+}
+
+/// Forwarded batches older than this are nobody's: their leader would
+/// have taken them within seconds.
+const FORWARDED_KEPT: Duration = Duration::from_secs(600);
+
+async fn prune_forwarded(shared: &Shared) {
+    let before = Timestamp::now().as_millisecond() - FORWARDED_KEPT.as_millis() as i64;
+    match tokio::time::timeout(STORE_CALL, shared.store.prune_forwarded(before)).await {
+        Ok(Ok(0)) | Err(_) => {}
+        Ok(Ok(n)) => {
+            Counters::add(&shared.replicas.stats.dropped, n);
+            tracing::warn!(
+                "dropped {n} forwarded batch(es) older than {} min that no leader took (a replica of another set of apps?)",
+                FORWARDED_KEPT.as_secs() / 60
+            );
+        }
+        Ok(Err(e)) => tracing::debug!("pruning forwarded batches failed: {e}"),
     }
 }
 

@@ -167,7 +167,21 @@ impl Store {
         Ok(rows)
     }
 
-    /// Batches waiting for the leader (all scopes).
+    /// Deletes forwarded batches received before `before` (unix ms), of any
+    /// group: those of a group no replica leads any more (its apps were
+    /// reconfigured) would otherwise stay for good. Returns how many.
+    pub async fn prune_forwarded(&self, before: i64) -> Result<u64, StoreError> {
+        let Db::Postgres(p) = &self.db else {
+            return Ok(0);
+        };
+        Ok(sqlx::query("DELETE FROM forwarded WHERE received_at < $1")
+            .bind(before)
+            .execute(p)
+            .await?
+            .rows_affected())
+    }
+
+    /// Batches waiting for the leader of `scope`.
     pub async fn forwarded_backlog(&self, scope: &str) -> Result<i64, StoreError> {
         let Db::Postgres(p) = &self.db else {
             return Ok(0);
