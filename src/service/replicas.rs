@@ -85,6 +85,8 @@ struct Batch {
     /// Wall clock when a replica received it (unix ms): the reorder hold
     /// and the forwarding lag run from it.
     received: i64,
+    /// Taken from the store (a follower's): its lag is measured.
+    forwarded: bool,
     lines: Option<(Timestamp, Timestamp)>,
     observations: Vec<Observation>,
 }
@@ -99,7 +101,8 @@ pub struct ReplicaStats {
     /// Batches dropped: the queue was full while the store refused them, or
     /// a forwarded batch could not be read.
     pub dropped: AtomicU64,
-    /// The last forwarded batch's lag, receipt → applied (ms).
+    /// Receipt at a follower → applied by the leader (ms), of the oldest
+    /// forwarded batch of the last release: the hold included.
     pub lag_ms: AtomicI64,
     /// Times this replica took the lead.
     pub promotions: AtomicU64,
@@ -187,6 +190,7 @@ impl Shared {
             app: app.clone(),
             frame_id: frame_id.map(str::to_owned),
             received: Timestamp::now().as_millisecond(),
+            forwarded: false,
             lines,
             observations,
         };
@@ -225,6 +229,12 @@ impl Shared {
         if !r.leadership.decides() {
             locked(&r.queue).extend(due);
             return;
+        }
+        let now = Timestamp::now().as_millisecond();
+        if let Some(oldest) = due.iter().filter(|b| b.forwarded).map(|b| b.received).min() {
+            r.stats
+                .lag_ms
+                .store((now - oldest).max(0), Ordering::Relaxed);
         }
         // Batch by batch in log order (a batch's own lines keep theirs: the
         // engine reads them as Logplex wrote them, as `replay` does).
@@ -538,10 +548,6 @@ fn take_one(shared: &Shared, row: ForwardedRow) {
         return;
     };
     Counters::add(&r.stats.consumed, 1);
-    r.stats.lag_ms.store(
-        (Timestamp::now().as_millisecond() - row.received_at).max(0),
-        Ordering::Relaxed,
-    );
     if !r.first_time(row.frame_id.as_deref()) {
         Counters::add(&shared.counters.duplicate_batches, 1);
         return;
@@ -554,6 +560,7 @@ fn take_one(shared: &Shared, row: ForwardedRow) {
         app,
         frame_id: row.frame_id,
         received: row.received_at,
+        forwarded: true,
         lines,
         observations,
     });

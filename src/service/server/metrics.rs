@@ -474,7 +474,7 @@ fn replicas(o: &mut Out, s: &Shared) {
     o.family(
         "dynoguard_forward_lag_seconds",
         "gauge",
-        "Receipt at a follower to intake by the leader, of the last forwarded batch",
+        "Receipt at a follower to decision by the leader (the one-second reorder hold included), of the oldest forwarded batch last applied",
     );
     o.sample(
         "dynoguard_forward_lag_seconds",
