@@ -219,6 +219,40 @@ fn store_view(app: &AppRuntime, r: &SampleRow, now: Timestamp) -> DynoView {
     }
 }
 
+/// One watched app: how it is fed, how many dynos, whether it is blind.
+#[derive(Serialize)]
+pub struct AppView {
+    pub app: String,
+    pub source: &'static str,
+    pub dynos: usize,
+    /// Lines arrive but no memory sample for `blind_after`.
+    pub blind: bool,
+    pub blind_since: Option<String>,
+    /// How to fix blindness (set while blind).
+    pub hint: Option<String>,
+}
+
+/// Every watched app, as `/api/apps` and `/metrics` show it.
+pub fn app_views(s: &Shared) -> Vec<AppView> {
+    s.apps
+        .iter()
+        .map(|a| {
+            let e = a.lock();
+            let since = e.blind_since();
+            AppView {
+                app: a.config.name.to_string(),
+                source: a.config.source.as_str(),
+                dynos: e.dyno_count(),
+                blind: since.is_some(),
+                blind_since: since.map(|t| t.to_string()),
+                hint: since.map(|_| {
+                    crate::decide::blind::hint(&a.config.name, a.config.policy.blind_after)
+                }),
+            }
+        })
+        .collect()
+}
+
 /// The dynos this replica's engines know (what `/metrics` reports: this
 /// process's own view), sorted by app and natural dyno order.
 pub fn local_views(s: &Shared, app: Option<&str>) -> Vec<DynoView> {
