@@ -689,8 +689,8 @@ fn badges(d: &DynoView) -> Markup {
 /// One dyno: its figures, a bar against its quota, its chart, a footer.
 fn dyno_card(p: &PageData, a: &AppData, d: &DynoView) -> Markup {
     let s = d.last_sample.as_ref();
-    let total = s.and_then(|s| s.memory_total_mb);
-    let quota = s.and_then(|s| s.memory_quota_mb);
+    let total = s.and_then(|s| s.memory.total);
+    let quota = s.and_then(|s| s.memory.quota);
     let pct = d.percent_of_quota;
     let warm = if pct.is_some_and(|p| p >= 80.0) {
         " warm"
@@ -759,10 +759,10 @@ fn card_chart(p: &PageData, a: &AppData, d: &DynoView, quota: Option<f64>) -> St
 fn card_foot(p: &PageData, d: &DynoView) -> Markup {
     let mut foot: Vec<Markup> = Vec::new();
     if let Some(s) = &d.last_sample {
-        if let Some(r) = s.memory_rss_mb {
+        if let Some(r) = s.memory.rss {
             foot.push(html! { "rss " (mb(r)) });
         }
-        if let Some(w) = s.memory_swap_mb {
+        if let Some(w) = s.memory.swap {
             foot.push(html! { "swap " (mb(w)) });
         }
         if let Ok(t) = s.at.parse::<Timestamp>() {

@@ -371,30 +371,30 @@ fn store(o: &mut Out, s: &Shared) {
 
 /// Per dyno: memory figures, threshold, last sample, state, attention.
 fn dynos(o: &mut Out, dynos: &[DynoView]) {
-    let total = |d: &DynoView| d.last_sample.as_ref().and_then(|x| x.memory_total_mb);
+    let memory = |d: &DynoView| d.last_sample.as_ref().map(|x| x.memory).unwrap_or_default();
     o.dyno_gauge(
         "dynoguard_dyno_memory_bytes",
         "memory_total of the dyno's latest sample",
         dynos,
-        |d| bytes(total(d)),
+        |d| bytes(memory(d).total),
     );
     o.dyno_gauge(
         "dynoguard_dyno_memory_rss_bytes",
         "memory_rss of the dyno's latest sample",
         dynos,
-        |d| bytes(d.last_sample.as_ref().and_then(|x| x.memory_rss_mb)),
+        |d| bytes(memory(d).rss),
     );
     o.dyno_gauge(
         "dynoguard_dyno_memory_swap_bytes",
         "memory_swap of the dyno's latest sample",
         dynos,
-        |d| bytes(d.last_sample.as_ref().and_then(|x| x.memory_swap_mb)),
+        |d| bytes(memory(d).swap),
     );
     o.dyno_gauge(
         "dynoguard_dyno_memory_quota_bytes",
         "memory_quota of the dyno (its size)",
         dynos,
-        |d| bytes(d.last_sample.as_ref().and_then(|x| x.memory_quota_mb)),
+        |d| bytes(memory(d).quota),
     );
     o.dyno_gauge(
         "dynoguard_dyno_memory_threshold_bytes",
