@@ -796,30 +796,25 @@ fn card_foot(p: &PageData, d: &DynoView) -> Markup {
     }
 }
 
+/// The incidents table's columns: class and label.
+const INCIDENT_COLUMNS: &[(&str, &str)] = &[
+    ("", "opened (UTC)"),
+    ("opt", "app"),
+    ("", "dyno"),
+    ("", "trigger"),
+    ("", "action"),
+    ("", "outcome"),
+    ("num", "min over quota"),
+];
+
 /// One row per incident (dyno, opened, trigger, action, outcome, minutes
 /// over quota), each unfolding to its events.
 fn incidents_section(p: &PageData) -> Markup {
+    let rows: Vec<Markup> = p.incidents.iter().take(200).map(incident_rows).collect();
     html! {
         section id="incidents" {
             h2 { "Incidents" }
-            @if p.incidents.is_empty() {
-                p class="empty" { "No incident in this range." }
-            } @else {
-                div class="tablewrap" {
-                    table class="incidents" {
-                        thead {
-                            tr {
-                                th { "opened (UTC)" } th class="opt" { "app" } th { "dyno" }
-                                th { "trigger" } th { "action" } th { "outcome" }
-                                th class="num" { "min over quota" }
-                            }
-                        }
-                        tbody {
-                            @for i in p.incidents.iter().take(200) { (incident_rows(i)) }
-                        }
-                    }
-                }
-            }
+            (table("incidents", INCIDENT_COLUMNS, &rows, "No incident in this range."))
         }
     }
 }
@@ -861,28 +856,47 @@ fn incident_rows(i: &views::IncidentView) -> Markup {
     }
 }
 
+/// The events table's columns: class and label.
+const EVENT_COLUMNS: &[(&str, &str)] = &[
+    ("", "time (UTC)"),
+    ("opt", "app"),
+    ("", "dyno"),
+    ("", "event"),
+    ("", "reason"),
+    ("num", "memory"),
+    ("num opt", "quota"),
+    ("num", "%"),
+];
+
 /// The events filter, then the recent events as rows.
 fn events_section(p: &PageData) -> Markup {
+    let rows: Vec<Markup> = p.events.iter().map(|e| event_row(p, e)).collect();
     html! {
         section id="events" {
             h2 { "Recent events" }
             (events_filter(p))
-            @if p.events.is_empty() {
-                p class="empty" { "No events match." }
-            } @else {
-                div class="tablewrap" {
-                    table class="events" {
-                        thead {
-                            tr {
-                                th { "time (UTC)" } th class="opt" { "app" } th { "dyno" }
-                                th { "event" } th { "reason" } th class="num" { "memory" }
-                                th class="num opt" { "quota" } th class="num" { "%" }
+            (table("events", EVENT_COLUMNS, &rows, "No events match."))
+        }
+    }
+}
+
+/// A table of the page — its columns (class, label), its rows — or, with
+/// no rows, a line saying so.
+fn table(class: &str, columns: &[(&str, &str)], rows: &[Markup], empty: &str) -> Markup {
+    html! {
+        @if rows.is_empty() {
+            p class="empty" { (empty) }
+        } @else {
+            div class="tablewrap" {
+                table class=(class) {
+                    thead {
+                        tr {
+                            @for (c, label) in columns {
+                                th class=[(!c.is_empty()).then_some(c)] { (label) }
                             }
                         }
-                        tbody {
-                            @for e in &p.events { (event_row(p, e)) }
-                        }
                     }
+                    tbody { @for r in rows { (r) } }
                 }
             }
         }

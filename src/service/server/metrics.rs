@@ -24,138 +24,35 @@ const MIB: f64 = 1_048_576.0;
 /// The plain counters: name, help, and where this process counts it.
 type CounterOf = fn(&Counters) -> &AtomicU64;
 
+#[rustfmt::skip]
 const COUNTERS: &[(&str, &str, CounterOf)] = &[
-    (
-        "dynoguard_drain_requests_total",
-        "Drain POSTs accepted",
-        |c| &c.drain_requests,
-    ),
-    (
-        "dynoguard_drain_bytes_total",
-        "Drain body bytes received",
-        |c| &c.drain_bytes,
-    ),
-    ("dynoguard_frames_total", "Frames / lines read", |c| {
-        &c.frames
-    }),
-    (
-        "dynoguard_frames_rejected_total",
-        "Broken stretches or lines skipped",
-        |c| &c.frames_rejected,
-    ),
-    (
-        "dynoguard_frames_repaired_total",
-        "Frames with a wrong octet count, recovered",
-        |c| &c.frames_repaired,
-    ),
-    (
-        "dynoguard_duplicate_batches_total",
-        "Retried batches dropped by Logplex-Frame-Id",
-        |c| &c.duplicate_batches,
-    ),
-    (
-        "dynoguard_msg_count_mismatch_total",
-        "Batches whose Logplex-Msg-Count disagreed",
-        |c| &c.msg_count_mismatch,
-    ),
-    ("dynoguard_observations_total", "Platform lines used", |c| {
-        &c.observations
-    }),
-    (
-        "dynoguard_l10_lost_messages_total",
-        "Messages Logplex reported dropped (L10/L11)",
-        |c| &c.samples_lost,
-    ),
-    (
-        "dynoguard_events_dropped_total",
-        "Events not queued for store/notify (queue full)",
-        |c| &c.events_dropped,
-    ),
-    (
-        "dynoguard_session_reconnects_total",
-        "Log sessions reopened",
-        |c| &c.session_reconnects,
-    ),
-    (
-        "dynoguard_lines_stale_total",
-        "Samples not newer than the one applied for the instance (retries, reconnects, disorder)",
-        |c| &c.lines_stale,
-    ),
-    (
-        "dynoguard_lines_replaced_total",
-        "Lines of a dyno instance already replaced (preboot overlap, late lines)",
-        |c| &c.lines_replaced,
-    ),
-    (
-        "dynoguard_lines_unclear_total",
-        "Lines of a second instance of a dyno that nothing yet orders against the current one (nothing is decided meanwhile)",
-        |c| &c.lines_unclear,
-    ),
-    (
-        "dynoguard_lines_foreign_total",
-        "Samples whose dyno=heroku.N.… is not the app number setup recorded: another app's drain points at this app's URL",
-        |c| &c.lines_foreign,
-    ),
-    (
-        "dynoguard_lines_repeated_total",
-        "R14/R15 lines not newer than the last reported for the dyno (log-session reconnects, retried batches)",
-        |c| &c.lines_repeated,
-    ),
-    (
-        "dynoguard_drain_auth_failures_total",
-        "Drain POSTs with wrong or missing credentials (401)",
-        |c| &c.drain_auth_failures,
-    ),
-    (
-        "dynoguard_bodies_too_large_total",
-        "Drain bodies refused as too large (413)",
-        |c| &c.bodies_too_large,
-    ),
-    (
-        "dynoguard_body_timeouts_total",
-        "Drain bodies not received within the deadline (408)",
-        |c| &c.body_timeouts,
-    ),
-    (
-        "dynoguard_unsupported_encoding_total",
-        "Drain bodies refused for their Content-Encoding (415)",
-        |c| &c.unsupported_encoding,
-    ),
-    (
-        "dynoguard_connections_refused_total",
-        "Connections closed at once: the connection limit was reached",
-        |c| &c.connections_refused,
-    ),
-    (
-        "dynoguard_connections_evicted_total",
-        "Idle connections (no request head yet) closed to make room at the connection limit",
-        |c| &c.connections_evicted,
-    ),
-    (
-        "dynoguard_accept_errors_total",
-        "Failed accept() calls (e.g. out of file descriptors)",
-        |c| &c.accept_errors,
-    ),
-    (
-        "dynoguard_rows_pruned_total",
-        "Stored rows deleted by retention",
-        |c| &c.rows_pruned,
-    ),
-    (
-        "dynoguard_l10_coalesced_total",
-        "L10/L11 lines folded into the minute's first report",
-        |c| &c.l10_coalesced,
-    ),
-    (
-        "dynoguard_timestamps_clamped_total",
-        "Lines stamped more than a minute ahead, judged at their arrival",
-        |c| &c.timestamps_clamped,
-    ),
-    (
-        "dynoguard_session_lines_total",
-        "Lines read from log sessions",
-        |c| &c.session_lines,
-    ),
+    ("dynoguard_drain_requests_total", "Drain POSTs accepted", |c| &c.drain_requests),
+    ("dynoguard_drain_bytes_total", "Drain body bytes received", |c| &c.drain_bytes),
+    ("dynoguard_frames_total", "Frames / lines read", |c| &c.frames),
+    ("dynoguard_frames_rejected_total", "Broken stretches or lines skipped", |c| &c.frames_rejected),
+    ("dynoguard_frames_repaired_total", "Frames with a wrong octet count, recovered", |c| &c.frames_repaired),
+    ("dynoguard_duplicate_batches_total", "Retried batches dropped by Logplex-Frame-Id", |c| &c.duplicate_batches),
+    ("dynoguard_msg_count_mismatch_total", "Batches whose Logplex-Msg-Count disagreed", |c| &c.msg_count_mismatch),
+    ("dynoguard_observations_total", "Platform lines used", |c| &c.observations),
+    ("dynoguard_l10_lost_messages_total", "Messages Logplex reported dropped (L10/L11)", |c| &c.samples_lost),
+    ("dynoguard_events_dropped_total", "Events not queued for store/notify (queue full)", |c| &c.events_dropped),
+    ("dynoguard_session_reconnects_total", "Log sessions reopened", |c| &c.session_reconnects),
+    ("dynoguard_lines_stale_total", "Samples not newer than the one applied for the instance (retries, reconnects, disorder)", |c| &c.lines_stale),
+    ("dynoguard_lines_replaced_total", "Lines of a dyno instance already replaced (preboot overlap, late lines)", |c| &c.lines_replaced),
+    ("dynoguard_lines_unclear_total", "Lines of a second instance of a dyno that nothing yet orders against the current one (nothing is decided meanwhile)", |c| &c.lines_unclear),
+    ("dynoguard_lines_foreign_total", "Samples whose dyno=heroku.N.… is not the app number setup recorded: another app's drain points at this app's URL", |c| &c.lines_foreign),
+    ("dynoguard_lines_repeated_total", "R14/R15 lines not newer than the last reported for the dyno (log-session reconnects, retried batches)", |c| &c.lines_repeated),
+    ("dynoguard_drain_auth_failures_total", "Drain POSTs with wrong or missing credentials (401)", |c| &c.drain_auth_failures),
+    ("dynoguard_bodies_too_large_total", "Drain bodies refused as too large (413)", |c| &c.bodies_too_large),
+    ("dynoguard_body_timeouts_total", "Drain bodies not received within the deadline (408)", |c| &c.body_timeouts),
+    ("dynoguard_unsupported_encoding_total", "Drain bodies refused for their Content-Encoding (415)", |c| &c.unsupported_encoding),
+    ("dynoguard_connections_refused_total", "Connections closed at once: the connection limit was reached", |c| &c.connections_refused),
+    ("dynoguard_connections_evicted_total", "Idle connections (no request head yet) closed to make room at the connection limit", |c| &c.connections_evicted),
+    ("dynoguard_accept_errors_total", "Failed accept() calls (e.g. out of file descriptors)", |c| &c.accept_errors),
+    ("dynoguard_rows_pruned_total", "Stored rows deleted by retention", |c| &c.rows_pruned),
+    ("dynoguard_l10_coalesced_total", "L10/L11 lines folded into the minute's first report", |c| &c.l10_coalesced),
+    ("dynoguard_timestamps_clamped_total", "Lines stamped more than a minute ahead, judged at their arrival", |c| &c.timestamps_clamped),
+    ("dynoguard_session_lines_total", "Lines read from log sessions", |c| &c.session_lines),
 ];
 
 /// A label value, escaped as the exposition format wants.
