@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use divan::{Bencher, black_box};
+use dynoguard::domain::MemoryMb;
 use dynoguard::service::server::chart::{Mark, MarkKind};
 use dynoguard::service::server::dashboard::{AppData, PageData, PageQuery, render};
 use dynoguard::service::server::views::{DynoStatus, DynoView, Range, SampleView};
@@ -37,10 +38,12 @@ fn store(rt: &tokio::runtime::Runtime) -> (tempfile::TempDir, Store, i64) {
                         dyno: format!("web.{}", d + 1),
                         instance: Some(format!("i{}", m / 600)),
                         at: now - (minutes - m) * MIN,
-                        total: Some(total(d, m)),
-                        rss: Some(total(d, m) - 5.0),
-                        swap: Some(0.0),
-                        quota: Some(512.0),
+                        memory: MemoryMb {
+                            total: Some(total(d, m)),
+                            rss: Some(total(d, m) - 5.0),
+                            swap: Some(0.0),
+                            quota: Some(512.0),
+                        },
                         replaced: None,
                         contender: None,
                     })
@@ -116,10 +119,12 @@ fn page_data() -> PageData {
                 DynoStatus::Ok
             },
             last_sample: Some(SampleView {
-                memory_total_mb: Some(t),
-                memory_rss_mb: Some(t - 5.0),
-                memory_swap_mb: Some(0.0),
-                memory_quota_mb: Some(512.0),
+                memory: MemoryMb {
+                    total: Some(t),
+                    rss: Some(t - 5.0),
+                    swap: Some(0.0),
+                    quota: Some(512.0),
+                },
                 at: now.to_string(),
             }),
             threshold_mb: Some(512.0),

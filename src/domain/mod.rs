@@ -141,6 +141,32 @@ pub fn quota_for_size(size: &str) -> Option<f64> {
         .map(|(_, mb)| *mb)
 }
 
+/// A dyno's memory figures in MB (Heroku's "MB" are mebibytes), each when
+/// known: what a sample reported, as the store keeps it and the page, the
+/// API and `/metrics` show it. In JSON: `memory_total_mb`, `memory_rss_mb`,
+/// `memory_swap_mb`, `memory_quota_mb`, as in events.
+#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct MemoryMb {
+    #[serde(rename = "memory_total_mb")]
+    pub total: Option<f64>,
+    #[serde(rename = "memory_rss_mb")]
+    pub rss: Option<f64>,
+    #[serde(rename = "memory_swap_mb")]
+    pub swap: Option<f64>,
+    #[serde(rename = "memory_quota_mb")]
+    pub quota: Option<f64>,
+}
+
+impl MemoryMb {
+    /// `total` as a percentage of `quota` (a quota of 0 has none).
+    pub fn percent_of_quota(&self) -> Option<f64> {
+        match (self.total, self.quota) {
+            (Some(t), Some(q)) if q > 0.0 => Some(t * 100.0 / q),
+            _ => None,
+        }
+    }
+}
+
 /// Megabytes as Heroku reports them (`512.00MB`), decimals kept.
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd, Default)]
 pub struct Megabytes(pub f64);

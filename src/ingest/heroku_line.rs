@@ -7,7 +7,7 @@
 
 use jiff::Timestamp;
 
-use crate::domain::{DynoName, Megabytes};
+use crate::domain::{DynoName, Megabytes, MemoryMb};
 use crate::ingest::LogRecord;
 
 /// One thing the platform told us about a dyno (or about the log stream).
@@ -138,6 +138,16 @@ pub const MAX_PLAUSIBLE_MB: f64 = 1024.0 * 1024.0;
 pub const MIN_PLAUSIBLE_QUOTA_MB: f64 = 64.0;
 
 impl Memory {
+    /// The figures dynoguard keeps and shows (not `cache`), in MB.
+    pub fn mb(&self) -> MemoryMb {
+        MemoryMb {
+            total: self.total.map(Megabytes::get),
+            rss: self.rss.map(Megabytes::get),
+            swap: self.swap.map(Megabytes::get),
+            quota: self.quota.map(Megabytes::get),
+        }
+    }
+
     /// Every figure finite, not negative, at most 1 TB; a quota at least 64 MB.
     pub fn plausible(&self) -> bool {
         let ok = |m: Option<Megabytes>| {

@@ -15,7 +15,6 @@ use crate::act::report::Reporter;
 use crate::act::restart::RestartOrder;
 use crate::config::{AppConfig, Config};
 use crate::decide::engine::{Confirmation, Decisions, Engine, SharedEngine};
-use crate::domain::Megabytes;
 use crate::ingest::IngestStats;
 use crate::ingest::heroku_line::Observation;
 use crate::store::{self, SampleRow, Store};
@@ -207,10 +206,7 @@ impl Shared {
                 dyno: s.dyno.to_string(),
                 instance: s.instance,
                 at: store::millis(s.at),
-                total: s.memory.total.map(Megabytes::get),
-                rss: s.memory.rss.map(Megabytes::get),
-                swap: s.memory.swap.map(Megabytes::get),
-                quota: s.memory.quota.map(Megabytes::get),
+                memory: s.memory.mb(),
                 replaced: (!s.replaced.is_empty()).then(|| s.replaced.join(",")),
                 contender: s.contender,
             });

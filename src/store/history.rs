@@ -6,6 +6,7 @@
 //! of 100 dynos over 7 days reads a few thousand rows, not a million.
 
 use super::{Db, SampleRow, Store, StoreError, end_transaction};
+use crate::domain::MemoryMb;
 
 /// One dyno's minute: `memory_total` min/max/sum over `samples`, the
 /// highest rss and swap, the latest quota and instance.
@@ -39,7 +40,8 @@ fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 impl MinuteRow {
     /// The minute of one sample (none without `memory_total`).
     pub fn of_sample(s: &SampleRow) -> Option<Self> {
-        let total = s.total?;
+        let m = &s.memory;
+        let total = m.total?;
         Some(Self {
             app: s.app.clone(),
             dyno: s.dyno.clone(),
@@ -48,9 +50,9 @@ impl MinuteRow {
             total_min: total,
             total_max: total,
             total_sum: total,
-            rss_max: s.rss,
-            swap_max: s.swap,
-            quota: s.quota,
+            rss_max: m.rss,
+            swap_max: m.swap,
+            quota: m.quota,
             instance: s.instance.clone(),
             last_at: s.at,
         })
@@ -98,6 +100,23 @@ pub struct InstanceStart {
     pub instance: String,
     /// Unix ms of its first minute.
     pub since: i64,
+}
+
+/// A sample's figures as stored: the columns `total`, `rss`, `swap` and
+/// `quota` of a row (`SampleRow` reads them flattened).
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for MemoryMb
+where
+    &'static str: sqlx::ColumnIndex<R>,
+    Option<f64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            total: row.try_get("total")?,
+            rss: row.try_get("rss")?,
+            swap: row.try_get("swap")?,
+            quota: row.try_get("quota")?,
+        })
+    }
 }
 
 impl Store {
@@ -204,10 +223,12 @@ mod tests {
             dyno: "web.1".into(),
             instance: Some(inst.into()),
             at,
-            total: Some(total),
-            rss,
-            swap,
-            quota,
+            memory: MemoryMb {
+                total: Some(total),
+                rss,
+                swap,
+                quota,
+            },
             replaced: None,
             contender: None,
         })
@@ -240,15 +261,15 @@ mod tests {
             dyno: "web.1".into(),
             instance: None,
             at: -1,
-            total: None,
-            rss: Some(1.0),
-            swap: None,
-            quota: None,
+            memory: MemoryMb {
+                rss: Some(1.0),
+                ..MemoryMb::default()
+            },
             replaced: None,
             contender: None,
         };
         assert!(MinuteRow::of_sample(&s).is_none());
-        s.total = Some(1.0);
+        s.memory.total = Some(1.0);
         assert_eq!(
             MinuteRow::of_sample(&s).unwrap().minute,
             -60_000,

@@ -15,6 +15,7 @@ use sqlx::sqlite::{
 
 use tokio::sync::watch;
 
+use crate::domain::MemoryMb;
 use crate::domain::secret::redact_url;
 
 #[derive(Debug, thiserror::Error)]
@@ -158,10 +159,8 @@ pub struct SampleRow {
     pub dyno: String,
     pub instance: Option<String>,
     pub at: i64,
-    pub total: Option<f64>,
-    pub rss: Option<f64>,
-    pub swap: Option<f64>,
-    pub quota: Option<f64>,
+    #[sqlx(flatten)]
+    pub memory: MemoryMb,
     /// Instances of the name already replaced, comma-separated, newest last.
     pub replaced: Option<String>,
     /// A second instance not yet ordered against the current one.
@@ -642,7 +641,7 @@ impl Store {
                 for r in rows {
                     sqlx::query(SQL)
                         .bind(&r.app).bind(&r.dyno).bind(&r.instance).bind(r.at)
-                        .bind(r.total).bind(r.rss).bind(r.swap).bind(r.quota).bind(&r.replaced).bind(&r.contender)
+                        .bind(r.memory.total).bind(r.memory.rss).bind(r.memory.swap).bind(r.memory.quota).bind(&r.replaced).bind(&r.contender)
                         .execute(&mut *conn).await?;
                 }
             }));

@@ -2,6 +2,7 @@
 //! PostgreSQL needs `DATABASE_URL_POSTGRES` (`.ci/run` starts a server);
 //! without it those tests say they were skipped.
 
+use dynoguard::domain::MemoryMb;
 use dynoguard::domain::event::{Event, EventKind};
 use dynoguard::store::{EventFilter, MinuteRow, RestartRow, Retention, SampleRow, Store};
 
@@ -150,10 +151,12 @@ async fn samples_keep_the_newest(s: &Store) {
         dyno: "web.1".into(),
         instance: None,
         at,
-        total: Some(total),
-        rss: None,
-        swap: None,
-        quota: Some(512.0),
+        memory: MemoryMb {
+            total: Some(total),
+            rss: None,
+            swap: None,
+            quota: Some(512.0),
+        },
         replaced: None,
         contender: None,
     };
@@ -168,7 +171,7 @@ async fn samples_keep_the_newest(s: &Store) {
         .filter(|r| r.app == app)
         .collect();
     assert_eq!(got.len(), 1);
-    assert_eq!((got[0].at, got[0].total), (30, Some(300.25)));
+    assert_eq!((got[0].at, got[0].memory.total), (30, Some(300.25)));
 }
 
 async fn a_lease_becomes_the_window_and_blocks_only_its_instance(s: &Store) {
@@ -332,10 +335,12 @@ fn minute_row(
         dyno: dyno.into(),
         instance: instance.map(str::to_owned),
         at,
-        total: Some(total),
-        rss: Some(total - 10.0),
-        swap: Some(0.5),
-        quota,
+        memory: MemoryMb {
+            total: Some(total),
+            rss: Some(total - 10.0),
+            swap: Some(0.5),
+            quota,
+        },
         replaced: None,
         contender: None,
     })
@@ -426,10 +431,12 @@ async fn a_dyno_is_known_by_any_trace(s: &Store) {
         dyno: "web.2".into(),
         instance: None,
         at: 5_000,
-        total: Some(1.0),
-        rss: None,
-        swap: None,
-        quota: None,
+        memory: MemoryMb {
+            total: Some(1.0),
+            rss: None,
+            swap: None,
+            quota: None,
+        },
         replaced: None,
         contender: None,
     };

@@ -71,19 +71,31 @@ const RIGHT: f64 = 354.0;
 const TOP: f64 = 12.0;
 const BOTTOM: f64 = 126.0;
 
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
+/// Text for the markup, escaped (by maud, as the page's own text is).
+fn text(s: &str) -> String {
+    maud::html! { (s) }.into_string()
+}
+
+/// Where a time (unix ms) and an amount (MB) land in the plot.
+struct Scale {
+    from: i64,
+    span: i64,
+    ymax: f64,
+}
+
+impl Scale {
+    fn x(&self, t: i64) -> f64 {
+        LEFT + (t - self.from) as f64 / self.span as f64 * (RIGHT - LEFT)
     }
-    o
+
+    fn y(&self, v: f64) -> f64 {
+        BOTTOM - (v / self.ymax).clamp(0.0, 1.05) * (BOTTOM - TOP)
+    }
+
+    /// The middle of a point's bucket.
+    fn mid(&self, p: &HistoryPoint, bucket: i64) -> f64 {
+        self.x(p.t + (bucket as f64 / 2.0) as i64)
+    }
 }
 
 /// The smallest "nice" MB step that gives at most four gridlines.
@@ -157,13 +169,7 @@ fn since_label(since: i64, to: i64) -> String {
 /// axis, with its peak as a label: Heroku swaps a dyno past its quota, so
 /// a swapping dyno is one to look at even when its band looks flat. A
 /// bucket that swapped at all is at least a hairline high.
-fn swap_area(
-    s: &mut String,
-    c: &Chart,
-    runs: &[&[HistoryPoint]],
-    x: &dyn Fn(i64) -> f64,
-    y: &dyn Fn(f64) -> f64,
-) {
+fn swap_area(s: &mut String, c: &Chart, runs: &[&[HistoryPoint]], sc: &Scale) {
     let peak = c
         .points
         .iter()
@@ -173,10 +179,9 @@ fn swap_area(
     if peak <= 0.0 {
         return;
     }
-    let half = c.bucket as f64 / 2.0;
-    let mid = |p: &HistoryPoint| x(p.t + half as i64);
+    let mid = |p: &HistoryPoint| sc.mid(p, c.bucket);
     let top = |p: &HistoryPoint| match p.swap.filter(|v| *v > 0.0) {
-        Some(v) => y(v).min(BOTTOM - 1.5),
+        Some(v) => sc.y(v).min(BOTTOM - 1.5),
         None => BOTTOM,
     };
     let mut d = String::new();
@@ -212,12 +217,12 @@ fn swap_area(
 /// labelled where it does not cross the other line. Lines closer than a few
 /// pixels (the default threshold is the quota itself) are drawn side by
 /// side, so both stay visible, under one label.
-fn limits(s: &mut String, quota: Option<f64>, threshold: Option<f64>, y: &dyn Fn(f64) -> f64) {
+fn limits(s: &mut String, quota: Option<f64>, threshold: Option<f64>, sc: &Scale) {
     const CLOSE: f64 = 3.0;
     const LABEL: f64 = 11.0;
     let line =
         |yy: f64| format!("<line x1=\"{LEFT}\" x2=\"{RIGHT}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\"/>");
-    let (yq, yl) = (quota.map(y), threshold.map(y));
+    let (yq, yl) = (quota.map(|v| sc.y(v)), threshold.map(|v| sc.y(v)));
     if let (Some(q), Some(l), Some(yq), Some(yl)) = (quota, threshold, yq, yl)
         && (yq - yl).abs() < CLOSE
     {
@@ -273,6 +278,8 @@ fn limits(s: &mut String, quota: Option<f64>, threshold: Option<f64>, y: &dyn Fn
     }
 }
 
+/// The chart: axes, the band and average, swap, quota and threshold,
+/// markers; a note when there is no history.
 pub fn svg(c: &Chart) -> String {
     let span = (c.to - c.from).max(60_000);
     let top_value = c
@@ -284,24 +291,42 @@ pub fn svg(c: &Chart) -> String {
         .fold(1.0_f64, f64::max)
         * 1.08;
     let step = mb_step(top_value);
-    let ymax = (top_value / step).ceil() * step;
-    let x = |t: i64| LEFT + (t - c.from) as f64 / span as f64 * (RIGHT - LEFT);
-    let y = |v: f64| BOTTOM - (v / ymax).clamp(0.0, 1.05) * (BOTTOM - TOP);
-
+    let sc = Scale {
+        from: c.from,
+        span,
+        ymax: (top_value / step).ceil() * step,
+    };
     let mut s = String::with_capacity(4096);
     let _ = write!(
         s,
         "<svg class=\"chart\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{}\" data-from=\"{}\" data-to=\"{}\">",
-        esc(c.label),
+        text(c.label),
         c.from,
         c.to
     );
     s.push_str("<rect class=\"plot\" x=\"40\" y=\"12\" width=\"314\" height=\"114\"/>");
-    // MB axis: gridlines and labels.
+    mb_axis(&mut s, &sc, step);
+    time_axis(&mut s, c, &sc);
+    let runs = runs(c);
+    band(&mut s, c, &runs, &sc);
+    swap_area(&mut s, c, &runs, &sc);
+    limits(&mut s, c.quota, c.threshold, &sc);
+    for m in c.marks.iter().filter(|m| m.at >= c.from && m.at <= c.to) {
+        marker(&mut s, m, sc.x(m.at));
+    }
+    if c.points.is_empty() {
+        s.push_str("<text x=\"197\" y=\"72\" text-anchor=\"middle\" class=\"empty\">no history in this range yet</text>");
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// The MB axis: gridlines and labels every `step`.
+fn mb_axis(s: &mut String, sc: &Scale, step: f64) {
     s.push_str("<g class=\"axis y\">");
     let mut v = 0.0;
-    while v <= ymax + 0.001 {
-        let yy = y(v);
+    while v <= sc.ymax + 0.001 {
+        let yy = sc.y(v);
         let _ = write!(
             s,
             "<line x1=\"{LEFT}\" x2=\"{RIGHT}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\"/><text x=\"36\" y=\"{:.1}\" text-anchor=\"end\">{v:.0}</text>",
@@ -310,14 +335,18 @@ pub fn svg(c: &Chart) -> String {
         v += step;
     }
     s.push_str("<text x=\"2\" y=\"8\" class=\"unit\">MB</text></g>");
-    // Time axis. A label is centred on its tick unless that would cut it
-    // at the viewBox's right edge (a range ending on a tick showed `21:3`):
-    // then it ends at the edge.
-    let tstep = time_step(span);
+}
+
+/// The time axis, and since when there is history if the axis starts
+/// later than the range. A label is centred on its tick unless that would
+/// cut it at the viewBox's right edge (a range ending on a tick showed
+/// `21:3`): then it ends at the edge.
+fn time_axis(s: &mut String, c: &Chart, sc: &Scale) {
+    let tstep = time_step(sc.span);
     s.push_str("<g class=\"axis x\">");
     let mut t = (c.from + tstep - 1).div_euclid(tstep) * tstep;
     while t <= c.to {
-        let xx = x(t);
+        let xx = sc.x(t);
         let label = time_label(t, tstep);
         let (lx, anchor) = if xx + text_width(&label) / 2.0 > W - EDGE {
             (W - EDGE, "end")
@@ -339,8 +368,10 @@ pub fn svg(c: &Chart) -> String {
             since_label(since, c.to)
         );
     }
+}
 
-    // Runs of points without gaps: the band and the average line.
+/// Runs of points without gaps (points further apart than two buckets).
+fn runs<'p>(c: &Chart<'p>) -> Vec<&'p [HistoryPoint]> {
     let mut runs: Vec<&[HistoryPoint]> = Vec::new();
     let mut start = 0;
     for i in 1..=c.points.len() {
@@ -350,35 +381,29 @@ pub fn svg(c: &Chart) -> String {
         }
     }
     runs.retain(|r| !r.is_empty());
-    let half = c.bucket as f64 / 2.0;
-    let mid = |p: &HistoryPoint| x(p.t + half as i64);
+    runs
+}
+
+/// The min–max band and the average line of each run (a lone point: a
+/// short dash).
+fn band(s: &mut String, c: &Chart, runs: &[&[HistoryPoint]], sc: &Scale) {
+    let mid = |p: &HistoryPoint| sc.mid(p, c.bucket);
     let mut band = String::new();
     let mut avg = String::new();
-    for run in &runs {
+    for run in runs {
         if run.len() == 1 {
             let p = &run[0];
-            let _ = write!(avg, "M{:.1},{:.1}h1.5", mid(p) - 0.75, y(p.avg));
+            let _ = write!(avg, "M{:.1},{:.1}h1.5", mid(p) - 0.75, sc.y(p.avg));
         }
         for (i, p) in run.iter().enumerate() {
-            let _ = write!(
-                band,
-                "{}{:.1},{:.1}",
-                if i == 0 { "M" } else { "L" },
-                mid(p),
-                y(p.max)
-            );
+            let to = if i == 0 { "M" } else { "L" };
+            let _ = write!(band, "{to}{:.1},{:.1}", mid(p), sc.y(p.max));
             if run.len() > 1 {
-                let _ = write!(
-                    avg,
-                    "{}{:.1},{:.1}",
-                    if i == 0 { "M" } else { "L" },
-                    mid(p),
-                    y(p.avg)
-                );
+                let _ = write!(avg, "{to}{:.1},{:.1}", mid(p), sc.y(p.avg));
             }
         }
         for p in run.iter().rev() {
-            let _ = write!(band, "L{:.1},{:.1}", mid(p), y(p.min));
+            let _ = write!(band, "L{:.1},{:.1}", mid(p), sc.y(p.min));
         }
         band.push('Z');
     }
@@ -388,68 +413,43 @@ pub fn svg(c: &Chart) -> String {
             "<path class=\"band\" d=\"{band}\"/><path class=\"avg\" d=\"{avg}\"/>"
         );
     }
-    swap_area(&mut s, c, &runs, &x, &y);
-    limits(&mut s, c.quota, c.threshold, &y);
-    for m in c.marks.iter().filter(|m| m.at >= c.from && m.at <= c.to) {
-        let xx = x(m.at);
-        let _ = write!(
-            s,
-            "<g class=\"mk {}\"><title>{}</title>",
-            m.kind.class(),
-            esc(&m.title)
-        );
-        match m.kind {
-            MarkKind::Restart | MarkKind::RestartFailed => {
-                let _ = write!(
-                    s,
-                    "<line x1=\"{xx:.1}\" x2=\"{xx:.1}\" y1=\"{TOP}\" y2=\"{BOTTOM}\"/><path d=\"M{:.1},2h9l-4.5,8z\"/>",
-                    xx - 4.5
-                );
-            }
-            MarkKind::Instance => {
-                let _ = write!(
-                    s,
-                    "<line x1=\"{xx:.1}\" x2=\"{xx:.1}\" y1=\"{TOP}\" y2=\"{BOTTOM}\"/>"
-                );
-            }
-            MarkKind::Release => {
-                // A line with a small flag at its top, inside the plot (the
-                // restart triangles sit above it).
-                let _ = write!(
-                    s,
-                    "<line x1=\"{xx:.1}\" x2=\"{xx:.1}\" y1=\"{TOP}\" y2=\"{BOTTOM}\"/><path d=\"M{xx:.1},{TOP}h7l-2.5,3l2.5,3h-7z\"/>"
-                );
-            }
-            MarkKind::R14 => {
-                let _ = write!(
-                    s,
-                    "<circle cx=\"{xx:.1}\" cy=\"{:.1}\" r=\"3.5\"/>",
-                    TOP + 5.0
-                );
-            }
-            MarkKind::R15 => {
-                let _ = write!(
-                    s,
-                    "<path d=\"M{:.1},{:.1}l8,8m0,-8l-8,8\"/>",
-                    xx - 4.0,
-                    TOP + 1.0
-                );
-            }
-            MarkKind::Recovered => {
-                let _ = write!(
-                    s,
-                    "<circle cx=\"{xx:.1}\" cy=\"{:.1}\" r=\"3.5\"/>",
-                    BOTTOM - 5.0
-                );
-            }
+}
+
+/// One marker at `xx`, its title shown on hover.
+fn marker(s: &mut String, m: &Mark, xx: f64) {
+    let _ = write!(
+        s,
+        "<g class=\"mk {}\"><title>{}</title>",
+        m.kind.class(),
+        text(&m.title)
+    );
+    let line = format!("<line x1=\"{xx:.1}\" x2=\"{xx:.1}\" y1=\"{TOP}\" y2=\"{BOTTOM}\"/>");
+    let _ = match m.kind {
+        MarkKind::Restart | MarkKind::RestartFailed => {
+            write!(s, "{line}<path d=\"M{:.1},2h9l-4.5,8z\"/>", xx - 4.5)
         }
-        s.push_str("</g>");
-    }
-    if c.points.is_empty() {
-        s.push_str("<text x=\"197\" y=\"72\" text-anchor=\"middle\" class=\"empty\">no history in this range yet</text>");
-    }
-    s.push_str("</svg>");
-    s
+        MarkKind::Instance => write!(s, "{line}"),
+        // A line with a small flag at its top, inside the plot (the
+        // restart triangles sit above it).
+        MarkKind::Release => write!(s, "{line}<path d=\"M{xx:.1},{TOP}h7l-2.5,3l2.5,3h-7z\"/>"),
+        MarkKind::R14 => write!(
+            s,
+            "<circle cx=\"{xx:.1}\" cy=\"{:.1}\" r=\"3.5\"/>",
+            TOP + 5.0
+        ),
+        MarkKind::R15 => write!(
+            s,
+            "<path d=\"M{:.1},{:.1}l8,8m0,-8l-8,8\"/>",
+            xx - 4.0,
+            TOP + 1.0
+        ),
+        MarkKind::Recovered => write!(
+            s,
+            "<circle cx=\"{xx:.1}\" cy=\"{:.1}\" r=\"3.5\"/>",
+            BOTTOM - 5.0
+        ),
+    };
+    s.push_str("</g>");
 }
 
 #[cfg(test)]

@@ -8,21 +8,21 @@
 //! Data is gathered first ([`gather`], async: engine and store), then
 //! rendered by a pure function ([`render`]) — what the benchmark measures.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use jiff::Timestamp;
+use maud::{Markup, PreEscaped, html};
 
-use super::api::{self, ApiError, Params};
-use super::chart::{self, Chart, Mark, MarkKind, esc, mb};
+use super::chart::{self, Chart, Mark, MarkKind, mb};
+use super::respond::{self, ApiError, Params, typed_events};
 use super::views::{self, DynoStatus, DynoView, Range};
 use crate::domain::event::{Event, EventKind};
-use crate::service::Shared;
-use crate::store::{EventFilter, HistoryPoint};
+use crate::service::{AppRuntime, Shared};
+use crate::store::{EventFilter, HistoryPoint, InstanceStart, StoreError};
 
 /// The page's query: chart range and the events filter (`app` also narrows
 /// the apps shown).
@@ -38,14 +38,10 @@ impl PageQuery {
     fn parse(s: &Shared, raw: Option<&str>) -> Result<Self, ApiError> {
         let p = Params::parse(raw, &["app", "dyno", "kind", "range"])?;
         Ok(Self {
-            app: p.get("app").map(|a| api::known_app(s, a)).transpose()?,
-            dyno: p
-                .get("dyno")
-                .map(api::parse_dyno)
-                .transpose()?
-                .map(|d| d.to_string()),
-            kinds: api::parse_kinds(p.get("kind"))?,
-            range: api::parse_range(p.get("range"), Range::H6)?,
+            app: p.app(s)?,
+            dyno: p.dyno()?,
+            kinds: respond::parse_kinds(p.get("kind"))?,
+            range: respond::parse_range(p.get("range"), Range::H6)?,
         })
     }
 
@@ -144,9 +140,9 @@ pub fn ago(t: Timestamp, now: Timestamp) -> String {
     }
 }
 
-/// `<span class="ago">(3 min ago)</span>`, to follow a UTC time.
-fn ago_span(t: Timestamp, now: Timestamp) -> String {
-    format!(" <span class=\"ago\">({})</span>", ago(t, now))
+/// ` <span class="ago">(3 min ago)</span>`, to follow a UTC time.
+fn ago_span(t: Timestamp, now: Timestamp) -> Markup {
+    html! { " " span class="ago" { "(" (ago(t, now)) ")" } }
 }
 
 /// A release: on every chart of the app, its version and author on hover.
@@ -196,24 +192,86 @@ fn mark_of(e: &Event) -> Option<(String, Mark)> {
     ))
 }
 
+/// The page's clock and what it reads (unix ms): the range back from now,
+/// in buckets of about a 120th of it.
+struct Window {
+    now: Timestamp,
+    log_clock: bool,
+    /// The range's length.
+    span: i64,
+    range_from: i64,
+    to: i64,
+    bucket: i64,
+}
+
+impl Window {
+    fn of(s: &Shared, range: Range, views: &[DynoView]) -> Self {
+        let wall = Timestamp::now();
+        // The demo's logs run on a simulated clock, behind the wall clock: its
+        // page runs on the newest sample's time (never ahead of the wall), so
+        // the header, the ranges and "3 min ago" agree with the charts.
+        let newest = views.iter().filter_map(|v| v.sample_at).max();
+        let (now, log_clock) = match newest {
+            Some(n) if s.page_log_clock => (n.min(wall), true),
+            _ => (wall, false),
+        };
+        let span = range.span().as_millis() as i64;
+        Self {
+            now,
+            log_clock,
+            span,
+            range_from: (now - range.span()).as_millisecond(),
+            to: now.as_millisecond() + 60_000,
+            // About 120 buckets per chart, whole minutes.
+            bucket: (span / 120).div_euclid(60_000).max(1) * 60_000,
+        }
+    }
+
+    /// The x axis of every chart (from, to) and since when history is
+    /// shown, if the range reaches further back. The axis spans the history
+    /// shown: from its oldest point (a new install shows its first hour
+    /// across the chart, not as a sliver) to its newest (logs arrive late; a
+    /// replayed or simulated clock runs behind), within the range and never
+    /// past now.
+    fn axis(&self, apps: &[AppData]) -> (i64, i64, Option<i64>) {
+        let points = || {
+            apps.iter()
+                .flat_map(|a| a.history.values())
+                .flatten()
+                .map(|p| p.t)
+        };
+        let to = points()
+            .max()
+            .map_or(self.to, |newest| (newest + 2 * self.bucket).min(self.to));
+        let from = points()
+            .min()
+            .map_or(self.range_from, |o| {
+                o.max(self.range_from).max(to - self.span)
+            })
+            .min(to - 15 * 60_000);
+        // History younger than the range: the charts say so (a bucket's start
+        // may lie up to a bucket before the range's).
+        let history_since = points()
+            .min()
+            .filter(|oldest| *oldest > self.range_from + self.bucket);
+        (from, to, history_since)
+    }
+}
+
+/// A read's result, or its default with the error noted: the page shows
+/// what it could read (and the live figures) under a banner.
+fn or_note<T: Default>(r: Result<T, StoreError>, error: &mut Option<String>) -> T {
+    r.unwrap_or_else(|e| {
+        *error = Some(e.to_string());
+        T::default()
+    })
+}
+
 /// Reads what the page shows: views from the engines and the store,
 /// history in buckets, markers, recent events.
 pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
-    let wall = Timestamp::now();
     let views = views::all_views(s, q.app.as_deref()).await;
-    // The demo's logs run on a simulated clock, behind the wall clock: its
-    // page runs on the newest sample's time (never ahead of the wall), so
-    // the header, the ranges and "3 min ago" agree with the charts.
-    let newest = views.iter().filter_map(|v| v.sample_at).max();
-    let (now, log_clock) = match newest {
-        Some(n) if s.page_log_clock => (n.min(wall), true),
-        _ => (wall, false),
-    };
-    let span = q.range.span();
-    let to = now.as_millisecond() + 60_000;
-    let range_from = (now - span).as_millisecond();
-    // About 120 buckets per chart, whole minutes.
-    let bucket = (span.as_millis() as i64 / 120).div_euclid(60_000).max(1) * 60_000;
+    let w = Window::of(s, q.range, &views);
     let mut read_error = None;
     let mut apps = Vec::new();
     for a in s
@@ -221,165 +279,34 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
         .iter()
         .filter(|a| q.app.as_deref().is_none_or(|n| a.config.name.as_str() == n))
     {
-        let name = a.config.name.to_string();
-        let blind = a.lock().blind_since().map(|since| {
-            (
-                since,
-                crate::decide::blind::hint(&a.config.name, a.config.policy.blind_after),
-            )
-        });
-        let mut history: HashMap<String, Vec<HistoryPoint>> = HashMap::new();
-        match s.store.history(&name, None, range_from, to, bucket).await {
-            Ok(points) => {
-                for p in points {
-                    history.entry(p.dyno.clone()).or_default().push(p);
-                }
-            }
-            Err(e) => read_error = Some(e.to_string()),
-        }
-        let mut marks: HashMap<String, Vec<Mark>> = HashMap::new();
-        let mut releases = Vec::new();
-        // One marker per version: the log's line and the Platform API's
-        // list may both have told of it.
-        let mut versions = std::collections::HashSet::new();
-        let filter = EventFilter {
-            app: Some(name.clone()),
-            kinds: MARK_KINDS.map(|k| k.as_str().to_owned()).to_vec(),
-            since: Some(range_from),
-            limit: 5000,
-            ..EventFilter::default()
-        };
-        match s.store.events(&filter).await {
-            Ok(rows) => {
-                for v in api::typed_events(rows) {
-                    if v.event == EventKind::Release {
-                        let version = v
-                            .detail
-                            .as_deref()
-                            .and_then(|d| d.split_whitespace().next())
-                            .map(str::to_owned);
-                        if version.is_none_or(|ver| versions.insert(ver)) {
-                            releases.push(release_mark(&v));
-                        }
-                    } else if let Some((dyno, m)) = mark_of(&v) {
-                        marks.entry(dyno).or_default().push(m);
-                    }
-                }
-            }
-            Err(e) => read_error = Some(e.to_string()),
-        }
-        // Whatever the chart range, the summary counts the last day.
-        let day = EventFilter {
-            app: Some(name.clone()),
-            kinds: vec![EventKind::Restart.as_str().into()],
-            since: Some((now - jiff::SignedDuration::from_hours(24)).as_millisecond()),
-            limit: 10_000,
-            ..EventFilter::default()
-        };
-        let restarts_24h = match s.store.events(&day).await {
-            Ok(rows) => rows.len(),
-            Err(e) => {
-                read_error = Some(e.to_string());
-                0
-            }
-        };
-        match s.store.instance_starts(&name, range_from).await {
-            Ok(starts) => {
-                let mut prev: Option<&str> = None;
-                for st in &starts {
-                    // The first instance of each dyno in the range is no change.
-                    if prev == Some(st.dyno.as_str()) {
-                        marks.entry(st.dyno.clone()).or_default().push(Mark {
-                            at: st.since,
-                            kind: MarkKind::Instance,
-                            title: format!(
-                                "new instance {} from {} UTC",
-                                short(&st.instance),
-                                hm(crate::store::from_millis(st.since))
-                            ),
-                        });
-                    }
-                    prev = Some(st.dyno.as_str());
-                }
-            }
-            Err(e) => read_error = Some(e.to_string()),
-        }
-        apps.push(AppData {
-            source: a.config.source.as_str(),
-            blind,
-            dynos: views.iter().filter(|v| v.app == name).cloned().collect(),
-            history,
-            marks,
-            releases,
-            restarts_24h,
-            name,
-        });
+        apps.push(app_data(s, a, &views, &w, &mut read_error).await);
     }
-    let incidents = match s
-        .store
-        .events(&EventFilter {
-            app: q.app.clone(),
-            dyno: q.dyno.clone(),
-            kinds: Vec::new(),
-            since: Some(range_from),
-            limit: 20_000,
-        })
-        .await
-    {
-        Ok(rows) => views::incidents(api::typed_events(rows)),
-        Err(e) => {
-            read_error = Some(e.to_string());
-            Vec::new()
-        }
+    let in_range = EventFilter {
+        app: q.app.clone(),
+        dyno: q.dyno.clone(),
+        kinds: Vec::new(),
+        since: Some(w.range_from),
+        limit: 20_000,
     };
-    let events = match s
-        .store
-        .events(&EventFilter {
-            app: q.app.clone(),
-            dyno: q.dyno.clone(),
-            kinds: q.kinds.clone(),
-            since: None,
-            limit: 100,
-        })
-        .await
-    {
-        Ok(rows) => api::typed_events(rows),
-        Err(e) => {
-            read_error = Some(e.to_string());
-            Vec::new()
-        }
+    let incidents = views::incidents(typed_events(or_note(
+        s.store.events(&in_range).await,
+        &mut read_error,
+    )));
+    let recent = EventFilter {
+        kinds: q.kinds.clone(),
+        since: None,
+        limit: 100,
+        ..in_range
     };
-    // The axis spans the history shown: from its oldest point (a new
-    // install shows its first hour across the chart, not as a sliver) to its
-    // newest (logs arrive late; a replayed or simulated clock runs behind),
-    // within the range and never past now.
-    let points = || {
-        apps.iter()
-            .flat_map(|a| a.history.values())
-            .flatten()
-            .map(|p| p.t)
-    };
-    let to = points()
-        .max()
-        .map_or(to, |newest| (newest + 2 * bucket).min(to));
-    let from = points()
-        .min()
-        .map_or(range_from, |o| {
-            o.max(range_from).max(to - span.as_millis() as i64)
-        })
-        .min(to - 15 * 60_000);
-    // History younger than the range: the charts say so (a bucket's start
-    // may lie up to a bucket before the range's).
-    let history_since = points()
-        .min()
-        .filter(|oldest| *oldest > range_from + bucket);
+    let events = typed_events(or_note(s.store.events(&recent).await, &mut read_error));
+    let (from, to, history_since) = w.axis(&apps);
     PageData {
         query: q,
-        now,
-        log_clock,
+        now: w.now,
+        log_clock: w.log_clock,
         from,
         to,
-        bucket,
+        bucket: w.bucket,
         history_since,
         apps,
         events,
@@ -387,6 +314,104 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
         alert_only: s.alert_only(),
         store_failing: s.store.health().failing(),
         read_error,
+    }
+}
+
+/// One app's part: its dynos, their history, markers and restarts.
+async fn app_data(
+    s: &Shared,
+    a: &AppRuntime,
+    views: &[DynoView],
+    w: &Window,
+    read_error: &mut Option<String>,
+) -> AppData {
+    let name = a.config.name.to_string();
+    let blind = a.lock().blind_since().map(|since| {
+        (
+            since,
+            crate::decide::blind::hint(&a.config.name, a.config.policy.blind_after),
+        )
+    });
+    let mut history: HashMap<String, Vec<HistoryPoint>> = HashMap::new();
+    let points = s
+        .store
+        .history(&name, None, w.range_from, w.to, w.bucket)
+        .await;
+    for p in or_note(points, read_error) {
+        history.entry(p.dyno.clone()).or_default().push(p);
+    }
+    let marked = EventFilter {
+        app: Some(name.clone()),
+        kinds: MARK_KINDS.map(|k| k.as_str().to_owned()).to_vec(),
+        since: Some(w.range_from),
+        limit: 5000,
+        ..EventFilter::default()
+    };
+    let rows = or_note(s.store.events(&marked).await, read_error);
+    let (mut marks, releases) = marks_of(typed_events(rows));
+    // Whatever the chart range, the summary counts the last day.
+    let day = EventFilter {
+        app: Some(name.clone()),
+        kinds: vec![EventKind::Restart.as_str().into()],
+        since: Some((w.now - jiff::SignedDuration::from_hours(24)).as_millisecond()),
+        limit: 10_000,
+        ..EventFilter::default()
+    };
+    let restarts_24h = or_note(s.store.events(&day).await.map(|r| r.len()), read_error);
+    let starts = s.store.instance_starts(&name, w.range_from).await;
+    instance_marks(&or_note(starts, read_error), &mut marks);
+    AppData {
+        source: a.config.source.as_str(),
+        blind,
+        dynos: views.iter().filter(|v| v.app == name).cloned().collect(),
+        history,
+        marks,
+        releases,
+        restarts_24h,
+        name,
+    }
+}
+
+/// Each dyno's markers, and the app's releases: one marker per version
+/// (the log's line and the Platform API's list may both have told of it).
+fn marks_of(events: Vec<Event>) -> (HashMap<String, Vec<Mark>>, Vec<Mark>) {
+    let mut marks: HashMap<String, Vec<Mark>> = HashMap::new();
+    let mut releases = Vec::new();
+    let mut versions = HashSet::new();
+    for v in events {
+        if v.event == EventKind::Release {
+            let version = v
+                .detail
+                .as_deref()
+                .and_then(|d| d.split_whitespace().next())
+                .map(str::to_owned);
+            if version.is_none_or(|ver| versions.insert(ver)) {
+                releases.push(release_mark(&v));
+            }
+        } else if let Some((dyno, m)) = mark_of(&v) {
+            marks.entry(dyno).or_default().push(m);
+        }
+    }
+    (marks, releases)
+}
+
+/// A marker where a dyno's instance changed (the first instance of each
+/// dyno in the range is no change).
+fn instance_marks(starts: &[InstanceStart], marks: &mut HashMap<String, Vec<Mark>>) {
+    let mut prev: Option<&str> = None;
+    for st in starts {
+        if prev == Some(st.dyno.as_str()) {
+            marks.entry(st.dyno.clone()).or_default().push(Mark {
+                at: st.since,
+                kind: MarkKind::Instance,
+                title: format!(
+                    "new instance {} from {} UTC",
+                    short(&st.instance),
+                    hm(crate::store::from_millis(st.since))
+                ),
+            });
+        }
+        prev = Some(st.dyno.as_str());
     }
 }
 
@@ -398,15 +423,15 @@ pub async fn dashboard(State(s): State<Arc<Shared>>, RawQuery(raw): RawQuery) ->
     match PageQuery::parse(&s, raw.as_deref()) {
         Ok(q) => Html(render(&gather(&s, q).await)).into_response(),
         Err(e) => {
-            let status = match e {
-                ApiError::UnknownApp { .. } | ApiError::UnknownDyno { .. } => StatusCode::NOT_FOUND,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            let page = format!(
-                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>dynoguard</title></head><body><h1>dynoguard</h1><p>{}</p><p><a href=\"/\">the whole dashboard</a></p></body></html>",
-                esc(&e.to_string())
+            let page = document(
+                None,
+                html! {
+                    h1 { "dynoguard" }
+                    p { (e) }
+                    p { a href="/" { "the whole dashboard" } }
+                },
             );
-            (status, Html(page)).into_response()
+            (e.status(), Html(page.into_string())).into_response()
         }
     }
 }
@@ -425,65 +450,146 @@ fn troubled(d: &DynoView) -> bool {
     d.needs_attention()
 }
 
-/// The page (pure).
-pub fn render(p: &PageData) -> String {
-    let mut h = String::with_capacity(64 * 1024);
-    let q = &p.query;
-    let _ = write!(
-        h,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>dynoguard</title><style>{STYLE}</style></head><body><header><h1>dynoguard</h1><nav class=\"ranges\" aria-label=\"chart range\">"
-    );
-    for r in Range::ALL {
-        let _ = write!(
-            h,
-            "<a href=\"{}\"{}>{}</a>",
-            esc(&q.with("range", Some(r.as_str()))),
-            if r == q.range {
-                " class=\"on\" aria-current=\"true\""
-            } else {
-                ""
-            },
-            r.as_str()
-        );
-    }
-    let _ = write!(
-        h,
-        "</nav><span class=\"updated\">{} {} UTC <noscript>(reload for new data)</noscript></span></header><main>",
-        if p.log_clock {
-            "simulated log time"
-        } else {
-            "updated"
-        },
-        hm(p.now)
-    );
-    if p.alert_only {
-        h.push_str("<p class=\"banner alert-only\" role=\"status\"><b>Alert-only mode</b> (<code>DYNOGUARD_DRY_RUN</code>): every decision is made and reported — nothing is restarted.</p>");
-    }
-    if let Some(why) = &p.store_failing {
-        let _ = write!(
-            h,
-            "<p class=\"banner store\" role=\"alert\"><b>Store unavailable</b>: {} — restarts go on with claims held in memory; events and history are kept and retried.</p>",
-            esc(why)
-        );
-    } else if let Some(why) = &p.read_error {
-        let _ = write!(
-            h,
-            "<p class=\"banner store\" role=\"alert\"><b>History unavailable</b>: {} — the figures below are live.</p>",
-            esc(why)
-        );
-    }
-    h.push_str("<p class=\"legend\"><span><i class=\"k-avg\"></i>average</span><span><i class=\"k-band\"></i>min–max</span><span><i class=\"k-quota\"></i>quota</span><span><i class=\"k-threshold\"></i>restart threshold</span><span><b class=\"c-restart\">▼</b> restart</span><span><b class=\"c-failed\">▼</b> failed restart</span><span><b class=\"c-r14\">●</b> R14</span><span><b class=\"c-r15\">✕</b> R15</span><span><b class=\"c-recovered\">●</b> recovered</span><span><b class=\"c-instance\">┆</b> new instance</span><span><i class=\"k-swap\"></i>swap</span><span><b class=\"c-release\">⚑</b> release</span></p>");
-    let many = p.apps.iter().map(|a| a.dynos.len()).sum::<usize>() > FOLD_OVER;
-    for a in &p.apps {
-        app_section(&mut h, p, a, many);
-    }
-    incidents_section(&mut h, p);
-    events_section(&mut h, p);
-    let _ = write!(h, "</main><script>{SCRIPT}</script></body></html>");
-    h
+/// `s` unless there is one.
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
-fn app_section(h: &mut String, p: &PageData, a: &AppData, many: bool) {
+/// A count's class: `class` when there are any, else muted.
+fn nonzero(n: usize, class: &'static str) -> &'static str {
+    if n > 0 { class } else { "n-zero" }
+}
+
+/// An HTML document: the page's head (with `style`, if any), then `body`.
+fn document(style: Option<&str>, body: Markup) -> Markup {
+    html! {
+        (PreEscaped("<!doctype html>"))
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width,initial-scale=1";
+                title { "dynoguard" }
+                @if let Some(css) = style {
+                    style { (PreEscaped(css)) }
+                }
+            }
+            body { (body) }
+        }
+    }
+}
+
+/// The page (pure).
+pub fn render(p: &PageData) -> String {
+    let many = p.apps.iter().map(|a| a.dynos.len()).sum::<usize>() > FOLD_OVER;
+    document(
+        Some(STYLE),
+        html! {
+            (page_header(p))
+            main {
+                (banners(p))
+                (legend())
+                @for a in &p.apps {
+                    (app_section(p, a, many))
+                }
+                (incidents_section(p))
+                (events_section(p))
+            }
+            script { (PreEscaped(SCRIPT)) }
+        },
+    )
+    .into_string()
+}
+
+/// The title, the chart ranges and the page's clock.
+fn page_header(p: &PageData) -> Markup {
+    let q = &p.query;
+    html! {
+        header {
+            h1 { "dynoguard" }
+            nav class="ranges" aria-label="chart range" {
+                @for r in Range::ALL {
+                    @let on = r == q.range;
+                    a href=(q.with("range", Some(r.as_str())))
+                        class=[on.then_some("on")]
+                        aria-current=[on.then_some("true")] { (r.as_str()) }
+                }
+            }
+            span class="updated" {
+                (if p.log_clock { "simulated log time" } else { "updated" })
+                " " (hm(p.now)) " UTC "
+                noscript { "(reload for new data)" }
+            }
+        }
+    }
+}
+
+/// Alert-only mode; the store failing, or a read of it.
+fn banners(p: &PageData) -> Markup {
+    html! {
+        @if p.alert_only {
+            p class="banner alert-only" role="status" {
+                b { "Alert-only mode" } " (" code { "DYNOGUARD_DRY_RUN" } "): every decision is made and reported — nothing is restarted."
+            }
+        }
+        @if let Some(why) = &p.store_failing {
+            p class="banner store" role="alert" {
+                b { "Store unavailable" } ": " (why) " — restarts go on with claims held in memory; events and history are kept and retried."
+            }
+        } @else if let Some(why) = &p.read_error {
+            p class="banner store" role="alert" {
+                b { "History unavailable" } ": " (why) " — the figures below are live."
+            }
+        }
+    }
+}
+
+/// What the lines and markers of the charts mean.
+fn legend() -> Markup {
+    html! {
+        p class="legend" {
+            span { i class="k-avg" {} "average" }
+            span { i class="k-band" {} "min–max" }
+            span { i class="k-quota" {} "quota" }
+            span { i class="k-threshold" {} "restart threshold" }
+            span { b class="c-restart" { "▼" } " restart" }
+            span { b class="c-failed" { "▼" } " failed restart" }
+            span { b class="c-r14" { "●" } " R14" }
+            span { b class="c-r15" { "✕" } " R15" }
+            span { b class="c-recovered" { "●" } " recovered" }
+            span { b class="c-instance" { "┆" } " new instance" }
+            span { i class="k-swap" {} "swap" }
+            span { b class="c-release" { "⚑" } " release" }
+        }
+    }
+}
+
+/// One app: its summary line, its banners, its dynos by process type.
+fn app_section(p: &PageData, a: &AppData, many: bool) -> Markup {
+    let mut types: Vec<&str> = a.dynos.iter().map(|d| d.process_type.as_str()).collect();
+    types.sort_unstable();
+    types.dedup();
+    html! {
+        section class="app" id={ "app-" (a.name) } {
+            h2 { (a.name) " " small { "via " (a.source) } }
+            (summary(a))
+            @if let Some((since, hint)) = &a.blind {
+                p class="banner blind" role="alert" {
+                    b { (a.name) " is blind" } " since " (since.strftime("%Y-%m-%d %H:%M")) " UTC"
+                    (ago_span(*since, p.now)) ": " (hint)
+                }
+            }
+            @if a.dynos.is_empty() {
+                p class="empty" { "No dyno has reported yet." }
+            }
+            @for ty in types {
+                (process_type(p, a, ty, many))
+            }
+        }
+    }
+}
+
+/// The app's counts: dynos, those needing attention and why, restarts.
+fn summary(a: &AppData) -> Markup {
     let count = |st: DynoStatus| a.dynos.iter().filter(|d| d.state == st).count();
     let (over, restarting, stale) = (
         count(DynoStatus::Over),
@@ -496,209 +602,175 @@ fn app_section(h: &mut String, p: &PageData, a: &AppData, many: bool) {
         with(views::Attention::RestartFailed),
     );
     let attention = a.dynos.iter().filter(|d| troubled(d)).count();
-    let _ = write!(
-        h,
-        "<section class=\"app\" id=\"app-{0}\"><h2>{0} <small>via {1}</small></h2><p class=\"summary\">{2} dyno{3} watched · <b class=\"{12}\">{13} need{14} attention</b>: <b class=\"{4}\">{5} over</b> · <span class=\"{6}\">{7} restarting</span> · <span class=\"{8}\">{9} stale</span> · <span class=\"{15}\">{16} flapping</span> · <span class=\"{17}\">{18} restart failed</span> · <b>{10}</b> restart{11} in the last 24 h</p>",
-        esc(&a.name),
-        a.source,
-        a.dynos.len(),
-        if a.dynos.len() == 1 { "" } else { "s" },
-        if over > 0 { "n-over" } else { "n-zero" },
-        over,
-        if restarting > 0 {
-            "n-restarting"
-        } else {
-            "n-zero"
-        },
-        restarting,
-        if stale > 0 { "n-stale" } else { "n-zero" },
-        stale,
-        a.restarts_24h,
-        if a.restarts_24h == 1 { "" } else { "s" },
-        if attention > 0 { "n-over" } else { "n-zero" },
-        attention,
-        if attention == 1 { "s" } else { "" },
-        if flapping > 0 { "n-over" } else { "n-zero" },
-        flapping,
-        if failing > 0 { "n-over" } else { "n-zero" },
-        failing,
-    );
-    if let Some((since, hint)) = &a.blind {
-        let _ = write!(
-            h,
-            "<p class=\"banner blind\" role=\"alert\"><b>{} is blind</b> since {} UTC{}: {}</p>",
-            esc(&a.name),
-            since.strftime("%Y-%m-%d %H:%M"),
-            ago_span(*since, p.now),
-            esc(hint)
-        );
-    }
-    if a.dynos.is_empty() {
-        h.push_str("<p class=\"empty\">No dyno has reported yet.</p>");
-    }
-    let mut types: Vec<&str> = a.dynos.iter().map(|d| d.process_type.as_str()).collect();
-    types.sort_unstable();
-    types.dedup();
-    for ty in types {
-        let mut dynos: Vec<&DynoView> = a.dynos.iter().filter(|d| d.process_type == ty).collect();
-        dynos.sort_by(|x, y| views::by_urgency(x, y));
-        let bad = dynos.iter().filter(|d| troubled(d)).count();
-        // A type with an incident in the range never starts folded.
-        let eventful = dynos.iter().any(|d| {
-            d.incident.is_some()
-                || p.incidents
-                    .iter()
-                    .any(|i| i.app == d.app && i.dyno == d.dyno)
-        });
-        let top = dynos.first().and_then(|d| d.percent_of_quota);
-        let _ = write!(
-            h,
-            "<details class=\"ptype\" id=\"t-{}-{}\"{}><summary><b>{}</b> · {} dyno{}{}{}</summary>",
-            esc(&a.name),
-            esc(ty),
-            if !many || bad > 0 || eventful {
-                " open"
-            } else {
-                ""
-            },
-            esc(ty),
-            dynos.len(),
-            if dynos.len() == 1 { "" } else { "s" },
-            if bad > 0 {
-                format!(" · <b class=\"n-over\">{bad} need attention</b>")
-            } else {
-                String::new()
-            },
-            top.map_or(String::new(), |t| format!(" · highest {t:.0}% of quota")),
-        );
-        let shown = if dynos.len() > SHOW_FIRST {
-            bad.max(SHOW_FIRST)
-        } else {
-            dynos.len()
-        };
-        h.push_str("<div class=\"grid\">");
-        for d in &dynos[..shown] {
-            dyno_card(h, p, a, d);
-        }
-        h.push_str("</div>");
-        if shown < dynos.len() {
-            let rest = &dynos[shown..];
-            let _ = write!(
-                h,
-                "<details class=\"more\" id=\"m-{}-{}\"><summary>{} more {} dynos, all under {:.0}% of quota</summary><div class=\"grid\">",
-                esc(&a.name),
-                esc(ty),
-                rest.len(),
-                esc(ty),
-                rest[0].percent_of_quota.unwrap_or(0.0).ceil()
-            );
-            for d in rest {
-                dyno_card(h, p, a, d);
+    html! {
+        p class="summary" {
+            (a.dynos.len()) " dyno" (plural(a.dynos.len())) " watched · "
+            b class=(nonzero(attention, "n-over")) {
+                (attention) " need" (if attention == 1 { "s" } else { "" }) " attention"
             }
-            h.push_str("</div></details>");
+            ": "
+            b class=(nonzero(over, "n-over")) { (over) " over" } " · "
+            span class=(nonzero(restarting, "n-restarting")) { (restarting) " restarting" } " · "
+            span class=(nonzero(stale, "n-stale")) { (stale) " stale" } " · "
+            span class=(nonzero(flapping, "n-over")) { (flapping) " flapping" } " · "
+            span class=(nonzero(failing, "n-over")) { (failing) " restart failed" } " · "
+            b { (a.restarts_24h) } " restart" (plural(a.restarts_24h)) " in the last 24 h"
         }
-        h.push_str("</details>");
     }
-    h.push_str("</section>");
+}
+
+/// One process type of an app: its dynos by urgency, the untroubled rest
+/// of a large type folded.
+fn process_type(p: &PageData, a: &AppData, ty: &str, many: bool) -> Markup {
+    let mut dynos: Vec<&DynoView> = a.dynos.iter().filter(|d| d.process_type == ty).collect();
+    dynos.sort_by(|x, y| views::by_urgency(x, y));
+    let bad = dynos.iter().filter(|d| troubled(d)).count();
+    // A type with an incident in the range never starts folded.
+    let eventful = dynos.iter().any(|d| {
+        d.incident.is_some()
+            || p.incidents
+                .iter()
+                .any(|i| i.app == d.app && i.dyno == d.dyno)
+    });
+    let top = dynos.first().and_then(|d| d.percent_of_quota);
+    let shown = if dynos.len() > SHOW_FIRST {
+        bad.max(SHOW_FIRST)
+    } else {
+        dynos.len()
+    };
+    let (first, rest) = dynos.split_at(shown.min(dynos.len()));
+    html! {
+        details class="ptype" id={ "t-" (a.name) "-" (ty) } open[!many || bad > 0 || eventful] {
+            summary {
+                b { (ty) } " · " (dynos.len()) " dyno" (plural(dynos.len()))
+                @if bad > 0 {
+                    " · " b class="n-over" { (bad) " need attention" }
+                }
+                @if let Some(t) = top {
+                    (format!(" · highest {t:.0}% of quota"))
+                }
+            }
+            div class="grid" {
+                @for d in first { (dyno_card(p, a, d)) }
+            }
+            @if let Some(least) = rest.first() {
+                details class="more" id={ "m-" (a.name) "-" (ty) } {
+                    summary {
+                        (rest.len()) " more " (ty) " dynos, all under "
+                        (format!("{:.0}", least.percent_of_quota.unwrap_or(0.0).ceil())) "% of quota"
+                    }
+                    div class="grid" {
+                        @for d in rest { (dyno_card(p, a, d)) }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The attention a card's state badge does not already say: flapping (with
 /// its restart count), a failed restart, two instances unordered.
-fn badges(d: &DynoView) -> String {
-    let mut out = String::new();
-    for a in &d.attention {
-        let label = match a {
-            views::Attention::Flapping => format!("flapping · {} restarts", d.recent_restarts),
-            views::Attention::RestartFailed => "restart failed".to_owned(),
-            views::Attention::UnclearInstance => "two instances".to_owned(),
-            _ => continue,
-        };
-        let _ = write!(
-            out,
-            "<span class=\"state badge {}\">{}</span>",
-            a.as_str(),
-            esc(&label)
-        );
+fn badges(d: &DynoView) -> Markup {
+    html! {
+        @for a in &d.attention {
+            @let label = match a {
+                views::Attention::Flapping => Some(format!("flapping · {} restarts", d.recent_restarts)),
+                views::Attention::RestartFailed => Some("restart failed".to_owned()),
+                views::Attention::UnclearInstance => Some("two instances".to_owned()),
+                _ => None,
+            };
+            @if let Some(label) = label {
+                span class={ "state badge " (a.as_str()) } { (label) }
+            }
+        }
     }
-    out
 }
 
-fn dyno_card(h: &mut String, p: &PageData, a: &AppData, d: &DynoView) {
+/// One dyno: its figures, a bar against its quota, its chart, a footer.
+fn dyno_card(p: &PageData, a: &AppData, d: &DynoView) -> Markup {
     let s = d.last_sample.as_ref();
-    let total = s.and_then(|s| s.memory_total_mb);
-    let quota = s.and_then(|s| s.memory_quota_mb);
+    let total = s.and_then(|s| s.memory.total);
+    let quota = s.and_then(|s| s.memory.quota);
     let pct = d.percent_of_quota;
-    let _ = write!(
-        h,
-        "<article class=\"dyno {}{}\" id=\"d-{}-{}\" data-pct=\"{}\" data-attention=\"{}\"><div class=\"head\"><span class=\"name\">{}</span><span class=\"state {}\">{}</span>{}<span class=\"mem\"><b>{}</b>{}{}</span></div>",
-        d.state.as_str(),
-        if pct.is_some_and(|p| p >= 80.0) {
-            " warm"
-        } else {
-            ""
-        },
-        esc(&d.app),
-        esc(&d.dyno),
-        pct.map_or(String::from("-1"), |p| format!("{p:.1}")),
-        d.attention
-            .iter()
-            .map(|a| a.as_str())
-            .collect::<Vec<_>>()
-            .join(" "),
-        esc(&d.dyno),
-        d.state.as_str(),
-        d.state.as_str(),
-        badges(d),
-        total.map_or("–".into(), mb),
-        quota.map_or(String::new(), |q| format!(" / {}", mb(q))),
-        pct.map_or(String::new(), |p| format!(
-            " · <b class=\"pct\">{p:.0}%</b>"
-        )),
-    );
-    if let (Some(t), Some(q)) = (total, quota.filter(|q| *q > 0.0)) {
-        let _ = write!(
-            h,
-            "<div class=\"bar\" title=\"{} of {}{}\"><span style=\"width:{:.1}%\"></span>{}</div>",
-            mb(t),
-            mb(q),
-            d.threshold_mb
-                .map_or(String::new(), |l| format!("; restart at {}", mb(l))),
-            (t / q * 100.0).clamp(0.0, 100.0),
-            d.threshold_mb.map_or(String::new(), |l| format!(
-                "<i style=\"left:{:.1}%\"></i>",
-                (l / q * 100.0).clamp(0.0, 100.0)
-            ))
-        );
+    let warm = if pct.is_some_and(|p| p >= 80.0) {
+        " warm"
+    } else {
+        ""
+    };
+    let attention: Vec<&str> = d.attention.iter().map(|a| a.as_str()).collect();
+    html! {
+        article class={ "dyno " (d.state.as_str()) (warm) }
+            id={ "d-" (d.app) "-" (d.dyno) }
+            data-pct=(pct.map_or(String::from("-1"), |p| format!("{p:.1}")))
+            data-attention=(attention.join(" ")) {
+            div class="head" {
+                span class="name" { (d.dyno) }
+                span class={ "state " (d.state.as_str()) } { (d.state.as_str()) }
+                (badges(d))
+                span class="mem" {
+                    b { (total.map_or("–".into(), mb)) }
+                    @if let Some(q) = quota { " / " (mb(q)) }
+                    @if let Some(p) = pct { " · " b class="pct" { (format!("{p:.0}%")) } }
+                }
+            }
+            @if let (Some(t), Some(q)) = (total, quota.filter(|q| *q > 0.0)) {
+                (bar(t, q, d.threshold_mb))
+            }
+            (PreEscaped(card_chart(p, a, d, quota)))
+            p class="foot" { (card_foot(p, d)) }
+        }
     }
-    let empty = Vec::new();
+}
+
+/// Memory against the quota, the restart threshold as a tick.
+fn bar(total: f64, quota: f64, threshold: Option<f64>) -> Markup {
+    let share = |v: f64| format!("{:.1}%", (v / quota * 100.0).clamp(0.0, 100.0));
+    let restart_at = threshold.map_or(String::new(), |l| format!("; restart at {}", mb(l)));
+    html! {
+        div class="bar" title={ (mb(total)) " of " (mb(quota)) (restart_at) } {
+            span style={ "width:" (share(total)) } {}
+            @if let Some(l) = threshold {
+                i style={ "left:" (share(l)) } {}
+            }
+        }
+    }
+}
+
+/// The dyno's chart over the page's axis, with its own and the app's markers.
+fn card_chart(p: &PageData, a: &AppData, d: &DynoView, quota: Option<f64>) -> String {
     let label = format!("{} memory, last {}", d.dyno, p.query.range.as_str());
     let own = a.marks.get(&d.dyno).map_or(&[][..], Vec::as_slice);
     let marks: Vec<Mark> = own.iter().chain(&a.releases).cloned().collect();
-    h.push_str(&chart::svg(&Chart {
+    chart::svg(&Chart {
         from: p.from,
         to: p.to,
         bucket: p.bucket,
-        points: a.history.get(&d.dyno).unwrap_or(&empty),
+        points: a.history.get(&d.dyno).map_or(&[][..], Vec::as_slice),
         quota,
         threshold: d.threshold_mb,
         marks: &marks,
         label: &label,
         history_since: p.history_since,
-    }));
-    let mut foot = Vec::new();
-    if let Some(s) = s {
-        if let Some(r) = s.memory_rss_mb {
-            foot.push(format!("rss {}", mb(r)));
+    })
+}
+
+/// rss, swap, the sample's time, the instance, the last restart, and
+/// whether another replica receives the dyno — joined by ` · `.
+fn card_foot(p: &PageData, d: &DynoView) -> Markup {
+    let mut foot: Vec<Markup> = Vec::new();
+    if let Some(s) = &d.last_sample {
+        if let Some(r) = s.memory.rss {
+            foot.push(html! { "rss " (mb(r)) });
         }
-        if let Some(w) = s.memory_swap_mb {
-            foot.push(format!("swap {}", mb(w)));
+        if let Some(w) = s.memory.swap {
+            foot.push(html! { "swap " (mb(w)) });
         }
         if let Ok(t) = s.at.parse::<Timestamp>() {
-            foot.push(format!("sample {} UTC{}", hm(t), ago_span(t, p.now)));
+            foot.push(html! { "sample " (hm(t)) " UTC" (ago_span(t, p.now)) });
         }
     }
     if let Some(i) = &d.instance {
-        foot.push(format!("instance {}", esc(short(i))));
+        foot.push(html! { "instance " (short(i)) });
     }
     if let Some(r) = d
         .last_restart
@@ -711,150 +783,202 @@ fn dyno_card(h: &mut String, p: &PageData, a: &AppData, d: &DynoView) {
         } else {
             "restarted"
         };
-        foot.push(format!("{what} {} UTC{}", hm(r), ago_span(r, p.now)));
+        foot.push(html! { (what) " " (hm(r)) " UTC" (ago_span(r, p.now)) });
     }
     if !d.seen_here {
-        foot.push("via another replica".into());
+        foot.push(html! { "via another replica" });
     }
-    let _ = write!(h, "<p class=\"foot\">{}</p></article>", foot.join(" · "));
+    html! {
+        @for (i, part) in foot.iter().enumerate() {
+            @if i > 0 { " · " }
+            (part)
+        }
+    }
 }
+
+/// The incidents table's columns: class and label.
+const INCIDENT_COLUMNS: &[(&str, &str)] = &[
+    ("", "opened (UTC)"),
+    ("opt", "app"),
+    ("", "dyno"),
+    ("", "trigger"),
+    ("", "action"),
+    ("", "outcome"),
+    ("num", "min over quota"),
+];
 
 /// One row per incident (dyno, opened, trigger, action, outcome, minutes
 /// over quota), each unfolding to its events.
-fn incidents_section(h: &mut String, p: &PageData) {
-    h.push_str("<section id=\"incidents\"><h2>Incidents</h2>");
-    if p.incidents.is_empty() {
-        h.push_str("<p class=\"empty\">No incident in this range.</p></section>");
-        return;
-    }
-    h.push_str("<div class=\"tablewrap\"><table class=\"incidents\"><thead><tr><th>opened (UTC)</th><th class=\"opt\">app</th><th>dyno</th><th>trigger</th><th>action</th><th>outcome</th><th class=\"num\">min over quota</th></tr></thead><tbody>");
-    for i in p.incidents.iter().take(200) {
-        let action = match i.action {
-            "restarted" if i.restarts > 1 => format!("restarted ×{}", i.restarts),
-            "would_restart" => "would restart (alert-only)".to_owned(),
-            other => other.replace('_', " "),
-        };
-        let _ = write!(
-            h,
-            "<tr class=\"inc inc-{outcome}\" id=\"i-{id}\"><td>{}</td><td class=\"opt\">{}</td><td>{}</td><td>{}</td><td>{}</td><td><span class=\"kind k-{outcome}\">{outcome}</span></td><td class=\"num\">{:.1}</td></tr><tr class=\"inc-events\"><td colspan=\"7\"><details><summary>{} event{}</summary><ul>",
-            i.opened_at.strftime("%Y-%m-%d %H:%M:%S"),
-            esc(&i.app),
-            esc(&i.dyno),
-            esc(&i.trigger.replace('_', " ")),
-            esc(&action),
-            i.minutes_over_quota,
-            i.events.len(),
-            if i.events.len() == 1 { "" } else { "s" },
-            outcome = esc(i.outcome),
-            id = esc(&i.id),
-        );
-        for e in &i.events {
-            let _ = write!(
-                h,
-                "<li>{} {}{}{}{}</li>",
-                e.at.strftime("%H:%M:%S"),
-                esc(&e.event.as_str().replace('_', " ")),
-                e.reason
-                    .map_or(String::new(), |r| format!(" ({})", esc(r.as_str()))),
-                e.memory_total_mb
-                    .map_or(String::new(), |m| format!(" at {}", mb(m))),
-                e.detail
-                    .as_deref()
-                    .map_or(String::new(), |d| format!(" — {}", esc(d))),
-            );
+fn incidents_section(p: &PageData) -> Markup {
+    let rows: Vec<Markup> = p.incidents.iter().take(200).map(incident_rows).collect();
+    html! {
+        section id="incidents" {
+            h2 { "Incidents" }
+            (table("incidents", INCIDENT_COLUMNS, &rows, "No incident in this range."))
         }
-        h.push_str("</ul></details></td></tr>");
     }
-    h.push_str("</tbody></table></div></section>");
 }
 
-fn events_section(h: &mut String, p: &PageData) {
-    let q = &p.query;
-    h.push_str("<section id=\"events\"><h2>Recent events</h2><form class=\"filter\" method=\"get\" action=\"/#events\"><label>app <select name=\"app\"><option value=\"\">all</option>");
-    for a in &p.apps {
-        let _ = write!(
-            h,
-            "<option{}>{}</option>",
-            if q.app.as_deref() == Some(a.name.as_str()) {
-                " selected"
-            } else {
-                ""
-            },
-            esc(&a.name)
-        );
-    }
-    let _ = write!(
-        h,
-        "</select></label> <label>dyno <input name=\"dyno\" size=\"8\" placeholder=\"web.1\" value=\"{}\"></label> <label>event <select name=\"kind\"><option value=\"\">all</option>",
-        esc(q.dyno.as_deref().unwrap_or(""))
-    );
-    let chosen = q.kinds.join(",");
-    for k in EventKind::ALL.iter().filter(|k| **k != EventKind::Sample) {
-        let _ = write!(
-            h,
-            "<option value=\"{0}\"{1}>{0}</option>",
-            k.as_str(),
-            if chosen == k.as_str() {
-                " selected"
-            } else {
-                ""
+/// An incident's row, and the row its events unfold in.
+fn incident_rows(i: &views::IncidentView) -> Markup {
+    let action = match i.action {
+        "restarted" if i.restarts > 1 => format!("restarted ×{}", i.restarts),
+        "would_restart" => "would restart (alert-only)".to_owned(),
+        other => other.replace('_', " "),
+    };
+    html! {
+        tr class={ "inc inc-" (i.outcome) } id={ "i-" (i.id) } {
+            td { (i.opened_at.strftime("%Y-%m-%d %H:%M:%S")) }
+            td class="opt" { (i.app) }
+            td { (i.dyno) }
+            td { (i.trigger.replace('_', " ")) }
+            td { (action) }
+            td { span class={ "kind k-" (i.outcome) } { (i.outcome) } }
+            td class="num" { (format!("{:.1}", i.minutes_over_quota)) }
+        }
+        tr class="inc-events" {
+            td colspan="7" {
+                details {
+                    summary { (i.events.len()) " event" (plural(i.events.len())) }
+                    ul {
+                        @for e in &i.events {
+                            li {
+                                (e.at.strftime("%H:%M:%S")) " " (e.event.as_str().replace('_', " "))
+                                @if let Some(r) = e.reason { " (" (r.as_str()) ")" }
+                                @if let Some(m) = e.memory_total_mb { " at " (mb(m)) }
+                                @if let Some(d) = &e.detail { " — " (d) }
+                            }
+                        }
+                    }
+                }
             }
-        );
-    }
-    let _ = write!(
-        h,
-        "</select></label><input type=\"hidden\" name=\"range\" value=\"{}\"> <button>filter</button> <a href=\"{}\">restarts only</a> · <a href=\"{}\">R14 / R15</a></form>",
-        q.range.as_str(),
-        esc(&q.with("kind", Some("restart,restart_failed"))),
-        esc(&q.with("kind", Some("r14,r15")))
-    );
-    if p.events.is_empty() {
-        h.push_str("<p class=\"empty\">No events match.</p></section>");
-        return;
-    }
-    h.push_str("<div class=\"tablewrap\"><table class=\"events\"><thead><tr><th>time (UTC)</th><th class=\"opt\">app</th><th>dyno</th><th>event</th><th>reason</th><th class=\"num\">memory</th><th class=\"num opt\">quota</th><th class=\"num\">%</th></tr></thead><tbody>");
-    for e in &p.events {
-        let at = format!(
-            "{}{}",
-            e.at.strftime("%Y-%m-%d %H:%M:%S"),
-            ago_span(e.at, p.now)
-        );
-        let kind = e.event.as_str();
-        let total = e.memory_total_mb;
-        let quota = e.memory_quota_mb;
-        let mut reason = esc(e.reason.map_or("", |r| r.as_str()));
-        if let Some(d) = &e.detail {
-            let cut: String = d.chars().take(120).collect();
-            let _ = write!(
-                reason,
-                " <small title=\"{}\">{}{}</small>",
-                esc(d),
-                esc(&cut),
-                if cut.len() < d.len() { "…" } else { "" }
-            );
         }
-        if let Some(r) = &e.request_id {
-            let _ = write!(reason, " <small>request {}</small>", esc(r));
-        }
-        if let Some(c) = e.count {
-            let _ = write!(reason, " <small>count {c}</small>");
-        }
-        let _ = write!(
-            h,
-            "<tr class=\"ev-{kind}\"><td>{at}</td><td class=\"opt\">{}</td><td>{}</td><td><span class=\"kind k-{kind}\">{}</span></td><td>{reason}</td><td class=\"num\">{}</td><td class=\"num opt\">{}</td><td class=\"num\">{}</td></tr>",
-            esc(e.app.as_str()),
-            esc(e.dyno.as_ref().map_or("", |d| d.as_str())),
-            esc(&kind.replace('_', " ")),
-            total.map_or(String::new(), mb),
-            quota.map_or(String::new(), mb),
-            match (total, quota) {
-                (Some(t), Some(q)) if q > 0.0 => format!("{:.0}%", t / q * 100.0),
-                _ => String::new(),
-            },
-            kind = esc(kind),
-        );
     }
-    h.push_str("</tbody></table></div></section>");
+}
+
+/// The events table's columns: class and label.
+const EVENT_COLUMNS: &[(&str, &str)] = &[
+    ("", "time (UTC)"),
+    ("opt", "app"),
+    ("", "dyno"),
+    ("", "event"),
+    ("", "reason"),
+    ("num", "memory"),
+    ("num opt", "quota"),
+    ("num", "%"),
+];
+
+/// The events filter, then the recent events as rows.
+fn events_section(p: &PageData) -> Markup {
+    let rows: Vec<Markup> = p.events.iter().map(|e| event_row(p, e)).collect();
+    html! {
+        section id="events" {
+            h2 { "Recent events" }
+            (events_filter(p))
+            (table("events", EVENT_COLUMNS, &rows, "No events match."))
+        }
+    }
+}
+
+/// A table of the page — its columns (class, label), its rows — or, with
+/// no rows, a line saying so.
+fn table(class: &str, columns: &[(&str, &str)], rows: &[Markup], empty: &str) -> Markup {
+    html! {
+        @if rows.is_empty() {
+            p class="empty" { (empty) }
+        } @else {
+            div class="tablewrap" {
+                table class=(class) {
+                    thead {
+                        tr {
+                            @for (c, label) in columns {
+                                th class=[(!c.is_empty()).then_some(c)] { (label) }
+                            }
+                        }
+                    }
+                    tbody { @for r in rows { (r) } }
+                }
+            }
+        }
+    }
+}
+
+/// The filter form: app, dyno, event kind, and two shortcuts.
+fn events_filter(p: &PageData) -> Markup {
+    let q = &p.query;
+    let chosen = q.kinds.join(",");
+    html! {
+        form class="filter" method="get" action="/#events" {
+            label {
+                "app "
+                select name="app" {
+                    option value="" { "all" }
+                    @for a in &p.apps {
+                        option selected[q.app.as_deref() == Some(a.name.as_str())] { (a.name) }
+                    }
+                }
+            }
+            " "
+            label {
+                "dyno "
+                input name="dyno" size="8" placeholder="web.1" value=(q.dyno.as_deref().unwrap_or(""));
+            }
+            " "
+            label {
+                "event "
+                select name="kind" {
+                    option value="" { "all" }
+                    @for k in EventKind::ALL.iter().filter(|k| **k != EventKind::Sample) {
+                        option value=(k.as_str()) selected[chosen == k.as_str()] { (k.as_str()) }
+                    }
+                }
+            }
+            input type="hidden" name="range" value=(q.range.as_str());
+            " " button { "filter" } " "
+            a href=(q.with("kind", Some("restart,restart_failed"))) { "restarts only" }
+            " · "
+            a href=(q.with("kind", Some("r14,r15"))) { "R14 / R15" }
+        }
+    }
+}
+
+/// One event: when, where, what, why, and the memory it saw.
+fn event_row(p: &PageData, e: &Event) -> Markup {
+    let kind = e.event.as_str();
+    let (total, quota) = (e.memory_total_mb, e.memory_quota_mb);
+    html! {
+        tr class={ "ev-" (kind) } {
+            td { (e.at.strftime("%Y-%m-%d %H:%M:%S")) (ago_span(e.at, p.now)) }
+            td class="opt" { (e.app.as_str()) }
+            td { (e.dyno.as_ref().map_or("", |d| d.as_str())) }
+            td { span class={ "kind k-" (kind) } { (kind.replace('_', " ")) } }
+            td { (reason(e)) }
+            td class="num" { (total.map_or(String::new(), mb)) }
+            td class="num opt" { (quota.map_or(String::new(), mb)) }
+            td class="num" {
+                @if let (Some(t), Some(q)) = (total, quota.filter(|q| *q > 0.0)) {
+                    (format!("{:.0}%", t / q * 100.0))
+                }
+            }
+        }
+    }
+}
+
+/// An event's reason, its detail (cut, whole on hover), request id, count.
+fn reason(e: &Event) -> Markup {
+    html! {
+        (e.reason.map_or("", |r| r.as_str()))
+        @if let Some(d) = &e.detail {
+            @let cut: String = d.chars().take(120).collect();
+            " " small title=(d) { (cut) @if cut.len() < d.len() { "…" } }
+        }
+        @if let Some(r) = &e.request_id {
+            " " small { "request " (r) }
+        }
+        @if let Some(c) = e.count {
+            " " small { "count " (c) }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,16 +10,50 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
-use super::api::app_views;
+use super::respond;
 use super::views::{self, DynoStatus, DynoView};
 use crate::domain::event::EventKind;
 use crate::service::Shared;
+use crate::telemetry::Counters;
 
 /// Heroku's "MB" are mebibytes.
 const MIB: f64 = 1_048_576.0;
+
+/// The plain counters: name, help, and where this process counts it.
+type CounterOf = fn(&Counters) -> &AtomicU64;
+
+#[rustfmt::skip]
+const COUNTERS: &[(&str, &str, CounterOf)] = &[
+    ("dynoguard_drain_requests_total", "Drain POSTs accepted", |c| &c.drain_requests),
+    ("dynoguard_drain_bytes_total", "Drain body bytes received", |c| &c.drain_bytes),
+    ("dynoguard_frames_total", "Frames / lines read", |c| &c.frames),
+    ("dynoguard_frames_rejected_total", "Broken stretches or lines skipped", |c| &c.frames_rejected),
+    ("dynoguard_frames_repaired_total", "Frames with a wrong octet count, recovered", |c| &c.frames_repaired),
+    ("dynoguard_duplicate_batches_total", "Retried batches dropped by Logplex-Frame-Id", |c| &c.duplicate_batches),
+    ("dynoguard_msg_count_mismatch_total", "Batches whose Logplex-Msg-Count disagreed", |c| &c.msg_count_mismatch),
+    ("dynoguard_observations_total", "Platform lines used", |c| &c.observations),
+    ("dynoguard_l10_lost_messages_total", "Messages Logplex reported dropped (L10/L11)", |c| &c.samples_lost),
+    ("dynoguard_events_dropped_total", "Events not queued for store/notify (queue full)", |c| &c.events_dropped),
+    ("dynoguard_session_reconnects_total", "Log sessions reopened", |c| &c.session_reconnects),
+    ("dynoguard_lines_stale_total", "Samples not newer than the one applied for the instance (retries, reconnects, disorder)", |c| &c.lines_stale),
+    ("dynoguard_lines_replaced_total", "Lines of a dyno instance already replaced (preboot overlap, late lines)", |c| &c.lines_replaced),
+    ("dynoguard_lines_unclear_total", "Lines of a second instance of a dyno that nothing yet orders against the current one (nothing is decided meanwhile)", |c| &c.lines_unclear),
+    ("dynoguard_lines_foreign_total", "Samples whose dyno=heroku.N.… is not the app number setup recorded: another app's drain points at this app's URL", |c| &c.lines_foreign),
+    ("dynoguard_lines_repeated_total", "R14/R15 lines not newer than the last reported for the dyno (log-session reconnects, retried batches)", |c| &c.lines_repeated),
+    ("dynoguard_drain_auth_failures_total", "Drain POSTs with wrong or missing credentials (401)", |c| &c.drain_auth_failures),
+    ("dynoguard_bodies_too_large_total", "Drain bodies refused as too large (413)", |c| &c.bodies_too_large),
+    ("dynoguard_body_timeouts_total", "Drain bodies not received within the deadline (408)", |c| &c.body_timeouts),
+    ("dynoguard_unsupported_encoding_total", "Drain bodies refused for their Content-Encoding (415)", |c| &c.unsupported_encoding),
+    ("dynoguard_connections_refused_total", "Connections closed at once: the connection limit was reached", |c| &c.connections_refused),
+    ("dynoguard_connections_evicted_total", "Idle connections (no request head yet) closed to make room at the connection limit", |c| &c.connections_evicted),
+    ("dynoguard_accept_errors_total", "Failed accept() calls (e.g. out of file descriptors)", |c| &c.accept_errors),
+    ("dynoguard_rows_pruned_total", "Stored rows deleted by retention", |c| &c.rows_pruned),
+    ("dynoguard_l10_coalesced_total", "L10/L11 lines folded into the minute's first report", |c| &c.l10_coalesced),
+    ("dynoguard_timestamps_clamped_total", "Lines stamped more than a minute ahead, judged at their arrival", |c| &c.timestamps_clamped),
+    ("dynoguard_session_lines_total", "Lines read from log sessions", |c| &c.session_lines),
+];
 
 /// A label value, escaped as the exposition format wants.
 fn label(v: &str) -> String {
@@ -85,19 +119,40 @@ fn bytes(mb: Option<f64>) -> Option<f64> {
 }
 
 pub async fn metrics(State(s): State<Arc<Shared>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        render(&s),
-    )
-        .into_response()
+    respond::typed("text/plain; version=0.0.4; charset=utf-8", render(&s))
 }
 
+/// The whole exposition: this process, its counters, the labelled
+/// counters, the store and the Platform API, the apps, the dynos.
 pub fn render(s: &Shared) -> String {
     let mut o = Out(String::with_capacity(16 * 1024));
-    let c = &s.counters;
+    process(&mut o, s);
+    for (name, help, v) in COUNTERS {
+        o.counter(name, help, v(&s.counters));
+    }
+    o.counter(
+        "dynoguard_history_points_dropped_total",
+        "Per-minute history points dropped while the store was down too long",
+        &s.samples.minutes_dropped,
+    );
+    labelled_counters(&mut o, &s.counters);
+    platform_api(&mut o, s);
+    store(&mut o, s);
+    o.family(
+        "dynoguard_app_blind",
+        "gauge",
+        "1 while an app's logs arrive without memory samples (runtime metrics off or not restarted)",
+    );
+    for a in views::app_views(s) {
+        o.sample("dynoguard_app_blind", &[("app", &a.app)], u8::from(a.blind));
+    }
+    dynos(&mut o, &views::local_views(s, None));
+    replicas(&mut o, s);
+    o.0
+}
+
+/// Which dynoguard runs, since when.
+fn process(o: &mut Out, s: &Shared) {
     o.family(
         "dynoguard_build_info",
         "gauge",
@@ -114,147 +169,10 @@ pub fn render(s: &Shared) -> String {
         "When this process started (unix seconds)",
     );
     o.sample("dynoguard_start_time_seconds", &[], s.started.as_second());
-    let counters: [(&str, &str, &AtomicU64); 28] = [
-        (
-            "dynoguard_drain_requests_total",
-            "Drain POSTs accepted",
-            &c.drain_requests,
-        ),
-        (
-            "dynoguard_drain_bytes_total",
-            "Drain body bytes received",
-            &c.drain_bytes,
-        ),
-        ("dynoguard_frames_total", "Frames / lines read", &c.frames),
-        (
-            "dynoguard_frames_rejected_total",
-            "Broken stretches or lines skipped",
-            &c.frames_rejected,
-        ),
-        (
-            "dynoguard_frames_repaired_total",
-            "Frames with a wrong octet count, recovered",
-            &c.frames_repaired,
-        ),
-        (
-            "dynoguard_duplicate_batches_total",
-            "Retried batches dropped by Logplex-Frame-Id",
-            &c.duplicate_batches,
-        ),
-        (
-            "dynoguard_msg_count_mismatch_total",
-            "Batches whose Logplex-Msg-Count disagreed",
-            &c.msg_count_mismatch,
-        ),
-        (
-            "dynoguard_observations_total",
-            "Platform lines used",
-            &c.observations,
-        ),
-        (
-            "dynoguard_l10_lost_messages_total",
-            "Messages Logplex reported dropped (L10/L11)",
-            &c.samples_lost,
-        ),
-        (
-            "dynoguard_events_dropped_total",
-            "Events not queued for store/notify (queue full)",
-            &c.events_dropped,
-        ),
-        (
-            "dynoguard_session_reconnects_total",
-            "Log sessions reopened",
-            &c.session_reconnects,
-        ),
-        (
-            "dynoguard_lines_stale_total",
-            "Samples not newer than the one applied for the instance (retries, reconnects, disorder)",
-            &c.lines_stale,
-        ),
-        (
-            "dynoguard_lines_replaced_total",
-            "Lines of a dyno instance already replaced (preboot overlap, late lines)",
-            &c.lines_replaced,
-        ),
-        (
-            "dynoguard_lines_unclear_total",
-            "Lines of a second instance of a dyno that nothing yet orders against the current one (nothing is decided meanwhile)",
-            &c.lines_unclear,
-        ),
-        (
-            "dynoguard_lines_foreign_total",
-            "Samples whose dyno=heroku.N.… is not the app number setup recorded: another app's drain points at this app's URL",
-            &c.lines_foreign,
-        ),
-        (
-            "dynoguard_lines_repeated_total",
-            "R14/R15 lines not newer than the last reported for the dyno (log-session reconnects, retried batches)",
-            &c.lines_repeated,
-        ),
-        (
-            "dynoguard_drain_auth_failures_total",
-            "Drain POSTs with wrong or missing credentials (401)",
-            &c.drain_auth_failures,
-        ),
-        (
-            "dynoguard_bodies_too_large_total",
-            "Drain bodies refused as too large (413)",
-            &c.bodies_too_large,
-        ),
-        (
-            "dynoguard_body_timeouts_total",
-            "Drain bodies not received within the deadline (408)",
-            &c.body_timeouts,
-        ),
-        (
-            "dynoguard_unsupported_encoding_total",
-            "Drain bodies refused for their Content-Encoding (415)",
-            &c.unsupported_encoding,
-        ),
-        (
-            "dynoguard_connections_refused_total",
-            "Connections closed at once: the connection limit was reached",
-            &c.connections_refused,
-        ),
-        (
-            "dynoguard_connections_evicted_total",
-            "Idle connections (no request head yet) closed to make room at the connection limit",
-            &c.connections_evicted,
-        ),
-        (
-            "dynoguard_accept_errors_total",
-            "Failed accept() calls (e.g. out of file descriptors)",
-            &c.accept_errors,
-        ),
-        (
-            "dynoguard_rows_pruned_total",
-            "Stored rows deleted by retention",
-            &c.rows_pruned,
-        ),
-        (
-            "dynoguard_l10_coalesced_total",
-            "L10/L11 lines folded into the minute's first report",
-            &c.l10_coalesced,
-        ),
-        (
-            "dynoguard_timestamps_clamped_total",
-            "Lines stamped more than a minute ahead, judged at their arrival",
-            &c.timestamps_clamped,
-        ),
-        (
-            "dynoguard_session_lines_total",
-            "Lines read from log sessions",
-            &c.session_lines,
-        ),
-        (
-            "dynoguard_history_points_dropped_total",
-            "Per-minute history points dropped while the store was down too long",
-            &s.samples.minutes_dropped,
-        ),
-    ];
-    for (name, help, v) in counters {
-        o.counter(name, help, v);
-    }
+}
+
+/// Counters by a label: refused drain batches, events, restarts.
+fn labelled_counters(o: &mut Out, c: &Counters) {
     o.family(
         "dynoguard_drain_refused_total",
         "counter",
@@ -299,6 +217,10 @@ pub fn render(s: &Shared) -> String {
             n,
         );
     }
+}
+
+/// The Platform API: calls by status, the rate limit left.
+fn platform_api(o: &mut Out, s: &Shared) {
     o.family(
         "dynoguard_api_calls_total",
         "counter",
@@ -319,6 +241,10 @@ pub fn render(s: &Shared) -> String {
     if let Some(n) = s.client.rate_limit_remaining() {
         o.sample("dynoguard_heroku_ratelimit_remaining", &[], n);
     }
+}
+
+/// The store: outages so far, up now.
+fn store(o: &mut Out, s: &Shared) {
     o.family(
         "dynoguard_store_outages_total",
         "counter",
@@ -339,47 +265,45 @@ pub fn render(s: &Shared) -> String {
         &[],
         u8::from(s.store.health().failing().is_none()),
     );
-    o.family("dynoguard_app_blind", "gauge", "1 while an app's logs arrive without memory samples (runtime metrics off or not restarted)");
-    for a in app_views(s) {
-        o.sample("dynoguard_app_blind", &[("app", &a.app)], u8::from(a.blind));
-    }
+}
 
-    let dynos = views::local_views(s, None);
-    let total = |d: &DynoView| d.last_sample.as_ref().and_then(|x| x.memory_total_mb);
+/// Per dyno: memory figures, threshold, last sample, state, attention.
+fn dynos(o: &mut Out, dynos: &[DynoView]) {
+    let memory = |d: &DynoView| d.last_sample.as_ref().map(|x| x.memory).unwrap_or_default();
     o.dyno_gauge(
         "dynoguard_dyno_memory_bytes",
         "memory_total of the dyno's latest sample",
-        &dynos,
-        |d| bytes(total(d)),
+        dynos,
+        |d| bytes(memory(d).total),
     );
     o.dyno_gauge(
         "dynoguard_dyno_memory_rss_bytes",
         "memory_rss of the dyno's latest sample",
-        &dynos,
-        |d| bytes(d.last_sample.as_ref().and_then(|x| x.memory_rss_mb)),
+        dynos,
+        |d| bytes(memory(d).rss),
     );
     o.dyno_gauge(
         "dynoguard_dyno_memory_swap_bytes",
         "memory_swap of the dyno's latest sample",
-        &dynos,
-        |d| bytes(d.last_sample.as_ref().and_then(|x| x.memory_swap_mb)),
+        dynos,
+        |d| bytes(memory(d).swap),
     );
     o.dyno_gauge(
         "dynoguard_dyno_memory_quota_bytes",
         "memory_quota of the dyno (its size)",
-        &dynos,
-        |d| bytes(d.last_sample.as_ref().and_then(|x| x.memory_quota_mb)),
+        dynos,
+        |d| bytes(memory(d).quota),
     );
     o.dyno_gauge(
         "dynoguard_dyno_memory_threshold_bytes",
         "Restart threshold of the dyno",
-        &dynos,
+        dynos,
         |d| bytes(d.threshold_mb),
     );
     o.dyno_gauge(
         "dynoguard_dyno_last_sample_timestamp_seconds",
         "Log time of the dyno's latest memory sample (unix seconds)",
-        &dynos,
+        dynos,
         |d| d.sample_at.map(|t| t.as_millisecond() as f64 / 1000.0),
     );
     o.family(
@@ -387,7 +311,7 @@ pub fn render(s: &Shared) -> String {
         "gauge",
         "1 for the dyno's current state (ok, over, restarting, stale), 0 for the others",
     );
-    for d in &dynos {
+    for d in dynos {
         let [a, t, n] = dyno_labels(d);
         for st in DynoStatus::ALL {
             o.sample(
@@ -400,17 +324,15 @@ pub fn render(s: &Shared) -> String {
     o.dyno_gauge(
         "dynoguard_dyno_needs_attention",
         "1 if the dyno needs attention (over, restarting, restart failed, flapping, stale, two instances unordered): the definition the page and /api/dynos use",
-        &dynos,
+        dynos,
         |d| Some(f64::from(u8::from(d.needs_attention()))),
     );
     o.dyno_gauge(
         "dynoguard_dyno_recent_restarts",
         "Restarts of the dyno decided within its flap window",
-        &dynos,
+        dynos,
         |d| Some(d.recent_restarts as f64),
     );
-    replicas(&mut o, s);
-    o.0
 }
 
 /// The replica's role and what it forwards (SPEC §10).
@@ -462,8 +384,7 @@ fn replicas(o: &mut Out, s: &Shared) {
         ),
     ];
     for (name, help, v) in counters {
-        o.family(name, "counter", help);
-        o.sample(name, &[], v.load(Ordering::Relaxed));
+        o.counter(name, help, v);
     }
     o.family(
         "dynoguard_observations_queued",

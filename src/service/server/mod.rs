@@ -8,6 +8,7 @@ pub mod dashboard;
 mod drain;
 pub mod listen;
 mod metrics;
+mod respond;
 pub mod views;
 
 use std::sync::Arc;

@@ -8,7 +8,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use crate::decide::state::{DynoSnapshot, is_stale};
-use crate::domain::Megabytes;
+use crate::domain::{Megabytes, MemoryMb};
 use crate::service::{AppRuntime, Shared};
 use crate::store::SampleRow;
 
@@ -91,12 +91,11 @@ pub struct DynoView {
     pub sample_at: Option<Timestamp>,
 }
 
+/// A dyno's latest sample: its figures and its log time.
 #[derive(Debug, Clone, Serialize)]
 pub struct SampleView {
-    pub memory_total_mb: Option<f64>,
-    pub memory_rss_mb: Option<f64>,
-    pub memory_swap_mb: Option<f64>,
-    pub memory_quota_mb: Option<f64>,
+    #[serde(flatten)]
+    pub memory: MemoryMb,
     pub at: String,
 }
 
@@ -111,13 +110,6 @@ fn status_of(d: &DynoSnapshot, now: Timestamp) -> DynoStatus {
         DynoStatus::Over
     } else {
         DynoStatus::Ok
-    }
-}
-
-fn percent(total: Option<f64>, quota: Option<f64>) -> Option<f64> {
-    match (total, quota) {
-        (Some(t), Some(q)) if q > 0.0 => Some(t * 100.0 / q),
-        _ => None,
     }
 }
 
@@ -148,7 +140,7 @@ fn attention_of(d: &DynoSnapshot, state: DynoStatus) -> Vec<Attention> {
 }
 
 fn engine_view(app: &AppRuntime, d: &DynoSnapshot, now: Timestamp) -> DynoView {
-    let quota = d.memory.quota;
+    let memory = d.memory.mb();
     let state = status_of(d, now);
     DynoView {
         app: app.config.name.to_string(),
@@ -160,17 +152,11 @@ fn engine_view(app: &AppRuntime, d: &DynoSnapshot, now: Timestamp) -> DynoView {
         recent_restarts: d.restarts_in_flap_window,
         incident: d.incident.clone(),
         last_sample: d.sample_at.map(|at| SampleView {
-            memory_total_mb: d.memory.total.map(Megabytes::get),
-            memory_rss_mb: d.memory.rss.map(Megabytes::get),
-            memory_swap_mb: d.memory.swap.map(Megabytes::get),
-            memory_quota_mb: quota.map(Megabytes::get),
+            memory,
             at: at.to_string(),
         }),
         threshold_mb: d.threshold.map(Megabytes::get),
-        percent_of_quota: percent(
-            d.memory.total.map(Megabytes::get),
-            quota.map(Megabytes::get),
-        ),
+        percent_of_quota: memory.percent_of_quota(),
         last_restart: d.last_restart.map(|at| at.to_string()),
         seen_here: true,
         sample_at: d.sample_at,
@@ -181,12 +167,12 @@ fn engine_view(app: &AppRuntime, d: &DynoSnapshot, now: Timestamp) -> DynoView {
 fn store_view(app: &AppRuntime, r: &SampleRow, now: Timestamp) -> DynoView {
     let process_type = r.dyno.rsplit_once('.').map_or(r.dyno.as_str(), |(t, _)| t);
     let judging = app.config.policy.judging(process_type);
-    let quota = r.quota.map(Megabytes);
+    let quota = r.memory.quota.map(Megabytes);
     let limit = judging.threshold.limit(quota).map(Megabytes::get);
     let at = crate::store::from_millis(r.at);
     let state = if is_stale(Some(at), now) {
         DynoStatus::Stale
-    } else if r.total.zip(limit).is_some_and(|(t, l)| t > l) {
+    } else if r.memory.total.zip(limit).is_some_and(|(t, l)| t > l) {
         DynoStatus::Over
     } else {
         DynoStatus::Ok
@@ -198,14 +184,11 @@ fn store_view(app: &AppRuntime, r: &SampleRow, now: Timestamp) -> DynoView {
         instance: r.instance.clone(),
         state,
         last_sample: Some(SampleView {
-            memory_total_mb: r.total,
-            memory_rss_mb: r.rss,
-            memory_swap_mb: r.swap,
-            memory_quota_mb: r.quota,
+            memory: r.memory,
             at: at.to_string(),
         }),
         threshold_mb: limit,
-        percent_of_quota: percent(r.total, r.quota),
+        percent_of_quota: r.memory.percent_of_quota(),
         last_restart: None,
         seen_here: false,
         attention: match state {
@@ -217,6 +200,40 @@ fn store_view(app: &AppRuntime, r: &SampleRow, now: Timestamp) -> DynoView {
         incident: None,
         sample_at: Some(at),
     }
+}
+
+/// One watched app: how it is fed, how many dynos, whether it is blind.
+#[derive(Serialize)]
+pub struct AppView {
+    pub app: String,
+    pub source: &'static str,
+    pub dynos: usize,
+    /// Lines arrive but no memory sample for `blind_after`.
+    pub blind: bool,
+    pub blind_since: Option<String>,
+    /// How to fix blindness (set while blind).
+    pub hint: Option<String>,
+}
+
+/// Every watched app, as `/api/apps` and `/metrics` show it.
+pub fn app_views(s: &Shared) -> Vec<AppView> {
+    s.apps
+        .iter()
+        .map(|a| {
+            let e = a.lock();
+            let since = e.blind_since();
+            AppView {
+                app: a.config.name.to_string(),
+                source: a.config.source.as_str(),
+                dynos: e.dyno_count(),
+                blind: since.is_some(),
+                blind_since: since.map(|t| t.to_string()),
+                hint: since.map(|_| {
+                    crate::decide::blind::hint(&a.config.name, a.config.policy.blind_after)
+                }),
+            }
+        })
+        .collect()
 }
 
 /// The dynos this replica's engines know (what `/metrics` reports: this
