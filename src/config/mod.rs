@@ -3,11 +3,15 @@
 //! many-apps setup, [`file`]). Every value is parsed and checked here, once;
 //! problems are collected so `check` can list them all.
 
+mod build;
 pub mod describe;
+mod entry;
 pub mod env;
 pub mod file;
 pub mod knobs;
 pub mod names;
+pub(crate) mod settings;
+mod toml_value;
 pub mod tuning;
 
 use std::fmt;
@@ -211,20 +215,6 @@ pub(crate) struct Collect {
 }
 
 impl Collect {
-    pub fn problem(&mut self, at: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem {
-            at: at.into(),
-            message: message.into(),
-        });
-    }
-
-    pub fn server(&mut self, at: impl Into<String>, message: impl Into<String>) {
-        self.server.push(Problem {
-            at: at.into(),
-            message: message.into(),
-        });
-    }
-
     pub fn warn(&mut self, at: impl Into<String>, message: impl Into<String>) {
         self.warnings.push(Problem {
             at: at.into(),
@@ -274,32 +264,25 @@ pub fn check_store_url(url: &str) -> Result<(), String> {
 
 /// The Platform API base URL: https (http only to this machine, for tests
 /// and local proxies; anywhere else it is a warning: the token would travel
-/// in clear).
-pub(crate) fn check_api_url(raw: &str, c: &mut Collect, at: &str) {
+/// in clear). An error is a problem for `serve` only.
+pub(crate) fn check_api_url(raw: &str) -> knobs::Outcome {
     match url::Url::parse(raw) {
-        Ok(u) if u.scheme() == "https" && u.host_str().is_some() => {}
+        Ok(u) if u.scheme() == "https" && u.host_str().is_some() => Ok(None),
         Ok(u) if u.scheme() == "http" && u.host_str().is_some() => {
-            if !is_loopback(&u) {
-                c.warn(
-                    at,
-                    format!(
-                        "{} is plain http: the API token would travel unencrypted",
-                        redact_url(raw)
-                    ),
-                );
-            }
+            Ok((!is_loopback(&u)).then(|| {
+                format!(
+                    "{} is plain http: the API token would travel unencrypted",
+                    redact_url(raw)
+                )
+            }))
         }
-        Ok(u) => c.server(
-            at,
-            format!(
-                "{}:// is not allowed; use an https:// URL (default {DEFAULT_HEROKU_API_URL})",
-                u.scheme()
-            ),
-        ),
-        Err(_) => c.server(
-            at,
-            format!("not a URL; use an https:// URL (default {DEFAULT_HEROKU_API_URL})"),
-        ),
+        Ok(u) => Err(format!(
+            "{}:// is not allowed; use an https:// URL (default {DEFAULT_HEROKU_API_URL})",
+            u.scheme()
+        )),
+        Err(_) => Err(format!(
+            "not a URL; use an https:// URL (default {DEFAULT_HEROKU_API_URL})"
+        )),
     }
 }
 
