@@ -10,17 +10,18 @@ use secrecy::SecretString;
 use super::entry::{AppEntries, Entries, Entry, Found, Item, Origin, Scope, TypeEntries};
 use super::env::{Env, Need, type_prefix};
 use super::knobs::{self, Knob, Outcome};
-use super::settings::{AppDraft, Global, NotifyDraft, SETTINGS, Section, Set, Setting, WithFile};
+use super::settings::{AppDraft, NotifyDraft, SETTINGS, Section, Set, Setting, WithFile};
 use super::{
     AppConfig, Config, ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_DATABASE_URL,
-    DEFAULT_HEROKU_API_URL, DEFAULT_PORT, LogFormat, NotifyConfig, Origins, ServerConfig, Source,
+    DEFAULT_HEROKU_API_URL, DEFAULT_PORT, LogFormat, NotifyConfig, Origins, ServerConfig,
 };
 use crate::decide::policy::{AppPolicy, DynoTypes, Policy, is_process_type};
 
 /// Builds the configuration, or says every problem that matters for `need`.
 pub(crate) fn build(e: Entries, env: &Env, need: Need) -> Result<Config, ConfigError> {
     let mut found = e.found;
-    let (g, labels) = global(&e.global, &mut found);
+    let mut cfg = defaults();
+    let origin = global(&e.global, &mut cfg, &mut found);
     let mut base = AppDraft::default();
     for s in Setting::in_section(Section::Defaults) {
         if let (Some(item), _) = pick(&e.defaults, s) {
@@ -28,27 +29,26 @@ pub(crate) fn build(e: Entries, env: &Env, need: Need) -> Result<Config, ConfigE
         }
     }
     let mut defaults_set = Vec::new();
-    let defaults = policy(
+    let policy_defaults = policy(
         &Policy::default(),
         &e.defaults.knobs,
         &mut defaults_set,
         &mut found,
     );
-    let mut apps: Vec<AppConfig> = Vec::new();
     for a in &e.apps {
-        if let Some(app) = app(a, &base, (&defaults, &defaults_set), &mut found) {
-            apps.push(app);
+        if let Some(app) = app(a, &base, (&policy_defaults, &defaults_set), &mut found) {
+            cfg.apps.push(app);
         }
     }
-    let notify = e
+    cfg.notify = e
         .notify
         .iter()
         .filter_map(|n| notify(n, &mut found))
         .collect();
-    let dry_run = match &e.dry_run_switch {
-        Some(switch) => dry_run_switch(switch, &mut apps, &mut found),
+    cfg.origins.dry_run = match &e.dry_run_switch {
+        Some(switch) => dry_run_switch(switch, &mut cfg.apps, &mut found),
         None if e.file.is_some() => "file".into(),
-        None => label(
+        None => dry_run_origin(
             e.defaults
                 .knobs
                 .iter()
@@ -57,48 +57,51 @@ pub(crate) fn build(e: Entries, env: &Env, need: Need) -> Result<Config, ConfigE
         ),
     };
     let file = e.file.as_ref().map(|(f, read)| (f.as_str(), read));
-    super::env::warn_unread(env, &apps, file, &mut found);
-    let warnings = found.finish(need)?;
+    super::env::warn_unread(env, &cfg.apps, file, &mut found);
+    cfg.warnings = found.finish(need)?;
 
-    let shown = |key: &str| labels.get(key).cloned().flatten();
-    let dashboard_origin = match (&g.dashboard_password, &g.drain_password) {
-        (Some(_), _) => shown("dashboard_password"),
-        (None, Some(_)) => shown("drain_password"),
+    // The dashboard's password falls back to the drain's (SPEC §5.1).
+    let server = &mut cfg.server;
+    let dashboard = match (&server.dashboard_password, &server.drain_password) {
+        (Some(_), _) => origin("dashboard_password"),
+        (None, Some(p)) => {
+            server.dashboard_password = Some(p.clone());
+            origin("drain_password")
+        }
         (None, None) => Some("not set".into()),
     };
     let or_default = |l: Option<String>| l.unwrap_or_else(|| "default".into());
-    Ok(Config {
-        server: ServerConfig {
-            port: g.port.unwrap_or(DEFAULT_PORT),
-            dashboard_password: g.dashboard_password.or_else(|| g.drain_password.clone()),
-            drain_password: g.drain_password,
-            body_limit: g.body_limit.unwrap_or(DEFAULT_BODY_LIMIT),
-        },
-        database_url: SecretString::from(
-            g.database_url
-                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
-        ),
-        heroku_api_url: g
-            .heroku_api_url
-            .unwrap_or_else(|| DEFAULT_HEROKU_API_URL.to_owned()),
-        log_format: g.log_format.unwrap_or(LogFormat::Text),
-        apps,
-        notify,
-        public_url: g.public_url,
-        origins: Origins {
-            port: or_default(shown("port")),
-            database_url: or_default(shown("url")),
-            dashboard_password: or_default(dashboard_origin),
-            dry_run,
-            log_format: or_default(shown("log_format")),
-            heroku_api_url: or_default(shown("heroku_api_url")),
-        },
-        warnings,
-    })
+    cfg.origins.port = or_default(origin("port"));
+    cfg.origins.database_url = or_default(origin("url"));
+    cfg.origins.dashboard_password = or_default(dashboard);
+    cfg.origins.log_format = or_default(origin("log_format"));
+    cfg.origins.heroku_api_url = or_default(origin("heroku_api_url"));
+    Ok(cfg)
 }
 
-/// `PORT (environment)`, `server.port (file)`, or nothing when unset.
-fn label(e: Option<&Entry>) -> String {
+/// The configuration before anything is set: every built-in default.
+fn defaults() -> Config {
+    Config {
+        server: ServerConfig {
+            port: DEFAULT_PORT,
+            drain_password: None,
+            dashboard_password: None,
+            body_limit: DEFAULT_BODY_LIMIT,
+        },
+        database_url: SecretString::from(DEFAULT_DATABASE_URL.to_owned()),
+        heroku_api_url: DEFAULT_HEROKU_API_URL.to_owned(),
+        log_format: LogFormat::Text,
+        apps: Vec::new(),
+        notify: Vec::new(),
+        public_url: None,
+        origins: Origins::default(),
+        warnings: Vec::new(),
+    }
+}
+
+/// Where dry run came from without a file: `DYNOGUARD_DRY_RUN`, or the
+/// built-in default.
+fn dry_run_origin(e: Option<&Entry>) -> String {
     match e.map(|e| &e.origin) {
         Some(Origin::Env(var)) => format!("{var} (environment)"),
         Some(Origin::File { .. }) => "file".into(),
@@ -161,24 +164,25 @@ fn set_app(d: &mut AppDraft, item: &Item, found: &mut Found) {
     }
 }
 
-/// `[server]` and `[store]`, and where each came from (by key).
-fn global(scope: &Scope, found: &mut Found) -> (Global, BTreeMap<&'static str, Option<String>>) {
-    let mut g = Global::default();
-    let mut labels = BTreeMap::new();
+/// `[server]` and `[store]` into `cfg`; returns where each came from, by
+/// key, for `check`.
+fn global(
+    scope: &Scope,
+    cfg: &mut Config,
+    found: &mut Found,
+) -> impl Fn(&str) -> Option<String> + use<> {
+    let mut labels: BTreeMap<&'static str, String> = BTreeMap::new();
     for s in SETTINGS.iter() {
         let Set::Global(f) = s.set else { continue };
         let (item, label) = pick(scope, s);
         if let Some(Item { entry: e, .. }) = item {
-            said(
-                found,
-                &e.origin,
-                s.serve_only,
-                f(&mut g, &e.value, &e.origin),
-            );
+            said(found, &e.origin, s.serve_only, f(cfg, &e.value, &e.origin));
         }
-        labels.insert(s.key, label);
+        if let Some(label) = label {
+            labels.insert(s.key, label);
+        }
     }
-    (g, labels)
+    move |key| labels.get(key).cloned()
 }
 
 /// `base` with `knobs` applied in order, each taken one listed in `set_by`.
@@ -213,7 +217,7 @@ fn app(
     }
     let mut app_set = defaults_set.clone();
     let app_defaults = policy(defaults, &a.scope.knobs, &mut app_set, found);
-    let dyno_types = d.dyno_types.clone().unwrap_or_default();
+    let dyno_types = d.policy.dyno_types.clone();
     let written = a.scope.get("dyno_types").map(|i| i.entry.value.as_str());
     let mut per_type: BTreeMap<String, Policy> = BTreeMap::new();
     let mut set_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -235,14 +239,13 @@ fn app(
     Some(AppConfig {
         name: d.name?,
         api_token: d.api_token,
-        source: d.source.unwrap_or(Source::Drain),
+        source: d.source,
         drain_token: d.drain_token,
         drain_password: d.drain_password,
         policy: AppPolicy {
-            dyno_types,
             defaults: app_defaults,
             per_type,
-            blind_after: d.blind_after.unwrap_or(knobs::DEFAULT_BLIND_AFTER),
+            ..d.policy
         },
         set_by,
     })

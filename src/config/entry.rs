@@ -70,6 +70,16 @@ pub(crate) struct Entry {
     pub origin: Origin,
 }
 
+impl Entry {
+    /// `value` as variable `var` holds it.
+    pub fn env(var: &str, value: &str) -> Self {
+        Self {
+            value: value.to_owned(),
+            origin: Origin::Env(var.to_owned()),
+        }
+    }
+}
+
 /// A setting of the table with its value.
 pub(crate) struct Item {
     pub setting: &'static Setting,

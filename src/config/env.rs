@@ -88,28 +88,9 @@ pub(crate) fn event_list<'a>(
 
 /// The variable of `s` that is set (its name, else an alias), as an entry.
 fn var_entry(env: &Env, s: &Setting) -> Option<Entry> {
-    s.env.iter().find_map(|var| {
-        get(env, var).map(|v| Entry {
-            value: v.to_owned(),
-            origin: Origin::Env((*var).to_owned()),
-        })
-    })
-}
-
-/// Where a row's entry goes: the server's, the defaults', the app's or the
-/// notification's settings.
-fn scope_of<'e>(
-    e: &'e mut Entries,
-    app: &'e mut Scope,
-    slack: &'e mut Scope,
-    s: &Setting,
-) -> &'e mut Scope {
-    match s.section {
-        Section::Server | Section::Store => &mut e.global,
-        Section::Defaults => &mut e.defaults,
-        Section::App => app,
-        Section::Notify => slack,
-    }
+    s.env
+        .iter()
+        .find_map(|var| get(env, var).map(|v| Entry::env(var, v)))
 }
 
 /// The environment as the configuration: one app (`APP_ID_OR_NAME`), its
@@ -119,75 +100,38 @@ fn read(env: &Env, need: Need) -> Entries {
     let mut app = AppEntries::default();
     let mut slack = Scope::default();
     for s in &SETTINGS {
-        if let Some(entry) = var_entry(env, s) {
-            scope_of(&mut e, &mut app.scope, &mut slack, s)
-                .items
-                .push(Item { setting: s, entry });
-        }
+        let Some(entry) = var_entry(env, s) else {
+            continue;
+        };
+        let scope = match s.section {
+            Section::Server | Section::Store => &mut e.global,
+            Section::Defaults => &mut e.defaults,
+            Section::App => &mut app.scope,
+            Section::Notify => &mut slack,
+        };
+        scope.items.push(Item { setting: s, entry });
     }
-    let name_row = SETTINGS
-        .iter()
-        .find(|s| s.section == Section::App && s.key == "name");
     if app.scope.get("name").is_none() {
-        let origin = Origin::Env("APP_ID_OR_NAME".into());
-        match (need, name_row) {
+        let var = "APP_ID_OR_NAME";
+        match (need, Setting::row(Section::App, "name")) {
             (Need::App, _) => e.found.problem(
-                &origin,
+                &Origin::Env(var.into()),
                 false,
                 "required: the name or id of the Heroku app to watch (or pass --config FILE, or a TOML document in DYNOGUARD_CONFIG_TOML)",
             ),
             (Need::Nothing, Some(setting)) => app.scope.items.push(Item {
                 setting,
-                entry: Entry {
-                    value: REPLAY_APP.into(),
-                    origin,
-                },
+                entry: Entry::env(var, REPLAY_APP),
             }),
             (Need::Nothing, None) => {}
         }
     }
-    for knob in &KNOBS {
-        let var = format!("{DEFAULT_PREFIX}_{}", knob.env);
-        if let Some(v) = get(env, &var) {
-            let origin = Origin::Env(var);
-            e.defaults.knobs.push((
-                knob,
-                Entry {
-                    value: v.into(),
-                    origin,
-                },
-            ));
-        }
-    }
-    for (var, value) in env {
-        let Some((prefix, knob)) = Knob::by_var(var) else {
-            continue;
-        };
-        if prefix == DEFAULT_PREFIX || value.trim().is_empty() {
-            continue;
-        }
-        let origin = Origin::Env(var.clone());
-        let entry = Entry {
-            value: value.trim().to_owned(),
-            origin: origin.clone(),
-        };
-        app.types.push(TypeEntries {
-            name: prefix.to_owned(),
-            origin,
-            knobs: vec![(knob, entry)],
-        });
-    }
+    knob_vars(env, &mut e.defaults, &mut app);
     e.apps.push(app);
     if slack.get("url").is_some() {
         // The environment's one sink is Slack: its kind is its name.
-        let kind = SETTINGS
-            .iter()
-            .find(|s| s.section == Section::Notify && s.key == "kind");
-        if let Some(setting) = kind {
-            let entry = Entry {
-                value: "slack".into(),
-                origin: Origin::Env("SLACK_WEBHOOK_URL".into()),
-            };
+        if let Some(setting) = Setting::row(Section::Notify, "kind") {
+            let entry = Entry::env("SLACK_WEBHOOK_URL", "slack");
             slack.items.push(Item { setting, entry });
         }
     } else if slack.get("events").is_some() {
@@ -197,6 +141,30 @@ fn read(env: &Env, need: Need) -> Entries {
     }
     e.notify.push(slack);
     e
+}
+
+/// `DYNOGUARD_{KNOB}` as the defaults' knobs; `{TYPE}_{KNOB}` each as the
+/// knob of the type its prefix names (resolved once the types are known).
+fn knob_vars(env: &Env, defaults: &mut Scope, app: &mut AppEntries) {
+    for knob in &KNOBS {
+        let var = format!("{DEFAULT_PREFIX}_{}", knob.env);
+        if let Some(v) = get(env, &var) {
+            defaults.knobs.push((knob, Entry::env(&var, v)));
+        }
+    }
+    for (var, value) in env {
+        let Some((prefix, knob)) = Knob::by_var(var) else {
+            continue;
+        };
+        if prefix == DEFAULT_PREFIX || value.trim().is_empty() {
+            continue;
+        }
+        app.types.push(TypeEntries {
+            name: prefix.to_owned(),
+            origin: Origin::Env(var.clone()),
+            knobs: vec![(knob, Entry::env(var, value.trim()))],
+        });
+    }
 }
 
 /// With a file: the variables that win over it or stand in for what it
@@ -212,10 +180,7 @@ pub(crate) fn read_with_file(env: &Env, e: &mut Entries) {
         }
     }
     let var = format!("{DEFAULT_PREFIX}_DRY_RUN");
-    e.dry_run_switch = get(env, &var).map(|v| Entry {
-        value: v.to_owned(),
-        origin: Origin::Env(var.clone()),
-    });
+    e.dry_run_switch = get(env, &var).map(|v| Entry::env(&var, v));
 }
 
 /// Warns about variables that are set but read by nothing: with a file,

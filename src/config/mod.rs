@@ -1,7 +1,10 @@
 //! Configuration: one [`Config`] built either from the environment
 //! (dark_knight's variables, [`env`]) or from a TOML file (whacamole's
-//! many-apps setup, [`file`]). Every value is parsed and checked here, once;
-//! problems are collected so `check` can list them all.
+//! many-apps setup, [`file`]). Both sources only read: each turns what it
+//! finds into entries (setting, value, origin — `entry`), and one validator
+//! (`build`) checks every value through its row of the settings' table
+//! ([`settings`]) or of the knobs' ([`knobs`]), once; problems are collected
+//! so `check` can list them all.
 
 mod build;
 pub mod describe;
@@ -82,9 +85,10 @@ impl LogFormat {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Source {
     /// Logs arrive on `POST /logs[/{app}]`.
+    #[default]
     Drain,
     /// dynoguard opens log sessions itself.
     LogSession,
@@ -396,6 +400,15 @@ pub fn load_from(
         (None, Some(doc)) => file::parse_for(CONFIG_TOML_VAR, doc, vars, need),
         (None, None) => env::from_env(vars, need),
     }
+}
+
+/// The config vars the settings read (names and aliases, from the one
+/// table of settings; the knobs' `{TYPE}_{KNOB}` are not listed): what
+/// `app.json` must offer.
+pub fn variables() -> impl Iterator<Item = &'static str> {
+    settings::SETTINGS
+        .iter()
+        .flat_map(|s| s.env.iter().copied())
 }
 
 /// [`load_from`] with this process's environment.

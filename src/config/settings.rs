@@ -3,20 +3,19 @@
 //! value is checked and stored ([`SETTINGS`]). The policy knobs have their
 //! own table ([`super::knobs::KNOBS`]) because they repeat per type.
 //!
-//! Adding a setting is one row here plus its field (in [`Global`],
-//! [`AppDraft`] or [`NotifyDraft`] and in [`super::Config`]), and one row
-//! in the README's configuration table — a test below holds the README to
+//! Adding a setting is one row here plus its field (in [`super::Config`],
+//! [`AppDraft`] or [`NotifyDraft`]) and its setter, and one row in the
+//! README's configuration table — a test below holds the README to
 //! this table. The TOML reader, the environment reader, the unknown-key and
 //! misspelt-variable checks all read it.
 
-use jiff::SignedDuration;
 use secrecy::SecretString;
 
 use super::entry::Origin;
 use super::env::event_list;
 use super::knobs::{self, Outcome};
-use super::{LogFormat, NotifyKind, Source};
-use crate::decide::policy::DynoTypes;
+use super::{Config, LogFormat, NotifyKind, Source};
+use crate::decide::policy::{AppPolicy, DynoTypes};
 use crate::domain::AppName;
 use crate::domain::event::EventKind;
 
@@ -32,13 +31,7 @@ pub enum Section {
 
 impl Section {
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Server => "server",
-            Self::Store => "store",
-            Self::Defaults => "defaults",
-            Self::App => "app",
-            Self::Notify => "notify",
-        }
+        ["server", "store", "defaults", "app", "notify"][self as usize]
     }
 }
 
@@ -67,9 +60,11 @@ pub enum Shape {
     Secret,
 }
 
-/// Where a checked value goes.
+/// Where a checked value goes: the configuration itself (`[server]`,
+/// `[store]`), an app (`[defaults]` is the app every app starts from), or
+/// a notification sink.
 pub enum Set {
-    Global(fn(&mut Global, &str, &Origin) -> Outcome),
+    Global(fn(&mut Config, &str, &Origin) -> Outcome),
     App(fn(&mut AppDraft, &str, &Origin) -> Outcome),
     Notify(fn(&mut NotifyDraft, &str, &Origin) -> Outcome),
 }
@@ -97,31 +92,23 @@ impl Setting {
     pub fn in_section(section: Section) -> impl Iterator<Item = &'static Setting> {
         SETTINGS.iter().filter(move |s| s.section == section)
     }
+
+    /// The row of `key` in `section`.
+    pub fn row(section: Section, key: &str) -> Option<&'static Setting> {
+        Self::in_section(section).find(|s| s.key == key)
+    }
 }
 
-/// `[server]` and `[store]`: one per configuration.
-#[derive(Default)]
-pub struct Global {
-    pub port: Option<u16>,
-    pub drain_password: Option<SecretString>,
-    pub dashboard_password: Option<SecretString>,
-    pub body_limit: Option<usize>,
-    pub log_format: Option<LogFormat>,
-    pub heroku_api_url: Option<String>,
-    pub public_url: Option<String>,
-    pub database_url: Option<String>,
-}
-
-/// One app's settings (`[defaults]` holds the ones every app inherits).
+/// One app's settings before its name is known to be good.
 #[derive(Default, Clone)]
 pub struct AppDraft {
     pub name: Option<AppName>,
     pub api_token: Option<SecretString>,
-    pub source: Option<Source>,
+    pub source: Source,
     pub drain_token: Option<String>,
     pub drain_password: Option<SecretString>,
-    pub dyno_types: Option<DynoTypes>,
-    pub blind_after: Option<SignedDuration>,
+    /// Its types and `blind_after`; the knobs are applied later.
+    pub policy: AppPolicy,
 }
 
 #[derive(Default)]
@@ -150,23 +137,33 @@ fn one_of<T>(v: &str, o: &Origin, words: [(&str, T); 2]) -> Result<T, String> {
     }
 }
 
-fn port(g: &mut Global, v: &str, _: &Origin) -> Outcome {
+fn port(c: &mut Config, v: &str, _: &Origin) -> Outcome {
     match v.parse::<u16>() {
-        Ok(p) if p > 0 => g.port = Some(p),
+        Ok(p) if p > 0 => c.server.port = p,
         _ => return Err(format!("{v:?} is not allowed; use a port from 1 to 65535")),
     }
     Ok(None)
 }
 
-fn body_limit(g: &mut Global, v: &str, _: &Origin) -> Outcome {
-    // Bytes, or a size in MB (`10MB`); the float is a whole number of
-    // bytes within the range checked next, so the cast truncates nothing.
+fn drain_password(c: &mut Config, v: &str, _: &Origin) -> Outcome {
+    c.server.drain_password = secret(v);
+    Ok(None)
+}
+
+fn dashboard_password(c: &mut Config, v: &str, _: &Origin) -> Outcome {
+    c.server.dashboard_password = secret(v);
+    Ok(None)
+}
+
+fn body_limit(c: &mut Config, v: &str, _: &Origin) -> Outcome {
+    // Bytes, or a size in MB (`10MB`); only a result within the range
+    // below is kept, so the float-to-integer cast loses nothing that counts.
     let bytes = v
         .parse::<usize>()
         .ok()
         .or_else(|| knobs::parse_size(v).map(|m| (m.0 * 1024.0 * 1024.0) as usize));
     match bytes {
-        Some(n) if (1024..=1024 * 1024 * 1024).contains(&n) => g.body_limit = Some(n),
+        Some(n) if (1024..=1024 * 1024 * 1024).contains(&n) => c.server.body_limit = n,
         _ => {
             return Err(format!(
                 "{v:?} is not allowed; use bytes or a size (\"10MB\") from 1024 bytes to 1GB"
@@ -176,22 +173,28 @@ fn body_limit(g: &mut Global, v: &str, _: &Origin) -> Outcome {
     Ok(None)
 }
 
-fn heroku_api_url(g: &mut Global, v: &str, _: &Origin) -> Outcome {
-    let url = v.trim_end_matches('/').to_owned();
-    let warning = super::check_api_url(&url)?;
-    g.heroku_api_url = Some(url);
-    Ok(warning)
-}
-
-fn public_url(g: &mut Global, v: &str, _: &Origin) -> Outcome {
-    super::check_http_url(v)?;
-    g.public_url = Some(v.trim_end_matches('/').to_owned());
+fn log_format(c: &mut Config, v: &str, o: &Origin) -> Outcome {
+    let words = [("text", LogFormat::Text), ("json", LogFormat::Json)];
+    c.log_format = one_of(&v.to_ascii_lowercase(), o, words)?;
     Ok(None)
 }
 
-fn store_url(g: &mut Global, v: &str, _: &Origin) -> Outcome {
+fn heroku_api_url(c: &mut Config, v: &str, _: &Origin) -> Outcome {
+    let url = v.trim_end_matches('/');
+    let warning = super::check_api_url(url)?;
+    c.heroku_api_url = url.to_owned();
+    Ok(warning)
+}
+
+fn public_url(c: &mut Config, v: &str, _: &Origin) -> Outcome {
+    super::check_http_url(v)?;
+    c.public_url = Some(v.trim_end_matches('/').to_owned());
+    Ok(None)
+}
+
+fn store_url(c: &mut Config, v: &str, _: &Origin) -> Outcome {
     super::check_store_url(v)?;
-    g.database_url = Some(v.to_owned());
+    c.database_url = SecretString::from(v.to_owned());
     Ok(None)
 }
 
@@ -206,14 +209,14 @@ fn dyno_types(a: &mut AppDraft, v: &str, o: &Origin) -> Outcome {
             }
         )),
         t => {
-            a.dyno_types = Some(t);
+            a.policy.dyno_types = t;
             Ok(None)
         }
     }
 }
 
 fn blind_after(a: &mut AppDraft, v: &str, _: &Origin) -> Outcome {
-    a.blind_after = Some(knobs::parse_blind_after(v)?);
+    a.policy.blind_after = knobs::parse_blind_after(v)?;
     Ok(None)
 }
 
@@ -222,21 +225,39 @@ fn app_name(a: &mut AppDraft, v: &str, _: &Origin) -> Outcome {
     Ok(None)
 }
 
+fn api_token(a: &mut AppDraft, v: &str, _: &Origin) -> Outcome {
+    a.api_token = secret(v);
+    Ok(None)
+}
+
 fn source(a: &mut AppDraft, v: &str, o: &Origin) -> Outcome {
-    let words = [
-        ("drain", Source::Drain),
-        ("log-session", Source::LogSession),
-    ];
-    a.source = Some(one_of(v, o, words)?);
+    a.source = one_of(
+        v,
+        o,
+        [
+            ("drain", Source::Drain),
+            ("log-session", Source::LogSession),
+        ],
+    )?;
+    Ok(None)
+}
+
+fn drain_token(a: &mut AppDraft, v: &str, _: &Origin) -> Outcome {
+    a.drain_token = Some(v.to_owned());
+    Ok(None)
+}
+
+fn app_drain_password(a: &mut AppDraft, v: &str, _: &Origin) -> Outcome {
+    a.drain_password = secret(v);
     Ok(None)
 }
 
 fn notify_kind(n: &mut NotifyDraft, v: &str, o: &Origin) -> Outcome {
-    let words = [
+    let kinds = [
         ("slack", NotifyKind::Slack),
         ("webhook", NotifyKind::Webhook),
     ];
-    n.kind = Some(one_of(v, o, words)?);
+    n.kind = Some(one_of(v, o, kinds)?);
     Ok(None)
 }
 
@@ -246,223 +267,71 @@ fn notify_url(n: &mut NotifyDraft, v: &str, _: &Origin) -> Outcome {
     Ok(None)
 }
 
-/// Every setting besides the policy knobs, per section in the order the
-/// file's "allowed here" lists name them.
+fn notify_events(n: &mut NotifyDraft, v: &str, _: &Origin) -> Outcome {
+    n.events = event_list([v])?;
+    Ok(None)
+}
+
+fn notify_secret(n: &mut NotifyDraft, v: &str, _: &Origin) -> Outcome {
+    n.secret = secret(v);
+    Ok(None)
+}
+
+/// A row, in the table's column order.
+const fn row(
+    (section, key, env): (Section, &'static str, &'static [&'static str]),
+    with_file: WithFile,
+    shape: Shape,
+    serve_only: bool,
+    set: Set,
+) -> Setting {
+    Setting {
+        section,
+        key,
+        env,
+        with_file,
+        shape,
+        serve_only,
+        set,
+    }
+}
+
+/// Only `serve` needs it (`replay` goes on without it).
+const SERVE: bool = true;
+const ALWAYS: bool = false;
+
+use Section::{App, Defaults, Notify, Server, Store};
+use Set::{App as ToApp, Global as ToConfig, Notify as ToNotify};
+use Shape::{List, Scalar, Secret, Text};
+use WithFile::{EnvWins, Fallback, Ignored};
+
+/// Every setting besides the policy knobs: per section, in the order the
+/// file's "allowed here" lists name them. Columns: (section, TOML key,
+/// config vars), the variable with a file, the TOML shape, who needs it,
+/// where the value goes.
+#[rustfmt::skip]
 pub static SETTINGS: [Setting; 21] = [
-    Setting {
-        section: Section::Server,
-        key: "port",
-        env: &["PORT"],
-        with_file: WithFile::EnvWins,
-        shape: Shape::Scalar,
-        serve_only: true,
-        set: Set::Global(port),
-    },
-    Setting {
-        section: Section::Server,
-        key: "drain_password",
-        env: &["DRAIN_PASSWORD"],
-        with_file: WithFile::Ignored,
-        shape: Shape::Secret,
-        serve_only: true,
-        set: Set::Global(|g, v, _| {
-            g.drain_password = secret(v);
-            Ok(None)
-        }),
-    },
-    Setting {
-        section: Section::Server,
-        key: "dashboard_password",
-        env: &["DASHBOARD_PASSWORD"],
-        with_file: WithFile::EnvWins,
-        shape: Shape::Secret,
-        serve_only: true,
-        set: Set::Global(|g, v, _| {
-            g.dashboard_password = secret(v);
-            Ok(None)
-        }),
-    },
-    Setting {
-        section: Section::Server,
-        key: "body_limit",
-        env: &[],
-        with_file: WithFile::Ignored,
-        shape: Shape::Scalar,
-        serve_only: true,
-        set: Set::Global(body_limit),
-    },
-    Setting {
-        section: Section::Server,
-        key: "log_format",
-        env: &["LOG_FORMAT"],
-        with_file: WithFile::Fallback,
-        shape: Shape::Text,
-        serve_only: true,
-        set: Set::Global(|g, v, o| {
-            let words = [("text", LogFormat::Text), ("json", LogFormat::Json)];
-            g.log_format = Some(one_of(&v.to_ascii_lowercase(), o, words)?);
-            Ok(None)
-        }),
-    },
-    Setting {
-        section: Section::Server,
-        key: "heroku_api_url",
-        env: &["HEROKU_API_URL"],
-        with_file: WithFile::Fallback,
-        shape: Shape::Text,
-        serve_only: true,
-        set: Set::Global(heroku_api_url),
-    },
-    Setting {
-        section: Section::Server,
-        key: "public_url",
-        env: &["DYNOGUARD_URL"],
-        with_file: WithFile::Fallback,
-        shape: Shape::Text,
-        serve_only: true,
-        set: Set::Global(public_url),
-    },
-    Setting {
-        section: Section::Store,
-        key: "url",
-        env: &["DATABASE_URL"],
-        with_file: WithFile::EnvWins,
-        shape: Shape::Text,
-        serve_only: true,
-        set: Set::Global(store_url),
-    },
-    Setting {
-        section: Section::Defaults,
-        key: "dyno_types",
-        env: &[],
-        with_file: WithFile::Ignored,
-        shape: Shape::List,
-        serve_only: false,
-        set: Set::App(dyno_types),
-    },
-    Setting {
-        section: Section::Defaults,
-        key: "blind_after",
-        env: &["DYNOGUARD_BLIND_AFTER"],
-        with_file: WithFile::Fallback,
-        shape: Shape::Scalar,
-        serve_only: false,
-        set: Set::App(blind_after),
-    },
-    Setting {
-        section: Section::App,
-        key: "name",
-        env: &["APP_ID_OR_NAME"],
-        with_file: WithFile::Ignored,
-        shape: Shape::Text,
-        serve_only: false,
-        set: Set::App(app_name),
-    },
-    Setting {
-        section: Section::App,
-        key: "api_token",
-        env: &["AUTH_TOKEN", "HEROKU_API_KEY"],
-        with_file: WithFile::Ignored,
-        shape: Shape::Secret,
-        serve_only: true,
-        set: Set::App(|a, v, _| {
-            a.api_token = secret(v);
-            Ok(None)
-        }),
-    },
-    Setting {
-        section: Section::App,
-        key: "source",
-        env: &["DYNOGUARD_SOURCE"],
-        with_file: WithFile::Ignored,
-        shape: Shape::Text,
-        serve_only: true,
-        set: Set::App(source),
-    },
-    Setting {
-        section: Section::App,
-        key: "drain_token",
-        env: &["DRAIN_TOKEN"],
-        with_file: WithFile::Ignored,
-        shape: Shape::Text,
-        serve_only: false,
-        set: Set::App(|a, v, _| {
-            a.drain_token = Some(v.to_owned());
-            Ok(None)
-        }),
-    },
-    Setting {
-        section: Section::App,
-        key: "drain_password",
-        env: &[],
-        with_file: WithFile::Ignored,
-        shape: Shape::Secret,
-        serve_only: true,
-        set: Set::App(|a, v, _| {
-            a.drain_password = secret(v);
-            Ok(None)
-        }),
-    },
-    Setting {
-        section: Section::App,
-        key: "dyno_types",
-        env: &["DYNO_TYPES"],
-        with_file: WithFile::Ignored,
-        shape: Shape::List,
-        serve_only: false,
-        set: Set::App(dyno_types),
-    },
-    Setting {
-        section: Section::App,
-        key: "blind_after",
-        env: &[],
-        with_file: WithFile::Ignored,
-        shape: Shape::Scalar,
-        serve_only: false,
-        set: Set::App(blind_after),
-    },
-    Setting {
-        section: Section::Notify,
-        key: "kind",
-        env: &[],
-        with_file: WithFile::Ignored,
-        shape: Shape::Text,
-        serve_only: true,
-        set: Set::Notify(notify_kind),
-    },
-    Setting {
-        section: Section::Notify,
-        key: "url",
-        env: &["SLACK_WEBHOOK_URL"],
-        with_file: WithFile::Ignored,
-        shape: Shape::Text,
-        serve_only: true,
-        set: Set::Notify(notify_url),
-    },
-    Setting {
-        section: Section::Notify,
-        key: "events",
-        env: &["SLACK_EVENTS"],
-        with_file: WithFile::Ignored,
-        shape: Shape::List,
-        serve_only: true,
-        set: Set::Notify(|n, v, _| {
-            n.events = event_list([v])?;
-            Ok(None)
-        }),
-    },
-    Setting {
-        section: Section::Notify,
-        key: "secret",
-        env: &[],
-        with_file: WithFile::Ignored,
-        shape: Shape::Secret,
-        serve_only: true,
-        set: Set::Notify(|n, v, _| {
-            n.secret = secret(v);
-            Ok(None)
-        }),
-    },
+    row((Server, "port", &["PORT"]), EnvWins, Scalar, SERVE, ToConfig(port)),
+    row((Server, "drain_password", &["DRAIN_PASSWORD"]), Ignored, Secret, SERVE, ToConfig(drain_password)),
+    row((Server, "dashboard_password", &["DASHBOARD_PASSWORD"]), EnvWins, Secret, SERVE, ToConfig(dashboard_password)),
+    row((Server, "body_limit", &[]), Ignored, Scalar, SERVE, ToConfig(body_limit)),
+    row((Server, "log_format", &["LOG_FORMAT"]), Fallback, Text, SERVE, ToConfig(log_format)),
+    row((Server, "heroku_api_url", &["HEROKU_API_URL"]), Fallback, Text, SERVE, ToConfig(heroku_api_url)),
+    row((Server, "public_url", &["DYNOGUARD_URL"]), Fallback, Text, SERVE, ToConfig(public_url)),
+    row((Store, "url", &["DATABASE_URL"]), EnvWins, Text, SERVE, ToConfig(store_url)),
+    row((Defaults, "dyno_types", &[]), Ignored, List, ALWAYS, ToApp(dyno_types)),
+    row((Defaults, "blind_after", &["DYNOGUARD_BLIND_AFTER"]), Fallback, Scalar, ALWAYS, ToApp(blind_after)),
+    row((App, "name", &["APP_ID_OR_NAME"]), Ignored, Text, ALWAYS, ToApp(app_name)),
+    row((App, "api_token", &["AUTH_TOKEN", "HEROKU_API_KEY"]), Ignored, Secret, SERVE, ToApp(api_token)),
+    row((App, "source", &["DYNOGUARD_SOURCE"]), Ignored, Text, SERVE, ToApp(source)),
+    row((App, "drain_token", &["DRAIN_TOKEN"]), Ignored, Text, ALWAYS, ToApp(drain_token)),
+    row((App, "drain_password", &[]), Ignored, Secret, SERVE, ToApp(app_drain_password)),
+    row((App, "dyno_types", &["DYNO_TYPES"]), Ignored, List, ALWAYS, ToApp(dyno_types)),
+    row((App, "blind_after", &[]), Ignored, Scalar, ALWAYS, ToApp(blind_after)),
+    row((Notify, "kind", &[]), Ignored, Text, SERVE, ToNotify(notify_kind)),
+    row((Notify, "url", &["SLACK_WEBHOOK_URL"]), Ignored, Text, SERVE, ToNotify(notify_url)),
+    row((Notify, "events", &["SLACK_EVENTS"]), Ignored, List, SERVE, ToNotify(notify_events)),
+    row((Notify, "secret", &[]), Ignored, Secret, SERVE, ToNotify(notify_secret)),
 ];
 
 #[cfg(test)]

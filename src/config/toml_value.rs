@@ -92,6 +92,18 @@ impl<'a> Ctx<'a> {
         self.found.problem(&o, true, message);
     }
 
+    /// "expected `what`, found an integer": a value of the wrong type.
+    fn wrong<T>(
+        &mut self,
+        key: &str,
+        span: Range<usize>,
+        what: &str,
+        v: &DeValue<'_>,
+    ) -> Option<T> {
+        self.problem(key, span, format!("expected {what}, found {}", kind(v)));
+        None
+    }
+
     /// Unknown keys of a table, each reported with what is allowed.
     pub fn known_keys(&mut self, path: &str, t: &DeTable<'_>, allowed: &[&str]) {
         for (k, _) in t.iter() {
@@ -115,14 +127,7 @@ impl<'a> Ctx<'a> {
     pub fn table<'v>(&mut self, key: &str, v: &'v Value<'a>) -> Option<&'v DeTable<'a>> {
         match v.get_ref() {
             DeValue::Table(t) => Some(t),
-            other => {
-                self.problem(
-                    key,
-                    v.span(),
-                    format!("expected a table ([{key}]), found {}", kind(other)),
-                );
-                None
-            }
+            other => self.wrong(key, v.span(), &format!("a table ([{key}])"), other),
         }
     }
 
@@ -131,12 +136,9 @@ impl<'a> Ctx<'a> {
         match v.get_ref() {
             DeValue::Array(items) => items.iter().collect(),
             other => {
-                self.problem(
-                    key,
-                    v.span(),
-                    format!("expected [[{key}]] tables{what}, found {}", kind(other)),
-                );
-                Vec::new()
+                let tables = format!("[[{key}]] tables{what}");
+                self.wrong(key, v.span(), &tables, other)
+                    .unwrap_or_default()
             }
         }
     }
@@ -175,14 +177,7 @@ impl<'a> Ctx<'a> {
     pub fn string(&mut self, key: &str, v: &Value<'_>) -> Option<String> {
         match v.get_ref() {
             DeValue::String(s) => self.expand(key, v, s),
-            other => {
-                self.problem(
-                    key,
-                    v.span(),
-                    format!("expected a string, found {}", kind(other)),
-                );
-                None
-            }
+            other => self.wrong(key, v.span(), "a string", other),
         }
     }
 
@@ -200,14 +195,7 @@ impl<'a> Ctx<'a> {
             },
             DeValue::Float(f) => Some(f.as_str().to_owned()),
             DeValue::Boolean(b) => Some(b.to_string()),
-            other => {
-                self.problem(
-                    key,
-                    v.span(),
-                    format!("expected a string or a number, found {}", kind(other)),
-                );
-                None
-            }
+            other => self.wrong(key, v.span(), "a string or a number", other),
         }
     }
 
@@ -218,15 +206,12 @@ impl<'a> Ctx<'a> {
             DeValue::String(s) => return Some(s.to_string()),
             DeValue::Array(items) => items,
             other => {
-                self.problem(
+                return self.wrong(
                     key,
                     v.span(),
-                    format!(
-                        "expected a list of strings ([\"web\", \"worker\"]), found {}",
-                        kind(other)
-                    ),
+                    "a list of strings ([\"web\", \"worker\"])",
+                    other,
                 );
-                return None;
             }
         };
         let mut out = Vec::new();
