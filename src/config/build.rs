@@ -120,10 +120,8 @@ fn pick<'e>(scope: &'e Scope, s: &'static Setting) -> (Option<&'e Item>, Option<
             .find(|i| std::ptr::eq(i.setting, s) && i.entry.origin.is_file() == file)
     };
     let (env, file) = (of(false), of(true));
-    let var = |i: &Item| match &i.entry.origin {
-        Origin::Env(var) => var.clone(),
-        Origin::File { .. } => String::new(),
-    };
+    // A variable's origin is its name.
+    let var = |i: &Item| i.entry.origin.at();
     let path = s.path();
     match (env, file) {
         (Some(e), Some(_)) if s.with_file == WithFile::EnvWins => (
@@ -371,4 +369,53 @@ fn dry_run_switch(e: &Entry, apps: &mut [AppConfig], found: &mut Found) -> Strin
         }
     }
     "file (DYNOGUARD_DRY_RUN=0 turns nothing off)".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::env::tests::env;
+    use crate::config::env::{Need, from_env};
+    use crate::config::file::parse_for;
+
+    /// The problems of a configuration, each without where it was said.
+    fn messages(r: Result<crate::config::Config, crate::config::ConfigError>) -> Vec<String> {
+        let e = r.err().map(|e| e.0).unwrap_or_default();
+        e.into_iter().map(|p| p.message).collect()
+    }
+
+    #[test]
+    fn a_value_is_refused_the_same_way_from_either_source() {
+        for (var, key, value) in [
+            ("PORT", "[server]\nport", "0"),
+            ("DATABASE_URL", "[store]\nurl", "mysql://h/d"),
+            ("DYNOGUARD_URL", "[server]\npublic_url", "ftp://x"),
+            ("HEROKU_API_URL", "[server]\nheroku_api_url", "ftp://x"),
+            ("DYNOGUARD_BLIND_AFTER", "[defaults]\nblind_after", "2d"),
+            ("DYNOGUARD_SETTLE", "[defaults]\nsettle", "2d"),
+        ] {
+            let from_env = messages(from_env(
+                &env(&[("APP_ID_OR_NAME", "a"), (var, value)]),
+                Need::App,
+            ));
+            let doc = format!("{key} = \"{value}\"\n\n[[app]]\nname = \"a\"\n");
+            let from_file = messages(parse_for("f.toml", &doc, &env(&[]), Need::App));
+            assert_eq!(from_env.len(), 1, "{var}: {from_env:?}");
+            assert_eq!(from_env, from_file, "{var}");
+        }
+    }
+
+    #[test]
+    fn words_are_suggested_as_each_source_writes_them() {
+        let e = from_env(
+            &env(&[("APP_ID_OR_NAME", "a"), ("LOG_FORMAT", "xml")]),
+            Need::App,
+        );
+        assert_eq!(messages(e), ["\"xml\" is not allowed; use text or json"]);
+        let doc = "[server]\nlog_format = \"xml\"\n\n[[app]]\nname = \"a\"\n";
+        let f = parse_for("f.toml", doc, &env(&[]), Need::App);
+        assert_eq!(
+            messages(f),
+            ["\"xml\" is not allowed; use \"text\" or \"json\""]
+        );
+    }
 }

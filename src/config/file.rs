@@ -195,33 +195,41 @@ fn app<'a>(
     }
     let mut out = AppEntries::default();
     scope(cx, &path, a, Section::App, &mut out.scope);
-    if let Some(types) = a
-        .get("types")
-        .and_then(|tv| cx.table(&format!("{path}.types"), tv))
-    {
-        for (k, tv) in types.iter() {
-            let ty = k.get_ref().to_string();
-            let tpath = format!("{path}.types.{ty}");
-            let Some(t) = cx.table(&tpath, tv) else {
-                continue;
-            };
-            if !crate::decide::policy::is_process_type(&ty) {
-                cx.problem(
-                    &tpath,
-                    k.span(),
-                    format!("{ty:?} is not a process type name: use letters, digits, _ and -"),
-                );
-                continue;
-            }
-            cx.known_keys(&tpath, t, &KNOBS.iter().map(|k| k.key).collect::<Vec<_>>());
-            out.types.push(TypeEntries {
-                origin: cx.origin(&tpath, k.span()),
-                knobs: knobs(cx, &tpath, t),
-                name: ty,
-            });
-        }
+    if let Some(tv) = a.get("types") {
+        out.types = types(cx, &path, tv);
     }
     Some(out)
+}
+
+/// `[app.NAME.types.TYPE]` tables: each type's knobs, named by its header.
+fn types<'a>(cx: &mut Ctx<'a>, path: &str, tv: &Value<'a>) -> Vec<TypeEntries> {
+    let mut out = Vec::new();
+    let Some(types) = cx.table(&format!("{path}.types"), tv) else {
+        return out;
+    };
+    let knob_keys: Vec<&str> = KNOBS.iter().map(|k| k.key).collect();
+    for (k, tv) in types.iter() {
+        let ty = k.get_ref().to_string();
+        let tpath = format!("{path}.types.{ty}");
+        let Some(t) = cx.table(&tpath, tv) else {
+            continue;
+        };
+        if !crate::decide::policy::is_process_type(&ty) {
+            cx.problem(
+                &tpath,
+                k.span(),
+                format!("{ty:?} is not a process type name: use letters, digits, _ and -"),
+            );
+            continue;
+        }
+        cx.known_keys(&tpath, t, &knob_keys);
+        out.push(TypeEntries {
+            origin: cx.origin(&tpath, k.span()),
+            knobs: knobs(cx, &tpath, t),
+            name: ty,
+        });
+    }
+    out
 }
 
 /// One `[[notify]]`: a kind and a URL are required.
