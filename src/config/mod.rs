@@ -1,13 +1,20 @@
 //! Configuration: one [`Config`] built either from the environment
 //! (dark_knight's variables, [`env`]) or from a TOML file (whacamole's
-//! many-apps setup, [`file`]). Every value is parsed and checked here, once;
-//! problems are collected so `check` can list them all.
+//! many-apps setup, [`file`]). Both sources only read: each turns what it
+//! finds into entries (setting, value, origin — `entry`), and one validator
+//! (`build`) checks every value through its row of the settings' table
+//! ([`settings`]) or of the knobs' ([`knobs`]), once; problems are collected
+//! so `check` can list them all.
 
+mod build;
 pub mod describe;
+mod entry;
 pub mod env;
 pub mod file;
 pub mod knobs;
 pub mod names;
+pub(crate) mod settings;
+mod toml_value;
 pub mod tuning;
 
 use std::fmt;
@@ -78,9 +85,10 @@ impl LogFormat {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Source {
     /// Logs arrive on `POST /logs[/{app}]`.
+    #[default]
     Drain,
     /// dynoguard opens log sessions itself.
     LogSession,
@@ -211,20 +219,6 @@ pub(crate) struct Collect {
 }
 
 impl Collect {
-    pub fn problem(&mut self, at: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem {
-            at: at.into(),
-            message: message.into(),
-        });
-    }
-
-    pub fn server(&mut self, at: impl Into<String>, message: impl Into<String>) {
-        self.server.push(Problem {
-            at: at.into(),
-            message: message.into(),
-        });
-    }
-
     pub fn warn(&mut self, at: impl Into<String>, message: impl Into<String>) {
         self.warnings.push(Problem {
             at: at.into(),
@@ -274,32 +268,25 @@ pub fn check_store_url(url: &str) -> Result<(), String> {
 
 /// The Platform API base URL: https (http only to this machine, for tests
 /// and local proxies; anywhere else it is a warning: the token would travel
-/// in clear).
-pub(crate) fn check_api_url(raw: &str, c: &mut Collect, at: &str) {
+/// in clear). An error is a problem for `serve` only.
+pub(crate) fn check_api_url(raw: &str) -> knobs::Outcome {
     match url::Url::parse(raw) {
-        Ok(u) if u.scheme() == "https" && u.host_str().is_some() => {}
+        Ok(u) if u.scheme() == "https" && u.host_str().is_some() => Ok(None),
         Ok(u) if u.scheme() == "http" && u.host_str().is_some() => {
-            if !is_loopback(&u) {
-                c.warn(
-                    at,
-                    format!(
-                        "{} is plain http: the API token would travel unencrypted",
-                        redact_url(raw)
-                    ),
-                );
-            }
+            Ok((!is_loopback(&u)).then(|| {
+                format!(
+                    "{} is plain http: the API token would travel unencrypted",
+                    redact_url(raw)
+                )
+            }))
         }
-        Ok(u) => c.server(
-            at,
-            format!(
-                "{}:// is not allowed; use an https:// URL (default {DEFAULT_HEROKU_API_URL})",
-                u.scheme()
-            ),
-        ),
-        Err(_) => c.server(
-            at,
-            format!("not a URL; use an https:// URL (default {DEFAULT_HEROKU_API_URL})"),
-        ),
+        Ok(u) => Err(format!(
+            "{}:// is not allowed; use an https:// URL (default {DEFAULT_HEROKU_API_URL})",
+            u.scheme()
+        )),
+        Err(_) => Err(format!(
+            "not a URL; use an https:// URL (default {DEFAULT_HEROKU_API_URL})"
+        )),
     }
 }
 
@@ -413,6 +400,15 @@ pub fn load_from(
         (None, Some(doc)) => file::parse_for(CONFIG_TOML_VAR, doc, vars, need),
         (None, None) => env::from_env(vars, need),
     }
+}
+
+/// The config vars the settings read (names and aliases, from the one
+/// table of settings; the knobs' `{TYPE}_{KNOB}` are not listed): what
+/// `app.json` must offer.
+pub fn variables() -> impl Iterator<Item = &'static str> {
+    settings::SETTINGS
+        .iter()
+        .flat_map(|s| s.env.iter().copied())
 }
 
 /// [`load_from`] with this process's environment.

@@ -12,28 +12,13 @@
 use super::Collect;
 use super::env::{DEFAULT_PREFIX, Env, type_prefix};
 use super::knobs::KNOBS;
+use super::settings::SETTINGS;
 
-/// Settings read from the environment besides the policy knobs.
-const GLOBAL: [&str; 20] = [
-    "APP_ID_OR_NAME",
-    "AUTH_TOKEN",
-    "HEROKU_API_KEY",
-    "DRAIN_PASSWORD",
-    "DRAIN_TOKEN",
-    "DYNO_TYPES",
-    "SLACK_WEBHOOK_URL",
-    "SLACK_EVENTS",
-    "PORT",
-    "DATABASE_URL",
-    "HEROKU_API_URL",
-    "DASHBOARD_PASSWORD",
-    "LOG_FORMAT",
+/// Variables read besides the settings' rows ([`SETTINGS`]) and the knobs.
+const OTHER: [&str; 4] = [
     "RUST_LOG",
     "DYNOGUARD_CONFIG",
     "DYNOGUARD_CONFIG_TOML",
-    "DYNOGUARD_URL",
-    "DYNOGUARD_BLIND_AFTER",
-    "DYNOGUARD_SOURCE",
     // Read by the test and benchmark harnesses, never by the service: not
     // a mistake when found in a developer's shell.
     "DYNOGUARD_REQUIRE_TOOLS",
@@ -82,10 +67,15 @@ const PEERS: [(&str, &str); 8] = [
 ];
 
 /// Every setting whose name starts with one of `prefixes` (each ending in
-/// `_`): the global ones, `DYNOGUARD_{KNOB}`, and `{TYPE}_{KNOB}` for each
+/// `_`): the rows' variables, `DYNOGUARD_{KNOB}`, and `{TYPE}_{KNOB}` for each
 /// prefix that is not `DYNOGUARD_` or `SLACK_`.
 fn settings(prefixes: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = GLOBAL.iter().map(|s| (*s).to_owned()).collect();
+    let mut out: Vec<String> = SETTINGS
+        .iter()
+        .flat_map(|s| s.env.iter())
+        .chain(OTHER.iter())
+        .map(|s| (*s).to_owned())
+        .collect();
     out.extend(super::tuning::TUNING_VARS.iter().map(|v| v.name.to_owned()));
     for p in prefixes {
         if p == "SLACK_" {

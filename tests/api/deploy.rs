@@ -9,17 +9,10 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
 }
 
-/// Variables read through the config helpers (`get`, `secret`, `flag`) and
-/// the machinery variables.
+/// Variables the settings read (their one table) and the machinery
+/// variables.
 fn variables_the_code_reads() -> BTreeSet<String> {
-    let env_rs = read("src/config/env.rs");
-    let code = env_rs.split("#[cfg(test)]").next().unwrap();
-    let mut vars = BTreeSet::new();
-    for helper in ["get(env, \"", "secret(env, \"", "flag(env, \""] {
-        for part in code.split(helper).skip(1) {
-            vars.insert(part.split('"').next().unwrap().to_owned());
-        }
-    }
+    let mut vars: BTreeSet<String> = dynoguard::config::variables().map(str::to_owned).collect();
     for var in &dynoguard::service::TUNING_VARS {
         vars.insert(var.name.to_owned());
     }
