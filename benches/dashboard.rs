@@ -178,6 +178,7 @@ fn page_data() -> PageData {
         }],
         events: vec![event; 100],
         incidents: Vec::new(),
+        replica: None,
         alert_only: false,
         store_failing: None,
         read_error: None,

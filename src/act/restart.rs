@@ -161,39 +161,49 @@ enum Evidence {
     Unknown(String),
 }
 
+/// One order: re-check → claim → call → settle.
 pub async fn execute(ctx: RestartContext, order: RestartOrder) {
     let e = &order.event;
     let Some(dyno) = e.dyno.clone() else { return };
-    let app = order.engine.app().clone();
-    let window = {
-        let engine = order.engine.lock();
-        engine.policy().judging(dyno.process_type()).restart_window
-    };
 
     // Re-check the newest state: was the instance replaced meanwhile?
     if replaced_in_logs(&order, &dyno) {
-        tracing::info!("{app} {dyno}: instance already replaced; restart not needed");
+        tracing::info!(
+            "{} {dyno}: instance already replaced; restart not needed",
+            order.engine.app()
+        );
         let dropped = order.engine.lock().order_dropped(e);
         if let Some(ev) = dropped {
             ctx.reporter.emit(ev);
         }
         return;
     }
-
     let Some(token) = order.api_token.clone() else {
         order.engine.lock().restart_failed(e);
         fail(&ctx, &order, "no API token configured".into(), None).await;
         return;
     };
+    if !claim(&ctx, &order, &dyno).await {
+        return;
+    }
+    if let Some(outcome) = call(&ctx, &order, &token, &dyno).await {
+        settle(&ctx, &order, &dyno, outcome).await;
+    }
+}
 
+/// Takes the claim (fenced by the leader's epoch with several replicas;
+/// in memory while the store is down). False: the order ended here, said.
+async fn claim(ctx: &RestartContext, order: &RestartOrder, dyno: &DynoName) -> bool {
+    let e = &order.event;
+    let app = order.engine.app();
     let lease_ms = ctx.lease.as_millis() as i64;
     let now = Timestamp::now().as_millisecond();
     let fence = match ctx.leadership.fence() {
         Fence::Open => None,
         Fence::Epoch(epoch) => Some(epoch),
         Fence::Closed(why) => {
-            not_the_leader(&ctx, &order, why);
-            return;
+            not_the_leader(ctx, order, why);
+            return false;
         }
     };
     let request = ClaimRequest {
@@ -217,11 +227,11 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
             // leads: no call. Its role turns `Cut` once its lease lapses,
             // and protection goes on from its own memory then.
             not_the_leader(
-                &ctx,
-                &order,
+                ctx,
+                order,
                 format!("the store did not confirm this replica's lead ({err})"),
             );
-            return;
+            return false;
         }
         Err(err) => {
             // Protection goes on without the store, on this replica's word.
@@ -237,91 +247,97 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
         }
     };
     if !claimed && fence.is_some() && !matches!(ctx.leadership.fence(), Fence::Epoch(_)) {
-        not_the_leader(&ctx, &order, "another replica took the lead".into());
-        return;
+        not_the_leader(ctx, order, "another replica took the lead".into());
+        return false;
     }
     if !claimed {
-        // Another replica holds the claim. A window for this instance means
-        // it restarted it: the window holds here too. A lease means its call
-        // is in flight (or it died mid-call): back off and look again, so a
-        // stuck lease costs minutes, not a window.
-        let held = ctx.store.claim(app.as_str(), dyno.as_str()).await;
-        let (detail, held_window) = match held {
-            Ok(Some((holder, ClaimKind::Window, _))) => (
-                format!(
-                    "already restarted by {holder} (its claim holds the window); not restarting"
-                ),
-                true,
-            ),
-            Ok(Some((holder, ..))) if holder == ctx.holder => (
-                "this dynoguard's previous restart call for it is still in flight (the log runs ahead of the API); looking again after a backoff".to_owned(),
-                false,
-            ),
-            other => {
-                let holder = match other {
-                    Ok(Some((h, ..))) => h,
-                    _ => "another replica".into(),
-                };
-                (
-                    format!(
-                        "{holder} is restarting it (its lease is in flight); looking again after a backoff"
-                    ),
-                    false,
-                )
-            }
-        };
-        tracing::info!("{app} {dyno}: {detail}");
-        {
-            let mut engine = order.engine.lock();
-            if held_window {
-                let _ = engine.restart_confirmed(e);
-            } else {
-                engine.restart_failed(e);
-            }
-        }
-        // Every refusal is an event with its reason.
-        let mut ev = e.clone();
-        ev.event = EventKind::Skipped;
-        ev.reason = Some(if held_window {
-            crate::domain::event::Reason::Window
-        } else {
-            crate::domain::event::Reason::Deferred
-        });
-        ev.dry_run = Some(false);
-        ev.detail = Some(detail);
-        ctx.reporter.emit(ev);
-        return;
+        refused(ctx, order, dyno).await;
     }
+    claimed
+}
 
+/// Another holder has the claim. A window for this instance means it
+/// restarted it: the window holds here too. A lease means its call is in
+/// flight (or it died mid-call): back off and look again, so a stuck lease
+/// costs minutes, not a window. Every refusal is an event with its reason.
+async fn refused(ctx: &RestartContext, order: &RestartOrder, dyno: &DynoName) {
+    let e = &order.event;
+    let app = order.engine.app();
+    let held = ctx.store.claim(app.as_str(), dyno.as_str()).await;
+    let (detail, held_window) = match held {
+        Ok(Some((holder, ClaimKind::Window, _))) => (
+            format!("already restarted by {holder} (its claim holds the window); not restarting"),
+            true,
+        ),
+        Ok(Some((holder, ..))) if holder == ctx.holder => (
+            "this dynoguard's previous restart call for it is still in flight (the log runs ahead of the API); looking again after a backoff".to_owned(),
+            false,
+        ),
+        other => {
+            let holder = match other {
+                Ok(Some((h, ..))) => h,
+                _ => "another replica".into(),
+            };
+            (
+                format!(
+                    "{holder} is restarting it (its lease is in flight); looking again after a backoff"
+                ),
+                false,
+            )
+        }
+    };
+    tracing::info!("{app} {dyno}: {detail}");
+    {
+        let mut engine = order.engine.lock();
+        if held_window {
+            let _ = engine.restart_confirmed(e);
+        } else {
+            engine.restart_failed(e);
+        }
+    }
+    let mut ev = e.clone();
+    ev.event = EventKind::Skipped;
+    ev.reason = Some(if held_window {
+        crate::domain::event::Reason::Window
+    } else {
+        crate::domain::event::Reason::Deferred
+    });
+    ev.dry_run = Some(false);
+    ev.detail = Some(detail);
+    ctx.reporter.emit(ev);
+}
+
+/// The call, retried on failures that did not act; `None` when this
+/// replica lost the lead before a call (said, claim released).
+async fn call(
+    ctx: &RestartContext,
+    order: &RestartOrder,
+    token: &SecretString,
+    dyno: &DynoName,
+) -> Option<Outcome> {
+    let app = order.engine.app();
     let started = Timestamp::now();
     let mut attempt = 0;
-    let outcome = loop {
+    loop {
         attempt += 1;
         if attempt > 1 {
-            renew_lease(&ctx, &order, &dyno, ClaimKind::Lease, ctx.lease).await;
+            renew_lease(ctx, order, dyno, ClaimKind::Lease, ctx.lease).await;
         }
         // Re-checked right before the call: a leader paused past its lease
         // (SIGSTOP, a stalled host) wakes up to find it lapsed, and calls
-        // nothing — the replica that took over decides now.
-        // Earlier attempts (if any) failed without acting: nothing is left
-        // in doubt when this one is not made.
+        // nothing — the replica that took over decides now. Earlier
+        // attempts (if any) failed without acting: nothing is left in
+        // doubt when this one is not made.
         if let Fence::Closed(why) = ctx.leadership.fence() {
-            ctx.local_claims.set(app.as_str(), dyno.as_str(), None);
-            if let Err(se) = ctx
-                .store
-                .release_claim(app.as_str(), dyno.as_str(), &ctx.holder)
-                .await
-            {
-                tracing::warn!("{app} {dyno}: releasing the claim failed: {se}");
-            }
-            not_the_leader(&ctx, &order, why);
-            return;
+            release(ctx, app, dyno).await;
+            not_the_leader(ctx, order, why);
+            return None;
         }
-        match ctx.client.restart_dyno(&token, &app, &dyno).await {
+        match ctx.client.restart_dyno(token, app, dyno).await {
             Ok(r) => {
-                break Outcome::Done {
+                return Some(Outcome::Done {
                     request_id: r.request_id,
-                };
+                });
             }
             Err(err) if err.outcome_unknown() => {
                 // Never repeated here: a GET that shows the instance up proves
@@ -329,36 +345,45 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
                 // instance running for its SIGTERM grace). Only success is
                 // provable; the engine decides about one more call from the
                 // logs, well after a restart would have shown.
-                break match evidence(&ctx, &order, &token, &dyno, started).await {
+                return Some(match evidence(ctx, order, token, dyno, started).await {
                     Evidence::Replaced(evidence) => Outcome::Replaced { evidence },
                     Evidence::Unknown(evidence) => Outcome::Unknown {
                         error: err,
                         evidence,
                     },
-                };
+                });
             }
             Err(err) if err.is_retryable() && attempt < ctx.attempts => {
-                let wait = backoff(&ctx, attempt, &err);
+                let wait = backoff(ctx, attempt, &err);
                 tracing::warn!(
                     "{app} {dyno}: restart attempt {attempt} failed ({err}); retrying in {:.1}s",
                     wait.as_secs_f64()
                 );
                 tokio::time::sleep(wait).await;
             }
-            Err(err) => break Outcome::Failed(err),
+            Err(err) => return Some(Outcome::Failed(err)),
         }
-    };
+    }
+}
 
+/// What the outcome leaves: the window (made, or unknown), or the claim
+/// released for a later decision (failed).
+async fn settle(ctx: &RestartContext, order: &RestartOrder, dyno: &DynoName, outcome: Outcome) {
+    let app = order.engine.app();
+    let window = {
+        let engine = order.engine.lock();
+        engine.policy().judging(dyno.process_type()).restart_window
+    };
     match outcome {
         Outcome::Done { request_id } => {
             let done = (EventKind::Restart, "ok");
-            window_holds(&ctx, &order, &dyno, window, done, request_id, None).await;
+            window_holds(ctx, order, dyno, window, done, request_id, None).await;
         }
         Outcome::Replaced { evidence } => {
             let detail = format!("the API's answer was lost; the dyno was replaced ({evidence})");
             tracing::warn!("{app} {dyno}: {detail}");
             let done = (EventKind::Restart, "ok");
-            window_holds(&ctx, &order, &dyno, window, done, None, Some(detail)).await;
+            window_holds(ctx, order, dyno, window, done, None, Some(detail)).await;
         }
         Outcome::Unknown { error, evidence } => {
             // Maybe restarted, maybe not: repeating could restart the healthy
@@ -368,30 +393,35 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
                 crate::decide::state::UNKNOWN_GRACE.as_mins()
             );
             let unknown = (EventKind::RestartFailed, "unknown");
-            window_holds(&ctx, &order, &dyno, window, unknown, None, Some(detail)).await;
+            window_holds(ctx, order, dyno, window, unknown, None, Some(detail)).await;
         }
         Outcome::Failed(err) => {
             if matches!(err, ApiError::NotFound { .. }) {
                 // Scaled down or renamed: forget it rather than retry (its
                 // stored latest sample too, or every page would show it).
-                order.engine.lock().forget(&dyno);
+                order.engine.lock().forget(dyno);
                 if let Err(se) = ctx.store.forget_dyno(app.as_str(), dyno.as_str()).await {
                     tracing::error!("{app} {dyno}: forgetting its latest sample failed: {se}");
                 }
             } else {
-                order.engine.lock().restart_failed(e);
+                order.engine.lock().restart_failed(&order.event);
             }
-            ctx.local_claims.set(app.as_str(), dyno.as_str(), None);
-            if let Err(se) = ctx
-                .store
-                .release_claim(app.as_str(), dyno.as_str(), &ctx.holder)
-                .await
-            {
-                tracing::error!("{app} {dyno}: releasing the claim failed: {se}");
-            }
+            release(ctx, app, dyno).await;
             let request_id = err.request_id().map(str::to_owned);
-            fail(&ctx, &order, err.to_string(), request_id).await;
+            fail(ctx, order, err.to_string(), request_id).await;
         }
+    }
+}
+
+/// Lets a later decision in: this holder's claim goes (store and memory).
+async fn release(ctx: &RestartContext, app: &crate::domain::AppName, dyno: &DynoName) {
+    ctx.local_claims.set(app.as_str(), dyno.as_str(), None);
+    if let Err(se) = ctx
+        .store
+        .release_claim(app.as_str(), dyno.as_str(), &ctx.holder)
+        .await
+    {
+        tracing::error!("{app} {dyno}: releasing the claim failed: {se}");
     }
 }
 

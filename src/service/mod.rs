@@ -199,52 +199,7 @@ impl App {
             tuning.sample_flush,
             stop_rx.clone(),
         ));
-        let mut background = tokio::task::JoinSet::new();
-        for app in shared
-            .apps
-            .iter()
-            .filter(|a| a.config.source == Source::LogSession)
-        {
-            background.spawn(crate::service::session::watch(
-                shared.clone(),
-                app.clone(),
-                tuning.clone(),
-                stop_rx.clone(),
-            ));
-        }
-        for app in shared.apps.iter().filter(|a| a.config.api_token.is_some()) {
-            background.spawn(tasks::refresh_quotas(
-                shared.clone(),
-                app.clone(),
-                tuning.formation_refresh,
-                stop_rx.clone(),
-            ));
-        }
-        background.spawn(tasks::prune(shared.clone(), stop_rx.clone()));
-        background.spawn(tasks::release_held(
-            shared.clone(),
-            tuning.order_hold,
-            stop_rx.clone(),
-        ));
-        background.spawn(tasks::watch_store(shared.clone(), stop_rx.clone()));
-        if shared.store.is_postgres() {
-            background.spawn(replicas::lead(
-                shared.clone(),
-                tuning.leader_lease,
-                stop_rx.clone(),
-            ));
-            background.spawn(replicas::forward(shared.clone(), stop_rx.clone()));
-            background.spawn(replicas::intake(shared.clone(), stop_rx.clone()));
-            background.spawn(replicas::release(shared.clone(), stop_rx.clone()));
-        }
-        let mut stop_test = stop_rx.clone();
-        let tested = shared.clone();
-        background.spawn(async move {
-            tokio::select! {
-                () = tasks::self_test(tested) => {}
-                _ = stop_test.wait_for(|s| *s) => {}
-            }
-        });
+        let mut background = background_tasks(&shared, &tuning, &stop_rx);
 
         let router = server::router(shared.clone(), tuning.http.body_timeout);
         let mut stop_on_signal = stop_rx.clone();
@@ -252,26 +207,7 @@ impl App {
             signal.await;
             let _ = stop_tx.send(true);
         });
-        tracing::info!(
-            "dynoguard {} listening on {} (store: {}, apps: {})",
-            env!("CARGO_PKG_VERSION"),
-            listener
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default(),
-            shared.store.backend(),
-            shared
-                .apps
-                .iter()
-                .map(|a| format!("{} via {}", a.config.name, a.config.source.as_str()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        if shared.config.server.dashboard_password.is_none() {
-            tracing::warn!(
-                "no DASHBOARD_PASSWORD (or DRAIN_PASSWORD): the dashboard, /api and /metrics answer 401"
-            );
-        }
+        log_start(&listener, &shared);
         let mut limits = tuning.http;
         limits.max_connections = server::listen::connection_cap(limits.max_connections);
         let http = tokio::spawn(server::listen::serve(
@@ -317,6 +253,88 @@ impl App {
         let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), store.close()).await;
         tracing::info!("stopped in {:.1}s", started.elapsed().as_secs_f64());
         Ok(())
+    }
+}
+
+/// The tasks that run beside the HTTP server until the stop signal: log
+/// sessions, quota refreshes, pruning, held decisions, the store's health,
+/// the replica machinery (PostgreSQL), the start-up self-test.
+fn background_tasks(
+    shared: &Arc<Shared>,
+    tuning: &Tuning,
+    stop_rx: &watch::Receiver<bool>,
+) -> tokio::task::JoinSet<()> {
+    let mut background = tokio::task::JoinSet::new();
+    for app in shared
+        .apps
+        .iter()
+        .filter(|a| a.config.source == Source::LogSession)
+    {
+        background.spawn(crate::service::session::watch(
+            shared.clone(),
+            app.clone(),
+            tuning.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    for app in shared.apps.iter().filter(|a| a.config.api_token.is_some()) {
+        background.spawn(tasks::refresh_quotas(
+            shared.clone(),
+            app.clone(),
+            tuning.formation_refresh,
+            stop_rx.clone(),
+        ));
+    }
+    background.spawn(tasks::prune(shared.clone(), stop_rx.clone()));
+    background.spawn(tasks::release_held(
+        shared.clone(),
+        tuning.order_hold,
+        stop_rx.clone(),
+    ));
+    background.spawn(tasks::watch_store(shared.clone(), stop_rx.clone()));
+    if shared.store.is_postgres() {
+        background.spawn(replicas::lead(
+            shared.clone(),
+            tuning.leader_lease,
+            stop_rx.clone(),
+        ));
+        background.spawn(replicas::forward(shared.clone(), stop_rx.clone()));
+        background.spawn(replicas::intake(shared.clone(), stop_rx.clone()));
+        background.spawn(replicas::release(shared.clone(), stop_rx.clone()));
+    }
+    let mut stop_test = stop_rx.clone();
+    let tested = shared.clone();
+    background.spawn(async move {
+        tokio::select! {
+            () = tasks::self_test(tested) => {}
+            _ = stop_test.wait_for(|s| *s) => {}
+        }
+    });
+
+    background
+}
+
+/// What runs, where, on which store: the first line an operator reads.
+fn log_start(listener: &tokio::net::TcpListener, shared: &Shared) {
+    tracing::info!(
+        "dynoguard {} listening on {} (store: {}, apps: {})",
+        env!("CARGO_PKG_VERSION"),
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        shared.store.backend(),
+        shared
+            .apps
+            .iter()
+            .map(|a| format!("{} via {}", a.config.name, a.config.source.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if shared.config.server.dashboard_password.is_none() {
+        tracing::warn!(
+            "no DASHBOARD_PASSWORD (or DRAIN_PASSWORD): the dashboard, /api and /metrics answer 401"
+        );
     }
 }
 

@@ -215,6 +215,21 @@ async fn two_replicas_decide_exactly_as_replay_does() {
         metrics.contains("dynoguard_duplicate_batches_total 1"),
         "the retried batch was dropped once, by the leader"
     );
+    assert!(metrics.contains("dynoguard_leader{replica="), "{metrics}");
+    // Each replica's page says who decides.
+    let page = reqwest::Client::new()
+        .get(b.url("/"))
+        .basic_auth("u", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("class=\"banner replica\"") && page.contains("follows"),
+        "{page}"
+    );
     a.sigterm().await;
     b.sigterm().await;
 }

@@ -109,6 +109,8 @@ pub struct PageData {
     pub incidents: Vec<views::IncidentView>,
     /// Alert-only mode (`DYNOGUARD_DRY_RUN`): nothing is restarted.
     pub alert_only: bool,
+    /// With several replicas: this one's role, in a sentence.
+    pub replica: Option<String>,
     pub store_failing: Option<String>,
     /// Reading history or events failed (the page still shows live figures).
     pub read_error: Option<String>,
@@ -312,6 +314,7 @@ pub async fn gather(s: &Shared, q: PageQuery) -> PageData {
         events,
         incidents,
         alert_only: s.alert_only(),
+        replica: replica_note(s),
         store_failing: s.store.health().failing(),
         read_error,
     }
@@ -523,9 +526,34 @@ fn page_header(p: &PageData) -> Markup {
     }
 }
 
-/// Alert-only mode; the store failing, or a read of it.
+/// With several replicas on PostgreSQL: who decides (nothing for a single
+/// process).
+fn replica_note(s: &Shared) -> Option<String> {
+    use crate::store::replicas::Role;
+    let l = &s.replicas.leadership;
+    Some(match l.role() {
+        Role::Alone => return None,
+        Role::Leader { epoch } => format!(
+            "This replica ({}) leads (epoch {epoch}): it decides and restarts; other replicas forward what they receive to it.",
+            l.replica
+        ),
+        Role::Follower { leader, epoch } => format!(
+            "This replica ({}) follows {leader} (epoch {epoch}), which decides and restarts: this page shows the dynos from the shared store.",
+            l.replica
+        ),
+        Role::Cut => format!(
+            "This replica ({}) cannot reach the store: it decides from the logs it receives itself until the store is back.",
+            l.replica
+        ),
+    })
+}
+
+/// Alert-only mode; the replica's role; the store failing, or a read of it.
 fn banners(p: &PageData) -> Markup {
     html! {
+        @if let Some(note) = &p.replica {
+            p class="banner replica" role="status" { (note) }
+        }
         @if p.alert_only {
             p class="banner alert-only" role="status" {
                 b { "Alert-only mode" } " (" code { "DYNOGUARD_DRY_RUN" } "): every decision is made and reported — nothing is restarted."
