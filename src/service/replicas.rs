@@ -186,23 +186,31 @@ impl Shared {
             self.apply(app, &observations, lines);
             return;
         }
-        let batch = Batch {
+        self.route(Batch {
             app: app.clone(),
             frame_id: frame_id.map(str::to_owned),
             received: Timestamp::now().as_millisecond(),
             forwarded: false,
             lines,
             observations,
-        };
-        if decides {
-            locked(&r.held).push(batch);
-        } else {
+        });
+    }
+
+    /// A batch on its way: applied now (single process, store cut off),
+    /// held for log order (leader), or queued for the leader (follower).
+    fn route(&self, batch: Batch) {
+        let r = &self.replicas;
+        if !r.leadership.decides() {
             let mut q = locked(&r.queue);
             if q.len() >= QUEUE_CAP {
                 q.pop_front();
                 Counters::add(&r.stats.dropped, 1);
             }
             q.push_back(batch);
+        } else if matches!(r.leadership.role(), Role::Leader { .. }) {
+            locked(&r.held).push(batch);
+        } else {
+            self.apply(&batch.app, &batch.observations, batch.lines);
         }
     }
 
@@ -400,8 +408,10 @@ pub async fn forward(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         let batches: Vec<Batch> = locked(&r.queue).drain(..).collect();
         if !batches.is_empty() {
             if r.leadership.decides() {
+                // It leads now (or the store is gone): what it queued as a
+                // follower is its own to decide.
                 for b in batches {
-                    shared.apply(&b.app, &b.observations, b.lines);
+                    shared.route(b);
                 }
             } else {
                 write_batches(&shared, batches).await;
