@@ -49,13 +49,67 @@ pub struct RestartOrder {
 }
 
 /// Claims held in memory while the store is unavailable, so protection goes
-/// on (on one replica; several could then restart the same dyno — reported).
+/// on (on one replica; several could then restart the same dyno — reported),
+/// and the windows the store did not take, written to it once it is back
+/// ([`LocalClaims::sync`]): a replica that restarted a dyno during an
+/// outage must keep the others from restarting the same instance after it.
 #[derive(Debug, Default)]
 pub struct LocalClaims {
     held: Mutex<HashMap<(String, String), i64>>,
+    unsynced: Mutex<Vec<WindowClaim>>,
+}
+
+/// A restart window the store has not recorded yet.
+#[derive(Debug, Clone)]
+struct WindowClaim {
+    app: String,
+    dyno: String,
+    instance: Option<String>,
+    /// The decision's log time, and the window's end (unix ms).
+    decided_at: i64,
+    expires_at: i64,
 }
 
 impl LocalClaims {
+    /// Writes the windows the store missed; true when none is left.
+    pub async fn sync(&self, store: &Store, holder: &str) -> bool {
+        let pending: Vec<WindowClaim> =
+            std::mem::take(&mut *self.unsynced.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut left = Vec::new();
+        for w in pending {
+            let written = store
+                .keep_window(
+                    &w.app,
+                    &w.dyno,
+                    w.instance.as_deref(),
+                    holder,
+                    w.decided_at,
+                    w.expires_at,
+                )
+                .await;
+            match written {
+                Ok(()) => tracing::info!(
+                    "{} {}: the restart window this replica held in memory during the store outage is recorded",
+                    w.app,
+                    w.dyno
+                ),
+                Err(_) => left.push(w),
+            }
+        }
+        let done = left.is_empty();
+        self.unsynced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(left);
+        done
+    }
+
+    fn missed(&self, w: WindowClaim) {
+        let mut u = self.unsynced.lock().unwrap_or_else(|e| e.into_inner());
+        u.retain(|x| (&x.app, &x.dyno) != (&w.app, &w.dyno));
+        u.push(w);
+    }
+
     fn try_claim(&self, app: &str, dyno: &str, now: i64, expires: i64) -> bool {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         held.retain(|_, exp| *exp > now);
@@ -196,6 +250,15 @@ pub async fn execute(ctx: RestartContext, order: RestartOrder) {
 async fn claim(ctx: &RestartContext, order: &RestartOrder, dyno: &DynoName) -> bool {
     let e = &order.event;
     let app = order.engine.app();
+    if let Some(wait) = ctx.leadership.settling() {
+        // A lead taken right after a store outage: the windows other
+        // replicas held in memory during it are still on their way.
+        tracing::info!(
+            "{app} {dyno}: waiting {:.1}s for the other replicas' restart windows from the store outage",
+            wait.as_secs_f64()
+        );
+        tokio::time::sleep(wait).await;
+    }
     let lease_ms = ctx.lease.as_millis() as i64;
     let now = Timestamp::now().as_millisecond();
     let fence = match ctx.leadership.fence() {
@@ -550,6 +613,15 @@ async fn renew_lease(
         .await
     {
         tracing::error!("{app} {dyno}: updating the claim failed: {err}");
+        if kind == ClaimKind::Window {
+            ctx.local_claims.missed(WindowClaim {
+                app: app.to_string(),
+                dyno: dyno.to_string(),
+                instance: order.event.instance.clone(),
+                decided_at: store::millis(order.event.at),
+                expires_at: expires,
+            });
+        }
     }
 }
 

@@ -167,7 +167,7 @@ impl App {
                 attempts: tuning.restart_attempts.max(1),
                 retry_base: tuning.restart_retry_base,
                 lease: tuning.claim_lease,
-                local_claims: Arc::default(),
+                local_claims: shared.replicas.local_claims.clone(),
                 pending_restarts: shared.pending_restarts.clone(),
                 leadership: shared.replicas.leadership.clone(),
             },

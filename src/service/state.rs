@@ -235,7 +235,10 @@ impl Shared {
             if let Err(mpsc::error::SendError(o)) = self.restart_tx.send(order) {
                 // Shutting down: the restart will not happen; say so.
                 app.lock().restart_failed(&o.event);
-                tracing::warn!("shutting down: restart of {:?} not started", o.event.dyno);
+                tracing::warn!(
+                    "shutting down: restart of {} not started",
+                    o.event.dyno.as_ref().map_or("?", |d| d.as_str())
+                );
             }
         }
     }

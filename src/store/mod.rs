@@ -450,6 +450,28 @@ impl Store {
         .await
     }
 
+    /// Records a window a replica held only in memory while the store was
+    /// down (the restart happened): it replaces a lease, or a window that
+    /// ends sooner, never one that ends later.
+    pub async fn keep_window(
+        &self,
+        app: &str,
+        dyno: &str,
+        instance: Option<&str>,
+        holder: &str,
+        decided_at: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.write(async {
+            const SQL: &str = "INSERT INTO claims (app, dyno, instance, holder, expires_at, kind, decided_at) VALUES ($1, $2, $3, $4, $5, 'window', $6) \
+                 ON CONFLICT (app, dyno) DO UPDATE SET instance = excluded.instance, holder = excluded.holder, expires_at = excluded.expires_at, kind = 'window', decided_at = excluded.decided_at \
+                 WHERE claims.kind = 'lease' OR claims.expires_at < excluded.expires_at";
+            on_pool!(self, p => { sqlx::query(SQL).bind(app).bind(dyno).bind(instance).bind(holder).bind(expires_at).bind(decided_at).execute(p).await?; });
+            Ok(())
+        })
+        .await
+    }
+
     /// Renews this holder's claim, or turns its lease into the window.
     pub async fn extend_claim(
         &self,

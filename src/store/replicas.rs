@@ -7,8 +7,8 @@
 //! - **fencing**: a restart claim is taken only while the claimer's epoch is
 //!   the current, unexpired one — checked in the claim's own statement;
 //! - **forwarding**: followers write the observations they received to
-//!   `forwarded` and `NOTIFY`; the leader takes them (deleting them) in
-//!   order.
+//!   `forwarded` and `NOTIFY`; the leader takes them in order (marking them
+//!   with its epoch) and deletes them once applied.
 //!
 //! [`Leadership`] is this replica's view of its role, which the restarter
 //! asks right before it claims and right before it calls the API.
@@ -144,27 +144,59 @@ impl Store {
         .await
     }
 
-    /// Takes (and deletes) up to `limit` forwarded batches of `scope`, oldest
-    /// first. Deleted as they are taken: a leader that dies right after
-    /// loses at most this one batch, never applies one twice.
+    /// Takes up to `limit` forwarded batches of `scope` for the leader of
+    /// `epoch`, oldest first: marked as taken, deleted only once applied
+    /// ([`Store::done_forwarded`]). A leader that dies in between leaves
+    /// them to the next epoch, which takes them again.
     pub async fn take_forwarded(
         &self,
         scope: &str,
+        epoch: i64,
         limit: i64,
     ) -> Result<Vec<ForwardedRow>, StoreError> {
         let Db::Postgres(p) = &self.db else {
             return Ok(Vec::new());
         };
-        const SQL: &str = "DELETE FROM forwarded WHERE id IN \
-             (SELECT id FROM forwarded WHERE scope = $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+        const SQL: &str = "UPDATE forwarded SET taken_epoch = $2 WHERE id IN \
+             (SELECT id FROM forwarded WHERE scope = $1 AND (taken_epoch IS NULL OR taken_epoch <> $2) \
+              ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) \
              RETURNING id, app, replica, frame_id, received_at, first_line, last_line, observations";
         let mut rows: Vec<ForwardedRow> = sqlx::query_as(SQL)
             .bind(scope)
+            .bind(epoch)
             .bind(limit)
             .fetch_all(p)
             .await?;
         rows.sort_by_key(|r| r.id);
         Ok(rows)
+    }
+
+    /// Deletes forwarded batches the leader applied.
+    pub async fn done_forwarded(&self, ids: &[i64]) -> Result<(), StoreError> {
+        let Db::Postgres(p) = &self.db else {
+            return Ok(());
+        };
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("DELETE FROM forwarded WHERE id = ANY($1)")
+            .bind(ids)
+            .execute(p)
+            .await?;
+        Ok(())
+    }
+
+    /// The replica groups that have a live leader (a warning when another
+    /// group watches some of the same apps).
+    pub async fn led_scopes(&self) -> Result<Vec<String>, StoreError> {
+        let Db::Postgres(p) = &self.db else {
+            return Ok(Vec::new());
+        };
+        Ok(
+            sqlx::query_scalar("SELECT scope FROM leaders WHERE expires_at > now()")
+                .fetch_all(p)
+                .await?,
+        )
     }
 
     /// Deletes forwarded batches received before `before` (unix ms), of any
@@ -179,19 +211,6 @@ impl Store {
             .execute(p)
             .await?
             .rows_affected())
-    }
-
-    /// Batches waiting for the leader of `scope`.
-    pub async fn forwarded_backlog(&self, scope: &str) -> Result<i64, StoreError> {
-        let Db::Postgres(p) = &self.db else {
-            return Ok(0);
-        };
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM forwarded WHERE scope = $1")
-                .bind(scope)
-                .fetch_one(p)
-                .await?,
-        )
     }
 
     /// A connection that hears the followers' `NOTIFY` (`None` on SQLite).
@@ -262,6 +281,10 @@ pub struct Leadership {
     pub scope: String,
     role: watch::Sender<Role>,
     valid_until: Mutex<Option<Instant>>,
+    /// A leader that came out of a store outage waits until then before it
+    /// claims: the other replicas' windows from the outage reach the store
+    /// within a lease of its return.
+    settle_until: Mutex<Option<Instant>>,
 }
 
 impl Leadership {
@@ -271,6 +294,7 @@ impl Leadership {
             scope,
             role: watch::channel(role).0,
             valid_until: Mutex::new(None),
+            settle_until: Mutex::new(None),
         }
     }
 
@@ -290,6 +314,20 @@ impl Leadership {
             *r = role;
             changed
         });
+    }
+
+    /// Restart claims wait until `until` (a lead taken after an outage).
+    pub fn settle(&self, until: Instant) {
+        *self.settle_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(until);
+    }
+
+    /// How long restart claims must still wait, if at all.
+    pub fn settling(&self) -> Option<Duration> {
+        self.settle_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .and_then(|t| t.checked_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero())
     }
 
     /// Whether the lead (if led) still holds by this replica's own clock.

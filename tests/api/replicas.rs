@@ -417,20 +417,24 @@ async fn a_store_outage_keeps_protection_and_ends_with_one_leader() {
     let upstream = format!("{}:{}", u.host_str().unwrap(), u.port().unwrap_or(5432))
         .parse()
         .unwrap();
-    let proxy = Proxy::start(upstream).await;
-    u.set_port(Some(proxy.port)).unwrap();
-    let db = u.to_string();
+    // One proxy per replica: the store comes back to A first.
+    let (proxy_a, proxy_b) = (Proxy::start(upstream).await, Proxy::start(upstream).await);
+    u.set_port(Some(proxy_a.port)).unwrap();
+    let db_a = u.to_string();
+    u.set_port(Some(proxy_b.port)).unwrap();
+    let db_b = u.to_string();
     let app = fresh_app();
     let (api_a, api_b) = (
         FakeHeroku::start().await.unwrap(),
         FakeHeroku::start().await.unwrap(),
     );
-    let a = replica(&db, &app, &api_a, &[]).await;
+    let a = replica(&db_a, &app, &api_a, &[]).await;
     until_role(&a, "leader", 10).await;
-    let b = replica(&db, &app, &api_b, &[]).await;
+    let b = replica(&db_b, &app, &api_b, &[]).await;
     until_role(&b, "follower", 10).await;
 
-    proxy.set_cut(true);
+    proxy_a.set_cut(true);
+    proxy_b.set_cut(true);
     // Both notice: 503, then each decides from its own memory.
     wait_for_async(|| async { health(&b).await.0 == 503 }, 20).await;
     until_role(&b, "store_unavailable", 20).await;
@@ -445,7 +449,11 @@ async fn a_store_outage_keeps_protection_and_ends_with_one_leader() {
         b.output().1
     );
 
-    proxy.set_cut(false);
+    // A is back first and leads; B, which restarted web.1 meanwhile, a
+    // moment later.
+    proxy_a.set_cut(false);
+    until_role(&a, "leader", 20).await;
+    proxy_b.set_cut(false);
     wait_for_async(
         || async { health(&a).await.0 == 200 && health(&b).await.0 == 200 },
         30,
@@ -465,6 +473,66 @@ async fn a_store_outage_keeps_protection_and_ends_with_one_leader() {
     let mut r = [roles.0.as_str(), roles.1.as_str()];
     r.sort_unstable();
     assert_eq!(r, ["follower", "leader"], "one leader again");
+    // The instance B restarted during the outage is still over its quota
+    // (the logs lag, or it is slow to go): neither replica restarts it again
+    // — B's window, held in memory during the outage, reached the store.
+    for p in [&a, &b] {
+        post(p, sample("web.1", UUID_A, 790.0, 512.0).as_bytes(), None).await;
+    }
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let calls = deletes(&api_a).len() + deletes(&api_b).len();
+    assert_eq!(
+        calls,
+        1,
+        "one restart of the instance, not one per replica: A {:?} B {:?}\n{}\n{}",
+        deletes(&api_a),
+        deletes(&api_b),
+        a.output().0,
+        b.output().0
+    );
+    a.sigterm().await;
+    b.sigterm().await;
+}
+
+/// A follower that takes the lead applies the batches it forwarded itself
+/// while the old leader was gone (they passed its Frame-Id check when it
+/// received them): nothing of the leaderless gap is lost.
+#[tokio::test]
+async fn a_new_leader_applies_what_it_forwarded_while_there_was_none() {
+    let Some(pg) = postgres() else { return };
+    let app = fresh_app();
+    let (api_a, api_b) = (
+        FakeHeroku::start().await.unwrap(),
+        FakeHeroku::start().await.unwrap(),
+    );
+    let a = replica(&pg, &app, &api_a, &[]).await;
+    until_role(&a, "leader", 10).await;
+    let b = replica(&pg, &app, &api_b, &[]).await;
+    until_role(&b, "follower", 10).await;
+    let stop = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &a.pid().to_string()])
+            .status()
+            .expect("kill runs")
+    };
+    assert!(stop("-STOP").success());
+    // Logplex posts to B while A hangs; B forwards (A takes nothing).
+    let body = sample("web.2", UUID_B, 800.0, 512.0);
+    post(
+        &b,
+        body.as_bytes(),
+        Some("0123456789ABCDEF0123456789ABCDEF"),
+    )
+    .await;
+    until_role(&b, "leader", 20).await;
+    wait_for(|| !deletes(&api_b).is_empty(), 20).await;
+    assert_eq!(
+        deletes(&api_b),
+        [format!("/apps/{app}/dynos/web.2")],
+        "{}",
+        b.output().0
+    );
+    assert!(stop("-CONT").success());
     a.sigterm().await;
     b.sigterm().await;
 }

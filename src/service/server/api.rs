@@ -27,7 +27,13 @@ pub async fn healthz(State(s): State<Arc<Shared>>) -> Response {
         )
             .into_response();
     }
-    match s.store.ping().await {
+    // Bounded: a database that does not answer is unavailable, now.
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), s.store.ping())
+        .await
+        .unwrap_or(Err(crate::store::StoreError::Timeout(
+            std::time::Duration::from_secs(2),
+        )));
+    match ping {
         Ok(()) if s.alert_only() => (
             StatusCode::OK,
             format!("ok (alert-only mode: DYNOGUARD_DRY_RUN is set — decisions are reported, nothing is restarted)\n{role}"),
