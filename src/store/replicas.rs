@@ -119,21 +119,30 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
+        // One statement of eight arrays, whatever the number of rows (a
+        // VALUES list would hit PostgreSQL's 65,535 parameters).
+        const SQL: &str = "INSERT INTO forwarded (scope, app, replica, frame_id, received_at, first_line, last_line, observations) \
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[])";
         self.write(async {
-            let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-                "INSERT INTO forwarded (scope, app, replica, frame_id, received_at, first_line, last_line, observations) ",
-            );
-            q.push_values(rows, |mut b, r| {
-                b.push_bind(scope)
-                    .push_bind(&r.app)
-                    .push_bind(&r.replica)
-                    .push_bind(&r.frame_id)
-                    .push_bind(r.received_at)
-                    .push_bind(r.first_line)
-                    .push_bind(r.last_line)
-                    .push_bind(&r.observations);
-            });
-            q.build().execute(p).await?;
+            sqlx::query(SQL)
+                .bind(scope)
+                .bind(rows.iter().map(|r| r.app.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.replica.as_str()).collect::<Vec<_>>())
+                .bind(
+                    rows.iter()
+                        .map(|r| r.frame_id.as_deref())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(rows.iter().map(|r| r.received_at).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.first_line).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.last_line).collect::<Vec<_>>())
+                .bind(
+                    rows.iter()
+                        .map(|r| r.observations.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .execute(p)
+                .await?;
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(FORWARDED_CHANNEL)
                 .bind(scope)

@@ -588,3 +588,50 @@ async fn a_second_serve_on_one_sqlite_file_is_refused() {
     );
     first.sigterm().await;
 }
+
+/// A follower's backlog goes to the store in one statement however long
+/// it is (a VALUES list stopped at PostgreSQL's 65,535 parameters: 8,192
+/// batches), and the leader takes every row, once per epoch.
+#[tokio::test]
+async fn a_long_backlog_is_forwarded_in_one_statement_and_taken_once() {
+    let Some(pg) = postgres() else { return };
+    let store = Store::connect(&pg).await.unwrap();
+    let scope = fresh_app();
+    let rows: Vec<dynoguard::store::replicas::ForwardedRow> = (0..10_000)
+        .map(|i| dynoguard::store::replicas::ForwardedRow {
+            id: 0,
+            app: scope.clone(),
+            replica: "r2".into(),
+            frame_id: (i % 2 == 0).then(|| format!("{i:032X}")),
+            received_at: i,
+            first_line: Some(i),
+            last_line: None,
+            observations: "[]".into(),
+        })
+        .collect();
+    store
+        .forward(&scope, &rows)
+        .await
+        .expect("10,000 rows at once");
+    let mut taken = 0;
+    loop {
+        let got = store.take_forwarded(&scope, 1, 3_000).await.unwrap();
+        if got.is_empty() {
+            break;
+        }
+        taken += got.len();
+    }
+    assert_eq!(taken, 10_000);
+    // Taken by epoch 1 and not applied: epoch 2 takes them again.
+    let again = store.take_forwarded(&scope, 2, 20_000).await.unwrap();
+    assert_eq!(again.len(), 10_000);
+    let ids: Vec<i64> = again.iter().map(|r| r.id).collect();
+    store.done_forwarded(&ids).await.unwrap();
+    assert!(
+        store
+            .take_forwarded(&scope, 3, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

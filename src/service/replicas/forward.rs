@@ -22,6 +22,8 @@ const FORWARD_EVERY: Duration = Duration::from_millis(50);
 const POLL_EVERY: Duration = Duration::from_millis(250);
 /// Forwarded batches taken per statement.
 const TAKE: i64 = 500;
+/// Batches a follower writes per statement (the rest wait for the next).
+const WRITE: usize = 2_000;
 
 /// A follower's writer: every [`FORWARD_EVERY`], the queued batches go to
 /// the store in one statement. A replica that decides (it took the lead, or
@@ -39,22 +41,38 @@ pub async fn forward(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 /// Writes (or, for a replica that decides, routes) what is queued now.
 pub(super) async fn flush(shared: &Shared) {
     let r = &shared.replicas;
-    let batches: Vec<Batch> = locked(&r.queue).drain(..).collect();
-    if batches.is_empty() {
-        return;
-    }
-    if r.leadership.decides() {
-        // It leads now (or the store is gone): what it queued as a
-        // follower is its own to decide.
-        for b in batches {
-            shared.route(b);
+    loop {
+        let batches: Vec<Batch> = {
+            let mut q = locked(&r.queue);
+            let n = q.len().min(WRITE);
+            q.drain(..n).collect()
+        };
+        if batches.is_empty() {
+            return;
         }
-    } else {
-        write_batches(shared, batches).await;
+        let n = batches.len();
+        if r.leadership.decides() {
+            // It leads now (or the store is gone): what it queued as a
+            // follower is its own to decide.
+            for b in batches {
+                shared.route(b);
+            }
+        } else {
+            r.in_flight.store(n, std::sync::atomic::Ordering::Relaxed);
+            let written = write_batches(shared, batches).await;
+            r.in_flight.store(0, std::sync::atomic::Ordering::Relaxed);
+            if !written {
+                return;
+            }
+        }
+        if n < WRITE {
+            return;
+        }
     }
 }
 
-async fn write_batches(shared: &Shared, batches: Vec<Batch>) {
+/// Writes one chunk; false (the batches back in the queue) if it failed.
+async fn write_batches(shared: &Shared, batches: Vec<Batch>) -> bool {
     let r = &shared.replicas;
     let rows: Vec<ForwardedRow> = batches
         .iter()
@@ -77,7 +95,10 @@ async fn write_batches(shared: &Shared, batches: Vec<Batch>) {
             .await
             .unwrap_or(Err(StoreError::Timeout(STORE_CALL)));
     match written {
-        Ok(()) => Counters::add(&r.stats.forwarded, rows.len() as u64),
+        Ok(()) => {
+            Counters::add(&r.stats.forwarded, rows.len() as u64);
+            true
+        }
         Err(e) => {
             tracing::warn!(
                 "forwarding {} batch(es) to the leader failed ({e}); kept for the next try",
@@ -88,6 +109,7 @@ async fn write_batches(shared: &Shared, batches: Vec<Batch>) {
             let newer: Vec<Batch> = q.drain(..).collect();
             drop(q);
             r.enqueue(batches.into_iter().chain(newer));
+            false
         }
     }
 }
@@ -204,6 +226,7 @@ fn take_one(shared: &Shared, row: ForwardedRow) {
         return;
     };
     Counters::add(&r.stats.consumed, 1);
+    r.forwarding_seen();
     let Ok(observations) = serde_json::from_str::<Vec<Observation>>(&row.observations) else {
         Counters::add(&r.stats.dropped, 1);
         locked(&r.applied_rows).push(row.id);

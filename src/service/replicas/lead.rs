@@ -92,6 +92,9 @@ async fn leads(shared: &Shared, row: &LeaderRow, sent: Instant, lease: Duration)
     let was = l.role();
     if !matches!(was, Role::Leader { epoch } if epoch == row.epoch) {
         promote(shared).await;
+        // Followers may be forwarding already: hold for order until a
+        // minute passes without a forwarded batch.
+        shared.replicas.forwarding_seen();
         if matches!(was, Role::Cut) {
             l.settle(Instant::now() + lease);
         }

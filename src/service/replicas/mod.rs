@@ -10,11 +10,12 @@
 //!   them, drops a `Logplex-Frame-Id` it has seen, and holds them for
 //!   [`release`]. [`lead`] contends for the lead and keeps it.
 //!
-//! The leader holds every batch (its own too) for [`REORDER`] before
-//! applying, in log-time order: a forwarded batch is a few tens of
-//! milliseconds late, and the engine judges each dyno's samples in log
-//! order. (It cannot know whether a follower is about to forward, so it
-//! always holds: one second on a decision whose samples come every 20.)
+//! While followers forward (and for a minute after it takes the lead, when
+//! it cannot know yet), the leader holds every batch — its own too — for
+//! [`REORDER`] before applying, in log-time order: a forwarded batch is a
+//! few tens of milliseconds late, and the engine judges each dyno's samples
+//! in log order. A leader with no follower forwarding applies at once, as
+//! a single process does.
 
 mod forward;
 mod lead;
@@ -23,7 +24,7 @@ pub use forward::{forward, intake, release};
 pub use lead::{first_role, lead};
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,9 @@ const QUEUE_OBSERVATIONS: usize = 500_000;
 /// Batches a leader holds at most: past it (a flood, a stalled tick), the
 /// held batches are applied at once rather than kept.
 const HELD_CAP: usize = 20_000;
+/// How long a leader keeps holding after the last forwarded batch (and
+/// after taking the lead).
+const FOLLOWERS_QUIET: Duration = Duration::from_secs(60);
 /// The longest a replica waits on one store call of this machinery: a
 /// database that hangs must not hold the lead's renewal or the forwarding.
 const STORE_CALL: Duration = Duration::from_secs(2);
@@ -133,6 +137,11 @@ pub struct Replicas {
     held: Mutex<Vec<Batch>>,
     /// Forwarded rows applied, to delete.
     applied_rows: Mutex<Vec<i64>>,
+    /// Batches being written to the store right now (follower).
+    in_flight: AtomicUsize,
+    /// Until when the leader holds its own batches for order: followers
+    /// forwarded lately, or it took the lead lately.
+    hold_until: Mutex<Option<Instant>>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -140,8 +149,11 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Replicas {
+    /// A replica that starts as the leader holds for order at first:
+    /// followers may be forwarding already.
     pub fn new(leadership: Leadership) -> Self {
-        Self {
+        let leads = matches!(leadership.role(), Role::Leader { .. });
+        let r = Self {
             leadership: Arc::new(leadership),
             stats: ReplicaStats::default(),
             local_claims: Arc::default(),
@@ -149,7 +161,26 @@ impl Replicas {
             queue: Mutex::default(),
             held: Mutex::default(),
             applied_rows: Mutex::default(),
+            in_flight: AtomicUsize::new(0),
+            hold_until: Mutex::default(),
+        };
+        if leads {
+            r.forwarding_seen();
         }
+        r
+    }
+
+    /// A follower forwarded (or this replica just took the lead): hold for
+    /// order for [`FOLLOWERS_QUIET`] from now.
+    fn forwarding_seen(&self) {
+        *locked(&self.hold_until) = Some(Instant::now() + FOLLOWERS_QUIET);
+    }
+
+    /// Whether the leader holds its own batches now: followers forwarded
+    /// lately, or batches are still held (a newer one must not pass them).
+    fn holding(&self) -> bool {
+        locked(&self.hold_until).is_some_and(|t| Instant::now() < t)
+            || !locked(&self.held).is_empty()
     }
 
     /// The replica group of these apps: replicas watching the same apps
@@ -161,9 +192,12 @@ impl Replicas {
         names.join(",")
     }
 
-    /// Batches queued for the leader (follower) or held for order (leader).
+    /// Batches queued for the leader or being written (follower), or held
+    /// for order (leader).
     pub fn queued(&self) -> usize {
-        locked(&self.queue).len() + locked(&self.held).len()
+        locked(&self.queue).len()
+            + self.in_flight.load(Ordering::Relaxed)
+            + locked(&self.held).len()
     }
 
     /// False if the batch's `Logplex-Frame-Id` was seen already.
@@ -209,9 +243,11 @@ impl Shared {
         observations: Vec<Observation>,
         lines: Option<(Timestamp, Timestamp)>,
     ) {
-        let l = &self.replicas.leadership;
-        if l.decides() && !matches!(l.role(), Role::Leader { .. }) {
-            // One process (or one cut off from the store): no hold, no copy.
+        let r = &self.replicas;
+        let l = &r.leadership;
+        if l.decides() && (!matches!(l.role(), Role::Leader { .. }) || !r.holding()) {
+            // One process (or one cut off from the store, or a leader no
+            // follower forwards to): no hold, no copy.
             self.apply(app, &observations, lines);
             return;
         }
@@ -282,23 +318,26 @@ impl Shared {
         // Batch by batch in log order (a batch's own lines keep theirs: the
         // engine reads them as Logplex wrote them, as `replay` does).
         due.sort_by_key(|b| (b.lines.map(|(first, _)| first), b.received));
+        locked(&r.applied_rows).extend(due.iter().filter_map(|b| b.row));
         for app in &self.apps {
             let mut lines: Option<(Timestamp, Timestamp)> = None;
             let mut obs = Vec::new();
-            for b in due.iter().filter(|b| Arc::ptr_eq(&b.app, app)) {
+            let (mine, rest): (Vec<Batch>, Vec<Batch>) =
+                due.into_iter().partition(|b| Arc::ptr_eq(&b.app, app));
+            due = rest;
+            for b in mine {
                 if let Some((first, last)) = b.lines {
                     lines = Some(match lines {
                         Some((f, l)) => (f.min(first), l.max(last)),
                         None => (first, last),
                     });
                 }
-                obs.extend(b.observations.iter().cloned());
+                obs.extend(b.observations);
             }
             if obs.is_empty() && lines.is_none() {
                 continue;
             }
             self.apply(app, &obs, lines);
         }
-        locked(&r.applied_rows).extend(due.iter().filter_map(|b| b.row));
     }
 }
