@@ -21,7 +21,7 @@ const FORWARD_EVERY: Duration = Duration::from_millis(50);
 /// `NOTIFY` costs no more).
 const POLL_EVERY: Duration = Duration::from_millis(250);
 /// Forwarded batches taken per statement.
-const TAKE: i64 = 500;
+const TAKE: i64 = 2_000;
 /// Batches a follower writes per statement (the rest wait for the next).
 const WRITE: usize = 2_000;
 

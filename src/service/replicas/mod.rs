@@ -134,7 +134,10 @@ pub struct Replicas {
     /// A follower's batches waiting to be written.
     queue: Mutex<VecDeque<Batch>>,
     /// A leader's batches waiting for [`REORDER`].
-    held: Mutex<Vec<Batch>>,
+    /// In arrival order: released from the front while due (a forwarded
+    /// batch due a little earlier than the one before it waits for it:
+    /// release costs only what it releases, never a scan of the hold).
+    held: Mutex<VecDeque<Batch>>,
     /// Forwarded rows applied, to delete.
     applied_rows: Mutex<Vec<i64>>,
     /// Batches being written to the store right now (follower).
@@ -271,7 +274,7 @@ impl Shared {
         } else if matches!(r.leadership.role(), Role::Leader { .. }) {
             let full = {
                 let mut held = locked(&r.held);
-                held.push(batch);
+                held.push_back(batch);
                 held.len() >= HELD_CAP
             };
             if full {
@@ -290,11 +293,12 @@ impl Shared {
         let now = Instant::now();
         let mut due: Vec<Batch> = {
             let mut held = locked(&r.held);
-            let (due, keep) = std::mem::take(&mut *held)
-                .into_iter()
-                .partition(|b| all || b.due <= now);
-            *held = keep;
-            due
+            let n = if all {
+                held.len()
+            } else {
+                held.iter().take_while(|b| b.due <= now).count()
+            };
+            held.drain(..n).collect()
         };
         if due.is_empty() {
             return;
