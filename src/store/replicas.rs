@@ -153,6 +153,51 @@ impl Store {
         .await
     }
 
+    /// Records that everything `replica` received before `through` (its
+    /// wall clock, unix ms) is in `forwarded`.
+    pub async fn mark_forwarded(
+        &self,
+        scope: &str,
+        replica: &str,
+        through: i64,
+    ) -> Result<(), StoreError> {
+        let Db::Postgres(p) = &self.db else {
+            return Ok(());
+        };
+        sqlx::query(
+            "INSERT INTO replica_marks (scope, replica, through, seen_at) VALUES ($1, $2, $3, now()) \
+             ON CONFLICT (scope, replica) DO UPDATE SET through = GREATEST(replica_marks.through, excluded.through), seen_at = now()",
+        )
+        .bind(scope)
+        .bind(replica)
+        .bind(through)
+        .execute(p)
+        .await?;
+        Ok(())
+    }
+
+    /// The lowest mark of the other replicas of `scope` seen within
+    /// `alive_ms` (database clock); `None` when no follower is alive.
+    pub async fn followers_mark(
+        &self,
+        scope: &str,
+        me: &str,
+        alive_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let Db::Postgres(p) = &self.db else {
+            return Ok(None);
+        };
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(through) FROM replica_marks WHERE scope = $1 AND replica <> $2 \
+             AND seen_at > now() - $3::bigint * interval '1 millisecond'",
+        )
+        .bind(scope)
+        .bind(me)
+        .bind(alive_ms)
+        .fetch_one(p)
+        .await?)
+    }
+
     /// Takes up to `limit` forwarded batches of `scope` for the leader of
     /// `epoch`, oldest first: marked as taken, deleted only once applied
     /// ([`Store::done_forwarded`]). A leader that dies in between leaves

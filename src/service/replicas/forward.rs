@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use tokio::sync::watch;
 
-use super::{Batch, REORDER, STORE_CALL, locked};
+use super::{Batch, FOLLOWER_ALIVE, STORE_CALL, locked};
 use crate::ingest::heroku_line::Observation;
 use crate::service::Shared;
 use crate::store::replicas::{ForwardedRow, Role};
@@ -17,9 +17,9 @@ use crate::telemetry::Counters;
 
 /// How often a follower writes what it queued.
 const FORWARD_EVERY: Duration = Duration::from_millis(50);
-/// The leader looks for forwarded batches at least this often (a missed
-/// `NOTIFY` costs no more).
-const POLL_EVERY: Duration = Duration::from_millis(250);
+/// The leader reads the followers' marks and looks for forwarded batches
+/// at least this often (a missed `NOTIFY` costs no more).
+const POLL_EVERY: Duration = Duration::from_millis(100);
 /// Forwarded batches taken per statement.
 const TAKE: i64 = 2_000;
 /// Batches a follower writes per statement (the rest wait for the next).
@@ -42,14 +42,18 @@ pub async fn forward(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 pub(super) async fn flush(shared: &Shared) {
     let r = &shared.replicas;
     loop {
-        let batches: Vec<Batch> = {
+        let (batches, through) = {
             let mut q = locked(&r.queue);
             let n = q.len().min(WRITE);
-            q.drain(..n).collect()
+            let batches: Vec<Batch> = q.drain(..n).collect();
+            // Everything received before this is in the chunk or written:
+            // the oldest batch left, else now (less a margin for a batch
+            // stamped but not yet queued).
+            let through = q
+                .front()
+                .map_or_else(|| Timestamp::now().as_millisecond() - 100, |b| b.received);
+            (batches, through)
         };
-        if batches.is_empty() {
-            return;
-        }
         let n = batches.len();
         if r.leadership.decides() {
             // It leads now (or the store is gone): what it queued as a
@@ -57,7 +61,9 @@ pub(super) async fn flush(shared: &Shared) {
             for b in batches {
                 shared.route(b);
             }
-        } else {
+            return;
+        }
+        if n > 0 {
             r.in_flight.store(n, std::sync::atomic::Ordering::Relaxed);
             let written = write_batches(shared, batches).await;
             r.in_flight.store(0, std::sync::atomic::Ordering::Relaxed);
@@ -65,9 +71,23 @@ pub(super) async fn flush(shared: &Shared) {
                 return;
             }
         }
+        mark(shared, through).await;
         if n < WRITE {
             return;
         }
+    }
+}
+
+/// Tells the leader how far this follower has forwarded.
+async fn mark(shared: &Shared, through: i64) {
+    let l = &shared.replicas.leadership;
+    let marked = tokio::time::timeout(
+        STORE_CALL,
+        shared.store.mark_forwarded(&l.scope, &l.replica, through),
+    )
+    .await;
+    if !matches!(marked, Ok(Ok(()))) {
+        tracing::debug!("marking what this follower forwarded failed");
     }
 }
 
@@ -153,18 +173,21 @@ pub async fn intake(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             && (woken || last_poll.elapsed() >= POLL_EVERY)
         {
             last_poll = Instant::now();
-            if tokio::time::timeout(STORE_CALL * 4, take_forwarded(&shared, epoch))
+            // The mark first, then the rows: every batch a follower marked
+            // as forwarded is among the rows taken after it.
+            let mark = read_mark(&shared).await;
+            let taken = tokio::time::timeout(STORE_CALL * 4, take_forwarded(&shared, epoch))
                 .await
-                .is_err()
-            {
-                tracing::debug!("taking forwarded batches timed out");
+                .unwrap_or(false);
+            if taken && let Some(mark) = mark {
+                shared.replicas.set_followers_mark(mark);
             }
         }
     }
     delete_applied(&shared).await;
 }
 
-/// Every 50 ms, applies the held batches that are due. (At stop, a
+/// Every 50 ms, applies the held batches the followers' marks passed. (At stop, a
 /// leader's `resign` hands what it still holds to the next leader.)
 pub async fn release(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(50));
@@ -174,6 +197,20 @@ pub async fn release(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|s| *s) => break,
         }
     }
+}
+
+/// The live followers' lowest mark: `Some(None)` when none is alive,
+/// `None` when the store did not answer (the hold stays as it was).
+async fn read_mark(shared: &Shared) -> Option<Option<i64>> {
+    let l = &shared.replicas.leadership;
+    let alive = i64::try_from(FOLLOWER_ALIVE.as_millis()).unwrap_or(i64::MAX);
+    tokio::time::timeout(
+        STORE_CALL,
+        shared.store.followers_mark(&l.scope, &l.replica, alive),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
 }
 
 async fn recv(l: &mut Option<sqlx::postgres::PgListener>) -> Result<(), sqlx::Error> {
@@ -196,7 +233,8 @@ async fn delete_applied(shared: &Shared) {
     }
 }
 
-async fn take_forwarded(shared: &Shared, epoch: i64) {
+/// Takes every forwarded batch waiting; false if the store failed.
+async fn take_forwarded(shared: &Shared, epoch: i64) -> bool {
     let r = &shared.replicas;
     loop {
         let rows = match shared
@@ -207,7 +245,7 @@ async fn take_forwarded(shared: &Shared, epoch: i64) {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::debug!("taking forwarded batches failed: {e}");
-                return;
+                return false;
             }
         };
         let n = rows.len();
@@ -215,7 +253,7 @@ async fn take_forwarded(shared: &Shared, epoch: i64) {
             take_one(shared, row);
         }
         if n < TAKE as usize {
-            return;
+            return true;
         }
     }
 }
@@ -226,7 +264,6 @@ fn take_one(shared: &Shared, row: ForwardedRow) {
         return;
     };
     Counters::add(&r.stats.consumed, 1);
-    r.forwarding_seen();
     let Ok(observations) = serde_json::from_str::<Vec<Observation>>(&row.observations) else {
         Counters::add(&r.stats.dropped, 1);
         locked(&r.applied_rows).push(row.id);
@@ -239,11 +276,6 @@ fn take_one(shared: &Shared, row: ForwardedRow) {
         locked(&r.applied_rows).push(row.id);
         return;
     }
-    // Held for what is left of the hold since the follower received it, by
-    // this replica's clock: a skewed follower clock moves it by at most the
-    // hold itself.
-    let lag = Timestamp::now().as_millisecond() - row.received_at;
-    let lag = Duration::from_millis(u64::try_from(lag).unwrap_or(0)).min(REORDER);
     let lines = row
         .first_line
         .zip(row.last_line)
@@ -252,7 +284,7 @@ fn take_one(shared: &Shared, row: ForwardedRow) {
         app,
         frame_id: row.frame_id,
         received: row.received_at,
-        due: Instant::now() + (REORDER - lag),
+        arrived: Instant::now(),
         row: Some(row.id),
         lines,
         observations,

@@ -92,9 +92,9 @@ async fn leads(shared: &Shared, row: &LeaderRow, sent: Instant, lease: Duration)
     let was = l.role();
     if !matches!(was, Role::Leader { epoch } if epoch == row.epoch) {
         promote(shared).await;
-        // Followers may be forwarding already: hold for order until a
-        // minute passes without a forwarded batch.
-        shared.replicas.forwarding_seen();
+        // Followers may be forwarding already: hold until the first intake
+        // has read their marks.
+        shared.replicas.set_followers_mark(Some(i64::MIN));
         if matches!(was, Role::Cut) {
             l.settle(Instant::now() + lease);
         }

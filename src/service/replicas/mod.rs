@@ -10,12 +10,14 @@
 //!   them, drops a `Logplex-Frame-Id` it has seen, and holds them for
 //!   [`release`]. [`lead`] contends for the lead and keeps it.
 //!
-//! While followers forward (and for a minute after it takes the lead, when
-//! it cannot know yet), the leader holds every batch — its own too — for
-//! [`REORDER`] before applying, in log-time order: a forwarded batch is a
-//! few tens of milliseconds late, and the engine judges each dyno's samples
-//! in log order. A leader with no follower forwarding applies at once, as
-//! a single process does.
+//! While followers forward, the leader holds every batch — its own too —
+//! until each live follower has marked that everything it received before
+//! that batch is in the store ([`Replicas::followers_mark`]), then applies
+//! the due batches in log order: the engine judges each dyno's samples in
+//! log order, and a forwarded batch is late by however slow its follower
+//! is. A follower that stops marking counts as gone after
+//! [`FOLLOWER_ALIVE`]; nothing is held longer than [`MAX_HOLD`]. A leader
+//! with no live follower applies at once, as a single process does.
 
 mod forward;
 mod lead;
@@ -37,18 +39,17 @@ use crate::telemetry::Counters;
 
 use super::{AppRuntime, Shared};
 
-/// How long the leader holds a batch before applying it.
-pub const REORDER: Duration = Duration::from_millis(1000);
+/// The longest the leader holds a batch for a follower's mark.
+pub const MAX_HOLD: Duration = Duration::from_secs(5);
+/// A follower whose mark is older than this (database clock) is gone.
+pub const FOLLOWER_ALIVE: Duration = Duration::from_secs(3);
 /// Batches a follower keeps while the store refuses them, and the
 /// observations in them; past either, the oldest go (counted).
 const QUEUE_CAP: usize = 20_000;
 const QUEUE_OBSERVATIONS: usize = 500_000;
 /// Batches a leader holds at most: past it (a flood, a stalled tick), the
-/// held batches are applied at once rather than kept.
-const HELD_CAP: usize = 20_000;
-/// How long a leader keeps holding after the last forwarded batch (and
-/// after taking the lead).
-const FOLLOWERS_QUIET: Duration = Duration::from_secs(60);
+/// oldest are released at the next tick rather than kept.
+const HELD_CAP: usize = 100_000;
 /// The longest a replica waits on one store call of this machinery: a
 /// database that hangs must not hold the lead's renewal or the forwarding.
 const STORE_CALL: Duration = Duration::from_secs(2);
@@ -91,13 +92,13 @@ impl FrameIdCache {
 struct Batch {
     app: Arc<AppRuntime>,
     frame_id: Option<String>,
-    /// Wall clock when a replica received it (unix ms): the order among
-    /// batches of the same moment, and the forwarding lag.
+    /// Wall clock when a replica received it (unix ms): compared with the
+    /// followers' marks, the order among batches of the same moment, and
+    /// the forwarding lag.
     received: i64,
-    /// When the leader applies it, by the leader's own clock: a follower's
-    /// wall clock (skewed, perhaps) never holds a batch longer than
-    /// [`REORDER`] or makes it skip the hold beyond its real lag.
-    due: Instant,
+    /// When it reached this replica (its own clock): [`MAX_HOLD`] runs
+    /// from it, whatever the wall clocks say.
+    arrived: Instant,
     /// The `forwarded` row it came from (the leader deletes it once
     /// applied), or `None` for the replica's own.
     row: Option<i64>,
@@ -133,18 +134,15 @@ pub struct Replicas {
     frame_ids: Mutex<FrameIdCache>,
     /// A follower's batches waiting to be written.
     queue: Mutex<VecDeque<Batch>>,
-    /// A leader's batches waiting for [`REORDER`].
-    /// In arrival order: released from the front while due (a forwarded
-    /// batch due a little earlier than the one before it waits for it:
-    /// release costs only what it releases, never a scan of the hold).
-    held: Mutex<VecDeque<Batch>>,
+    /// A leader's batches waiting for the followers' marks.
+    held: Mutex<Vec<Batch>>,
     /// Forwarded rows applied, to delete.
     applied_rows: Mutex<Vec<i64>>,
     /// Batches being written to the store right now (follower).
     in_flight: AtomicUsize,
-    /// Until when the leader holds its own batches for order: followers
-    /// forwarded lately, or it took the lead lately.
-    hold_until: Mutex<Option<Instant>>,
+    /// The live followers' lowest mark (unix ms, their clocks), as the
+    /// leader last read it; `i64::MAX` when no follower is alive.
+    followers_mark: AtomicI64,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -152,11 +150,10 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Replicas {
-    /// A replica that starts as the leader holds for order at first:
-    /// followers may be forwarding already.
+    /// A replica starts holding (as if a follower had marked nothing yet):
+    /// its first intake tells whether any follower is alive.
     pub fn new(leadership: Leadership) -> Self {
-        let leads = matches!(leadership.role(), Role::Leader { .. });
-        let r = Self {
+        Self {
             leadership: Arc::new(leadership),
             stats: ReplicaStats::default(),
             local_claims: Arc::default(),
@@ -165,25 +162,20 @@ impl Replicas {
             held: Mutex::default(),
             applied_rows: Mutex::default(),
             in_flight: AtomicUsize::new(0),
-            hold_until: Mutex::default(),
-        };
-        if leads {
-            r.forwarding_seen();
+            followers_mark: AtomicI64::new(i64::MIN),
         }
-        r
     }
 
-    /// A follower forwarded (or this replica just took the lead): hold for
-    /// order for [`FOLLOWERS_QUIET`] from now.
-    fn forwarding_seen(&self) {
-        *locked(&self.hold_until) = Some(Instant::now() + FOLLOWERS_QUIET);
+    /// Sets the live followers' lowest mark (`None`: no follower alive).
+    fn set_followers_mark(&self, mark: Option<i64>) {
+        self.followers_mark
+            .store(mark.unwrap_or(i64::MAX), Ordering::Relaxed);
     }
 
-    /// Whether the leader holds its own batches now: followers forwarded
-    /// lately, or batches are still held (a newer one must not pass them).
+    /// Holds for a follower now: one is alive, or batches are still held
+    /// (a newer one must not pass them).
     fn holding(&self) -> bool {
-        locked(&self.hold_until).is_some_and(|t| Instant::now() < t)
-            || !locked(&self.held).is_empty()
+        self.followers_mark.load(Ordering::Relaxed) != i64::MAX || !locked(&self.held).is_empty()
     }
 
     /// The replica group of these apps: replicas watching the same apps
@@ -212,7 +204,18 @@ impl Replicas {
     /// Batches that came from the store stay there for the next leader.
     fn enqueue(&self, batches: impl IntoIterator<Item = Batch>) {
         let mut q = locked(&self.queue);
-        q.extend(batches.into_iter().filter(|b| b.row.is_none()));
+        // Stamped under the lock: a batch received before a flush's mark is
+        // in the queue that flush drains (see `forward::flush`).
+        let now = Timestamp::now().as_millisecond();
+        q.extend(
+            batches
+                .into_iter()
+                .filter(|b| b.row.is_none())
+                .map(|mut b| {
+                    b.received = b.received.max(now);
+                    b
+                }),
+        );
         let mut observations: usize = q.iter().map(|b| b.observations.len()).sum();
         while q.len() > QUEUE_CAP || (observations > QUEUE_OBSERVATIONS && q.len() > 1) {
             if let Some(b) = q.pop_front() {
@@ -258,7 +261,7 @@ impl Shared {
             app: app.clone(),
             frame_id: frame_id.map(str::to_owned),
             received: Timestamp::now().as_millisecond(),
-            due: Instant::now() + REORDER,
+            arrived: Instant::now(),
             row: None,
             lines,
             observations,
@@ -272,33 +275,29 @@ impl Shared {
         if !r.leadership.decides() {
             r.enqueue([batch]);
         } else if matches!(r.leadership.role(), Role::Leader { .. }) {
-            let full = {
-                let mut held = locked(&r.held);
-                held.push_back(batch);
-                held.len() >= HELD_CAP
-            };
-            if full {
-                self.release_reordered(true);
-            }
+            // Never applied here, on the request: the tick applies it (all
+            // beyond the cap at once).
+            locked(&r.held).push(batch);
         } else {
             self.apply(&batch.app, &batch.observations, batch.lines);
         }
     }
 
-    /// Applies the held batches that waited [`REORDER`] (all of them with
-    /// `all`), batch by batch in log order. A replica that no longer
-    /// decides passes them on to the leader instead.
+    /// Applies the held batches the followers' marks have passed (or held
+    /// for [`MAX_HOLD`]; all of them with `all`, or past [`HELD_CAP`]),
+    /// batch by batch in log order. A replica that no longer decides passes
+    /// them on to the leader instead.
     fn release_reordered(&self, all: bool) {
         let r = &self.replicas;
-        let now = Instant::now();
+        let mark = r.followers_mark.load(Ordering::Relaxed);
         let mut due: Vec<Batch> = {
             let mut held = locked(&r.held);
-            let n = if all {
-                held.len()
-            } else {
-                held.iter().take_while(|b| b.due <= now).count()
-            };
-            held.drain(..n).collect()
+            let flood = held.len() > HELD_CAP;
+            let (due, keep) = std::mem::take(&mut *held).into_iter().partition(|b| {
+                all || flood || b.received <= mark || b.arrived.elapsed() >= MAX_HOLD
+            });
+            *held = keep;
+            due
         };
         if due.is_empty() {
             return;
