@@ -124,6 +124,14 @@ impl Store {
         const SQL: &str = "INSERT INTO forwarded (scope, app, replica, frame_id, received_at, first_line, last_line, observations) \
              SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[])";
         self.write(async {
+            // Bounded on the server too: a statement the client gave up on
+            // (a locked table) must not keep its pooled connection busy, or
+            // the lease's renewal starves and the follower turns to deciding
+            // alone.
+            let mut tx = p.begin().await?;
+            sqlx::query("SET LOCAL statement_timeout = 2000")
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(SQL)
                 .bind(scope)
                 .bind(rows.iter().map(|r| r.app.as_str()).collect::<Vec<_>>())
@@ -141,13 +149,15 @@ impl Store {
                         .map(|r| r.observations.as_str())
                         .collect::<Vec<_>>(),
                 )
-                .execute(p)
+                .execute(&mut *tx)
                 .await?;
+            // Delivered at commit.
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(FORWARDED_CHANNEL)
                 .bind(scope)
-                .execute(p)
+                .execute(&mut *tx)
                 .await?;
+            tx.commit().await?;
             Ok(())
         })
         .await
