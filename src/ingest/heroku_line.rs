@@ -327,24 +327,37 @@ pub fn parse_sample(msg: &str, procid: Option<DynoName>) -> Sample {
         dyno: procid,
         ..Sample::default()
     };
-    let mut source_name = None;
+    // The last `source=`: parsed as it comes when legacy (it carries the
+    // instance), else only at the end and only if the procid names no dyno.
+    let mut source_name: Option<Option<DynoName>> = None;
+    let mut source_raw: Option<&str> = None;
     let (mut measure, mut val) = (None, None);
-    for token in msg.split(' ') {
-        let Some((key, value)) = token.split_once('=') else {
+    // `msg.split(' ')` by memchr: every sample line passes here.
+    let bytes = msg.as_bytes();
+    let mut start = 0;
+    while start <= bytes.len() {
+        let end = memchr::memchr(b' ', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+        // Cut at ASCII spaces and `=`: always on character boundaries.
+        let token = &msg[start..end];
+        start = end + 1;
+        let Some(eq) = memchr::memchr(b'=', token.as_bytes()) else {
             continue;
         };
+        let (key, value) = (&token[..eq], &token[eq + 1..]);
         match key {
             "source" => {
                 if let Some(rest) = value.strip_prefix("heroku.") {
                     // Legacy: heroku.APPID.web.2.UUID
                     s.app_number = s.app_number.or_else(|| app_number(rest));
                     let (name, uuid) = split_legacy_source(rest);
-                    source_name = name;
+                    source_name = Some(name);
+                    source_raw = None;
                     if s.instance.is_none() {
                         s.instance = uuid;
                     }
                 } else {
-                    source_name = DynoName::parse(value);
+                    source_name = None;
+                    source_raw = Some(value);
                 }
             }
             "dyno" => {
@@ -359,9 +372,13 @@ pub fn parse_sample(msg: &str, procid: Option<DynoName>) -> Sample {
             "measure" => measure = Some(value),
             "val" => val = Megabytes::parse(value),
             _ => {
-                if let Some(field) = key.strip_prefix("sample#memory_") {
+                if let Some(field) = key.strip_prefix("sample#memory_")
+                    && let Some(slot) = field_slot(&mut s.memory, field)
+                {
+                    // Only the fields dynoguard uses are parsed.
                     let v = Megabytes::parse(value);
-                    if set_field(&mut s.memory, field, v) && v.is_none() {
+                    *slot = v;
+                    if v.is_none() {
                         s.malformed = true;
                     }
                 }
@@ -372,23 +389,36 @@ pub fn parse_sample(msg: &str, procid: Option<DynoName>) -> Sample {
         set_field(&mut s.memory, m, Some(v));
     }
     if s.dyno.is_none() {
-        s.dyno = source_name;
+        s.dyno = match (source_name, source_raw) {
+            (Some(parsed), _) => parsed,
+            (None, Some(raw)) => DynoName::parse(raw),
+            (None, None) => None,
+        };
     }
     s
 }
 
-/// Sets a known memory field; false for fields dynoguard does not use.
-fn set_field(m: &mut Memory, field: &str, v: Option<Megabytes>) -> bool {
-    let slot = match field {
+/// The slot of a known memory field; `None` for fields dynoguard does not use.
+fn field_slot<'m>(m: &'m mut Memory, field: &str) -> Option<&'m mut Option<Megabytes>> {
+    Some(match field {
         "total" => &mut m.total,
         "rss" => &mut m.rss,
         "cache" => &mut m.cache,
         "swap" => &mut m.swap,
         "quota" => &mut m.quota,
-        _ => return false,
-    };
-    *slot = v;
-    true
+        _ => return None,
+    })
+}
+
+/// Sets a known memory field; false for fields dynoguard does not use.
+fn set_field(m: &mut Memory, field: &str, v: Option<Megabytes>) -> bool {
+    match field_slot(m, field) {
+        Some(slot) => {
+            *slot = v;
+            true
+        }
+        None => false,
+    }
 }
 
 fn split_legacy_source(rest: &str) -> (Option<DynoName>, Option<String>) {

@@ -56,12 +56,27 @@ impl AppRuntime {
 /// Latest sample per dyno and the minutes of history, waiting for the next
 /// batched write. Too many pending minutes (the store is down for hours)
 /// drop the oldest, counted: memory stays bounded.
+///
+/// Keyed app → dyno with `String` keys so that a sample finds its entry by
+/// `&str` (nothing copied per sample; a name is copied once per flush), and
+/// a whole batch takes each lock once.
 #[derive(Debug, Default)]
 pub struct SampleBuffer {
-    pending: Mutex<HashMap<(String, String), SampleRow>>,
-    minutes: Mutex<HashMap<(String, String, i64), store::MinuteRow>>,
+    pending: Mutex<ByDyno<SampleRow>>,
+    minutes: Mutex<PendingMinutes>,
     /// Minutes dropped because the store was down too long.
     pub minutes_dropped: std::sync::atomic::AtomicU64,
+}
+
+type ByDyno<T> = HashMap<String, HashMap<String, T, FastHash>, FastHash>;
+type FastHash = foldhash::fast::RandomState;
+
+/// A dyno's pending minutes (one or two between flushes; more only while
+/// the store fails), and how many there are in all.
+#[derive(Debug, Default)]
+struct PendingMinutes {
+    rows: ByDyno<Vec<store::MinuteRow>>,
+    len: usize,
 }
 
 /// Pending history minutes kept while the store fails (≈ 1,000 dynos × 2 h).
@@ -71,53 +86,144 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl SampleBuffer {
-    fn put(&self, row: SampleRow) {
-        if let Some(m) = store::MinuteRow::of_sample(&row) {
-            self.add_minute(m);
+/// The entry of `app`/`dyno`, its names copied only when it is new.
+fn entry<'m, T: Default>(map: &'m mut ByDyno<T>, app: &str, dyno: &str) -> &'m mut T {
+    if !map.contains_key(app) {
+        map.insert(app.to_owned(), HashMap::default());
+    }
+    let dynos = map.get_mut(app).expect("inserted above");
+    if !dynos.contains_key(dyno) {
+        dynos.insert(dyno.to_owned(), T::default());
+    }
+    dynos.get_mut(dyno).expect("inserted above")
+}
+
+impl PendingMinutes {
+    /// Folds one sample's minute in.
+    fn add_sample(&mut self, row: &SampleRow) -> Option<u64> {
+        let minute = store::MinuteRow::minute_of(row.at);
+        let have = entry(&mut self.rows, &row.app, &row.dyno);
+        if let Some(m) = have.iter_mut().rev().find(|m| m.minute == minute) {
+            m.merge_sample(row);
+            return Some(0);
         }
-        locked(&self.pending).insert((row.app.clone(), row.dyno.clone()), row);
+        let m = store::MinuteRow::of_sample(row)?;
+        Some(self.insert_new(m))
     }
 
-    fn add_minute(&self, m: store::MinuteRow) {
-        let mut minutes = locked(&self.minutes);
-        match minutes.get_mut(&m.key()) {
-            Some(have) => have.merge(m),
-            None => {
-                if minutes.len() >= PENDING_MINUTES
-                    && let Some(oldest) = minutes.keys().min_by_key(|k| k.2).cloned()
-                {
-                    minutes.remove(&oldest);
-                    self.minutes_dropped
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    /// Folds a minute in; returns how many were dropped to make room.
+    fn add(&mut self, m: store::MinuteRow) -> u64 {
+        let have = entry(&mut self.rows, &m.app, &m.dyno);
+        if let Some(h) = have.iter_mut().find(|h| h.minute == m.minute) {
+            h.merge(m);
+            return 0;
+        }
+        self.insert_new(m)
+    }
+
+    /// A minute not pending yet; the oldest pending one goes first when
+    /// full (the store has been down for hours).
+    fn insert_new(&mut self, m: store::MinuteRow) -> u64 {
+        let mut dropped = 0;
+        if self.len >= PENDING_MINUTES
+            && let Some((app, dyno, minute)) = self
+                .rows
+                .iter()
+                .flat_map(|(a, ds)| {
+                    ds.iter()
+                        .flat_map(move |(d, ms)| ms.iter().map(move |m| (a, d, m.minute)))
+                })
+                .min_by_key(|k| k.2)
+                .map(|(a, d, minute)| (a.clone(), d.clone(), minute))
+            && let Some(ms) = self.rows.get_mut(&app).and_then(|ds| ds.get_mut(&dyno))
+        {
+            ms.retain(|x| x.minute != minute);
+            self.len -= 1;
+            dropped = 1;
+        }
+        entry(&mut self.rows, &m.app, &m.dyno).push(m);
+        self.len += 1;
+        dropped
+    }
+}
+
+impl SampleBuffer {
+    /// One batch's applied samples: each lock is taken once.
+    fn put_all(&self, rows: Vec<SampleRow>) {
+        if rows.is_empty() {
+            return;
+        }
+        let mut dropped = 0;
+        {
+            let mut minutes = locked(&self.minutes);
+            for row in &rows {
+                dropped += minutes.add_sample(row).unwrap_or(0);
+            }
+        }
+        if dropped > 0 {
+            self.minutes_dropped
+                .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut pending = locked(&self.pending);
+        for row in rows {
+            let slot = pending
+                .get_mut(row.app.as_str())
+                .and_then(|ds| ds.get_mut(row.dyno.as_str()));
+            match slot {
+                Some(have) => *have = row,
+                None => {
+                    pending
+                        .entry(row.app.clone())
+                        .or_default()
+                        .insert(row.dyno.clone(), row);
                 }
-                minutes.insert(m.key(), m);
             }
         }
     }
 
     pub(crate) fn take(&self) -> Vec<SampleRow> {
-        locked(&self.pending).drain().map(|(_, v)| v).collect()
+        let mut p = locked(&self.pending);
+        p.values_mut()
+            .flat_map(|ds| ds.drain().map(|(_, v)| v))
+            .collect()
     }
 
     /// Rows whose write failed go back, unless a newer one of the dyno came.
     pub(crate) fn put_back(&self, rows: Vec<SampleRow>) {
         let mut p = locked(&self.pending);
         for row in rows {
-            p.entry((row.app.clone(), row.dyno.clone())).or_insert(row);
+            p.entry(row.app.clone())
+                .or_default()
+                .entry(row.dyno.clone())
+                .or_insert(row);
         }
     }
 
     pub(crate) fn take_history(&self) -> Vec<store::MinuteRow> {
-        let mut v: Vec<_> = locked(&self.minutes).drain().map(|(_, m)| m).collect();
+        let mut v: Vec<_> = {
+            let mut m = locked(&self.minutes);
+            m.len = 0;
+            m.rows
+                .values_mut()
+                .flat_map(|ds| ds.drain().flat_map(|(_, ms)| ms))
+                .collect()
+        };
         v.sort_by(|a, b| (&a.app, &a.dyno, a.minute).cmp(&(&b.app, &b.dyno, b.minute)));
         v
     }
 
     /// Minutes whose write failed merge back with what came since.
     pub(crate) fn put_back_history(&self, rows: Vec<store::MinuteRow>) {
-        for m in rows {
-            self.add_minute(m);
+        let mut dropped = 0;
+        {
+            let mut minutes = locked(&self.minutes);
+            for m in rows {
+                dropped += minutes.add(m);
+            }
+        }
+        if dropped > 0 {
+            self.minutes_dropped
+                .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
@@ -200,16 +306,22 @@ impl Shared {
     }
 
     fn dispatch(&self, app: &Arc<AppRuntime>, d: Decisions) {
-        for s in d.samples {
-            self.samples.put(SampleRow {
-                app: app.config.name.to_string(),
-                dyno: s.dyno.to_string(),
-                instance: s.instance,
-                at: store::millis(s.at),
-                memory: s.memory.mb(),
-                replaced: (!s.replaced.is_empty()).then(|| s.replaced.join(",")),
-                contender: s.contender,
-            });
+        if !d.samples.is_empty() {
+            let name = app.config.name.to_string();
+            let rows = d
+                .samples
+                .into_iter()
+                .map(|s| SampleRow {
+                    app: name.clone(),
+                    dyno: s.dyno.to_string(),
+                    instance: s.instance,
+                    at: store::millis(s.at),
+                    memory: s.memory.mb(),
+                    replaced: (!s.replaced.is_empty()).then(|| s.replaced.join(",")),
+                    contender: s.contender,
+                })
+                .collect();
+            self.samples.put_all(rows);
         }
         let c = &self.counters;
         Counters::add(&c.lines_stale, d.ignored.stale);
