@@ -91,6 +91,11 @@ impl DynoName {
         &self.name
     }
 
+    /// The name, without a copy.
+    pub fn into_string(self) -> String {
+        self.name
+    }
+
     /// The process type: `web` for `web.1`.
     pub fn process_type(&self) -> &str {
         &self.name[..self.dot]
@@ -178,6 +183,11 @@ impl Megabytes {
 
     /// Parses `768.00MB`, `768MB`, `768M`, `768` (and `1.5GB`, `1GB`).
     pub fn parse(s: &str) -> Option<Self> {
+        // The runtime-metrics shape, `381.45MB`: what the general path
+        // below makes of it, without trimming and searching.
+        if let Some(v) = s.strip_suffix("MB").and_then(plain_decimal) {
+            return Some(Self(v));
+        }
         let s = s.trim();
         let (num, mult) = if let Some(n) = s.strip_suffix("GB") {
             (n, 1024.0)
@@ -262,12 +272,35 @@ mod tests {
     #[test]
     fn plain_decimal_is_str_parse() {
         for s in [
-            "0", "0.0", "512.00", "123.45", "999999999999999", "99999999999999.9", "0.1",
-            "0.30", "1.005", "471.23", "00012.5000", "7", "3.14159265358979",
+            "0",
+            "0.0",
+            "512.00",
+            "123.45",
+            "999999999999999",
+            "99999999999999.9",
+            "0.1",
+            "0.30",
+            "1.005",
+            "471.23",
+            "00012.5000",
+            "7",
+            "3.14159265358979",
         ] {
             assert_eq!(plain_decimal(s), Some(s.parse::<f64>().unwrap()), "{s}");
         }
-        for s in ["", ".", "1.", ".5", "1e3", "-1", "+1", "1.2.3", "1234567890123456", "12a", "inf"] {
+        for s in [
+            "",
+            ".",
+            "1.",
+            ".5",
+            "1e3",
+            "-1",
+            "+1",
+            "1.2.3",
+            "1234567890123456",
+            "12a",
+            "inf",
+        ] {
             assert_eq!(plain_decimal(s), None, "{s}");
         }
         let mut rng = fastrand::Rng::with_seed(7);

@@ -100,14 +100,15 @@ fn entry<'m, T: Default>(map: &'m mut ByDyno<T>, app: &str, dyno: &str) -> &'m m
 
 impl PendingMinutes {
     /// Folds one sample's minute in.
-    fn add_sample(&mut self, row: &SampleRow) -> Option<u64> {
+    fn add_sample(&mut self, app: &str, row: &SampleRow) -> Option<u64> {
         let minute = store::MinuteRow::minute_of(row.at);
-        let have = entry(&mut self.rows, &row.app, &row.dyno);
+        let have = entry(&mut self.rows, app, &row.dyno);
         if let Some(m) = have.iter_mut().rev().find(|m| m.minute == minute) {
             m.merge_sample(row);
             return Some(0);
         }
-        let m = store::MinuteRow::of_sample(row)?;
+        let mut m = store::MinuteRow::of_sample(row)?;
+        app.clone_into(&mut m.app);
         Some(self.insert_new(m))
     }
 
@@ -148,8 +149,9 @@ impl PendingMinutes {
 }
 
 impl SampleBuffer {
-    /// One batch's applied samples: each lock is taken once.
-    fn put_all(&self, rows: Vec<SampleRow>) {
+    /// One batch's applied samples of `app` (their `app` is left empty:
+    /// the name is copied only into the rows kept): each lock taken once.
+    fn put_all(&self, app: &str, rows: Vec<SampleRow>) {
         if rows.is_empty() {
             return;
         }
@@ -157,7 +159,7 @@ impl SampleBuffer {
         {
             let mut minutes = locked(&self.minutes);
             for row in &rows {
-                dropped += minutes.add_sample(row).unwrap_or(0);
+                dropped += minutes.add_sample(app, row).unwrap_or(0);
             }
         }
         if dropped > 0 {
@@ -165,18 +167,21 @@ impl SampleBuffer {
                 .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
         }
         let mut pending = locked(&self.pending);
-        for row in rows {
-            let slot = pending
-                .get_mut(row.app.as_str())
-                .and_then(|ds| ds.get_mut(row.dyno.as_str()));
-            match slot {
-                Some(have) => *have = row,
-                None => {
-                    pending
-                        .entry(row.app.clone())
-                        .or_default()
-                        .insert(row.dyno.clone(), row);
-                }
+        for mut row in rows {
+            if let Some(have) = pending
+                .get_mut(app)
+                .and_then(|ds| ds.get_mut(row.dyno.as_str()))
+            {
+                row.app = std::mem::take(&mut have.app);
+                *have = row;
+                continue;
+            }
+            row.app = app.to_owned();
+            if !pending.contains_key(app) {
+                pending.insert(app.to_owned(), HashMap::default());
+            }
+            if let Some(ds) = pending.get_mut(app) {
+                ds.insert(row.dyno.clone(), row);
             }
         }
     }
@@ -307,13 +312,13 @@ impl Shared {
 
     fn dispatch(&self, app: &Arc<AppRuntime>, d: Decisions) {
         if !d.samples.is_empty() {
-            let name = app.config.name.to_string();
             let rows = d
                 .samples
                 .into_iter()
                 .map(|s| SampleRow {
-                    app: name.clone(),
-                    dyno: s.dyno.to_string(),
+                    // Named by `put_all` where a row is kept.
+                    app: String::new(),
+                    dyno: s.dyno.into_string(),
                     instance: s.instance,
                     at: store::millis(s.at),
                     memory: s.memory.mb(),
@@ -321,7 +326,7 @@ impl Shared {
                     contender: s.contender,
                 })
                 .collect();
-            self.samples.put_all(rows);
+            self.samples.put_all(app.config.name.as_str(), rows);
         }
         let c = &self.counters;
         Counters::add(&c.lines_stale, d.ignored.stale);
