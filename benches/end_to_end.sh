@@ -8,6 +8,7 @@
 #   benches/end_to_end.sh                 # all scenarios, 1 round, 20 s each
 #   SECONDS_EACH=30 ROUNDS=2 benches/end_to_end.sh
 #   SCENARIOS="worst" benches/end_to_end.sh
+#   BASELINE_BIN=/tmp/dynoguard-old benches/end_to_end.sh   # also runs an older build ("baseline")
 #
 # Scenarios (wrk threads × connections):
 #   mix8   the issue-21 mix: gen_drain.py --bodies 400 --frames 100 --seed 11, -t2 -c8
@@ -62,15 +63,17 @@ wait_port() {
     return 1
 }
 
-start_server() { # $1 = floor | dynoguard
+start_server() { # $1 = floor | dynoguard | baseline
     if [[ "$1" == floor ]]; then
         PORT="$port" "$floor" >"$work/server.log" 2>&1 &
     else
+        local bin="$dynoguard"
+        if [[ "$1" == baseline ]]; then bin="$BASELINE_BIN"; fi
         rm -f "$work"/db.sqlite*
         APP_ID_OR_NAME=bench-app DRAIN_PASSWORD=secret DASHBOARD_PASSWORD=secret \
             DATABASE_URL="sqlite://$work/db.sqlite" PORT="$port" DYNOGUARD_DRY_RUN=1 \
             HEROKU_API_URL=http://127.0.0.1:9 HEROKU_API_KEY=bench RUST_LOG=warn \
-            "$dynoguard" serve >"$work/server.log" 2>&1 &
+            "$bin" serve >"$work/server.log" 2>&1 &
     fi
     server_pid=$!
     wait_port
@@ -107,7 +110,7 @@ run_one() { # $1 scenario, $2 server
         wrk -t"$threads" -c"$conns" -d"${secs}s" --latency -s "$here/drain.lua" "http://127.0.0.1:$port/logs")"
     after="$(cpu_ticks "$server_pid")"
     rss_mb="$(awk -v k="$(peak_rss_kb "$server_pid")" 'BEGIN {printf "%.1f", k / 1024}')"
-    if [[ "$srv" == dynoguard ]]; then
+    if [[ "$srv" != floor ]]; then
         stale="$(curl -s -u x:secret "http://127.0.0.1:$port/metrics" | awk '/^dynoguard_lines_stale_total/ {print $2}')"
     fi
     stop_server
@@ -129,11 +132,16 @@ run_one() { # $1 scenario, $2 server
 echo "# $(date -u +%FT%TZ) commit $(cd "$root" && git rev-parse --short HEAD) on $(nproc) cores, ${secs}s per run"
 for r in $(seq 1 "$rounds"); do
     for sc in $scenarios; do
-        for srv in floor dynoguard; do
+        for srv in floor dynoguard ${BASELINE_BIN:+baseline}; do
             run_one "$sc" "$srv"
         done
         awk -v dl="${result[$sc,dynoguard,lines]}" -v fl="${result[$sc,floor,lines]}" \
             -v dc="${result[$sc,dynoguard,cpu]}" -v fc="${result[$sc,floor,cpu]}" -v sc="$sc" -v r="$r" \
             'BEGIN {printf "%-6s round %d  ratio dynoguard/floor: throughput %.2fx  CPU per line %.2fx\n", sc, r, dl / fl, dc / fc}'
+        if [[ -n "${BASELINE_BIN:-}" ]]; then
+            awk -v dl="${result[$sc,baseline,lines]}" -v fl="${result[$sc,floor,lines]}" \
+                -v dc="${result[$sc,baseline,cpu]}" -v fc="${result[$sc,floor,cpu]}" -v sc="$sc" -v r="$r" \
+                'BEGIN {printf "%-6s round %d  ratio baseline/floor:  throughput %.2fx  CPU per line %.2fx\n", sc, r, dl / fl, dc / fc}'
+        fi
     done
 done
