@@ -65,19 +65,19 @@ struct Accepted {
 /// The dyno's state, created on its first line; the name is copied only
 /// then (every sample looks its dyno up).
 fn state_in<'d>(dynos: &'d mut DynoMap, dyno: &DynoName, now: Timestamp) -> &'d mut DynoState {
-    if !dynos.contains_key(dyno) {
-        dynos.insert(dyno.clone(), DynoState::new(dyno.clone(), now));
-    }
-    let s = dynos.get_mut(dyno).expect("inserted above");
+    let s = dynos
+        .entry_ref(dyno)
+        .or_insert_with(|| DynoState::new(dyno.clone(), now));
     if now > s.last_seen {
         s.last_seen = now;
     }
     s
 }
 
-/// Dynos by name: looked up once or twice per sample, so hashed with
-/// foldhash (randomly seeded, a fraction of SipHash's cost).
-type DynoMap = HashMap<DynoName, DynoState, foldhash::fast::RandomState>;
+/// Dynos by name: looked up several times per sample, so hashbrown's map
+/// (foldhash by default, randomly seeded: a fraction of SipHash's cost) and its
+/// `entry_ref` (one look-up, the name copied only for a new dyno).
+type DynoMap = hashbrown::HashMap<DynoName, DynoState>;
 
 fn drop_moot_order(app: &AppName, state: &mut DynoState, now: Timestamp) -> Option<Event> {
     let held = state

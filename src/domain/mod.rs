@@ -102,6 +102,13 @@ impl DynoName {
     }
 }
 
+/// For maps keyed by name that copy the name only when they insert it.
+impl From<&DynoName> for DynoName {
+    fn from(d: &DynoName) -> Self {
+        d.clone()
+    }
+}
+
 impl fmt::Display for DynoName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name)

@@ -4,7 +4,6 @@
 //! holds — with `apply`, the step from an engine's decisions to the
 //! reporter, the restarter and the sample buffer.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use jiff::Timestamp;
@@ -68,8 +67,7 @@ pub struct SampleBuffer {
     pub minutes_dropped: std::sync::atomic::AtomicU64,
 }
 
-type ByDyno<T> = HashMap<String, HashMap<String, T, FastHash>, FastHash>;
-type FastHash = foldhash::fast::RandomState;
+type ByDyno<T> = hashbrown::HashMap<String, hashbrown::HashMap<String, T>>;
 
 /// A dyno's pending minutes (one or two between flushes; more only while
 /// the store fails), and how many there are in all.
@@ -88,14 +86,7 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The entry of `app`/`dyno`, its names copied only when it is new.
 fn entry<'m, T: Default>(map: &'m mut ByDyno<T>, app: &str, dyno: &str) -> &'m mut T {
-    if !map.contains_key(app) {
-        map.insert(app.to_owned(), HashMap::default());
-    }
-    let dynos = map.get_mut(app).expect("inserted above");
-    if !dynos.contains_key(dyno) {
-        dynos.insert(dyno.to_owned(), T::default());
-    }
-    dynos.get_mut(dyno).expect("inserted above")
+    map.entry_ref(app).or_default().entry_ref(dyno).or_default()
 }
 
 impl PendingMinutes {
@@ -167,22 +158,15 @@ impl SampleBuffer {
                 .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
         }
         let mut pending = locked(&self.pending);
+        let dynos = pending.entry_ref(app).or_default();
         for mut row in rows {
-            if let Some(have) = pending
-                .get_mut(app)
-                .and_then(|ds| ds.get_mut(row.dyno.as_str()))
-            {
+            if let Some(have) = dynos.get_mut(row.dyno.as_str()) {
                 row.app = std::mem::take(&mut have.app);
                 *have = row;
                 continue;
             }
             row.app = app.to_owned();
-            if !pending.contains_key(app) {
-                pending.insert(app.to_owned(), HashMap::default());
-            }
-            if let Some(ds) = pending.get_mut(app) {
-                ds.insert(row.dyno.clone(), row);
-            }
+            dynos.insert(row.dyno.clone(), row);
         }
     }
 
