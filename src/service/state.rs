@@ -113,29 +113,40 @@ impl PendingMinutes {
         self.insert_new(m)
     }
 
-    /// A minute not pending yet; the oldest pending one goes first when
-    /// full (the store has been down for hours).
+    /// A minute not pending yet. When the buffer is full (the store has
+    /// been down for hours, or cannot keep up) the oldest pending minute
+    /// goes, for every dyno at once: one scan makes a minute's worth of
+    /// room, where dropping one row per new minute scanned everything on
+    /// every sample. Returns how many rows were dropped.
     fn insert_new(&mut self, m: store::MinuteRow) -> u64 {
-        let mut dropped = 0;
-        if self.len >= PENDING_MINUTES
-            && let Some((app, dyno, minute)) = self
-                .rows
-                .iter()
-                .flat_map(|(a, ds)| {
-                    ds.iter()
-                        .flat_map(move |(d, ms)| ms.iter().map(move |m| (a, d, m.minute)))
-                })
-                .min_by_key(|k| k.2)
-                .map(|(a, d, minute)| (a.clone(), d.clone(), minute))
-            && let Some(ms) = self.rows.get_mut(&app).and_then(|ds| ds.get_mut(&dyno))
-        {
-            ms.retain(|x| x.minute != minute);
-            self.len -= 1;
-            dropped = 1;
-        }
+        let dropped = if self.len >= PENDING_MINUTES {
+            self.drop_oldest_minute()
+        } else {
+            0
+        };
         entry(&mut self.rows, &m.app, &m.dyno).push(m);
         self.len += 1;
         dropped
+    }
+
+    fn drop_oldest_minute(&mut self) -> u64 {
+        let oldest = self
+            .rows
+            .values()
+            .flat_map(|ds| ds.values())
+            .flat_map(|ms| ms.iter().map(|m| m.minute))
+            .min();
+        let Some(oldest) = oldest else {
+            return 0;
+        };
+        let mut dropped = 0;
+        for ms in self.rows.values_mut().flat_map(|ds| ds.values_mut()) {
+            let before = ms.len();
+            ms.retain(|x| x.minute != oldest);
+            dropped += before - ms.len();
+        }
+        self.len -= dropped;
+        dropped as u64
     }
 }
 
@@ -348,5 +359,50 @@ impl Shared {
         Counters::add(&c.frames_rejected, stats.rejected);
         Counters::add(&c.frames_repaired, stats.repaired);
         Counters::add(&c.observations, stats.observations);
+    }
+}
+
+#[cfg(test)]
+mod buffer_tests {
+    use super::*;
+
+    fn row(dyno: usize, minute: i64) -> SampleRow {
+        SampleRow {
+            app: String::new(),
+            dyno: format!("web.{dyno}"),
+            instance: None,
+            at: minute * 60_000,
+            memory: crate::domain::MemoryMb {
+                total: Some(100.0),
+                ..Default::default()
+            },
+            replaced: None,
+            contender: None,
+        }
+    }
+
+    /// Full, the buffer drops the oldest minute (all its dynos), counted,
+    /// and keeps the newest.
+    #[test]
+    fn a_full_buffer_drops_the_oldest_minute() {
+        let b = SampleBuffer::default();
+        let dynos = 1_000;
+        let minutes = (PENDING_MINUTES / dynos) as i64;
+        for minute in 0..minutes {
+            b.put_all("a", (0..dynos).map(|d| row(d, minute)).collect());
+        }
+        assert_eq!(
+            b.minutes_dropped.load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+        b.put_all("a", vec![row(0, minutes)]);
+        assert_eq!(
+            b.minutes_dropped.load(std::sync::atomic::Ordering::Relaxed),
+            dynos as u64
+        );
+        let kept = b.take_history();
+        assert_eq!(kept.len(), PENDING_MINUTES - dynos + 1);
+        assert!(kept.iter().all(|m| m.minute > 0));
+        assert!(kept.iter().any(|m| m.minute == minutes * 60_000));
     }
 }
