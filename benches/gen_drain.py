@@ -1,8 +1,4 @@
 #!/usr/bin/env python3
-# Origin: a copy of the project's shared load generator (shared/tools/gen_drain.py,
-# sha256 634d7c7b7412c56eacbe6fc7c2a48a07dbdb5d8f85f66b09f573b7b327f9b372 before this
-# note was added), kept here so that benches/replicas.sh needs nothing outside the
-# repository. Only these comment lines differ; update both together.
 """Generate realistic Heroku HTTPS log-drain (logplex) request bodies.
 
 Each body is a batch of octet-counted RFC 5424 frames, exactly as Heroku's
@@ -30,6 +26,15 @@ A JSON sidecar <out>.meta.json records counts (frames per body, memory samples,
 over-threshold samples) so that lines/s can be derived from requests/s.
 
 Deterministic for a given --seed.  Pure standard library.
+
+Origin: a copy of the team's shared `tools/gen_drain.py` (outside this
+repository), kept here so that `benches/end_to_end.sh` stands alone. Added in
+this copy: `--worst-case` (issue 21) -- 10,000 dynos, half of all lines memory
+samples, and every timestamp inside one hour of log time beginning with the
+fixed stamp `2023-02-13T22` (EPOCH_STAMP). A load script that replaces that
+13-byte stamp by a later hour each time it starts over the bodies
+(`benches/drain.lua`, DRAIN_ADVANCE=1) sends bodies whose samples are never
+stale: the frame lengths do not change, and each pass is an hour later.
 """
 
 import argparse
@@ -40,6 +45,7 @@ import random
 import sys
 import uuid
 
+EPOCH_STAMP = "2023-02-13T22"  # date and hour of every timestamp with --worst-case
 PRI_RUNTIME = 134   # local0.info   (heroku runtime metrics / dyno manager)
 PRI_ROUTER = 158    # local3.info   (heroku router)
 PRI_APP = 190       # local7.info   (app output)
@@ -66,7 +72,11 @@ class Gen:
         self.a = args
         self.rng = random.Random(args.seed)
         self.app_host = f"{args.app}.herokuapp.com"
-        self.t = _dt.datetime(2023, 2, 13, 22, 12, 51, 822974, tzinfo=_dt.timezone.utc)
+        if args.worst_case:
+            # The hour starts at its first microsecond: the whole run fits in it.
+            self.t = _dt.datetime(2023, 2, 13, 22, 0, 0, 0, tzinfo=_dt.timezone.utc)
+        else:
+            self.t = _dt.datetime(2023, 2, 13, 22, 12, 51, 822974, tzinfo=_dt.timezone.utc)
         # stable dyno identity per process: dyno=heroku.<app_numeric_id>.<uuid>
         self.app_num = self.rng.randint(10_000_000, 399_999_999)
         self.dyno_ids = {}
@@ -79,7 +89,10 @@ class Gen:
     # ---- helpers -------------------------------------------------------
     def tick(self):
         self.t += _dt.timedelta(microseconds=self.rng.randint(50, 4000))
-        return self.t.strftime("%Y-%m-%dT%H:%M:%S.%f") + "+00:00"
+        stamp = self.t.strftime("%Y-%m-%dT%H:%M:%S.%f") + "+00:00"
+        if self.a.worst_case and not stamp.startswith(EPOCH_STAMP):
+            sys.exit("--worst-case: too many frames for one hour of log time")
+        return stamp
 
     def rid(self):
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -194,10 +207,17 @@ def main(argv=None):
     p.add_argument("--over-frac", type=float, default=0.0,
                    help="fraction of memory samples above the quota (default 0: all below)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--worst-case", action="store_true",
+                   help="10,000 dynos, 50%% memory samples, all timestamps within the hour "
+                        "EPOCH_STAMP (so a load script can advance them; see the docstring)")
     a = p.parse_args(argv)
+    if a.worst_case:
+        a.dynos, a.mem_frac = 10_000, 0.5
 
     g = Gen(a)
     meta = {"format": a.format, "seed": a.seed, "dynos": a.dynos, "quota_mb": a.quota}
+    if a.worst_case:
+        meta["epoch_stamp"] = EPOCH_STAMP
     total_bytes = 0
     if a.format == "lines":
         with open(a.out, "wb") as f:

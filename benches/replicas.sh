@@ -17,7 +17,7 @@
 #   follower  two replicas on PostgreSQL                   (load -> the follower;
 #             the leader applies what it forwards)
 #
-# Load: wrk (benches/drain.lua), one thread, keep-alive, each POST a body with
+# Load: wrk (benches/replicas.lua), one thread, keep-alive, each POST a body with
 # Logplex-Msg-Count and a fresh Logplex-Frame-Id. Every server runs with
 # DYNOGUARD_DRY_RUN=1 and HEROKU_API_URL=http://127.0.0.1:9 (no restart call
 # leaves the machine). Each run uses a fresh app name, so a fresh leader row.
@@ -182,7 +182,7 @@ run_case() { # <round> <case> <conns>
   c0=$(cpu_ticks "$target"); [ -n "$other" ] && o0=$(cpu_ticks "$other") && p0=$(pg_ticks)
   local threads=1
   BENCH_BODIES=$BODIES BENCH_AUTH=$AUTH wrk -t$threads -c"$conns" -d"${SECONDS_PER_RUN}s" \
-    -s "$ROOT/benches/drain.lua" "http://127.0.0.1:$tport/logs" >"$dir/wrk.txt" 2>&1
+    -s "$ROOT/benches/replicas.lua" "http://127.0.0.1:$tport/logs" >"$dir/wrk.txt" 2>&1
   local c1 o1=0 p1=0
   c1=$(cpu_ticks "$target"); [ -n "$other" ] && o1=$(cpu_ticks "$other") && p1=$(pg_ticks)
   local rss orss="" lag=NA dropped=NA queued=NA fwd=NA applied=NA events=NA

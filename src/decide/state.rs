@@ -423,6 +423,12 @@ impl DynoState {
             self.sample_at = Some(at);
             if self.history.len() == HISTORY {
                 self.history.pop_front();
+            } else if self.history.len() == self.history.capacity() {
+                // Grow by doubling up to exactly HISTORY, never past it (a
+                // doubling would take 256 slots: 10,000 dynos × 76 unused
+                // slots × 24 bytes ≈ 18 MB).
+                let want = (self.history.capacity() * 2).clamp(8, HISTORY);
+                self.history.reserve_exact(want - self.history.len());
             }
             self.history.push_back((at, total.0));
         }
@@ -551,5 +557,29 @@ impl DynoState {
 
     pub fn contender_id(&self) -> Option<&str> {
         self.contender.as_ref().map(|c| c.id.as_str())
+    }
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+
+    /// An hour of samples keeps HISTORY slots, not the next power of two.
+    #[test]
+    fn history_never_holds_more_than_history_slots() {
+        let t0 = Timestamp::from_second(1_700_000_000).expect("valid");
+        let dyno = DynoName::parse("web.1").expect("valid");
+        let mut s = DynoState::new(dyno, t0);
+        for i in 0..1_000u32 {
+            let at = t0 + SignedDuration::from_secs(20 * i64::from(i));
+            let memory = Memory {
+                total: Some(Megabytes(100.0 + f64::from(i))),
+                ..Memory::default()
+            };
+            s.record_memory(memory, at);
+            assert!(s.history.capacity() <= HISTORY, "{}", s.history.capacity());
+        }
+        assert_eq!(s.history.len(), HISTORY);
+        assert_eq!(s.history.back().map(|(_, mb)| *mb), Some(1099.0));
     }
 }

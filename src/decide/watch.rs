@@ -62,6 +62,23 @@ struct Accepted {
 /// Drops a decision still held for the instance a new one replaces: it is
 /// moot, and a DELETE now would hit the newcomer. Done before the newcomer
 /// is judged.
+/// The dyno's state, created on its first line; the name is copied only
+/// then (every sample looks its dyno up).
+fn state_in<'d>(dynos: &'d mut DynoMap, dyno: &DynoName, now: Timestamp) -> &'d mut DynoState {
+    let s = dynos
+        .entry_ref(dyno)
+        .or_insert_with(|| DynoState::new(dyno.clone(), now));
+    if now > s.last_seen {
+        s.last_seen = now;
+    }
+    s
+}
+
+/// Dynos by name: looked up several times per sample, so hashbrown's map
+/// (foldhash by default, randomly seeded: a fraction of SipHash's cost) and its
+/// `entry_ref` (one look-up, the name copied only for a new dyno).
+type DynoMap = hashbrown::HashMap<DynoName, DynoState>;
+
 fn drop_moot_order(app: &AppName, state: &mut DynoState, now: Timestamp) -> Option<Event> {
     let held = state
         .last_restart
@@ -121,7 +138,7 @@ pub struct Ignored {
 pub struct Watcher {
     app: AppName,
     policy: AppPolicy,
-    dynos: HashMap<DynoName, DynoState>,
+    dynos: DynoMap,
     /// Quota per process type from the app's formation, for samples that
     /// carry none (legacy lines).
     type_quota: HashMap<String, Megabytes>,
@@ -142,7 +159,7 @@ impl Watcher {
         Self {
             app,
             policy,
-            dynos: HashMap::new(),
+            dynos: DynoMap::default(),
             type_quota: HashMap::new(),
             warnings: Vec::new(),
             ignored: Ignored::default(),
@@ -429,14 +446,7 @@ impl Watcher {
     }
 
     fn state(&mut self, dyno: &DynoName, now: Timestamp) -> &mut DynoState {
-        let s = self
-            .dynos
-            .entry(dyno.clone())
-            .or_insert_with(|| DynoState::new(dyno.clone(), now));
-        if now > s.last_seen {
-            s.last_seen = now;
-        }
-        s
+        state_in(&mut self.dynos, dyno, now)
     }
 
     fn siblings(&self, dyno: &DynoName, now: Timestamp) -> Siblings {
@@ -532,8 +542,8 @@ impl Watcher {
         instance: Option<&str>,
         now: Timestamp,
     ) -> Option<Accepted> {
-        let app = self.app.clone();
-        let state = self.state(dyno, now);
+        let app = &self.app;
+        let state = state_in(&mut self.dynos, dyno, now);
         match state.classify(instance, now) {
             Lineage::Replaced => {
                 state.replaced_line_at = Some(now);
@@ -546,7 +556,7 @@ impl Watcher {
             }
             Lineage::Current => Some(Accepted::default()),
             Lineage::New => {
-                let dropped = drop_moot_order(&app, state, now);
+                let dropped = drop_moot_order(app, state, now);
                 // An episode of the old instance that no restart of ours is
                 // resolving ends with it (Heroku replaced it).
                 state.close_quiet_incident();
@@ -569,8 +579,8 @@ impl Watcher {
         now: Timestamp,
     ) -> Option<Vec<Event>> {
         let type_quota = self.type_quota.get(dyno.process_type()).copied();
-        let app = self.app.clone();
-        let state = self.state(dyno, now);
+        let app = &self.app;
+        let state = state_in(&mut self.dynos, dyno, now);
         if sample.memory.total.is_some() && state.sample_at.is_some_and(|t| now <= t) {
             self.ignored.stale += 1;
             return None;
@@ -583,7 +593,7 @@ impl Watcher {
         }
         let mut events: Vec<Event> = accepted.dropped.into_iter().collect();
         if let Some(secs) = accepted.recovered {
-            let mut e = policy::event_for(&app, state, EventKind::Recovered, now);
+            let mut e = policy::event_for(app, state, EventKind::Recovered, now);
             e.seconds = Some(secs);
             // Tagged now: judging the new instance below may end the episode.
             state.tag_incident(&mut e);

@@ -91,9 +91,21 @@ impl DynoName {
         &self.name
     }
 
+    /// The name, without a copy.
+    pub fn into_string(self) -> String {
+        self.name
+    }
+
     /// The process type: `web` for `web.1`.
     pub fn process_type(&self) -> &str {
         &self.name[..self.dot]
+    }
+}
+
+/// For maps keyed by name that copy the name only when they insert it.
+impl From<&DynoName> for DynoName {
+    fn from(d: &DynoName) -> Self {
+        d.clone()
     }
 }
 
@@ -178,6 +190,11 @@ impl Megabytes {
 
     /// Parses `768.00MB`, `768MB`, `768M`, `768` (and `1.5GB`, `1GB`).
     pub fn parse(s: &str) -> Option<Self> {
+        // The runtime-metrics shape, `381.45MB`: what the general path
+        // below makes of it, without trimming and searching.
+        if let Some(v) = s.strip_suffix("MB").and_then(plain_decimal) {
+            return Some(Self(v));
+        }
         let s = s.trim();
         let (num, mult) = if let Some(n) = s.strip_suffix("GB") {
             (n, 1024.0)
@@ -186,11 +203,44 @@ impl Megabytes {
         } else {
             (s, 1.0)
         };
-        let v: f64 = num.trim().parse().ok()?;
+        let num = num.trim();
+        let v: f64 = match plain_decimal(num) {
+            Some(v) => v,
+            None => num.parse().ok()?,
+        };
         // `1e308GB` overflows to infinity once scaled: check the product.
         let mb = v * mult;
         (mb.is_finite() && mb >= 0.0).then_some(Self(mb))
     }
+}
+
+/// `123` or `123.45` with at most 15 digits, the common shape of a sample,
+/// without the general float parser: the digits make an integer below 2^53
+/// and 10^k is exact, so one division rounds correctly — the very value
+/// `str::parse` gives. Anything else is `None` (the caller parses it).
+fn plain_decimal(s: &str) -> Option<f64> {
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let b = s.as_bytes();
+    let (int, frac) = match memchr::memchr(b'.', b) {
+        Some(i) => (&b[..i], &b[i + 1..]),
+        None => (b, &b[..0]),
+    };
+    let has_dot = int.len() < b.len();
+    if int.is_empty() || (has_dot && frac.is_empty()) || int.len() + frac.len() > 15 {
+        return None;
+    }
+    let mut m: u64 = 0;
+    for &c in int.iter().chain(frac) {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        m = m * 10 + u64::from(c - b'0');
+    }
+    #[allow(clippy::cast_precision_loss)] // below 10^15 < 2^53: exact
+    let m = m as f64;
+    Some(m / POW10[frac.len()])
 }
 
 impl fmt::Display for Megabytes {
@@ -223,6 +273,56 @@ impl<'de> Deserialize<'de> for Megabytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fast path gives exactly what `str::parse` gives, and declines
+    /// what it does not cover.
+    #[test]
+    fn plain_decimal_is_str_parse() {
+        for s in [
+            "0",
+            "0.0",
+            "512.00",
+            "123.45",
+            "999999999999999",
+            "99999999999999.9",
+            "0.1",
+            "0.30",
+            "1.005",
+            "471.23",
+            "00012.5000",
+            "7",
+            "3.14159265358979",
+        ] {
+            assert_eq!(plain_decimal(s), Some(s.parse::<f64>().unwrap()), "{s}");
+        }
+        for s in [
+            "",
+            ".",
+            "1.",
+            ".5",
+            "1e3",
+            "-1",
+            "+1",
+            "1.2.3",
+            "1234567890123456",
+            "12a",
+            "inf",
+        ] {
+            assert_eq!(plain_decimal(s), None, "{s}");
+        }
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..100_000 {
+            let int = rng.u64(0..1_000_000_000);
+            let frac_digits = rng.usize(0..6);
+            let s = if frac_digits == 0 {
+                int.to_string()
+            } else {
+                let frac = rng.u64(0..10u64.pow(frac_digits as u32));
+                format!("{int}.{frac:0w$}", w = frac_digits)
+            };
+            assert_eq!(plain_decimal(&s), Some(s.parse::<f64>().unwrap()), "{s}");
+        }
+    }
 
     #[test]
     fn dyno_type_is_exact() {

@@ -305,10 +305,72 @@ fn dropped_count(msg: &str) -> u64 {
 
 /// RFC 3339 with any number of fractional digits and any offset.
 pub fn timestamp(b: &[u8]) -> Result<Timestamp, LineError> {
+    if let Some(t) = utc_timestamp(b) {
+        return Ok(t);
+    }
     std::str::from_utf8(b)
         .ok()
         .and_then(|s| s.parse::<Timestamp>().ok())
         .ok_or(LineError::Timestamp)
+}
+
+/// The shape Logplex writes, `YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|+00:00)`
+/// with a year from 1970 and a valid date and time, read without the
+/// general parser (every sample's timestamp passes here). Anything else is
+/// `None`, and [`timestamp`] asks jiff, which gives the same instant for
+/// everything this accepts.
+fn utc_timestamp(b: &[u8]) -> Option<Timestamp> {
+    fn num(b: &[u8]) -> Option<i64> {
+        b.iter().try_fold(0i64, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
+        })
+    }
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (num(&b[0..4])?, num(&b[5..7])?, num(&b[8..10])?);
+    let (hour, minute, second) = (num(&b[11..13])?, num(&b[14..16])?, num(&b[17..19])?);
+    let mut rest = &b[19..];
+    let mut nanos = 0i64;
+    if let [b'.', frac @ ..] = rest {
+        let digits = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if !(1..=9).contains(&digits) {
+            return None;
+        }
+        nanos = num(&frac[..digits])? * 10i64.pow(9 - digits as u32);
+        rest = &frac[digits..];
+    }
+    if rest != b"Z" && rest != b"+00:00" {
+        return None;
+    }
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if year < 1970 || day < 1 || day > days_in_month || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    #[allow(clippy::cast_possible_truncation)] // below 10^9
+    Timestamp::new(secs, nanos as i32).ok()
 }
 
 /// The leading `N.` of `N.UUID` / `N.web.2.UUID`: digits only, at most 18.
@@ -327,24 +389,37 @@ pub fn parse_sample(msg: &str, procid: Option<DynoName>) -> Sample {
         dyno: procid,
         ..Sample::default()
     };
-    let mut source_name = None;
+    // The last `source=`: parsed as it comes when legacy (it carries the
+    // instance), else only at the end and only if the procid names no dyno.
+    let mut source_name: Option<Option<DynoName>> = None;
+    let mut source_raw: Option<&str> = None;
     let (mut measure, mut val) = (None, None);
-    for token in msg.split(' ') {
-        let Some((key, value)) = token.split_once('=') else {
+    // `msg.split(' ')` by memchr: every sample line passes here.
+    let bytes = msg.as_bytes();
+    let mut start = 0;
+    while start <= bytes.len() {
+        let end = memchr::memchr(b' ', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+        // Cut at ASCII spaces and `=`: always on character boundaries.
+        let token = &msg[start..end];
+        start = end + 1;
+        let Some(eq) = memchr::memchr(b'=', token.as_bytes()) else {
             continue;
         };
+        let (key, value) = (&token[..eq], &token[eq + 1..]);
         match key {
             "source" => {
                 if let Some(rest) = value.strip_prefix("heroku.") {
                     // Legacy: heroku.APPID.web.2.UUID
                     s.app_number = s.app_number.or_else(|| app_number(rest));
                     let (name, uuid) = split_legacy_source(rest);
-                    source_name = name;
+                    source_name = Some(name);
+                    source_raw = None;
                     if s.instance.is_none() {
                         s.instance = uuid;
                     }
                 } else {
-                    source_name = DynoName::parse(value);
+                    source_name = None;
+                    source_raw = Some(value);
                 }
             }
             "dyno" => {
@@ -359,9 +434,13 @@ pub fn parse_sample(msg: &str, procid: Option<DynoName>) -> Sample {
             "measure" => measure = Some(value),
             "val" => val = Megabytes::parse(value),
             _ => {
-                if let Some(field) = key.strip_prefix("sample#memory_") {
+                if let Some(field) = key.strip_prefix("sample#memory_")
+                    && let Some(slot) = field_slot(&mut s.memory, field)
+                {
+                    // Only the fields dynoguard uses are parsed.
                     let v = Megabytes::parse(value);
-                    if set_field(&mut s.memory, field, v) && v.is_none() {
+                    *slot = v;
+                    if v.is_none() {
                         s.malformed = true;
                     }
                 }
@@ -372,23 +451,36 @@ pub fn parse_sample(msg: &str, procid: Option<DynoName>) -> Sample {
         set_field(&mut s.memory, m, Some(v));
     }
     if s.dyno.is_none() {
-        s.dyno = source_name;
+        s.dyno = match (source_name, source_raw) {
+            (Some(parsed), _) => parsed,
+            (None, Some(raw)) => DynoName::parse(raw),
+            (None, None) => None,
+        };
     }
     s
 }
 
-/// Sets a known memory field; false for fields dynoguard does not use.
-fn set_field(m: &mut Memory, field: &str, v: Option<Megabytes>) -> bool {
-    let slot = match field {
+/// The slot of a known memory field; `None` for fields dynoguard does not use.
+fn field_slot<'m>(m: &'m mut Memory, field: &str) -> Option<&'m mut Option<Megabytes>> {
+    Some(match field {
         "total" => &mut m.total,
         "rss" => &mut m.rss,
         "cache" => &mut m.cache,
         "swap" => &mut m.swap,
         "quota" => &mut m.quota,
-        _ => return false,
-    };
-    *slot = v;
-    true
+        _ => return None,
+    })
+}
+
+/// Sets a known memory field; false for fields dynoguard does not use.
+fn set_field(m: &mut Memory, field: &str, v: Option<Megabytes>) -> bool {
+    match field_slot(m, field) {
+        Some(slot) => {
+            *slot = v;
+            true
+        }
+        None => false,
+    }
 }
 
 fn split_legacy_source(rest: &str) -> (Option<DynoName>, Option<String>) {
@@ -469,6 +561,60 @@ fn parse_state(msg: &str) -> Option<StateChange> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fast path reads exactly what jiff reads, and leaves the rest to it.
+    #[test]
+    fn utc_timestamps_read_as_jiff_reads_them() {
+        let jiff = |s: &str| s.parse::<Timestamp>().ok();
+        for s in [
+            "2023-02-13T22:12:51.822974+00:00",
+            "2023-02-13T22:12:51Z",
+            "2024-02-29T23:59:59.999999999Z",
+            "2000-02-29T00:00:00.1+00:00",
+            "1970-01-01T00:00:00Z",
+            "2100-12-31T12:00:00.000001+00:00",
+        ] {
+            assert_eq!(utc_timestamp(s.as_bytes()), jiff(s), "{s}");
+            assert!(utc_timestamp(s.as_bytes()).is_some(), "{s}");
+        }
+        for s in [
+            "2023-02-30T00:00:00Z",
+            "2100-02-29T00:00:00Z",
+            "2023-13-01T00:00:00Z",
+            "2023-02-13T24:00:00Z",
+            "2023-02-13T22:60:00Z",
+            "2016-12-31T23:59:60Z",
+            "2023-02-13T22:12:51.Z",
+            "2023-02-13T22:12:51.1234567890Z",
+            "2023-02-13T22:12:51+01:00",
+            "2023-02-13t22:12:51z",
+            "1969-12-31T23:59:59Z",
+            "2023-02-13T22:12:51",
+            "2023-02-13 22:12:51Z",
+            "+2023-02-13T22:12:51Z",
+        ] {
+            assert_eq!(utc_timestamp(s.as_bytes()), None, "{s}");
+            assert_eq!(timestamp(s.as_bytes()).ok(), jiff(s), "{s}");
+        }
+        let mut rng = fastrand::Rng::with_seed(21);
+        for _ in 0..50_000 {
+            let s = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{}{}",
+                rng.i64(1970..2200),
+                rng.u8(1..13),
+                rng.u8(1..32),
+                rng.u8(0..24),
+                rng.u8(0..60),
+                rng.u8(0..60),
+                match rng.usize(0..4) {
+                    0 => String::new(),
+                    n => format!(".{}", rng.u64(0..10u64.pow(3 * n as u32))),
+                },
+                if rng.bool() { "Z" } else { "+00:00" },
+            );
+            assert_eq!(timestamp(s.as_bytes()).ok(), jiff(&s), "{s}");
+        }
+    }
     use crate::ingest::{logplex, text};
 
     fn drain(payload: &str) -> Option<Observation> {

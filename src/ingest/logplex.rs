@@ -442,14 +442,25 @@ fn trim_line_end(mut b: &[u8]) -> &[u8] {
 /// Returns `None` when the header is short. A `- ` structured-data NILVALUE
 /// (syslog-drain style) before MSG is tolerated.
 pub fn parse_record(payload: &[u8]) -> Option<LogRecord<'_>> {
-    let mut fields = payload.splitn(7, |&b| b == b' ');
-    let _pri_version = fields.next()?;
-    let timestamp = fields.next()?;
-    let _host = fields.next()?;
-    let app = fields.next()?;
-    let procid = fields.next()?;
-    let _msgid = fields.next()?;
-    let mut message = fields.next().unwrap_or_default();
+    // `splitn(7, ' ')` with memchr: six fields, then the rest (none when
+    // the sixth ends the payload). Every line passes here.
+    let mut fields: [&[u8]; 6] = [&[]; 6];
+    let mut rest = Some(payload);
+    for field in &mut fields {
+        let r = rest?;
+        match memchr::memchr(b' ', r) {
+            Some(i) => {
+                *field = &r[..i];
+                rest = Some(&r[i + 1..]);
+            }
+            None => {
+                *field = r;
+                rest = None;
+            }
+        }
+    }
+    let [_pri_version, timestamp, _host, app, procid, _msgid] = fields;
+    let mut message = rest.unwrap_or_default();
     if let Some(rest) = message.strip_prefix(b"- ") {
         message = rest;
     }

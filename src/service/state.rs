@@ -4,7 +4,6 @@
 //! holds — with `apply`, the step from an engine's decisions to the
 //! reporter, the restarter and the sample buffer.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use jiff::Timestamp;
@@ -56,12 +55,26 @@ impl AppRuntime {
 /// Latest sample per dyno and the minutes of history, waiting for the next
 /// batched write. Too many pending minutes (the store is down for hours)
 /// drop the oldest, counted: memory stays bounded.
+///
+/// Keyed app → dyno with `String` keys so that a sample finds its entry by
+/// `&str` (nothing copied per sample; a name is copied once per flush), and
+/// a whole batch takes each lock once.
 #[derive(Debug, Default)]
 pub struct SampleBuffer {
-    pending: Mutex<HashMap<(String, String), SampleRow>>,
-    minutes: Mutex<HashMap<(String, String, i64), store::MinuteRow>>,
+    pending: Mutex<ByDyno<SampleRow>>,
+    minutes: Mutex<PendingMinutes>,
     /// Minutes dropped because the store was down too long.
     pub minutes_dropped: std::sync::atomic::AtomicU64,
+}
+
+type ByDyno<T> = hashbrown::HashMap<String, hashbrown::HashMap<String, T>>;
+
+/// A dyno's pending minutes (one or two between flushes; more only while
+/// the store fails), and how many there are in all.
+#[derive(Debug, Default)]
+struct PendingMinutes {
+    rows: ByDyno<Vec<store::MinuteRow>>,
+    len: usize,
 }
 
 /// Pending history minutes kept while the store fails (≈ 1,000 dynos × 2 h).
@@ -71,53 +84,146 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl SampleBuffer {
-    fn put(&self, row: SampleRow) {
-        if let Some(m) = store::MinuteRow::of_sample(&row) {
-            self.add_minute(m);
+/// The entry of `app`/`dyno`, its names copied only when it is new.
+fn entry<'m, T: Default>(map: &'m mut ByDyno<T>, app: &str, dyno: &str) -> &'m mut T {
+    map.entry_ref(app).or_default().entry_ref(dyno).or_default()
+}
+
+impl PendingMinutes {
+    /// Folds one sample's minute in.
+    fn add_sample(&mut self, app: &str, row: &SampleRow) -> Option<u64> {
+        let minute = store::MinuteRow::minute_of(row.at);
+        let have = entry(&mut self.rows, app, &row.dyno);
+        if let Some(m) = have.iter_mut().rev().find(|m| m.minute == minute) {
+            m.merge_sample(row);
+            return Some(0);
         }
-        locked(&self.pending).insert((row.app.clone(), row.dyno.clone()), row);
+        let mut m = store::MinuteRow::of_sample(row)?;
+        app.clone_into(&mut m.app);
+        Some(self.insert_new(m))
     }
 
-    fn add_minute(&self, m: store::MinuteRow) {
-        let mut minutes = locked(&self.minutes);
-        match minutes.get_mut(&m.key()) {
-            Some(have) => have.merge(m),
-            None => {
-                if minutes.len() >= PENDING_MINUTES
-                    && let Some(oldest) = minutes.keys().min_by_key(|k| k.2).cloned()
-                {
-                    minutes.remove(&oldest);
-                    self.minutes_dropped
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                minutes.insert(m.key(), m);
+    /// Folds a minute in; returns how many were dropped to make room.
+    fn add(&mut self, m: store::MinuteRow) -> u64 {
+        let have = entry(&mut self.rows, &m.app, &m.dyno);
+        if let Some(h) = have.iter_mut().find(|h| h.minute == m.minute) {
+            h.merge(m);
+            return 0;
+        }
+        self.insert_new(m)
+    }
+
+    /// A minute not pending yet. When the buffer is full (the store has
+    /// been down for hours, or cannot keep up) the oldest pending minute
+    /// goes, for every dyno at once: one scan makes a minute's worth of
+    /// room, where dropping one row per new minute scanned everything on
+    /// every sample. Returns how many rows were dropped.
+    fn insert_new(&mut self, m: store::MinuteRow) -> u64 {
+        let dropped = if self.len >= PENDING_MINUTES {
+            self.drop_oldest_minute()
+        } else {
+            0
+        };
+        entry(&mut self.rows, &m.app, &m.dyno).push(m);
+        self.len += 1;
+        dropped
+    }
+
+    fn drop_oldest_minute(&mut self) -> u64 {
+        let oldest = self
+            .rows
+            .values()
+            .flat_map(|ds| ds.values())
+            .flat_map(|ms| ms.iter().map(|m| m.minute))
+            .min();
+        let Some(oldest) = oldest else {
+            return 0;
+        };
+        let mut dropped = 0;
+        for ms in self.rows.values_mut().flat_map(|ds| ds.values_mut()) {
+            let before = ms.len();
+            ms.retain(|x| x.minute != oldest);
+            dropped += before - ms.len();
+        }
+        self.len -= dropped;
+        dropped as u64
+    }
+}
+
+impl SampleBuffer {
+    /// One batch's applied samples of `app` (their `app` is left empty:
+    /// the name is copied only into the rows kept): each lock taken once.
+    fn put_all(&self, app: &str, rows: Vec<SampleRow>) {
+        if rows.is_empty() {
+            return;
+        }
+        let mut dropped = 0;
+        {
+            let mut minutes = locked(&self.minutes);
+            for row in &rows {
+                dropped += minutes.add_sample(app, row).unwrap_or(0);
             }
+        }
+        if dropped > 0 {
+            self.minutes_dropped
+                .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut pending = locked(&self.pending);
+        let dynos = pending.entry_ref(app).or_default();
+        for mut row in rows {
+            if let Some(have) = dynos.get_mut(row.dyno.as_str()) {
+                row.app = std::mem::take(&mut have.app);
+                *have = row;
+                continue;
+            }
+            row.app = app.to_owned();
+            dynos.insert(row.dyno.clone(), row);
         }
     }
 
     pub(crate) fn take(&self) -> Vec<SampleRow> {
-        locked(&self.pending).drain().map(|(_, v)| v).collect()
+        let mut p = locked(&self.pending);
+        p.values_mut()
+            .flat_map(|ds| ds.drain().map(|(_, v)| v))
+            .collect()
     }
 
     /// Rows whose write failed go back, unless a newer one of the dyno came.
     pub(crate) fn put_back(&self, rows: Vec<SampleRow>) {
         let mut p = locked(&self.pending);
         for row in rows {
-            p.entry((row.app.clone(), row.dyno.clone())).or_insert(row);
+            p.entry(row.app.clone())
+                .or_default()
+                .entry(row.dyno.clone())
+                .or_insert(row);
         }
     }
 
     pub(crate) fn take_history(&self) -> Vec<store::MinuteRow> {
-        let mut v: Vec<_> = locked(&self.minutes).drain().map(|(_, m)| m).collect();
+        let mut v: Vec<_> = {
+            let mut m = locked(&self.minutes);
+            m.len = 0;
+            m.rows
+                .values_mut()
+                .flat_map(|ds| ds.drain().flat_map(|(_, ms)| ms))
+                .collect()
+        };
         v.sort_by(|a, b| (&a.app, &a.dyno, a.minute).cmp(&(&b.app, &b.dyno, b.minute)));
         v
     }
 
     /// Minutes whose write failed merge back with what came since.
     pub(crate) fn put_back_history(&self, rows: Vec<store::MinuteRow>) {
-        for m in rows {
-            self.add_minute(m);
+        let mut dropped = 0;
+        {
+            let mut minutes = locked(&self.minutes);
+            for m in rows {
+                dropped += minutes.add(m);
+            }
+        }
+        if dropped > 0 {
+            self.minutes_dropped
+                .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
@@ -200,16 +306,22 @@ impl Shared {
     }
 
     fn dispatch(&self, app: &Arc<AppRuntime>, d: Decisions) {
-        for s in d.samples {
-            self.samples.put(SampleRow {
-                app: app.config.name.to_string(),
-                dyno: s.dyno.to_string(),
-                instance: s.instance,
-                at: store::millis(s.at),
-                memory: s.memory.mb(),
-                replaced: (!s.replaced.is_empty()).then(|| s.replaced.join(",")),
-                contender: s.contender,
-            });
+        if !d.samples.is_empty() {
+            let rows = d
+                .samples
+                .into_iter()
+                .map(|s| SampleRow {
+                    // Named by `put_all` where a row is kept.
+                    app: String::new(),
+                    dyno: s.dyno.into_string(),
+                    instance: s.instance,
+                    at: store::millis(s.at),
+                    memory: s.memory.mb(),
+                    replaced: (!s.replaced.is_empty()).then(|| s.replaced.join(",")),
+                    contender: s.contender,
+                })
+                .collect();
+            self.samples.put_all(app.config.name.as_str(), rows);
         }
         let c = &self.counters;
         Counters::add(&c.lines_stale, d.ignored.stale);
@@ -250,5 +362,50 @@ impl Shared {
         Counters::add(&c.frames_rejected, stats.rejected);
         Counters::add(&c.frames_repaired, stats.repaired);
         Counters::add(&c.observations, stats.observations);
+    }
+}
+
+#[cfg(test)]
+mod buffer_tests {
+    use super::*;
+
+    fn row(dyno: usize, minute: i64) -> SampleRow {
+        SampleRow {
+            app: String::new(),
+            dyno: format!("web.{dyno}"),
+            instance: None,
+            at: minute * 60_000,
+            memory: crate::domain::MemoryMb {
+                total: Some(100.0),
+                ..Default::default()
+            },
+            replaced: None,
+            contender: None,
+        }
+    }
+
+    /// Full, the buffer drops the oldest minute (all its dynos), counted,
+    /// and keeps the newest.
+    #[test]
+    fn a_full_buffer_drops_the_oldest_minute() {
+        let b = SampleBuffer::default();
+        let dynos = 1_000;
+        let minutes = (PENDING_MINUTES / dynos) as i64;
+        for minute in 0..minutes {
+            b.put_all("a", (0..dynos).map(|d| row(d, minute)).collect());
+        }
+        assert_eq!(
+            b.minutes_dropped.load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+        b.put_all("a", vec![row(0, minutes)]);
+        assert_eq!(
+            b.minutes_dropped.load(std::sync::atomic::Ordering::Relaxed),
+            dynos as u64
+        );
+        let kept = b.take_history();
+        assert_eq!(kept.len(), PENDING_MINUTES - dynos + 1);
+        assert!(kept.iter().all(|m| m.minute > 0));
+        assert!(kept.iter().any(|m| m.minute == minutes * 60_000));
     }
 }

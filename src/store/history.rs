@@ -45,7 +45,7 @@ impl MinuteRow {
         Some(Self {
             app: s.app.clone(),
             dyno: s.dyno.clone(),
-            minute: s.at.div_euclid(MINUTE_MS) * MINUTE_MS,
+            minute: Self::minute_of(s.at),
             samples: 1,
             total_min: total,
             total_max: total,
@@ -56,6 +56,35 @@ impl MinuteRow {
             instance: s.instance.clone(),
             last_at: s.at,
         })
+    }
+
+    /// The minute (unix ms of its start) a sample at `at` belongs to.
+    pub fn minute_of(at: i64) -> i64 {
+        at.div_euclid(MINUTE_MS) * MINUTE_MS
+    }
+
+    /// `self.merge(MinuteRow::of_sample(s))` without building the row (no
+    /// copies of the names): the ingest path folds every sample in. False,
+    /// and nothing changed, for a sample without `memory_total`.
+    pub fn merge_sample(&mut self, s: &SampleRow) -> bool {
+        let m = &s.memory;
+        let Some(total) = m.total else {
+            return false;
+        };
+        self.samples = self.samples.saturating_add(1);
+        self.total_min = self.total_min.min(total);
+        self.total_max = self.total_max.max(total);
+        self.total_sum += total;
+        self.rss_max = max_opt(self.rss_max, m.rss);
+        self.swap_max = max_opt(self.swap_max, m.swap);
+        if s.at >= self.last_at {
+            self.last_at = s.at;
+            self.quota = m.quota.or(self.quota);
+            if s.instance.is_some() && s.instance != self.instance {
+                self.instance.clone_from(&s.instance);
+            }
+        }
+        true
     }
 
     /// Folds another part of the same minute in (the SQL upsert does the same).

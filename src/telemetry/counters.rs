@@ -82,7 +82,11 @@ pub struct Counters {
 
 impl Counters {
     pub fn add(c: &AtomicU64, n: u64) {
-        c.fetch_add(n, Ordering::Relaxed);
+        // Most per-batch counts are zero: no locked add (and no cache line
+        // taken from the other core) for them.
+        if n != 0 {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     pub fn count_restart(&self, app: &str, dyno: &str, reason: &str, outcome: &str) {

@@ -30,10 +30,31 @@ pub fn password(headers: &HeaderMap) -> Option<String> {
 
 /// Constant-time: both sides are hashed to the same length first.
 pub fn matches(provided: Option<&str>, expected: &SecretString) -> bool {
+    matches_digest(provided, &PasswordDigest::of(expected))
+}
+
+/// A configured password, hashed once (the drain path checks one per
+/// batch: hashing the expected side each time doubled the cost).
+#[derive(Clone)]
+pub struct PasswordDigest([u8; 32]);
+
+impl PasswordDigest {
+    pub fn of(password: &SecretString) -> Self {
+        Self(Sha256::digest(password.expose_secret().as_bytes()).into())
+    }
+}
+
+impl std::fmt::Debug for PasswordDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordDigest(..)")
+    }
+}
+
+/// [`matches`] against a digest made beforehand: the same answer.
+pub fn matches_digest(provided: Option<&str>, expected: &PasswordDigest) -> bool {
     let Some(p) = provided else { return false };
     let a = Sha256::digest(p.as_bytes());
-    let b = Sha256::digest(expected.expose_secret().as_bytes());
-    a.ct_eq(&b).into()
+    a.as_slice().ct_eq(&expected.0).into()
 }
 
 /// The dashboard password: closed when none is configured (the start-up

@@ -33,6 +33,10 @@ pub struct DrainState {
     /// app (the dark_knight set-up), if there is exactly one. Fixed by the
     /// configuration, so worked out once. With several, only a token picks.
     single: Option<Arc<AppRuntime>>,
+    /// The drain passwords, hashed once: the server's, and each app's (in
+    /// `shared.apps` order). Fixed by the configuration, like `single`.
+    server_pw: Option<auth::PasswordDigest>,
+    app_pw: Arc<Vec<Option<auth::PasswordDigest>>>,
 }
 
 /// Why a request has no app to post for: told apart so that the 404 says
@@ -57,8 +61,26 @@ impl DrainState {
             (Some(a), None) => Some(a.clone()),
             _ => None,
         };
+        let server_pw = shared
+            .config
+            .server
+            .drain_password
+            .as_ref()
+            .map(auth::PasswordDigest::of);
+        let app_pw = shared
+            .apps
+            .iter()
+            .map(|a| {
+                a.config
+                    .drain_password
+                    .as_ref()
+                    .map(auth::PasswordDigest::of)
+            })
+            .collect();
         Self {
             single,
+            server_pw,
+            app_pw: Arc::new(app_pw),
             shared,
             warned_count: Arc::new(AtomicBool::new(false)),
             login_log: Arc::new(Throttle::new(std::time::Duration::from_secs(60))),
@@ -212,18 +234,17 @@ fn authenticate(
     headers: &HeaderMap,
 ) -> Result<Arc<AppRuntime>, Response> {
     let provided = auth::password(headers);
-    let server_pw = st.shared.config.server.drain_password.as_ref();
+    let server_pw = st.server_pw.as_ref();
     let app = match app {
         Ok(app) => app,
         Err(missing) => {
             // Only an authenticated caller learns that the app is unknown.
-            let known = server_pw.is_some_and(|pw| auth::matches(provided.as_deref(), pw))
-                || st.shared.apps.iter().any(|a| {
-                    a.config
-                        .drain_password
-                        .as_ref()
-                        .is_some_and(|pw| auth::matches(provided.as_deref(), pw))
-                });
+            let known = server_pw.is_some_and(|pw| auth::matches_digest(provided.as_deref(), pw))
+                || st
+                    .app_pw
+                    .iter()
+                    .flatten()
+                    .any(|pw| auth::matches_digest(provided.as_deref(), pw));
             if !known {
                 st.login_failed(None);
                 return Err(auth::unauthorized());
@@ -231,11 +252,18 @@ fn authenticate(
             return Err(not_found(st, missing, headers));
         }
     };
-    let Some(expected) = app.config.drain_password.as_ref().or(server_pw) else {
+    let app_pw = st
+        .shared
+        .apps
+        .iter()
+        .position(|a| Arc::ptr_eq(a, &app))
+        .and_then(|i| st.app_pw.get(i))
+        .and_then(Option::as_ref);
+    let Some(expected) = app_pw.or(server_pw) else {
         st.login_failed(Some(&app));
         return Err(auth::unauthorized());
     };
-    if !auth::matches(provided.as_deref(), expected) {
+    if !auth::matches_digest(provided.as_deref(), expected) {
         st.login_failed(Some(&app));
         return Err(auth::unauthorized());
     }
