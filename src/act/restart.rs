@@ -78,14 +78,15 @@ impl LocalClaims {
         let mut left = Vec::new();
         for w in pending {
             let written = store
-                .keep_window(
-                    &w.app,
-                    &w.dyno,
-                    w.instance.as_deref(),
+                .keep_window(&ClaimRequest {
+                    app: &w.app,
+                    dyno: &w.dyno,
+                    instance: w.instance.as_deref(),
                     holder,
-                    w.decided_at,
-                    w.expires_at,
-                )
+                    decided_at: w.decided_at,
+                    wall_now: 0,
+                    lease_until: w.expires_at,
+                })
                 .await;
             match written {
                 Ok(()) => tracing::info!(

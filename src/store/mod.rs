@@ -451,17 +451,13 @@ impl Store {
     }
 
     /// Records a window a replica held only in memory while the store was
-    /// down (the restart happened): it replaces a lease, or a window that
-    /// ends sooner, never one that ends later.
-    pub async fn keep_window(
-        &self,
-        app: &str,
-        dyno: &str,
-        instance: Option<&str>,
-        holder: &str,
-        decided_at: i64,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
+    /// down (the restart happened) — the claim `c`, turned into the window
+    /// ending at `c.lease_until` (the log clock's end of the window; the
+    /// wall clock plays no part): it replaces a lease, or a window that ends
+    /// sooner, never one that ends later.
+    pub async fn keep_window(&self, c: &ClaimRequest<'_>) -> Result<(), StoreError> {
+        let (app, dyno, instance, holder) = (c.app, c.dyno, c.instance, c.holder);
+        let (decided_at, expires_at) = (c.decided_at, c.lease_until);
         self.write(async {
             const SQL: &str = "INSERT INTO claims (app, dyno, instance, holder, expires_at, kind, decided_at) VALUES ($1, $2, $3, $4, $5, 'window', $6) \
                  ON CONFLICT (app, dyno) DO UPDATE SET instance = excluded.instance, holder = excluded.holder, expires_at = excluded.expires_at, kind = 'window', decided_at = excluded.decided_at \
