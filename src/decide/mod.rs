@@ -7,5 +7,6 @@
 pub mod blind;
 pub mod engine;
 pub mod policy;
+pub mod ring;
 pub mod state;
 pub mod watch;

@@ -3,11 +3,12 @@
 //! Nothing here does I/O, reads the clock or is async. Time comes in as an
 //! argument (`now`), so replay drives it from the log and tests from a table.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use jiff::{SignedDuration, Timestamp};
 
+use crate::decide::ring::SampleRing;
 use crate::decide::state::{DynoState, RestartMark, UNKNOWN_GRACE};
 use crate::domain::event::{Event, EventKind, Reason};
 use crate::domain::{AppName, Megabytes};
@@ -364,20 +365,21 @@ pub struct Crossing {
 ///   a dyno that did is judged by the threshold and R14 alone.
 pub fn predicted_crossing(
     policy: &Policy,
-    history: &VecDeque<(Timestamp, f64)>,
+    history: &SampleRing,
     quota: Megabytes,
 ) -> Option<Crossing> {
     let horizon = policy.predict?;
-    let &(now, latest) = history.back()?;
+    let (now, latest) = history.last()?;
     let floor = quota.0 * policy.predict_floor / 100.0;
     if !(quota.0 > 0.0 && latest >= floor && latest < quota.0) {
         return None;
     }
-    let split = history.partition_point(|(t, _)| *t < now - policy.predict_window);
+    let cutoff = now - policy.predict_window;
     // Seconds before the last sample (≤ 0) and MB.
     let recent: Vec<(f64, f64)> = history
-        .range(split..)
-        .map(|(t, y)| (-now.duration_since(*t).as_secs_f64(), *y))
+        .iter()
+        .skip_while(|(t, _)| *t < cutoff)
+        .map(|(t, y)| (-now.duration_since(t).as_secs_f64(), y))
         .collect();
     let covered = recent
         .first()
@@ -418,7 +420,11 @@ pub fn predicted_crossing(
     if level < floor || level >= quota.0 {
         return None;
     }
-    if history.range(..split).any(|(_, y)| *y >= level) {
+    if history
+        .iter()
+        .take_while(|(t, _)| *t < cutoff)
+        .any(|(_, y)| y >= level)
+    {
         return None;
     }
     let secs = (quota.0 - level) / slope;

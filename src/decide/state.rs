@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::decide::policy::Policy;
+use crate::decide::ring::SampleRing;
 use crate::domain::event::Reason;
 use crate::domain::{DynoName, Megabytes};
 use crate::ingest::heroku_line::Memory;
@@ -105,8 +106,7 @@ pub struct Contender {
 /// Replaced instances remembered per process name.
 pub const LINEAGE: usize = 8;
 
-/// History length kept per dyno: an hour of 20-second samples.
-pub const HISTORY: usize = 180;
+pub use super::ring::HISTORY;
 
 /// What dynoguard knows of one dyno (process name). Updated only by the
 /// watcher and the decision functions below.
@@ -119,8 +119,8 @@ pub struct DynoState {
     pub(super) sample_at: Option<Timestamp>,
     /// Quota learned from `Process running mem=…(P%)` when samples lack it.
     pub(super) quota_hint: Option<Megabytes>,
-    /// `(at, memory_total)` for the chart and the trend.
-    pub(super) history: VecDeque<(Timestamp, f64)>,
+    /// `(at, memory_total)` of the current instance, for the trend.
+    pub(super) history: SampleRing,
     pub(super) consecutive_over: u32,
     pub(super) over: bool,
     pub(super) last_restart: Option<RestartMark>,
@@ -179,7 +179,7 @@ impl DynoState {
             memory: Memory::default(),
             sample_at: None,
             quota_hint: None,
-            history: VecDeque::new(),
+            history: SampleRing::default(),
             consecutive_over: 0,
             over: false,
             last_restart: None,
@@ -421,16 +421,7 @@ impl DynoState {
         m.quota = memory.quota.or(m.quota);
         if let Some(total) = memory.total {
             self.sample_at = Some(at);
-            if self.history.len() == HISTORY {
-                self.history.pop_front();
-            } else if self.history.len() == self.history.capacity() {
-                // Grow by doubling up to exactly HISTORY, never past it (a
-                // doubling would take 256 slots: 10,000 dynos × 76 unused
-                // slots × 24 bytes ≈ 18 MB).
-                let want = (self.history.capacity() * 2).clamp(8, HISTORY);
-                self.history.reserve_exact(want - self.history.len());
-            }
-            self.history.push_back((at, total.0));
+            self.history.push(at, total.0);
         }
     }
 
@@ -580,6 +571,6 @@ mod memory_tests {
             assert!(s.history.capacity() <= HISTORY, "{}", s.history.capacity());
         }
         assert_eq!(s.history.len(), HISTORY);
-        assert_eq!(s.history.back().map(|(_, mb)| *mb), Some(1099.0));
+        assert_eq!(s.history.last().map(|(_, mb)| mb), Some(1099.0));
     }
 }
