@@ -19,8 +19,9 @@ CREATE TABLE IF NOT EXISTS history_rollup (
     quota_max DOUBLE PRECISION,
     PRIMARY KEY (app, dyno, slot)
 );
--- An app's slots from a time on (and each dyno's slot at a range's ends).
-CREATE INDEX IF NOT EXISTS history_rollup_app_slot ON history_rollup (app, slot, dyno);
+-- Each dyno's slot at a range's ends, and the slots pruned (a range of an
+-- app's slots reads the primary key, in the order it groups by).
+CREATE INDEX IF NOT EXISTS history_rollup_slot ON history_rollup (slot, app, dyno);
 -- The minutes already stored: an upgraded database shows full charts.
 -- (`minute - ((minute % 720000) + 720000) % 720000` floors, even before 1970.)
 INSERT INTO history_rollup (app, dyno, slot, samples, total_min, total_max, total_sum, rss_max, swap_max, quota_max)
