@@ -2,8 +2,16 @@
 //! log time, merged from every batch and every replica, kept 7 days.
 //!
 //! The service folds samples into [`MinuteRow`]s in memory and writes them
-//! in batches; reading groups minutes into wider buckets in SQL, so a page
-//! of 100 dynos over 7 days reads a few thousand rows, not a million.
+//! in batches; reading groups minutes into wider buckets in SQL.
+//!
+//! `history_rollup` holds the same minutes summed into slots of
+//! [`ROLLUP_MS`] (12 minutes, which divide the long ranges' buckets: 24 h in
+//! 12-minute buckets, 7 days in 84-minute ones). Each slot is recomputed
+//! from its minutes in the transaction that writes them, so it is always
+//! their aggregate; a read in buckets of a multiple of 12 minutes takes the
+//! whole slots of its range from there and only the minutes at its two ends
+//! from `history` — 7 days of 100 dynos read 84,000 slots and a few thousand
+//! minutes, not a million minutes — with the same figures.
 
 use super::{Db, SampleRow, Store, StoreError, end_transaction};
 use crate::domain::MemoryMb;
@@ -29,6 +37,31 @@ pub struct MinuteRow {
 }
 
 const MINUTE_MS: i64 = 60_000;
+
+/// The roll-up's granularity: 12 minutes (unix ms of a slot's start are a
+/// multiple of it). The migrations that back-fill `history_rollup` spell it
+/// out as `720000`.
+pub const ROLLUP_MS: i64 = 12 * MINUTE_MS;
+
+/// The slot (unix ms of its start) a minute belongs to, floored.
+fn slot_of(minute: i64) -> i64 {
+    minute.div_euclid(ROLLUP_MS) * ROLLUP_MS
+}
+
+/// The whole slots within `[from, to)`: `(first, end)` with `first < end`,
+/// both slot starts, or none when no slot fits (or `from` is before 1970,
+/// where SQL's truncating division would not floor).
+fn whole_slots(from: i64, to: i64) -> Option<(i64, i64)> {
+    if from < 0 {
+        return None;
+    }
+    let first = from
+        .div_euclid(ROLLUP_MS)
+        .checked_add(i64::from(from.rem_euclid(ROLLUP_MS) != 0))?
+        .checked_mul(ROLLUP_MS)?;
+    let end = to.div_euclid(ROLLUP_MS) * ROLLUP_MS;
+    (first < end).then_some((first, end))
+}
 
 fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
@@ -148,8 +181,40 @@ where
     }
 }
 
+/// Minutes read and grouped into buckets.
+// `* 1.0`: a floating division on both backends.
+const MINUTES_SQL: &str = "SELECT dyno, (minute / $4) * $4 AS t, SUM(samples) AS samples, \
+     MIN(total_min) AS min, SUM(total_sum) * 1.0 / SUM(samples) AS avg, MAX(total_max) AS max, \
+     MAX(rss_max) AS rss, MAX(swap_max) AS swap, MAX(quota) AS quota \
+     FROM history WHERE app = $1 AND minute >= $2 AND minute < $3 AND ($5 IS NULL OR dyno = $5) \
+     GROUP BY dyno, minute / $4 ORDER BY dyno, t";
+
+/// The slots `[$6, $7)` from the roll-up and the minutes of `[$2, $6)` and
+/// `[$7, $3)` from the history, grouped into buckets as [`MINUTES_SQL`] does
+/// (`$4` a multiple of a slot, every figure non-negative: a slot and its
+/// minutes fall in the same bucket). The minutes at each end are found by
+/// the dynos with a slot there (`$8` = `$6` minus a slot, and `$7`; every
+/// minute has its slot), a range of the primary key for each: an app's
+/// minutes are never scanned. `CROSS JOIN` keeps SQLite from starting with
+/// `history` (an inner join to PostgreSQL).
+const ROLLED_SQL: &str = "SELECT dyno, (k / $4) * $4 AS t, SUM(samples) AS samples, \
+     MIN(total_min) AS min, SUM(total_sum) * 1.0 / SUM(samples) AS avg, MAX(total_max) AS max, \
+     MAX(rss_max) AS rss, MAX(swap_max) AS swap, MAX(quota) AS quota FROM ( \
+     SELECT dyno, slot AS k, samples, total_min, total_max, total_sum, rss_max, swap_max, quota_max AS quota \
+     FROM history_rollup WHERE app = $1 AND slot >= $6 AND slot < $7 AND ($5 IS NULL OR dyno = $5) \
+     UNION ALL SELECT h.dyno, h.minute AS k, h.samples, h.total_min, h.total_max, h.total_sum, h.rss_max, h.swap_max, h.quota \
+     FROM history_rollup r CROSS JOIN history h \
+     WHERE r.app = $1 AND r.slot = $8 AND ($5 IS NULL OR r.dyno = $5) \
+     AND h.app = r.app AND h.dyno = r.dyno AND h.minute >= $2 AND h.minute < $6 \
+     UNION ALL SELECT h.dyno, h.minute AS k, h.samples, h.total_min, h.total_max, h.total_sum, h.rss_max, h.swap_max, h.quota \
+     FROM history_rollup r CROSS JOIN history h \
+     WHERE r.app = $1 AND r.slot = $7 AND ($5 IS NULL OR r.dyno = $5) \
+     AND h.app = r.app AND h.dyno = r.dyno AND h.minute >= $7 AND h.minute < $3 \
+     ) AS parts GROUP BY dyno, k / $4 ORDER BY dyno, t";
+
 impl Store {
-    /// Merges minutes into the history in one transaction.
+    /// Merges minutes into the history in one transaction, and recomputes
+    /// the roll-up slots they fall in within it.
     pub async fn write_history(&self, rows: &[MinuteRow]) -> Result<(), StoreError> {
         self.write(async {
             if rows.is_empty() {
@@ -169,13 +234,42 @@ impl Store {
                  quota = CASE WHEN excluded.last_at >= history.last_at AND excluded.quota IS NOT NULL THEN excluded.quota ELSE history.quota END, \
                  instance = CASE WHEN excluded.last_at >= history.last_at AND excluded.instance IS NOT NULL THEN excluded.instance ELSE history.instance END, \
                  last_at = CASE WHEN excluded.last_at > history.last_at THEN excluded.last_at ELSE history.last_at END";
+            // Each slot written is first locked (its row created or touched)
+            // and only recomputed after the minutes: a writer of the same slot
+            // in another transaction (another replica) waits for the lock, so
+            // under PostgreSQL's read committed its recomputation starts after
+            // the first one committed and sees both's minutes. Slots are locked
+            // in one order (sorted), so two writers never deadlock.
+            const LOCK: &str = "INSERT INTO history_rollup (app, dyno, slot, samples, total_min, total_max, total_sum) \
+                 VALUES ($1, $2, $3, 0, 0, 0, 0) \
+                 ON CONFLICT (app, dyno, slot) DO UPDATE SET samples = history_rollup.samples";
+            // Recomputed rather than merged: a minute's quota is its newest
+            // sample's, so a slot's highest quota can fall; sums and extremes
+            // of the minutes are then exact whatever the batches were.
+            const ROLL: &str = "UPDATE history_rollup SET \
+                 (samples, total_min, total_max, total_sum, rss_max, swap_max, quota_max) = \
+                 (SELECT SUM(samples), MIN(total_min), MAX(total_max), SUM(total_sum), MAX(rss_max), MAX(swap_max), MAX(quota) \
+                  FROM history WHERE app = $1 AND dyno = $2 AND minute >= $3 AND minute < $4) \
+                 WHERE app = $1 AND dyno = $2 AND slot = $3";
+            let slots: std::collections::BTreeSet<(&str, &str, i64)> = rows
+                .iter()
+                .map(|r| (r.app.as_str(), r.dyno.as_str(), slot_of(r.minute)))
+                .collect();
             on_pool!(self, p => in_transaction!(p, |conn| {
+                for (app, dyno, slot) in &slots {
+                    sqlx::query(LOCK).bind(*app).bind(*dyno).bind(*slot)
+                        .execute(&mut *conn).await?;
+                }
                 for r in rows {
                     sqlx::query(SQL)
                         .bind(&r.app).bind(&r.dyno).bind(r.minute).bind(r.samples)
                         .bind(r.total_min).bind(r.total_max).bind(r.total_sum)
                         .bind(r.rss_max).bind(r.swap_max).bind(r.quota)
                         .bind(&r.instance).bind(r.last_at)
+                        .execute(&mut *conn).await?;
+                }
+                for (app, dyno, slot) in &slots {
+                    sqlx::query(ROLL).bind(*app).bind(*dyno).bind(*slot).bind(slot.saturating_add(ROLLUP_MS))
                         .execute(&mut *conn).await?;
                 }
             }));
@@ -187,6 +281,12 @@ impl Store {
     /// The history of an app's dynos (or one dyno) from `from` to `to`
     /// (unix ms, log time), in buckets of `bucket` ms (a multiple of a
     /// minute; one minute gives the stored rows), ordered by dyno and time.
+    ///
+    /// Buckets of a multiple of [`ROLLUP_MS`] read the range's whole slots
+    /// from the roll-up and the minutes before the first and after the last
+    /// from the history: the same points and figures as reading minutes (a
+    /// slot lies within one bucket), up to the order a floating-point sum
+    /// adds in (the average's last bits).
     pub async fn history(
         &self,
         app: &str,
@@ -195,17 +295,50 @@ impl Store {
         to: i64,
         bucket: i64,
     ) -> Result<Vec<HistoryPoint>, StoreError> {
-        // `* 1.0`: a floating division on both backends.
-        const SQL: &str = "SELECT dyno, (minute / $4) * $4 AS t, SUM(samples) AS samples, \
-             MIN(total_min) AS min, SUM(total_sum) * 1.0 / SUM(samples) AS avg, MAX(total_max) AS max, \
-             MAX(rss_max) AS rss, MAX(swap_max) AS swap, MAX(quota) AS quota \
-             FROM history WHERE app = $1 AND minute >= $2 AND minute < $3 AND ($5 IS NULL OR dyno = $5) \
-             GROUP BY dyno, minute / $4 ORDER BY dyno, t";
         let bucket = bucket.max(MINUTE_MS) / MINUTE_MS * MINUTE_MS;
         let dyno = dyno.map(str::to_owned);
-        Ok(on_pool!(self, p => sqlx::query_as::<_, HistoryPoint>(SQL)
-            .bind(app).bind(from).bind(to).bind(bucket).bind(dyno)
-            .fetch_all(p).await?))
+        match whole_slots(from, to).filter(|_| bucket % ROLLUP_MS == 0) {
+            Some((first, end)) => Ok(
+                on_pool!(self, p => sqlx::query_as::<_, HistoryPoint>(ROLLED_SQL)
+                .bind(app).bind(from).bind(to).bind(bucket).bind(dyno).bind(first).bind(end).bind(first - ROLLUP_MS)
+                .fetch_all(p).await?),
+            ),
+            None => Ok(
+                on_pool!(self, p => sqlx::query_as::<_, HistoryPoint>(MINUTES_SQL)
+                .bind(app).bind(from).bind(to).bind(bucket).bind(dyno)
+                .fetch_all(p).await?),
+            ),
+        }
+    }
+
+    /// Every app's minutes before `before` (unix ms) and their part of the
+    /// roll-up, in one transaction: slots wholly before it go, the slot it
+    /// cuts is recomputed from the minutes left. Returns the minutes deleted.
+    pub(super) async fn prune_history(&self, before: i64) -> Result<u64, StoreError> {
+        const OLD_SLOTS: &str = "DELETE FROM history_rollup WHERE slot < $1";
+        const MINUTES: &str = "DELETE FROM history WHERE minute < $1";
+        const EMPTIED: &str = "DELETE FROM history_rollup WHERE slot = $1 AND NOT EXISTS \
+             (SELECT 1 FROM history h WHERE h.app = history_rollup.app AND h.dyno = history_rollup.dyno \
+              AND h.minute >= $1 AND h.minute < $2)";
+        const CUT: &str = "UPDATE history_rollup SET \
+             (samples, total_min, total_max, total_sum, rss_max, swap_max, quota_max) = \
+             (SELECT SUM(samples), MIN(total_min), MAX(total_max), SUM(total_sum), MAX(rss_max), MAX(swap_max), MAX(quota) \
+              FROM history h WHERE h.app = history_rollup.app AND h.dyno = history_rollup.dyno \
+              AND h.minute >= $1 AND h.minute < $2) \
+             WHERE slot = $1";
+        let cut = slot_of(before);
+        let mut n = 0;
+        on_pool!(self, p => in_transaction!(p, |conn| {
+            // The roll-up first: the order `write_history` locks in.
+            sqlx::query(OLD_SLOTS).bind(cut).execute(&mut *conn).await?;
+            n = sqlx::query(MINUTES).bind(before).execute(&mut *conn).await?.rows_affected();
+            if cut < before {
+                let end = cut.saturating_add(ROLLUP_MS);
+                sqlx::query(EMPTIED).bind(cut).bind(end).execute(&mut *conn).await?;
+                sqlx::query(CUT).bind(cut).bind(end).execute(&mut *conn).await?;
+            }
+        }));
+        Ok(n)
     }
 
     /// Did the dyno ever report: a minute of history, a latest sample or an
@@ -304,5 +437,81 @@ mod tests {
             -60_000,
             "floored, even before 1970"
         );
+    }
+
+    #[test]
+    fn whole_slots_are_those_inside_the_range() {
+        const S: i64 = ROLLUP_MS;
+        assert_eq!(whole_slots(0, 3 * S), Some((0, 3 * S)));
+        assert_eq!(whole_slots(1, 3 * S - 1), Some((S, 2 * S)));
+        assert_eq!(whole_slots(1, 2 * S - 1), None, "no whole slot");
+        assert_eq!(whole_slots(-1, 3 * S), None, "before 1970: minutes");
+        assert_eq!(whole_slots(S, i64::MAX), Some((S, i64::MAX / S * S)));
+        assert_eq!(slot_of(-1), -S);
+    }
+
+    /// A database upgraded with minutes in it: the migration rolls them up,
+    /// so the long ranges show them (and read what the minutes say).
+    #[tokio::test]
+    async fn the_migration_rolls_up_the_minutes_already_stored() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().expect("a URL");
+        let pool = sqlx::SqlitePool::connect_with(opts.create_if_missing(true))
+            .await
+            .expect("a database");
+        sqlx::migrate!("migrations/sqlite")
+            .run_to(5, &pool)
+            .await
+            .expect("the migrations before the roll-up");
+        let t0 = 1_763_700_000_000_i64;
+        for m in 0..100_i64 {
+            for dyno in ["web.1", "web.2"] {
+                sqlx::query(
+                    "INSERT INTO history (app, dyno, minute, samples, total_min, total_max, total_sum, rss_max, swap_max, quota, instance, last_at) \
+                     VALUES ('a', $1, $2, 2, $3, $4, $5, $3, NULL, $6, 'i', $2)",
+                )
+                .bind(dyno)
+                .bind(t0 + m * MINUTE_MS)
+                .bind(100.0 + (m % 7) as f64)
+                .bind(300.0 + (m % 11) as f64)
+                .bind(400.0 + (m % 7) as f64 + (m % 11) as f64)
+                .bind(if m < 50 { 1024.0 } else { 512.0 })
+                .execute(&pool)
+                .await
+                .expect("a minute");
+            }
+        }
+        pool.close().await;
+        let store = Store::connect(&url).await.expect("migrated");
+        let Db::Sqlite(p) = &store.db else {
+            panic!("SQLite")
+        };
+        let slots: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM history_rollup")
+            .fetch_one(p)
+            .await
+            .expect("the roll-up");
+        // 100 minutes from 4 past a slot's start: 9 slots, for each dyno.
+        assert_eq!(slots, 2 * 9);
+        for bucket in [12, 24, 84] {
+            let bucket = bucket * MINUTE_MS;
+            let (from, to) = (t0 + 5 * MINUTE_MS + 1, t0 + 97 * MINUTE_MS);
+            let read = |sql: &'static str| {
+                sqlx::query_as::<_, HistoryPoint>(sql)
+                    .bind("a")
+                    .bind(from)
+                    .bind(to)
+                    .bind(bucket)
+                    .bind(None::<String>)
+                    .fetch_all(p)
+            };
+            let minutes = read(MINUTES_SQL).await.expect("minutes");
+            let rolled = store
+                .history("a", None, from, to, bucket)
+                .await
+                .expect("rolled up");
+            assert!(minutes.len() > 2);
+            assert_eq!(rolled, minutes, "in {bucket}");
+        }
     }
 }

@@ -714,9 +714,10 @@ impl Store {
                 n += sqlx::query("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - $1").bind(r.max_events).execute(p).await?.rows_affected();
                 n += sqlx::query("DELETE FROM restarts WHERE at < $1").bind(r.restarts_before).execute(p).await?.rows_affected();
                 n += sqlx::query("DELETE FROM samples WHERE at < $1").bind(r.samples_before).execute(p).await?.rows_affected();
-                n += sqlx::query("DELETE FROM history WHERE minute < $1").bind(r.history_before).execute(p).await?.rows_affected();
                 n += sqlx::query("DELETE FROM claims WHERE expires_at < $1").bind(r.claims_before).execute(p).await?.rows_affected();
             });
+            // Minutes and their roll-up together (roll-up rows not counted).
+            n += self.prune_history(r.history_before).await?;
             Ok(n)
         })
         .await

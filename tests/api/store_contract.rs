@@ -4,7 +4,9 @@
 
 use dynoguard::domain::MemoryMb;
 use dynoguard::domain::event::{Event, EventKind};
-use dynoguard::store::{EventFilter, MinuteRow, RestartRow, Retention, SampleRow, Store};
+use dynoguard::store::{
+    EventFilter, HistoryPoint, MinuteRow, RestartRow, Retention, SampleRow, Store,
+};
 
 async fn sqlite() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -418,6 +420,239 @@ async fn history_merges_minutes_and_reads_buckets(s: &Store) {
     );
 }
 
+/// What reading minutes must give, computed here from the rows written:
+/// the minutes merged as the upsert merges them, grouped into `bucket`s.
+fn expected_history(
+    written: &[MinuteRow],
+    dyno: Option<&str>,
+    from: i64,
+    to: i64,
+    bucket: i64,
+) -> Vec<HistoryPoint> {
+    use std::collections::BTreeMap;
+    let mut minutes: BTreeMap<(String, i64), MinuteRow> = BTreeMap::new();
+    for r in written {
+        match minutes.entry((r.dyno.clone(), r.minute)) {
+            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(r.clone()),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(r.clone());
+            }
+        }
+    }
+    let mut buckets: BTreeMap<(String, i64), (HistoryPoint, f64)> = BTreeMap::new();
+    for ((d, minute), r) in minutes {
+        if minute < from || minute >= to || dyno.is_some_and(|x| x != d) {
+            continue;
+        }
+        let t = minute / bucket * bucket;
+        let (p, sum) = buckets.entry((d.clone(), t)).or_insert_with(|| {
+            (
+                HistoryPoint {
+                    dyno: d.clone(),
+                    t,
+                    samples: 0,
+                    min: f64::INFINITY,
+                    avg: 0.0,
+                    max: f64::NEG_INFINITY,
+                    rss: None,
+                    swap: None,
+                    quota: None,
+                },
+                0.0,
+            )
+        });
+        let max = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(x), Some(y)) => Some(x.max(y)),
+            (x, y) => x.or(y),
+        };
+        p.samples += i64::from(r.samples);
+        p.min = p.min.min(r.total_min);
+        p.max = p.max.max(r.total_max);
+        *sum += r.total_sum;
+        p.rss = max(p.rss, r.rss_max);
+        p.swap = max(p.swap, r.swap_max);
+        p.quota = max(p.quota, r.quota);
+    }
+    buckets
+        .into_values()
+        .map(|(mut p, sum)| {
+            p.avg = sum / p.samples as f64;
+            p
+        })
+        .collect()
+}
+
+/// Equal points: every figure exact but the average, a sum divided, whose
+/// last bits depend on the order the database adds in.
+fn assert_same_points(got: &[HistoryPoint], want: &[HistoryPoint], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: {got:?}\nwant {want:?}");
+    for (g, w) in got.iter().zip(want) {
+        let exact = |p: &HistoryPoint| {
+            (
+                p.dyno.clone(),
+                p.t,
+                p.samples,
+                p.min,
+                p.max,
+                p.rss,
+                p.swap,
+                p.quota,
+            )
+        };
+        assert_eq!(exact(g), exact(w), "{what}");
+        assert!(
+            (g.avg - w.avg).abs() <= w.avg.abs() * 1e-12,
+            "{what}: avg {} vs {}",
+            g.avg,
+            w.avg
+        );
+    }
+}
+
+/// The roll-up (12-minute slots, read for buckets of a multiple of 12
+/// minutes) gives what reading minutes gives: minutes written in several
+/// batches — the same minute in two of them, two replicas' rows merged, a
+/// minute whose quota falls when a newer part arrives — then read over
+/// ranges whose ends fall on slots or between them, for every dyno or one.
+async fn history_rollup_reads_as_minutes(s: &Store) {
+    const MIN: i64 = 60_000;
+    let app = unique("rollup");
+    // Four hours from 2025-11-21 04:40 UTC (not on a 12-minute boundary).
+    let t0 = 1_763_700_000_000_i64 / MIN * MIN;
+    let dynos = ["web.1", "web.2", "worker.1"];
+    let figure =
+        |d: usize, m: i64, k: i64| 200.0 + ((m * 37 + d as i64 * 11 + k * 5) % 300) as f64 * 0.37;
+    let row = |d: usize, m: i64, second: i64, k: i64, inst: &str, quota: Option<f64>| {
+        minute_row(
+            &app,
+            dynos[d],
+            Some(inst),
+            t0 + m * MIN + second * 1000,
+            figure(d, m, k),
+            quota,
+        )
+    };
+    let mut written = Vec::new();
+    // Flush 1: minutes 0..150 of every dyno, one sample each at :10.
+    let first: Vec<MinuteRow> = (0..3)
+        .flat_map(|d| (0..150).map(move |m| (d, m)))
+        .map(|(d, m)| row(d, m, 10, 0, if m < 70 { "a" } else { "b" }, Some(512.0)))
+        .collect();
+    // Flush 2: minutes 140..240 — 140..150 again (the same minute in two
+    // batches), two samples each folded in memory first.
+    let second: Vec<MinuteRow> = (0..3)
+        .flat_map(|d| (140..240).map(move |m| (d, m)))
+        .map(|(d, m)| {
+            let mut r = row(d, m, 30, 1, "b", Some(512.0));
+            r.merge(row(d, m, 40, 2, "b", None));
+            r
+        })
+        .collect();
+    // Replica B: parts of minutes the first replica also wrote — web.1's
+    // minutes 20..50 newer (a resize: the quota falls to 256 there), web.2's
+    // 100..110 older (its quota and instance lose) and higher.
+    let replica: Vec<MinuteRow> = (20..50)
+        .map(|m| row(0, m, 50, 3, "a", Some(256.0)))
+        .chain((100..110).map(|m| {
+            let mut r = row(1, m, 1, 4, "z", Some(2048.0));
+            r.total_max += 1000.0;
+            r.total_sum += 1000.0;
+            r.samples += 1;
+            r
+        }))
+        .collect();
+    for batch in [&first, &second, &replica] {
+        s.write_history(batch).await.unwrap();
+        written.extend(batch.iter().cloned());
+    }
+    // One minute, then the same minute again in its own batch.
+    let late = row(2, 200, 59, 9, "b", Some(1024.0));
+    s.write_history(std::slice::from_ref(&late)).await.unwrap();
+    s.write_history(std::slice::from_ref(&late)).await.unwrap();
+    written.extend([late.clone(), late]);
+
+    let slot = 12 * MIN;
+    let first_slot = (t0 / slot + 1) * slot;
+    let ranges = [
+        // The page's: from and to anywhere (the ends read from minutes).
+        (
+            t0 + 7 * MIN + 13_000,
+            t0 + 230 * MIN + 60_000 + 17,
+            84 * MIN,
+        ),
+        (
+            t0 + 7 * MIN + 13_000,
+            t0 + 230 * MIN + 60_000 + 17,
+            12 * MIN,
+        ),
+        // On slots: the roll-up alone.
+        (first_slot, first_slot + 10 * slot, 12 * MIN),
+        (first_slot, first_slot + 10 * slot, 24 * MIN),
+        // Everything.
+        (0, i64::MAX, 84 * MIN),
+        (
+            t0 - 7 * 24 * 60 * MIN,
+            t0 + 7 * 24 * 60 * MIN,
+            7 * 24 * 60 * MIN / 120,
+        ),
+        // Within one slot, or buckets the roll-up does not divide: minutes.
+        (first_slot + MIN, first_slot + 11 * MIN, 12 * MIN),
+        (t0, t0 + 240 * MIN, 3 * MIN),
+        (t0, t0 + 240 * MIN, 90 * MIN),
+    ];
+    for (from, to, bucket) in ranges {
+        for dyno in [None, Some("web.1"), Some("web.2"), Some("worker.1")] {
+            let what = format!("{dyno:?} from {from} to {to} in {bucket}");
+            let want = expected_history(&written, dyno, from, to, bucket);
+            assert!(!want.is_empty(), "{what}");
+            let by_minute = s.history(&app, dyno, from, to, MIN).await.unwrap();
+            assert_same_points(
+                &by_minute,
+                &expected_history(&written, dyno, from, to, MIN),
+                &format!("minutes, {what}"),
+            );
+            let got = s.history(&app, dyno, from, to, bucket).await.unwrap();
+            assert_same_points(&got, &want, &what);
+        }
+    }
+    // The quota that fell: web.1's minutes 20..50 say 256, so a 12-minute
+    // bucket wholly inside them does too (the highest of its minutes').
+    let inside = (t0 + 20 * MIN + slot - 1) / slot * slot;
+    let pts = s
+        .history(&app, Some("web.1"), inside, inside + slot, 12 * MIN)
+        .await
+        .unwrap();
+    assert_eq!(
+        pts.iter().map(|p| p.quota).collect::<Vec<_>>(),
+        [Some(256.0)]
+    );
+
+    // Pruning cuts a slot: what is left of it still reads as its minutes.
+    let before = first_slot + 5 * slot + 5 * MIN;
+    s.prune(&Retention {
+        events_before: 0,
+        max_events: i64::MAX / 4,
+        restarts_before: 0,
+        samples_before: 0,
+        history_before: before,
+        claims_before: 0,
+    })
+    .await
+    .unwrap();
+    written.retain(|r| r.minute >= before);
+    for (from, to, bucket) in [
+        (0, i64::MAX, 12 * MIN),
+        (first_slot, first_slot + 20 * slot, 84 * MIN),
+    ] {
+        let got = s.history(&app, None, from, to, bucket).await.unwrap();
+        assert_same_points(
+            &got,
+            &expected_history(&written, None, from, to, bucket),
+            &format!("after pruning, from {from} to {to} in {bucket}"),
+        );
+    }
+}
+
 /// A dyno is known from any trace it left: history, a latest sample or an
 /// event (`/api/dynos/{app}/{dyno}/history` is 404 for the others).
 async fn a_dyno_is_known_by_any_trace(s: &Store) {
@@ -560,6 +795,7 @@ async fn contract(s: &Store) {
     events_round_trip_newest_first(s).await;
     samples_keep_the_newest(s).await;
     history_merges_minutes_and_reads_buckets(s).await;
+    history_rollup_reads_as_minutes(s).await;
     events_filter_by_app_dyno_kind_and_time(s).await;
     a_dyno_is_known_by_any_trace(s).await;
 }
