@@ -42,8 +42,10 @@
 //!     $CARGO_TARGET_DIR/release/dynoguard-loadtest --bodies /tmp/worst.nul --advance --seconds 30 --connections 8
 //!     # soak: 10,000 dynos, 10 minutes, one hour of log time
 //!     $CARGO_TARGET_DIR/release/dynoguard-loadtest --soak --dynos 10000 --seconds 600
-//!     # the same under heaptrack (then: heaptrack_print /tmp/dg-soak.*.zst | head -200)
-//!     $CARGO_TARGET_DIR/release/dynoguard-loadtest --soak --seconds 300 --server-wrapper "heaptrack -o /tmp/dg-soak"
+//!     # 2 h of log time (past the hour the per-dyno history fills)
+//!     $CARGO_TARGET_DIR/release/dynoguard-loadtest --soak --dynos 10000 --seconds 600 --speedup 12
+//!     # under heaptrack (then: heaptrack_print -f /tmp/dg-soak-heap.zst --print-peaks 1 | head -200)
+//!     $CARGO_TARGET_DIR/release/dynoguard-loadtest --soak --dynos 10000 --seconds 240 --speedup 15 --server-wrapper "heaptrack -o /tmp/dg-soak-heap"
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
