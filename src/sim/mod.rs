@@ -6,6 +6,8 @@
 //! * [`fleet`]: simulated dynos with memory curves that log like Heroku and
 //!   deliver as drain bodies or through log sessions;
 //! * [`bodies`]: realistic drain bodies for benchmarks and load tests;
+//! * [`soak`]: a steady fleet reporting every 20 s of log time, generated
+//!   on the fly, for soak tests;
 //! * [`curves`]: a dyno's memory curves over a simulated week through the
 //!   decision engine: what a restart policy costs and saves.
 
@@ -14,6 +16,7 @@ pub mod bodies;
 pub mod curves;
 pub mod fleet;
 pub mod scenario;
+pub mod soak;
 
 pub use api::{FakeHeroku, FormationItem, Recorded, RestartMode, SessionPlan};
 pub use fleet::{Curve, Delivery, DynoSpec, FleetOptions, FleetReport};
