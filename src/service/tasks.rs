@@ -170,8 +170,12 @@ pub(crate) async fn watch_store(shared: Arc<Shared>, mut stop: watch::Receiver<b
     }
 }
 
-/// Writes the latest samples and the history's minutes, each batch in one
-/// transaction, every `every`.
+/// Rows written per transaction by the flusher: a restart claim waits for
+/// at most one chunk (SQLite's writer lock), not for 10,000 dynos' rows.
+const FLUSH_CHUNK: usize = 500;
+
+/// Writes the latest samples and the history's minutes, in transactions of
+/// [`FLUSH_CHUNK`] rows, every `every`.
 pub(crate) async fn flush_samples(
     shared: Arc<Shared>,
     every: Duration,
@@ -184,22 +188,34 @@ pub(crate) async fn flush_samples(
             _ = tick.tick() => false,
             _ = stop.wait_for(|s| *s) => true,
         };
-        let rows = shared.samples.take();
-        if let Err(e) = shared.store.upsert_samples(&rows).await {
-            tracing::error!(
-                "writing {} samples failed ({e}); kept for the next flush",
-                rows.len()
-            );
-            // Back into the buffer, unless a newer sample of the dyno came.
-            shared.samples.put_back(rows);
+        let mut rows = shared.samples.take();
+        while !rows.is_empty() {
+            let rest = rows.split_off(rows.len().min(FLUSH_CHUNK));
+            if let Err(e) = shared.store.upsert_samples(&rows).await {
+                rows.extend(rest);
+                tracing::error!(
+                    "writing {} samples failed ({e}); kept for the next flush",
+                    rows.len()
+                );
+                // Back into the buffer, unless a newer sample of the dyno came.
+                shared.samples.put_back(rows);
+                break;
+            }
+            rows = rest;
         }
-        let minutes = shared.samples.take_history();
-        if let Err(e) = shared.store.write_history(&minutes).await {
-            tracing::error!(
-                "writing {} minutes of history failed ({e}); kept for the next flush",
-                minutes.len()
-            );
-            shared.samples.put_back_history(minutes);
+        let mut minutes = shared.samples.take_history();
+        while !minutes.is_empty() {
+            let rest = minutes.split_off(minutes.len().min(FLUSH_CHUNK));
+            if let Err(e) = shared.store.write_history(&minutes).await {
+                minutes.extend(rest);
+                tracing::error!(
+                    "writing {} minutes of history failed ({e}); kept for the next flush",
+                    minutes.len()
+                );
+                shared.samples.put_back_history(minutes);
+                break;
+            }
+            minutes = rest;
         }
         if stopping {
             return;

@@ -73,6 +73,13 @@ pub struct Store {
     db: Db,
     health: Arc<StoreHealth>,
     fault: Arc<std::sync::Mutex<Option<String>>>,
+    /// SQLite has one writer: writes take turns here, first come first
+    /// served, instead of in SQLite's busy handler, which polls with
+    /// growing sleeps and let a restart claim wait out its 5 s timeout
+    /// ("database is locked") behind back-to-back history writes under
+    /// load. A claim now waits for at most the write in progress (the
+    /// flusher writes in chunks). `None` for PostgreSQL (row locks).
+    writer: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// Whether the last write worked; watched by `/healthz`, the dashboard and
@@ -332,10 +339,12 @@ impl Store {
     }
 
     fn new(db: Db) -> Self {
+        let writer = matches!(db, Db::Sqlite(_)).then(Arc::default);
         Self {
             db,
             health: Arc::new(StoreHealth::new()),
             fault: Arc::default(),
+            writer,
         }
     }
 
@@ -362,6 +371,10 @@ impl Store {
         f: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let injected = self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let _turn = match &self.writer {
+            Some(w) => Some(w.lock().await),
+            None => None,
+        };
         let r = match injected {
             Some(why) => Err(StoreError::Injected(why)),
             None => f.await,

@@ -498,7 +498,9 @@ impl Drop for TinyFs {
 
 #[tokio::test]
 async fn a_full_disk_is_reported_and_the_store_recovers_when_space_is_back() {
-    let Some(fs) = TinyFs::mount(2048) else {
+    // 4 MB: once space is back, the queued writes (2,000 events, 1,000
+    // dynos' samples, minutes and their 12-minute roll-up, the WAL) must fit.
+    let Some(fs) = TinyFs::mount(4096) else {
         eprintln!(
             "SKIPPED: cannot mount a tmpfs here (needs root); the fault-switch test covers the logic"
         );
