@@ -13,6 +13,7 @@ mod deploy;
 mod drain;
 mod hardening;
 mod many_apps;
+mod metrics;
 mod misconfig;
 mod notify;
 mod replay_cli;

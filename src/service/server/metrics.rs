@@ -5,14 +5,17 @@
 //! dynos whose logs this replica receives. Nothing reads the store. A value
 //! that is not known is left out, never written as a sentinel.
 
+use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use axum::body::Body;
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 
-use super::respond;
 use super::views::{self, DynoStatus, DynoView};
 use crate::domain::event::EventKind;
 use crate::service::Shared;
@@ -88,43 +91,38 @@ impl Out {
         }
         let _ = writeln!(self.0, " {v}");
     }
-
-    /// One gauge per dyno, for the dynos where `f` knows a value.
-    fn dyno_gauge(
-        &mut self,
-        name: &str,
-        help: &str,
-        dynos: &[DynoView],
-        f: impl Fn(&DynoView) -> Option<f64>,
-    ) {
-        self.family(name, "gauge", help);
-        for d in dynos {
-            if let Some(v) = f(d) {
-                self.sample(name, &dyno_labels(d), v);
-            }
-        }
-    }
-}
-
-fn dyno_labels(d: &DynoView) -> [(&'static str, &str); 3] {
-    [
-        ("app", &d.app),
-        ("process_type", &d.process_type),
-        ("dyno", &d.dyno),
-    ]
 }
 
 fn bytes(mb: Option<f64>) -> Option<f64> {
     mb.map(|m| (m * MIB).round())
 }
 
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Rendered text per piece of the streamed body, about (a piece ends after
+/// the dyno that reaches it). At 10,000 dynos the exposition is ≈ 17 MB;
+/// streamed, a scrape holds the dynos' [`Row`]s, this much text, and what
+/// hyper buffers of it on a slow connection (bounded by its write buffer).
+const CHUNK: usize = 64 * 1024;
+
+/// `GET /metrics`: the exposition, streamed. Everything is read at once
+/// here (one consistent snapshot, as [`render`] takes it); the per-dyno
+/// lines are rendered piece by piece as hyper asks for the next one.
 pub async fn metrics(State(s): State<Arc<Shared>>) -> Response {
-    respond::typed("text/plain; version=0.0.4; charset=utf-8", render(&s))
+    let pieces = Exposition::new(&s, CHUNK).map(Ok::<_, Infallible>);
+    let body = Body::from_stream(futures_util::stream::iter(pieces));
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
 }
 
-/// The whole exposition: this process, its counters, the labelled
-/// counters, the store and the Platform API, the apps, the dynos.
+/// The whole exposition in one `String` (byte for byte what `/metrics`
+/// streams): this process, its counters, the labelled counters, the store
+/// and the Platform API, the apps, the dynos, the replica.
 pub fn render(s: &Shared) -> String {
+    Exposition::new(s, usize::MAX).whole()
+}
+
+/// Everything before the per-dyno families.
+fn head(s: &Shared) -> String {
     let mut o = Out(String::with_capacity(16 * 1024));
     process(&mut o, s);
     for (name, help, v) in COUNTERS {
@@ -146,9 +144,170 @@ pub fn render(s: &Shared) -> String {
     for a in views::app_views(s) {
         o.sample("dynoguard_app_blind", &[("app", &a.app)], u8::from(a.blind));
     }
-    dynos(&mut o, &views::local_views(s, None));
-    replicas(&mut o, s);
     o.0
+}
+
+/// The exposition as pieces of at most about `limit` bytes: the head, the
+/// per-dyno families (family by family, dyno by dyno, in [`render`]'s
+/// order), the replica's part. All of it read when made.
+struct Exposition {
+    head: String,
+    rows: Vec<Row>,
+    tail: String,
+    limit: usize,
+    /// The per-dyno family being written ([`DYNO_FAMILIES`]`.len()`: done).
+    family: usize,
+    /// Its `# HELP`/`# TYPE` lines are written.
+    started: bool,
+    /// The next row of the family.
+    next: usize,
+}
+
+impl Exposition {
+    fn new(s: &Shared, limit: usize) -> Self {
+        let head = head(s);
+        let rows = views::local_views(s, None)
+            .into_iter()
+            .map(|d| Row::new(&d))
+            .collect();
+        let mut tail = Out(String::with_capacity(4 * 1024));
+        replicas(&mut tail, s);
+        Self::of(head, rows, tail.0, limit)
+    }
+
+    fn of(head: String, rows: Vec<Row>, tail: String, limit: usize) -> Self {
+        Self {
+            head,
+            rows,
+            tail,
+            limit,
+            family: 0,
+            started: false,
+            next: 0,
+        }
+    }
+}
+
+impl Exposition {
+    /// All of it in one `String`, written in one go (no pieces).
+    fn whole(self) -> String {
+        let mut o = Out(self.head);
+        for family in 0..DYNO_FAMILIES.len() {
+            dyno_family(&mut o, family);
+            for row in &self.rows {
+                dyno_lines(&mut o, family, row);
+            }
+        }
+        o.0.push_str(&self.tail);
+        o.0
+    }
+}
+
+impl Iterator for Exposition {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        if !self.head.is_empty() {
+            return Some(Bytes::from(std::mem::take(&mut self.head)));
+        }
+        if self.family < DYNO_FAMILIES.len() {
+            let mut o = Out(String::with_capacity(self.limit.min(CHUNK) + 1024));
+            while self.family < DYNO_FAMILIES.len() && o.0.len() < self.limit {
+                if !self.started {
+                    dyno_family(&mut o, self.family);
+                    self.started = true;
+                }
+                while self.next < self.rows.len() && o.0.len() < self.limit {
+                    dyno_lines(&mut o, self.family, &self.rows[self.next]);
+                    self.next += 1;
+                }
+                if self.next == self.rows.len() {
+                    self.family += 1;
+                    self.started = false;
+                    self.next = 0;
+                }
+            }
+            if self.family == DYNO_FAMILIES.len() {
+                self.rows = Vec::new();
+            }
+            return Some(Bytes::from(o.0));
+        }
+        if !self.tail.is_empty() {
+            return Some(Bytes::from(std::mem::take(&mut self.tail)));
+        }
+        None
+    }
+}
+
+/// What a per-dyno gauge shows of a dyno (`None`: not known, left out).
+type Gauge = fn(&DynoView) -> Option<f64>;
+
+fn memory(d: &DynoView) -> crate::domain::MemoryMb {
+    d.last_sample.as_ref().map(|x| x.memory).unwrap_or_default()
+}
+
+/// The per-dyno families, in exposition order: name, help, and the gauge
+/// (`None`: `dynoguard_dyno_state`, one line per state).
+#[rustfmt::skip]
+const DYNO_FAMILIES: [(&str, &str, Option<Gauge>); 9] = [
+    ("dynoguard_dyno_memory_bytes", "memory_total of the dyno's latest sample", Some(|d| bytes(memory(d).total))),
+    ("dynoguard_dyno_memory_rss_bytes", "memory_rss of the dyno's latest sample", Some(|d| bytes(memory(d).rss))),
+    ("dynoguard_dyno_memory_swap_bytes", "memory_swap of the dyno's latest sample", Some(|d| bytes(memory(d).swap))),
+    ("dynoguard_dyno_memory_quota_bytes", "memory_quota of the dyno (its size)", Some(|d| bytes(memory(d).quota))),
+    ("dynoguard_dyno_memory_threshold_bytes", "Restart threshold of the dyno", Some(|d| bytes(d.threshold_mb))),
+    ("dynoguard_dyno_last_sample_timestamp_seconds", "Log time of the dyno's latest memory sample (unix seconds)", Some(|d| d.sample_at.map(|t| t.as_millisecond() as f64 / 1000.0))),
+    ("dynoguard_dyno_state", "1 for the dyno's current state (ok, over, restarting, stale), 0 for the others", None),
+    ("dynoguard_dyno_needs_attention", "1 if the dyno needs attention (over, restarting, restart failed, flapping, stale, two instances unordered): the definition the page and /api/dynos use", Some(|d| Some(f64::from(u8::from(d.needs_attention()))))),
+    ("dynoguard_dyno_recent_restarts", "Restarts of the dyno decided within its flap window", Some(|d| Some(d.recent_restarts as f64))),
+];
+
+/// What the per-dyno families need of a dyno, taken from its view (about
+/// 200 B a dyno instead of the view's strings and lists).
+struct Row {
+    /// `app="…",process_type="…",dyno="…"`, escaped.
+    labels: Box<str>,
+    /// By family ([`DYNO_FAMILIES`]); the state family's slot is unused.
+    values: [Option<f64>; DYNO_FAMILIES.len()],
+    state: DynoStatus,
+}
+
+impl Row {
+    fn new(d: &DynoView) -> Self {
+        Self {
+            labels: format!(
+                "app=\"{}\",process_type=\"{}\",dyno=\"{}\"",
+                label(&d.app),
+                label(&d.process_type),
+                label(&d.dyno)
+            )
+            .into_boxed_str(),
+            values: DYNO_FAMILIES.map(|(_, _, gauge)| gauge.and_then(|g| g(d))),
+            state: d.state,
+        }
+    }
+}
+
+fn dyno_family(o: &mut Out, family: usize) {
+    let (name, help, _) = DYNO_FAMILIES[family];
+    o.family(name, "gauge", help);
+}
+
+/// A dyno's line(s) of a per-dyno family: as [`Out::sample`] writes them.
+fn dyno_lines(o: &mut Out, family: usize, row: &Row) {
+    let (name, _, gauge) = DYNO_FAMILIES[family];
+    let labels = &row.labels;
+    if gauge.is_none() {
+        for st in DynoStatus::ALL {
+            let _ = writeln!(
+                o.0,
+                "{name}{{{labels},state=\"{}\"}} {}",
+                st.as_str(),
+                u8::from(row.state == st)
+            );
+        }
+    } else if let Some(v) = row.values[family] {
+        let _ = writeln!(o.0, "{name}{{{labels}}} {v}");
+    }
 }
 
 /// Which dynoguard runs, since when.
@@ -267,74 +426,6 @@ fn store(o: &mut Out, s: &Shared) {
     );
 }
 
-/// Per dyno: memory figures, threshold, last sample, state, attention.
-fn dynos(o: &mut Out, dynos: &[DynoView]) {
-    let memory = |d: &DynoView| d.last_sample.as_ref().map(|x| x.memory).unwrap_or_default();
-    o.dyno_gauge(
-        "dynoguard_dyno_memory_bytes",
-        "memory_total of the dyno's latest sample",
-        dynos,
-        |d| bytes(memory(d).total),
-    );
-    o.dyno_gauge(
-        "dynoguard_dyno_memory_rss_bytes",
-        "memory_rss of the dyno's latest sample",
-        dynos,
-        |d| bytes(memory(d).rss),
-    );
-    o.dyno_gauge(
-        "dynoguard_dyno_memory_swap_bytes",
-        "memory_swap of the dyno's latest sample",
-        dynos,
-        |d| bytes(memory(d).swap),
-    );
-    o.dyno_gauge(
-        "dynoguard_dyno_memory_quota_bytes",
-        "memory_quota of the dyno (its size)",
-        dynos,
-        |d| bytes(memory(d).quota),
-    );
-    o.dyno_gauge(
-        "dynoguard_dyno_memory_threshold_bytes",
-        "Restart threshold of the dyno",
-        dynos,
-        |d| bytes(d.threshold_mb),
-    );
-    o.dyno_gauge(
-        "dynoguard_dyno_last_sample_timestamp_seconds",
-        "Log time of the dyno's latest memory sample (unix seconds)",
-        dynos,
-        |d| d.sample_at.map(|t| t.as_millisecond() as f64 / 1000.0),
-    );
-    o.family(
-        "dynoguard_dyno_state",
-        "gauge",
-        "1 for the dyno's current state (ok, over, restarting, stale), 0 for the others",
-    );
-    for d in dynos {
-        let [a, t, n] = dyno_labels(d);
-        for st in DynoStatus::ALL {
-            o.sample(
-                "dynoguard_dyno_state",
-                &[a, t, n, ("state", st.as_str())],
-                u8::from(d.state == st),
-            );
-        }
-    }
-    o.dyno_gauge(
-        "dynoguard_dyno_needs_attention",
-        "1 if the dyno needs attention (over, restarting, restart failed, flapping, stale, two instances unordered): the definition the page and /api/dynos use",
-        dynos,
-        |d| Some(f64::from(u8::from(d.needs_attention()))),
-    );
-    o.dyno_gauge(
-        "dynoguard_dyno_recent_restarts",
-        "Restarts of the dyno decided within its flap window",
-        dynos,
-        |d| Some(d.recent_restarts as f64),
-    );
-}
-
 /// The replica's role and what it forwards (SPEC §10).
 fn replicas(o: &mut Out, s: &Shared) {
     use crate::store::replicas::Role;
@@ -402,4 +493,198 @@ fn replicas(o: &mut Out, s: &Shared) {
         &[],
         r.stats.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::MemoryMb;
+    use crate::service::server::views::{Attention, SampleView};
+
+    /// `Out::dyno_gauge` as it was.
+    fn dyno_gauge(
+        o: &mut Out,
+        name: &str,
+        help: &str,
+        dynos: &[DynoView],
+        f: impl Fn(&DynoView) -> Option<f64>,
+    ) {
+        o.family(name, "gauge", help);
+        for d in dynos {
+            if let Some(v) = f(d) {
+                o.sample(name, &dyno_labels(d), v);
+            }
+        }
+    }
+
+    fn dyno_labels(d: &DynoView) -> [(&'static str, &str); 3] {
+        [
+            ("app", &d.app),
+            ("process_type", &d.process_type),
+            ("dyno", &d.dyno),
+        ]
+    }
+
+    /// `dynos` as it was before `/metrics` was streamed (issue 21): the
+    /// reference the rows must match byte for byte.
+    fn dynos(o: &mut Out, dynos: &[DynoView]) {
+        let memory = |d: &DynoView| d.last_sample.as_ref().map(|x| x.memory).unwrap_or_default();
+        dyno_gauge(
+            o,
+            "dynoguard_dyno_memory_bytes",
+            "memory_total of the dyno's latest sample",
+            dynos,
+            |d| bytes(memory(d).total),
+        );
+        dyno_gauge(
+            o,
+            "dynoguard_dyno_memory_rss_bytes",
+            "memory_rss of the dyno's latest sample",
+            dynos,
+            |d| bytes(memory(d).rss),
+        );
+        dyno_gauge(
+            o,
+            "dynoguard_dyno_memory_swap_bytes",
+            "memory_swap of the dyno's latest sample",
+            dynos,
+            |d| bytes(memory(d).swap),
+        );
+        dyno_gauge(
+            o,
+            "dynoguard_dyno_memory_quota_bytes",
+            "memory_quota of the dyno (its size)",
+            dynos,
+            |d| bytes(memory(d).quota),
+        );
+        dyno_gauge(
+            o,
+            "dynoguard_dyno_memory_threshold_bytes",
+            "Restart threshold of the dyno",
+            dynos,
+            |d| bytes(d.threshold_mb),
+        );
+        dyno_gauge(
+            o,
+            "dynoguard_dyno_last_sample_timestamp_seconds",
+            "Log time of the dyno's latest memory sample (unix seconds)",
+            dynos,
+            |d| d.sample_at.map(|t| t.as_millisecond() as f64 / 1000.0),
+        );
+        o.family(
+            "dynoguard_dyno_state",
+            "gauge",
+            "1 for the dyno's current state (ok, over, restarting, stale), 0 for the others",
+        );
+        for d in dynos {
+            let [a, t, n] = dyno_labels(d);
+            for st in DynoStatus::ALL {
+                o.sample(
+                    "dynoguard_dyno_state",
+                    &[a, t, n, ("state", st.as_str())],
+                    u8::from(d.state == st),
+                );
+            }
+        }
+        dyno_gauge(
+            o,
+            "dynoguard_dyno_needs_attention",
+            "1 if the dyno needs attention (over, restarting, restart failed, flapping, stale, two instances unordered): the definition the page and /api/dynos use",
+            dynos,
+            |d| Some(f64::from(u8::from(d.needs_attention()))),
+        );
+        dyno_gauge(
+            o,
+            "dynoguard_dyno_recent_restarts",
+            "Restarts of the dyno decided within its flap window",
+            dynos,
+            |d| Some(d.recent_restarts as f64),
+        );
+    }
+
+    fn view(app: &str, dyno: &str, i: usize) -> DynoView {
+        let states = DynoStatus::ALL;
+        let sample = (!i.is_multiple_of(5)).then(|| SampleView {
+            memory: MemoryMb {
+                total: Some(100.0 + i as f64 * 1.37),
+                rss: (!i.is_multiple_of(3)).then_some(90.125 + i as f64),
+                swap: (i.is_multiple_of(4)).then_some(0.0),
+                quota: Some(512.0),
+            },
+            at: String::new(),
+        });
+        DynoView {
+            app: app.to_owned(),
+            dyno: dyno.to_owned(),
+            process_type: dyno.rsplit_once('.').map_or(dyno, |(t, _)| t).to_owned(),
+            instance: None,
+            state: states[i % 4],
+            last_sample: sample,
+            threshold_mb: (!i.is_multiple_of(7)).then_some(460.8),
+            percent_of_quota: None,
+            last_restart: None,
+            seen_here: true,
+            attention: if i.is_multiple_of(3) {
+                vec![Attention::Flapping]
+            } else {
+                Vec::new()
+            },
+            recent_restarts: i % 4,
+            incident: None,
+            sample_at: (!i.is_multiple_of(5))
+                .then(|| jiff::Timestamp::from_millisecond(1_764_000_000_123 + i as i64).unwrap()),
+        }
+    }
+
+    fn views(n: usize) -> Vec<DynoView> {
+        let mut v: Vec<DynoView> = (0..n)
+            .map(|i| view("shop", &format!("web.{i}"), i))
+            .collect();
+        // Labels that need escaping.
+        v.push(view("a\"b\\c", "we\nird.1", 1));
+        v
+    }
+
+    fn rows(views: &[DynoView]) -> Vec<Row> {
+        views.iter().map(Row::new).collect()
+    }
+
+    #[test]
+    fn rows_render_as_the_views_did() {
+        for n in [0, 1, 7, 300] {
+            let v = views(n);
+            let mut before = Out(String::new());
+            dynos(&mut before, &v);
+            let after = Exposition::of(String::new(), rows(&v), String::new(), usize::MAX).whole();
+            assert_eq!(after, before.0, "{n} dynos");
+        }
+    }
+
+    #[test]
+    fn pieces_are_bounded_and_add_up_to_the_whole() {
+        let v = views(500);
+        let head = "# head\nx 1\n".to_owned();
+        let tail = "# tail\ny 2\n".to_owned();
+        let whole = Exposition::of(head.clone(), rows(&v), tail.clone(), usize::MAX).whole();
+        // The longest a dyno adds to a piece: its four state lines, or a
+        // family's header and one line.
+        let most = 1024;
+        for limit in [1, 100, 4096, 65_536, usize::MAX] {
+            let pieces: Vec<Bytes> =
+                Exposition::of(head.clone(), rows(&v), tail.clone(), limit).collect();
+            let joined: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+            assert_eq!(String::from_utf8(joined).unwrap(), whole, "limit {limit}");
+            assert!(pieces.iter().all(|p| !p.is_empty()), "limit {limit}");
+            for p in &pieces[1..pieces.len() - 1] {
+                assert!(
+                    p.len() < limit.saturating_add(most),
+                    "limit {limit}: {}",
+                    p.len()
+                );
+            }
+            if limit == 4096 {
+                assert!(pieces.len() > whole.len() / 5000, "{}", pieces.len());
+            }
+        }
+    }
 }

@@ -7,7 +7,7 @@ pub mod chart;
 pub mod dashboard;
 mod drain;
 pub mod listen;
-mod metrics;
+pub mod metrics;
 mod respond;
 pub mod views;
 
