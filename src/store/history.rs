@@ -243,8 +243,22 @@ const STARTS_SQL: &str = "SELECT dyno, instance, since FROM ( \
      FROM instance_starts s WHERE s.app = $1 AND s.ends_before > $2 \
      ) AS starts WHERE since IS NOT NULL ORDER BY dyno, since";
 
-/// Rows of `instance_starts` widened per statement (5 parameters each).
-const STARTS_PER_STATEMENT: usize = 500;
+/// The statements that widen `instance_starts` take 1, 2, 4, … 512 rows
+/// (5 parameters each): a batch is cut into those sizes, largest first, so
+/// ten texts cover every batch and each stays prepared (a text per batch
+/// size would be prepared anew at each flush — a millisecond for 100 rows).
+const STARTS_SIZES: usize = 10;
+
+/// The statement for `2^k` rows.
+fn widen_starts(k: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        (0..STARTS_SIZES)
+            .map(|k| widen_starts_sql(1 << k))
+            .collect()
+    })[k]
+        .as_str()
+}
 
 /// The upsert of `n` rows of `instance_starts`: each widens the bounds it
 /// meets, and leaves a row they already cover untouched (not rewritten).
@@ -358,14 +372,16 @@ impl Store {
                     sqlx::query(ROLL).bind(*app).bind(*dyno).bind(*slot).bind(slot.saturating_add(ROLLUP_MS))
                         .execute(&mut *conn).await?;
                 }
-                // Not kept prepared: its text varies with the batch.
-                for chunk in starts.chunks(STARTS_PER_STATEMENT) {
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(widen_starts_sql(chunk.len())))
-                        .persistent(false);
+                let mut left = &starts[..];
+                while !left.is_empty() {
+                    let k = left.len().ilog2().min(STARTS_SIZES as u32 - 1) as usize;
+                    let (chunk, rest) = left.split_at(1 << k);
+                    let mut q = sqlx::query(widen_starts(k));
                     for ((app, dyno, instance), (first, until)) in chunk {
                         q = q.bind(*app).bind(*dyno).bind(*instance).bind(*first).bind(*until);
                     }
                     q.execute(&mut *conn).await?;
+                    left = rest;
                 }
             }));
             Ok(())
