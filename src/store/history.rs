@@ -12,6 +12,15 @@
 //! whole slots of its range from there and only the minutes at its two ends
 //! from `history` — 7 days of 100 dynos read 84,000 slots and a few thousand
 //! minutes, not a million minutes — with the same figures.
+//!
+//! `instance_starts` bounds, for each app, dyno and instance, the minutes
+//! written with that instance: `first_minute` (the lowest) and
+//! `ends_before` (the end of the slot of the highest). Every minute of
+//! `history` whose instance it is lies within them — widened in the
+//! transaction that writes the minutes, deleted when the last of them is
+//! pruned — so [`Store::instance_starts`] looks each instance's first minute
+//! up in `history` there (one step of the primary key, as a rule) instead of
+//! grouping every minute of the range.
 
 use super::{Db, SampleRow, Store, StoreError, end_transaction};
 use crate::domain::MemoryMb;
@@ -212,9 +221,81 @@ const ROLLED_SQL: &str = "SELECT dyno, (k / $4) * $4 AS t, SUM(samples) AS sampl
      AND h.app = r.app AND h.dyno = r.dyno AND h.minute >= $7 AND h.minute < $3 \
      ) AS parts GROUP BY dyno, k / $4 ORDER BY dyno, t";
 
+/// Today's definition of [`Store::instance_starts`], over the minutes: each
+/// instance's first minute from `$2` on. What the read through
+/// `instance_starts` must give (tested against it).
+#[cfg(test)]
+const STARTS_FROM_MINUTES_SQL: &str = "SELECT dyno, instance, MIN(minute) AS since FROM history \
+     WHERE app = $1 AND minute >= $2 AND instance IS NOT NULL \
+     GROUP BY dyno, instance ORDER BY dyno, since";
+
+/// Each instance of the app whose bounds reach `$2`, with its first minute
+/// in `history` from `$2` on within them (none when a newer instance took
+/// all its minutes over): the minutes of the dyno from the later of
+/// `first_minute` and `$2`, in the primary key's order, up to the first
+/// with the instance — as a rule the first one read.
+const STARTS_SQL: &str = "SELECT dyno, instance, since FROM ( \
+     SELECT s.dyno, s.instance, (SELECT h.minute FROM history h \
+       WHERE h.app = s.app AND h.dyno = s.dyno \
+       AND h.minute >= CASE WHEN s.first_minute > $2 THEN s.first_minute ELSE $2 END \
+       AND h.minute < s.ends_before AND h.instance = s.instance \
+       ORDER BY h.minute LIMIT 1) AS since \
+     FROM instance_starts s WHERE s.app = $1 AND s.ends_before > $2 \
+     ) AS starts WHERE since IS NOT NULL ORDER BY dyno, since";
+
+/// The statements that widen `instance_starts` take 1, 2, 4, … 512 rows
+/// (5 parameters each): a batch is cut into those sizes, largest first, so
+/// ten texts cover every batch and each stays prepared (a text per batch
+/// size would be prepared anew at each flush — a millisecond for 100 rows).
+const STARTS_SIZES: usize = 10;
+
+/// The statement for `2^k` rows.
+fn widen_starts(k: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        (0..STARTS_SIZES)
+            .map(|k| widen_starts_sql(1 << k))
+            .collect()
+    })[k]
+        .as_str()
+}
+
+/// The upsert of `n` rows of `instance_starts`: each widens the bounds it
+/// meets, and leaves a row they already cover untouched (not rewritten).
+fn widen_starts_sql(n: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO instance_starts (app, dyno, instance, first_minute, ends_before) VALUES ",
+    );
+    for i in 0..n {
+        let k = i * 5;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${})",
+            k + 1,
+            k + 2,
+            k + 3,
+            k + 4,
+            k + 5
+        ));
+    }
+    sql.push_str(
+        " ON CONFLICT (app, dyno, instance) DO UPDATE SET \
+         first_minute = CASE WHEN excluded.first_minute < instance_starts.first_minute \
+           THEN excluded.first_minute ELSE instance_starts.first_minute END, \
+         ends_before = CASE WHEN excluded.ends_before > instance_starts.ends_before \
+           THEN excluded.ends_before ELSE instance_starts.ends_before END \
+         WHERE excluded.first_minute < instance_starts.first_minute \
+           OR excluded.ends_before > instance_starts.ends_before",
+    );
+    sql
+}
+
 impl Store {
     /// Merges minutes into the history in one transaction, and recomputes
-    /// the roll-up slots they fall in within it.
+    /// the roll-up slots they fall in within it, and widens the bounds of
+    /// the instances they name (`instance_starts`).
     pub async fn write_history(&self, rows: &[MinuteRow]) -> Result<(), StoreError> {
         self.write(async {
             if rows.is_empty() {
@@ -255,6 +336,25 @@ impl Store {
                 .iter()
                 .map(|r| (r.app.as_str(), r.dyno.as_str(), slot_of(r.minute)))
                 .collect();
+            // Every minute with an instance widens that instance's bounds,
+            // whether or not its sample is the minute's newest (a superset
+            // of the minutes that keep it): one row per dyno and instance of
+            // the batch, sorted (the order rows are locked in).
+            let mut starts: std::collections::BTreeMap<(&str, &str, &str), (i64, i64)> =
+                std::collections::BTreeMap::new();
+            for r in rows {
+                if let Some(i) = r.instance.as_deref() {
+                    let end = slot_of(r.minute).saturating_add(ROLLUP_MS);
+                    starts
+                        .entry((r.app.as_str(), r.dyno.as_str(), i))
+                        .and_modify(|(first, until)| {
+                            *first = (*first).min(r.minute);
+                            *until = (*until).max(end);
+                        })
+                        .or_insert((r.minute, end));
+                }
+            }
+            let starts: Vec<_> = starts.into_iter().collect();
             on_pool!(self, p => in_transaction!(p, |conn| {
                 for (app, dyno, slot) in &slots {
                     sqlx::query(LOCK).bind(*app).bind(*dyno).bind(*slot)
@@ -271,6 +371,17 @@ impl Store {
                 for (app, dyno, slot) in &slots {
                     sqlx::query(ROLL).bind(*app).bind(*dyno).bind(*slot).bind(slot.saturating_add(ROLLUP_MS))
                         .execute(&mut *conn).await?;
+                }
+                let mut left = &starts[..];
+                while !left.is_empty() {
+                    let k = left.len().ilog2().min(STARTS_SIZES as u32 - 1) as usize;
+                    let (chunk, rest) = left.split_at(1 << k);
+                    let mut q = sqlx::query(widen_starts(k));
+                    for ((app, dyno, instance), (first, until)) in chunk {
+                        q = q.bind(*app).bind(*dyno).bind(*instance).bind(*first).bind(*until);
+                    }
+                    q.execute(&mut *conn).await?;
+                    left = rest;
                 }
             }));
             Ok(())
@@ -313,13 +424,15 @@ impl Store {
 
     /// Every app's minutes before `before` (unix ms) and their part of the
     /// roll-up, in one transaction: slots wholly before it go, the slot it
-    /// cuts is recomputed from the minutes left. Returns the minutes deleted.
+    /// cuts is recomputed from the minutes left; so do the instances whose
+    /// minutes all lay before it. Returns the minutes deleted.
     pub(super) async fn prune_history(&self, before: i64) -> Result<u64, StoreError> {
         const OLD_SLOTS: &str = "DELETE FROM history_rollup WHERE slot < $1";
         const MINUTES: &str = "DELETE FROM history WHERE minute < $1";
         const EMPTIED: &str = "DELETE FROM history_rollup WHERE slot = $1 AND NOT EXISTS \
              (SELECT 1 FROM history h WHERE h.app = history_rollup.app AND h.dyno = history_rollup.dyno \
               AND h.minute >= $1 AND h.minute < $2)";
+        const STARTS: &str = "DELETE FROM instance_starts WHERE ends_before <= $1";
         const CUT: &str = "UPDATE history_rollup SET \
              (samples, total_min, total_max, total_sum, rss_max, swap_max, quota_max) = \
              (SELECT SUM(samples), MIN(total_min), MAX(total_max), SUM(total_sum), MAX(rss_max), MAX(swap_max), MAX(quota) \
@@ -337,6 +450,7 @@ impl Store {
                 sqlx::query(EMPTIED).bind(cut).bind(end).execute(&mut *conn).await?;
                 sqlx::query(CUT).bind(cut).bind(end).execute(&mut *conn).await?;
             }
+            sqlx::query(STARTS).bind(before).execute(&mut *conn).await?;
         }));
         Ok(n)
     }
@@ -354,17 +468,22 @@ impl Store {
     }
 
     /// Every instance of an app's dynos seen in the history since `from`
-    /// (unix ms), with its first minute: where the instance changed.
+    /// (unix ms), with its first minute from `from` on (the instance of a
+    /// minute is its newest sample's), ordered by dyno and minute: where
+    /// the instance changed.
+    ///
+    /// Reads `instance_starts` and, for each instance whose bounds reach
+    /// `from`, its first minute in `history` within them: what grouping the
+    /// range's minutes by instance gives, without reading them.
     pub async fn instance_starts(
         &self,
         app: &str,
         from: i64,
     ) -> Result<Vec<InstanceStart>, StoreError> {
-        const SQL: &str = "SELECT dyno, instance, MIN(minute) AS since FROM history \
-             WHERE app = $1 AND minute >= $2 AND instance IS NOT NULL \
-             GROUP BY dyno, instance ORDER BY dyno, since";
-        Ok(on_pool!(self, p => sqlx::query_as::<_, InstanceStart>(SQL)
-            .bind(app).bind(from).fetch_all(p).await?))
+        Ok(
+            on_pool!(self, p => sqlx::query_as::<_, InstanceStart>(STARTS_SQL)
+            .bind(app).bind(from).fetch_all(p).await?),
+        )
     }
 }
 
@@ -448,6 +567,82 @@ mod tests {
         assert_eq!(whole_slots(-1, 3 * S), None, "before 1970: minutes");
         assert_eq!(whole_slots(S, i64::MAX), Some((S, i64::MAX / S * S)));
         assert_eq!(slot_of(-1), -S);
+    }
+
+    /// A database upgraded with minutes in it: the migration bounds each
+    /// instance's minutes, so `instance_starts` reads what grouping the
+    /// minutes gives — then and after more minutes are written.
+    #[tokio::test]
+    async fn the_migration_bounds_the_instances_already_stored() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().expect("a URL");
+        let pool = sqlx::SqlitePool::connect_with(opts.create_if_missing(true))
+            .await
+            .expect("a database");
+        sqlx::migrate!("migrations/sqlite")
+            .run_to(6, &pool)
+            .await
+            .expect("the migrations before instance_starts");
+        let t0 = 1_763_700_000_000_i64;
+        // web.1: i1, i2, then i1 again for a minute, i3; web.2: none, then j.
+        let instance = |dyno: &str, m: i64| match (dyno, m) {
+            ("web.1", 0..30) | ("web.1", 50) => Some("i1"),
+            ("web.1", 30..60) => Some("i2"),
+            ("web.1", _) => Some("i3"),
+            (_, 0..40) => None,
+            _ => Some("j"),
+        };
+        for m in 0..100_i64 {
+            for dyno in ["web.1", "web.2"] {
+                sqlx::query(
+                    "INSERT INTO history (app, dyno, minute, samples, total_min, total_max, total_sum, rss_max, swap_max, quota, instance, last_at) \
+                     VALUES ('a', $1, $2, 1, 1, 1, 1, NULL, NULL, NULL, $3, $2)",
+                )
+                .bind(dyno)
+                .bind(t0 + m * MINUTE_MS)
+                .bind(instance(dyno, m))
+                .execute(&pool)
+                .await
+                .expect("a minute");
+            }
+        }
+        pool.close().await;
+        let store = Store::connect(&url).await.expect("migrated");
+        let Db::Sqlite(p) = &store.db else {
+            panic!("SQLite")
+        };
+        let store = &store;
+        let check = |what: &'static str| async move {
+            for m in -1..=110 {
+                for from in [t0 + m * MINUTE_MS, t0 + m * MINUTE_MS + 1] {
+                    let minutes: Vec<InstanceStart> = sqlx::query_as(STARTS_FROM_MINUTES_SQL)
+                        .bind("a")
+                        .bind(from)
+                        .fetch_all(p)
+                        .await
+                        .expect("minutes");
+                    let got = store.instance_starts("a", from).await.expect("starts");
+                    assert_eq!(got, minutes, "{what}, from {from}");
+                }
+            }
+        };
+        check("migrated").await;
+        let all = store.instance_starts("a", 0).await.expect("starts");
+        assert_eq!(all.len(), 4, "{all:?}");
+        // A newer sample gives web.1's minute 50 to i3 (i1's stray minute
+        // goes), an older one for i9 loses; web.2 gets minutes from k.
+        let mut newer = minute("i3", t0 + 50 * MINUTE_MS + 30_000, 1.0, None, None, None);
+        newer.last_at = t0 + 50 * MINUTE_MS + 59_000;
+        let mut older = minute("i9", t0 + 60 * MINUTE_MS, 1.0, None, None, None);
+        older.last_at = t0 + 60 * MINUTE_MS - 1;
+        let mut k = minute("k", t0 + 120 * MINUTE_MS, 1.0, None, None, None);
+        k.dyno = "web.2".into();
+        store
+            .write_history(&[newer, older, k])
+            .await
+            .expect("written");
+        check("written").await;
     }
 
     /// A database upgraded with minutes in it: the migration rolls them up,

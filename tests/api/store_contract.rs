@@ -653,6 +653,204 @@ async fn history_rollup_reads_as_minutes(s: &Store) {
     }
 }
 
+/// What `instance_starts` must give, computed here from the rows written:
+/// the minutes merged as the upsert merges them (a minute's instance is its
+/// newest sample's), then each dyno's instances with their first minute
+/// from `from` on — what grouping the minutes in SQL gave.
+fn expected_starts(written: &[MinuteRow], from: i64) -> Vec<(String, String, i64)> {
+    use std::collections::BTreeMap;
+    let mut minutes: BTreeMap<(String, i64), MinuteRow> = BTreeMap::new();
+    for r in written {
+        match minutes.entry((r.dyno.clone(), r.minute)) {
+            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(r.clone()),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(r.clone());
+            }
+        }
+    }
+    let mut first: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for ((dyno, minute), r) in minutes {
+        if let (true, Some(i)) = (minute >= from, r.instance) {
+            first.entry((dyno, i)).or_insert(minute);
+        }
+    }
+    let mut starts: Vec<_> = first.into_iter().map(|((d, i), m)| (d, i, m)).collect();
+    starts.sort_by(|a, b| (&a.0, a.2).cmp(&(&b.0, b.2)));
+    starts
+}
+
+/// `instance_starts` (bounds per instance, the first minute looked up
+/// within them) gives what grouping the minutes gave, from any point:
+/// minutes written in several batches and by two replicas, a newer sample
+/// taking a minute over for another instance — an instance's first minute,
+/// an instance's only minute (it is then seen no more), a minute in the
+/// middle of another's (the first comes back after it) — an older sample
+/// losing (its instance is never seen), minutes without an instance, then
+/// pruning and a minute written late, below the cut-off.
+async fn instance_starts_read_as_minutes(s: &Store) {
+    const MIN: i64 = 60_000;
+    let app = unique("starts");
+    let other = unique("starts-other");
+    let t0 = 1_763_700_000_000_i64 / MIN * MIN;
+    let row = |dyno: &str, m: i64, second: i64, inst: Option<&str>| {
+        minute_row(
+            &app,
+            dyno,
+            inst,
+            t0 + m * MIN + second * 1000,
+            200.0 + m as f64,
+            Some(512.0),
+        )
+    };
+    let range = |dyno: &'static str, ms: std::ops::Range<i64>, second: i64, inst: &'static str| {
+        ms.map(move |m| (dyno, m, second, Some(inst)))
+    };
+    // (dyno, minute, second of its sample, instance)
+    type Part<'a> = (&'a str, i64, i64, Option<&'a str>);
+    let batches: Vec<Vec<Part>> = vec![
+        // Flush 1.
+        range("web.1", 0..60, 10, "a")
+            .chain(range("web.1", 60..130, 10, "b"))
+            .chain(range("web.2", 0..100, 10, "x"))
+            .chain(range("web.3", 0..10, 10, "p"))
+            .chain(range("web.3", 10..40, 10, "q"))
+            .chain((0..20).map(|m| ("worker.1", m, 10, None)))
+            .collect(),
+        // Flush 2: an older part of minute 60 for "a" (loses), web.1's
+        // next instance, web.2's minute 50 taken by "y" (newer), worker.1's
+        // minute 10 with an older "w" (loses to the minute without one).
+        range("web.1", 60..61, 5, "a")
+            .chain(range("web.1", 130..200, 10, "c"))
+            .chain(range("web.2", 50..51, 59, "y"))
+            .chain(range("worker.1", 10..11, 1, "w"))
+            .collect(),
+        // Replica B: newer parts — web.1's "b" takes 130..135 from "c"
+        // (its first minute moves), web.3's "p" takes "q"'s first two,
+        // worker.1's minute 15 gets "w"; an older "q" at web.3's minute 5.
+        range("web.1", 125..135, 50, "b")
+            .chain(range("web.3", 10..12, 50, "p"))
+            .chain(range("web.3", 5..6, 1, "q"))
+            .chain(range("worker.1", 15..16, 50, "w"))
+            .collect(),
+        // web.2's minute 50 again, newer still, for "z": "y" loses its
+        // only minute.
+        range("web.2", 50..51, 59, "z").collect(),
+    ];
+    let mut written = Vec::new();
+    for batch in &batches {
+        let rows: Vec<MinuteRow> = batch
+            .iter()
+            .map(|&(d, m, sec, i)| {
+                let mut r = row(d, m, sec, i);
+                if sec == 59 && i == Some("z") {
+                    r.last_at += 500;
+                }
+                r
+            })
+            .collect();
+        s.write_history(&rows).await.unwrap();
+        written.extend(rows);
+    }
+    // Another app's dynos of the same names are not this app's.
+    s.write_history(&[minute_row(
+        &other,
+        "web.1",
+        Some("o"),
+        t0 + 70 * MIN,
+        1.0,
+        None,
+    )])
+    .await
+    .unwrap();
+
+    let read = |from: i64| {
+        let app = &app;
+        async move {
+            s.instance_starts(app, from)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|i| (i.dyno, i.instance, i.since))
+                .collect::<Vec<_>>()
+        }
+    };
+    let mut froms = vec![i64::MIN, -1, 0, i64::MAX];
+    for m in -2..=202 {
+        froms.extend([t0 + m * MIN, t0 + m * MIN + 1, t0 + m * MIN - 1]);
+    }
+    for &from in &froms {
+        assert_eq!(
+            read(from).await,
+            expected_starts(&written, from),
+            "from {from}"
+        );
+    }
+    let all = read(0).await;
+    let names = |dyno: &str| {
+        all.iter()
+            .filter(|(d, _, _)| d == dyno)
+            .map(|(_, i, m)| (i.as_str(), (m - t0) / MIN))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names("web.1"), [("a", 0), ("b", 60), ("c", 135)]);
+    assert_eq!(names("web.2"), [("x", 0), ("z", 50)], "y lost its minute");
+    assert_eq!(names("web.3"), [("p", 0), ("q", 12)]);
+    assert_eq!(names("worker.1"), [("w", 15)]);
+
+    // Pruning: instances whose minutes are all gone are gone; one cut
+    // through keeps its first minute left; a minute written late, below
+    // the cut-off, is seen.
+    let before = t0 + 55 * MIN + 1;
+    let prune = |before: i64| async move {
+        s.prune(&Retention {
+            events_before: 0,
+            max_events: i64::MAX / 4,
+            restarts_before: 0,
+            samples_before: 0,
+            history_before: before,
+            claims_before: 0,
+        })
+        .await
+    };
+    prune(before).await.unwrap();
+    written.retain(|r| r.minute >= before);
+    let late = row("web.2", 3, 30, Some("late"));
+    s.write_history(std::slice::from_ref(&late)).await.unwrap();
+    written.push(late);
+    for &from in &froms {
+        assert_eq!(
+            read(from).await,
+            expected_starts(&written, from),
+            "after pruning, from {from}"
+        );
+    }
+    prune(t0 + 240 * MIN).await.unwrap();
+    assert_eq!(read(i64::MIN).await, []);
+    assert_eq!(
+        s.instance_starts(&other, 0).await.unwrap().len(),
+        0,
+        "pruned with the rest"
+    );
+
+    // More dynos and instances in one batch than one statement widens.
+    let bulk = unique("starts-bulk");
+    let rows: Vec<MinuteRow> = (0..1100)
+        .map(|i| {
+            minute_row(
+                &bulk,
+                &format!("web.{}", i % 550),
+                Some(&format!("i{i}")),
+                t0 + (i / 550) * MIN,
+                1.0,
+                None,
+            )
+        })
+        .collect();
+    s.write_history(&rows).await.unwrap();
+    assert_eq!(s.instance_starts(&bulk, 0).await.unwrap().len(), 1100);
+    assert_eq!(s.instance_starts(&bulk, t0 + 1).await.unwrap().len(), 550);
+}
+
 /// A dyno is known from any trace it left: history, a latest sample or an
 /// event (`/api/dynos/{app}/{dyno}/history` is 404 for the others).
 async fn a_dyno_is_known_by_any_trace(s: &Store) {
@@ -796,6 +994,7 @@ async fn contract(s: &Store) {
     samples_keep_the_newest(s).await;
     history_merges_minutes_and_reads_buckets(s).await;
     history_rollup_reads_as_minutes(s).await;
+    instance_starts_read_as_minutes(s).await;
     events_filter_by_app_dyno_kind_and_time(s).await;
     a_dyno_is_known_by_any_trace(s).await;
 }
