@@ -173,18 +173,21 @@ impl SampleRing {
 
     /// Moves `base` to [`REBASE_TO`] before `at` (never backwards) and
     /// re-expresses every slot; a slot before the new base reads as the
-    /// base. `None` if `at` still does not pack (sub-microsecond stamp).
+    /// base. `None` (the caller widens) if the base would not move by whole
+    /// microseconds (a stamp whose sub-microsecond digits differ from the
+    /// base's: every slot would shift) or would leave jiff's range.
     fn rebase(
         base: &mut Timestamp,
         slots: &mut VecDeque<(u32, u32)>,
         at: Timestamp,
     ) -> Option<u32> {
-        let new_base = at - REBASE_TO;
-        if new_base <= *base {
+        let new_base = at.checked_sub(REBASE_TO).ok()?;
+        let moved = new_base.duration_since(*base);
+        if moved <= SignedDuration::ZERO || moved.subsec_nanos() % 1_000 != 0 {
             return None;
         }
         let us = pack_at(new_base, at)?;
-        let shift = new_base.duration_since(*base).as_micros();
+        let shift = moved.as_micros();
         for (t, _) in slots.iter_mut() {
             *t = u32::try_from((i128::from(*t) - shift).max(0)).unwrap_or(0);
         }
@@ -296,20 +299,49 @@ mod tests {
         assert_eq!(r.iter().next(), Some((t(20_000_000), 200.0)));
     }
 
+    #[test]
+    fn a_rebase_by_a_sub_microsecond_stamp_widens_instead_of_shifting() {
+        let mut r = SampleRing::default();
+        r.push(t(0), 300.0);
+        let odd = t(66 * 60_000_000) + SignedDuration::from_nanos(500);
+        r.push(odd, 301.0);
+        assert!(matches!(r.0, Form::Wide(_)));
+        assert_eq!(
+            r.iter().collect::<Vec<_>>(),
+            vec![(t(0), 300.0), (odd, 301.0)]
+        );
+    }
+
+    #[test]
+    fn a_stamp_at_the_start_of_time_does_not_panic() {
+        let mut r = SampleRing::default();
+        let first = Timestamp::MIN + SignedDuration::from_hours(1);
+        r.push(first, 300.0);
+        let second = first + SignedDuration::from_nanos(20_000_000_001);
+        r.push(second, 301.0);
+        assert_eq!(
+            r.iter().collect::<Vec<_>>(),
+            vec![(first, 300.0), (second, 301.0)]
+        );
+    }
+
     proptest! {
         /// Any increasing samples read back exactly, except that a time
         /// more than an hour before the newest may read as a later time
         /// that is still more than an hour before it.
         #[test]
         fn reads_back_what_the_trend_needs(
-            steps in proptest::collection::vec((1i64..200_000_000_000, 0u32..2_000_000, any::<bool>()), 1..400)
+            steps in proptest::collection::vec((1i64..200_000_000_000, 0u32..2_000_000, 0u8..10, 0u16..1000), 1..400)
         ) {
             let mut r = SampleRing::default();
             let mut want: VecDeque<(Timestamp, f64)> = VecDeque::new();
             let mut now = t(0);
-            for (gap_ns, hundredths, odd) in steps {
-                now += SignedDuration::from_nanos(if odd { gap_ns } else { gap_ns / 1000 * 1000 + 1000 });
-                let mb = f64::from(hundredths) / 100.0 + if odd { 0.001 } else { 0.0 };
+            for (gap_ns, hundredths, odd_ns, odd_mb) in steps {
+                // Rarely an odd stamp, more rarely an odd figure: the ring
+                // stays packed long enough to rebase.
+                let (odd_ns, odd_mb) = (odd_ns == 0, odd_mb == 0);
+                now += SignedDuration::from_nanos(if odd_ns { gap_ns } else { gap_ns / 1000 * 1000 + 1000 });
+                let mb = f64::from(hundredths) / 100.0 + if odd_mb { 0.001 } else { 0.0 };
                 r.push(now, mb);
                 if want.len() == HISTORY {
                     want.pop_front();

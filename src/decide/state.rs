@@ -106,7 +106,6 @@ pub struct Contender {
 /// Replaced instances remembered per process name.
 pub const LINEAGE: usize = 8;
 
-pub use super::ring::HISTORY;
 
 /// What dynoguard knows of one dyno (process name). Updated only by the
 /// watcher and the decision functions below.
@@ -554,6 +553,7 @@ impl DynoState {
 #[cfg(test)]
 mod memory_tests {
     use super::*;
+    use crate::decide::ring::HISTORY;
 
     /// An hour of samples keeps HISTORY slots, not the next power of two.
     #[test]
