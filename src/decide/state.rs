@@ -106,7 +106,6 @@ pub struct Contender {
 /// Replaced instances remembered per process name.
 pub const LINEAGE: usize = 8;
 
-
 /// What dynoguard knows of one dyno (process name). Updated only by the
 /// watcher and the decision functions below.
 #[derive(Debug, Clone)]
