@@ -569,11 +569,9 @@ mod tests {
         assert_eq!(slot_of(-1), -S);
     }
 
-    /// A database upgraded with minutes in it: the migration bounds each
-    /// instance's minutes, so `instance_starts` reads what grouping the
-    /// minutes gives — then and after more minutes are written.
-    #[tokio::test]
-    async fn the_migration_bounds_the_instances_already_stored() {
+    /// A SQLite file migrated up to `version` only (a database an older
+    /// dynoguard left), its URL and a pool on it.
+    async fn sqlite_at_migration(version: i64) -> (tempfile::TempDir, String, sqlx::SqlitePool) {
         let dir = tempfile::tempdir().expect("a directory");
         let url = format!("sqlite://{}", dir.path().join("old.db").display());
         let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().expect("a URL");
@@ -581,9 +579,18 @@ mod tests {
             .await
             .expect("a database");
         sqlx::migrate!("migrations/sqlite")
-            .run_to(6, &pool)
+            .run_to(version, &pool)
             .await
-            .expect("the migrations before instance_starts");
+            .expect("the earlier migrations");
+        (dir, url, pool)
+    }
+
+    /// A database upgraded with minutes in it: the migration bounds each
+    /// instance's minutes, so `instance_starts` reads what grouping the
+    /// minutes gives — then and after more minutes are written.
+    #[tokio::test]
+    async fn the_migration_bounds_the_instances_already_stored() {
+        let (_dir, url, pool) = sqlite_at_migration(6).await;
         let t0 = 1_763_700_000_000_i64;
         // web.1: i1, i2, then i1 again for a minute, i3; web.2: none, then j.
         let instance = |dyno: &str, m: i64| match (dyno, m) {
@@ -649,16 +656,7 @@ mod tests {
     /// so the long ranges show them (and read what the minutes say).
     #[tokio::test]
     async fn the_migration_rolls_up_the_minutes_already_stored() {
-        let dir = tempfile::tempdir().expect("a directory");
-        let url = format!("sqlite://{}", dir.path().join("old.db").display());
-        let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().expect("a URL");
-        let pool = sqlx::SqlitePool::connect_with(opts.create_if_missing(true))
-            .await
-            .expect("a database");
-        sqlx::migrate!("migrations/sqlite")
-            .run_to(5, &pool)
-            .await
-            .expect("the migrations before the roll-up");
+        let (_dir, url, pool) = sqlite_at_migration(5).await;
         let t0 = 1_763_700_000_000_i64;
         for m in 0..100_i64 {
             for dyno in ["web.1", "web.2"] {

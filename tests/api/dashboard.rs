@@ -528,34 +528,7 @@ async fn metrics_use_base_units_and_pass_promtool() {
         !m.contains("_mb{") && !m.contains(" -1\n"),
         "no megabytes, no sentinels"
     );
-    let promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    match promtool {
-        Ok(mut child) => {
-            use std::io::Write as _;
-            child.stdin.take().unwrap().write_all(m.as_bytes()).unwrap();
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-                "promtool check metrics: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Err(e) => {
-            assert!(
-                std::env::var_os("DYNOGUARD_REQUIRE_TOOLS").is_none(),
-                "promtool is required here (DYNOGUARD_REQUIRE_TOOLS) but did not start: {e}"
-            );
-            eprintln!(
-                "SKIPPED: promtool check metrics (install Debian's prometheus to run it): {e}"
-            );
-        }
-    }
+    promtool_check(&m);
     app.stop().await;
 }
 

@@ -488,3 +488,40 @@ pub fn run_replay(input: &[u8], env: &[(&str, &str)]) -> (i32, Vec<serde_json::V
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// `promtool check metrics` (skipped without it, unless DYNOGUARD_REQUIRE_TOOLS).
+pub fn promtool_check(text: &str) {
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    match child {
+        Ok(mut child) => {
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+                "promtool check metrics: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Err(e) => {
+            assert!(
+                std::env::var_os("DYNOGUARD_REQUIRE_TOOLS").is_none(),
+                "promtool is required here (DYNOGUARD_REQUIRE_TOOLS) but did not start: {e}"
+            );
+            eprintln!(
+                "SKIPPED: promtool check metrics (install Debian's prometheus to run it): {e}"
+            );
+        }
+    }
+}

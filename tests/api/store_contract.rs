@@ -629,16 +629,7 @@ async fn history_rollup_reads_as_minutes(s: &Store) {
 
     // Pruning cuts a slot: what is left of it still reads as its minutes.
     let before = first_slot + 5 * slot + 5 * MIN;
-    s.prune(&Retention {
-        events_before: 0,
-        max_events: i64::MAX / 4,
-        restarts_before: 0,
-        samples_before: 0,
-        history_before: before,
-        claims_before: 0,
-    })
-    .await
-    .unwrap();
+    s.prune(&history_only(before)).await.unwrap();
     written.retain(|r| r.minute >= before);
     for (from, to, bucket) in [
         (0, i64::MAX, 12 * MIN),
@@ -801,17 +792,7 @@ async fn instance_starts_read_as_minutes(s: &Store) {
     // through keeps its first minute left; a minute written late, below
     // the cut-off, is seen.
     let before = t0 + 55 * MIN + 1;
-    let prune = |before: i64| async move {
-        s.prune(&Retention {
-            events_before: 0,
-            max_events: i64::MAX / 4,
-            restarts_before: 0,
-            samples_before: 0,
-            history_before: before,
-            claims_before: 0,
-        })
-        .await
-    };
+    let prune = |before: i64| async move { s.prune(&history_only(before)).await };
     prune(before).await.unwrap();
     written.retain(|r| r.minute >= before);
     let late = row("web.2", 3, 30, Some("late"));
@@ -1029,4 +1010,16 @@ async fn bad_urls_are_refused_without_printing_passwords() {
 async fn in_memory_sqlite_keeps_one_database() {
     let s = Store::connect("sqlite::memory:").await.unwrap();
     contract(&s).await;
+}
+
+/// A retention that prunes history minutes before `before` and nothing else.
+fn history_only(before: i64) -> Retention {
+    Retention {
+        events_before: 0,
+        max_events: i64::MAX / 4,
+        restarts_before: 0,
+        samples_before: 0,
+        history_before: before,
+        claims_before: 0,
+    }
 }
