@@ -664,51 +664,13 @@ async fn soak(args: &Args, server: &Server) -> anyhow::Result<()> {
         .context("--speedup")?;
     let log0 = wall0 - lead;
     let started = Instant::now();
-    let run_for = Duration::from_secs(seconds);
     let stop = Arc::new(AtomicBool::new(false));
     let counts = Arc::new(Counts::default());
     // Log time reached, in ms after log0.
     let reached = Arc::new(AtomicI64::new(0));
 
     let (tx, rx) = tokio::sync::mpsc::channel::<(bytes::Bytes, u64, u64)>(connections * 2);
-    let producer = {
-        let (dynos, frames, seed, reached) = (args.dynos, args.frames, args.seed, reached.clone());
-        tokio::spawn(async move {
-            let mut fleet = SoakFleet::new(dynos, log0, seed);
-            let mut body = String::with_capacity(frames as usize * 300);
-            let (mut in_body, mut samples) = (0, 0);
-            let mut body_started = Instant::now();
-            while started.elapsed() < run_for {
-                let log_elapsed = started.elapsed().as_secs_f64() * speedup;
-                let until =
-                    log0 + SignedDuration::try_from_secs_f64(log_elapsed).unwrap_or_default();
-                let f = fleet.fill(until, frames - in_body.min(frames), &mut body);
-                in_body += f.frames;
-                samples += f.memory_samples;
-                reached.store(
-                    fleet.next_at().duration_since(log0).as_millis() as i64,
-                    Ordering::Relaxed,
-                );
-                let full = in_body >= frames;
-                if full || (in_body > 0 && body_started.elapsed() > Duration::from_secs(1)) {
-                    let b =
-                        std::mem::replace(&mut body, String::with_capacity(frames as usize * 300));
-                    if tx
-                        .send((bytes::Bytes::from(b), in_body, samples))
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                    (in_body, samples) = (0, 0);
-                    body_started = Instant::now();
-                }
-                if !full {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        })
-    };
+    let producer = spawn_soak_producer(args, log0, speedup, started, reached.clone(), tx);
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let workers: Vec<_> = (0..connections)
         .map(|_| {
@@ -730,37 +692,14 @@ async fn soak(args: &Args, server: &Server) -> anyhow::Result<()> {
             })
         })
         .collect();
-    let sampler = {
-        let (stop, counts, reached, pid) =
-            (stop.clone(), counts.clone(), reached.clone(), server.pid);
-        let every = Duration::from_secs(args.rss_every.max(1));
-        tokio::spawn(async move {
-            let mut points = Vec::new();
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                let p = Point {
-                    wall: started.elapsed().as_secs_f64(),
-                    log: SignedDuration::from_millis(reached.load(Ordering::Relaxed)),
-                    rss_kb: vm_rss_kb(pid).unwrap_or(0),
-                    hwm_kb: vm_hwm_kb(pid).unwrap_or(0),
-                    samples: counts.samples.load(Ordering::Relaxed),
-                };
-                eprintln!(
-                    "soak: {:6.0} s  log +{}  RSS {:6.1} MB  HWM {:6.1} MB  samples {}",
-                    p.wall,
-                    hms(p.log),
-                    mb(p.rss_kb),
-                    mb(p.hwm_kb),
-                    p.samples
-                );
-                points.push(p);
-                if stop.load(Ordering::Relaxed) {
-                    return points;
-                }
-            }
-        })
-    };
+    let sampler = spawn_rss_sampler(
+        server.pid,
+        Duration::from_secs(args.rss_every.max(1)),
+        started,
+        stop.clone(),
+        counts.clone(),
+        reached.clone(),
+    );
     producer.await?;
     let mut latencies = Vec::new();
     for w in workers {
@@ -772,6 +711,115 @@ async fn soak(args: &Args, server: &Server) -> anyhow::Result<()> {
     latencies.sort();
     let metrics = server.metrics(&client).await;
 
+    report_soak(
+        args,
+        (elapsed, speedup, log0, connections),
+        &reached,
+        &counts,
+        &latencies,
+        &points,
+    );
+    print_metrics(&metrics);
+    Ok(())
+}
+
+/// Generates the fleet's lines on the log clock (`speedup` × the wall
+/// clock from `started`) into bodies of `args.frames` frames (or whatever a
+/// second gathered), sent with their frame and memory-sample counts;
+/// `reached` follows the log time generated, in ms after `log0`.
+fn spawn_soak_producer(
+    args: &Args,
+    log0: Timestamp,
+    speedup: f64,
+    started: Instant,
+    reached: Arc<AtomicI64>,
+    tx: tokio::sync::mpsc::Sender<(bytes::Bytes, u64, u64)>,
+) -> tokio::task::JoinHandle<()> {
+    let run_for = Duration::from_secs(args.seconds.max(1));
+    let (dynos, frames, seed) = (args.dynos, args.frames, args.seed);
+    tokio::spawn(async move {
+        let mut fleet = SoakFleet::new(dynos, log0, seed);
+        let mut body = String::with_capacity(frames as usize * 300);
+        let (mut in_body, mut samples) = (0, 0);
+        let mut body_started = Instant::now();
+        while started.elapsed() < run_for {
+            let log_elapsed = started.elapsed().as_secs_f64() * speedup;
+            let until = log0 + SignedDuration::try_from_secs_f64(log_elapsed).unwrap_or_default();
+            let f = fleet.fill(until, frames - in_body.min(frames), &mut body);
+            in_body += f.frames;
+            samples += f.memory_samples;
+            reached.store(
+                fleet.next_at().duration_since(log0).as_millis() as i64,
+                Ordering::Relaxed,
+            );
+            let full = in_body >= frames;
+            if full || (in_body > 0 && body_started.elapsed() > Duration::from_secs(1)) {
+                let b = std::mem::replace(&mut body, String::with_capacity(frames as usize * 300));
+                if tx
+                    .send((bytes::Bytes::from(b), in_body, samples))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                (in_body, samples) = (0, 0);
+                body_started = Instant::now();
+            }
+            if !full {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    })
+}
+
+/// Reads the server's RSS every `every` (printing each point) until `stop`.
+fn spawn_rss_sampler(
+    pid: u32,
+    every: Duration,
+    started: Instant,
+    stop: Arc<AtomicBool>,
+    counts: Arc<Counts>,
+    reached: Arc<AtomicI64>,
+) -> tokio::task::JoinHandle<Vec<Point>> {
+    tokio::spawn(async move {
+        let mut points = Vec::new();
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let p = Point {
+                wall: started.elapsed().as_secs_f64(),
+                log: SignedDuration::from_millis(reached.load(Ordering::Relaxed)),
+                rss_kb: vm_rss_kb(pid).unwrap_or(0),
+                hwm_kb: vm_hwm_kb(pid).unwrap_or(0),
+                samples: counts.samples.load(Ordering::Relaxed),
+            };
+            eprintln!(
+                "soak: {:6.0} s  log +{}  RSS {:6.1} MB  HWM {:6.1} MB  samples {}",
+                p.wall,
+                hms(p.log),
+                mb(p.rss_kb),
+                mb(p.hwm_kb),
+                p.samples
+            );
+            points.push(p);
+            if stop.load(Ordering::Relaxed) {
+                return points;
+            }
+        }
+    })
+}
+
+/// Prints the soak's figures: what was posted, request latency, the RSS
+/// curve, the peak and the flatness (end against the first third).
+fn report_soak(
+    args: &Args,
+    run: (f64, f64, Timestamp, usize),
+    reached: &AtomicI64,
+    counts: &Counts,
+    latencies: &[Duration],
+    points: &[Point],
+) {
+    let (elapsed, speedup, log0, connections) = run;
     let ok = counts.ok.load(Ordering::Relaxed);
     println!(
         "soak: {} dynos, {:.0} s, speedup {:.2} (log time {} → {} of {}), {} connections, ≈{} frames/body",
@@ -794,12 +842,12 @@ async fn soak(args: &Args, server: &Server) -> anyhow::Result<()> {
     );
     println!(
         "latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        ms(pct(&latencies, 0.5)),
-        ms(pct(&latencies, 0.99)),
+        ms(pct(latencies, 0.5)),
+        ms(pct(latencies, 0.99)),
         ms(latencies.last().copied().unwrap_or_default())
     );
     println!("curve (wall s, log time reached, RSS MB, HWM MB, memory samples posted):");
-    for p in &points {
+    for p in points {
         println!(
             "  {:6.0}  +{}  {:7.1}  {:7.1}  {:>10}",
             p.wall,
@@ -828,8 +876,6 @@ async fn soak(args: &Args, server: &Server) -> anyhow::Result<()> {
             (mb(z.rss_kb) - mb(a.rss_kb)) / minutes
         );
     }
-    print_metrics(&metrics);
-    Ok(())
 }
 
 /// `1:02:03`.
