@@ -360,7 +360,8 @@ pub struct Crossing {
 /// - the climb does not slow down: a dyno warming up to a plateau under the
 ///   quota decelerates, a leak does not (see the body);
 /// - the level is a new high for the instance: a sample older than the
-///   window at or above it shows the instance has been here and came back
+///   window (among its last [`HISTORY`](crate::decide::ring::HISTORY)) at
+///   or above it shows the instance has been here and came back
 ///   down (a GC sawtooth, a wave, a spike). A leak never comes back down;
 ///   a dyno that did is judged by the threshold and R14 alone.
 pub fn predicted_crossing(
@@ -420,10 +421,11 @@ pub fn predicted_crossing(
     if level < floor || level >= quota.0 {
         return None;
     }
-    if history
-        .iter()
-        .take_while(|(t, _)| *t < cutoff)
-        .any(|(_, y)| y >= level)
+    if history.aged_max().is_some_and(|y| y >= level)
+        || history
+            .iter()
+            .take_while(|(t, _)| *t < cutoff)
+            .any(|(_, y)| y >= level)
     {
         return None;
     }
@@ -542,7 +544,7 @@ fn may_call(
     if state.contender.is_some() {
         return ControlFlow::Break(unclear_instance(app, policy, state, trigger, now));
     }
-    if let Some(t) = state.retry_after
+    if let Some(t) = state.trouble().retry_after
         && now < t
     {
         return skipped(state, Reason::Backoff);
@@ -551,7 +553,7 @@ fn may_call(
         reason: trigger.reason(),
         second_call: false,
     };
-    if let Some(last) = &state.last_restart {
+    if let Some(last) = &state.trouble().last_restart {
         let in_window = now.duration_since(last.at) < policy.restart_window;
         let same = last.instance == state.instance;
         // A call whose outcome is unknown counts as made until the same
@@ -628,20 +630,21 @@ fn mark_restart(
     now: Timestamp,
     confirmed: bool,
 ) {
-    state.previous_restart = state.last_restart.take();
+    state.trouble_mut().previous_restart = state.trouble_mut().last_restart.take();
     let mut mark = RestartMark::new(now, state.instance.clone(), call.reason);
     mark.confirmed = confirmed;
     mark.second_call = call.second_call;
-    state.last_restart = Some(mark);
+    state.trouble_mut().last_restart = Some(mark);
     state.awaiting_replacement = true;
     state.last_skip = None;
-    state.restarts.push_back(now);
+    state.trouble_mut().restarts.push_back(now);
     while state
+        .trouble()
         .restarts
         .front()
         .is_some_and(|t| now.duration_since(*t) > policy.flap_window)
     {
-        state.restarts.pop_front();
+        state.trouble_mut().restarts.pop_front();
     }
 }
 
@@ -668,7 +671,11 @@ fn restart_events(
         if call.second_call {
             e.detail = Some(format!(
                 "the outcome of the restart call at {} is unknown and the same instance is still reporting {} min later: one more call",
-                state.previous_restart.as_ref().map_or(now, |m| m.at),
+                state
+                    .trouble()
+                    .previous_restart
+                    .as_ref()
+                    .map_or(now, |m| m.at),
                 UNKNOWN_GRACE.as_mins()
             ));
         }
@@ -676,10 +683,10 @@ fn restart_events(
     };
     e.dry_run = Some(policy.dry_run);
     events.push(e);
-    if state.restarts.len() > policy.flap_limit as usize {
+    if state.trouble().restarts.len() > policy.flap_limit as usize {
         let mut f = event_for(app, state, EventKind::Flapping, now);
         f.dry_run = Some(policy.dry_run);
-        f.count = Some(state.restarts.len() as u64);
+        f.count = Some(state.trouble().restarts.len() as u64);
         events.push(f);
     }
     events

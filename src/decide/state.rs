@@ -115,18 +115,12 @@ pub struct DynoState {
     pub(super) last_seen: Timestamp,
     pub(super) memory: Memory,
     pub(super) sample_at: Option<Timestamp>,
-    /// Quota learned from `Process running mem=…(P%)` when samples lack it.
-    pub(super) quota_hint: Option<Megabytes>,
     /// `(at, memory_total)` of the current instance, for the trend.
     pub(super) history: SampleRing,
     pub(super) consecutive_over: u32,
     pub(super) over: bool,
-    pub(super) last_restart: Option<RestartMark>,
-    /// The restart before `last_restart`, restored if the last one failed.
-    pub(super) previous_restart: Option<RestartMark>,
     /// Waiting for the replacement instance's first sample.
     pub(super) awaiting_replacement: bool,
-    pub(super) restarts: VecDeque<Timestamp>,
     /// The last `skipped` reason reported for this instance (reported once).
     pub(super) last_skip: Option<Reason>,
     pub(super) unjudged_warned: bool,
@@ -137,11 +131,6 @@ pub struct DynoState {
     /// When the last line of a replaced instance came (its R14 and
     /// `Process running` lines, which carry no instance, follow it).
     pub(super) replaced_line_at: Option<Timestamp>,
-    /// `Process running mem=…`: the newest figure for R14 decisions.
-    pub(super) process_memory: Option<(Timestamp, Megabytes)>,
-    /// The new instance reported before the restart was confirmed: the
-    /// `recovered` seconds wait for the confirmation.
-    pub(super) pending_recovery: Option<f64>,
     /// When the current instance's first line came (or, after dynoguard
     /// restarted, the stored sample it is known from).
     pub(super) instance_since: Option<Timestamp>,
@@ -152,21 +141,59 @@ pub struct DynoState {
     /// The newest `Starting process` / `starting to up` line of the name: an
     /// instance born then is newer than one that logged before it.
     pub(super) born_at: Option<Timestamp>,
-    /// The newest R14 and R15 reported for the name (a log session replays
-    /// history on reconnect: older or equal lines are not news).
-    pub(super) r14_at: Option<Timestamp>,
-    pub(super) r15_at: Option<Timestamp>,
     /// The quota of the process type from the app's formation (refreshed).
     pub(super) formation_quota: Option<Megabytes>,
     /// When a line of this dyno last *arrived* (wall clock, for display and
     /// staleness only: decisions use log time).
     pub(super) last_arrival: Option<Timestamp>,
+    /// Restarts, incidents, R14/R15: see [`Trouble`]. `None` until the
+    /// dyno has any.
+    trouble: Option<Box<Trouble>>,
+}
+
+/// What a dyno needs once it has been in trouble — restarted, over its
+/// threshold, an R14 or R15, a `Process running` line — and most of 10,000
+/// never are: kept apart (boxed, allocated at the first need) so that a
+/// quiet dyno's state is 300 bytes smaller.
+#[derive(Debug, Clone, Default)]
+pub struct Trouble {
+    pub(super) last_restart: Option<RestartMark>,
+    /// The restart before `last_restart`, restored if the last one failed.
+    pub(super) previous_restart: Option<RestartMark>,
+    /// When each restart of the flap window was decided (log time).
+    pub(super) restarts: VecDeque<Timestamp>,
+    /// `Process running mem=…`: the newest figure for R14 decisions.
+    pub(super) process_memory: Option<(Timestamp, Megabytes)>,
+    /// Quota learned from `Process running mem=…(P%)` when samples lack it.
+    pub(super) quota_hint: Option<Megabytes>,
+    /// The new instance reported before the restart was confirmed: the
+    /// `recovered` seconds wait for the confirmation.
+    pub(super) pending_recovery: Option<f64>,
+    /// The newest R14 and R15 reported for the name (a log session replays
+    /// history on reconnect: older or equal lines are not news).
+    pub(super) r14_at: Option<Timestamp>,
+    pub(super) r15_at: Option<Timestamp>,
     /// The open incident of the name (its id), if any.
     pub(super) incident: Option<String>,
     /// Failed restart calls in a row, and when the next may be made.
     pub(super) failures: u32,
     pub(super) retry_after: Option<Timestamp>,
 }
+
+/// The trouble of a dyno that never had any.
+static NO_TROUBLE: Trouble = Trouble {
+    last_restart: None,
+    previous_restart: None,
+    restarts: VecDeque::new(),
+    process_memory: None,
+    quota_hint: None,
+    pending_recovery: None,
+    r14_at: None,
+    r15_at: None,
+    incident: None,
+    failures: 0,
+    retry_after: None,
+};
 
 impl DynoState {
     pub fn new(dyno: DynoName, now: Timestamp) -> Self {
@@ -176,33 +203,38 @@ impl DynoState {
             last_seen: now,
             memory: Memory::default(),
             sample_at: None,
-            quota_hint: None,
             history: SampleRing::default(),
             consecutive_over: 0,
             over: false,
-            last_restart: None,
-            previous_restart: None,
             awaiting_replacement: false,
-            restarts: VecDeque::new(),
             last_skip: None,
             unjudged_warned: false,
             r14_reported: false,
             replaced: VecDeque::new(),
             replaced_line_at: None,
-            process_memory: None,
-            pending_recovery: None,
             instance_since: None,
             instance_last: None,
             contender: None,
             born_at: None,
-            r14_at: None,
-            r15_at: None,
             formation_quota: None,
             last_arrival: None,
-            incident: None,
-            failures: 0,
-            retry_after: None,
+            trouble: None,
         }
+    }
+
+    /// Restarts, incidents, R14/R15 (all empty for a dyno that had none).
+    pub(super) fn trouble(&self) -> &Trouble {
+        self.trouble.as_deref().unwrap_or(&NO_TROUBLE)
+    }
+
+    /// The same, to change: allocated at the first need.
+    pub(super) fn trouble_mut(&mut self) -> &mut Trouble {
+        self.trouble.get_or_insert_default()
+    }
+
+    /// The same, to clear something: nothing is allocated to clear.
+    pub(super) fn trouble_if_any(&mut self) -> Option<&mut Trouble> {
+        self.trouble.as_deref_mut()
     }
 
     /// Where a line of `instance`, logged at `at`, stands in the name's
@@ -286,6 +318,7 @@ impl DynoState {
         at.duration_since(since) >= ESTABLISHED
             || self.born_at.is_some_and(|b| since < b && b <= at)
             || self
+                .trouble()
                 .last_restart
                 .as_ref()
                 .is_some_and(|m| m.instance == self.instance && m.at <= at)
@@ -333,7 +366,11 @@ impl DynoState {
 
     /// The newest memory figure: the last sample or a later `Process running`.
     pub fn latest_total(&self) -> Option<Megabytes> {
-        match (self.memory.total, self.sample_at, self.process_memory) {
+        match (
+            self.memory.total,
+            self.sample_at,
+            self.trouble().process_memory,
+        ) {
             (_, Some(s), Some((p, m))) if p > s => Some(m),
             (Some(t), _, _) => Some(t),
             (None, _, Some((_, m))) => Some(m),
@@ -348,13 +385,14 @@ impl DynoState {
         self.memory
             .quota
             .or(self.formation_quota)
-            .or(self.quota_hint)
+            .or(self.trouble().quota_hint)
     }
 
     /// Is a restart of this dyno still in progress at `now`?
     pub fn restart_in_progress(&self, policy: &Policy, now: Timestamp) -> bool {
         self.awaiting_replacement
             && self
+                .trouble()
                 .last_restart
                 .as_ref()
                 .is_some_and(|m| now.duration_since(m.at) < policy.settle)
@@ -372,7 +410,9 @@ impl DynoState {
             self.remember_replaced(old);
         }
         self.contender = None;
-        self.process_memory = None;
+        if let Some(t) = self.trouble_if_any() {
+            t.process_memory = None;
+        }
         self.instance_since = Some(at);
         self.instance_last = Some(at);
         // Every per-dyno history belongs to one instance: the trend of the
@@ -390,7 +430,8 @@ impl DynoState {
         self.last_skip = None;
         self.r14_reported = false;
         let recovered = if self.awaiting_replacement && had_instance {
-            self.last_restart
+            self.trouble()
+                .last_restart
                 .as_ref()
                 .map(|m| (m.confirmed, at.duration_since(m.at).as_secs_f64().max(0.0)))
         } else {
@@ -402,14 +443,16 @@ impl DynoState {
             Some((false, secs)) => {
                 // Only a restart that really happened recovers: wait for the
                 // restarter to confirm (or drop) the order.
-                self.pending_recovery = Some(secs);
+                self.trouble_mut().pending_recovery = Some(secs);
                 None
             }
             None => None,
         }
     }
 
-    pub fn record_memory(&mut self, memory: Memory, at: Timestamp) {
+    /// Records a sample's figures; `window` is the type's `predict_window`
+    /// (the trend keeps that much of the instance's samples whole).
+    pub fn record_memory(&mut self, memory: Memory, at: Timestamp, window: SignedDuration) {
         // Keep fields a partial (legacy, one-measure) line does not carry.
         let m = &mut self.memory;
         m.total = memory.total.or(m.total);
@@ -419,17 +462,17 @@ impl DynoState {
         m.quota = memory.quota.or(m.quota);
         if let Some(total) = memory.total {
             self.sample_at = Some(at);
-            self.history.push(at, total.0);
+            self.history.push(at, total.0, window);
         }
     }
 
     /// Undo the bookkeeping of an order that was dropped or whose call
     /// failed: the window is not consumed and nothing recovered.
     pub fn roll_back_order(&mut self) {
-        self.last_restart = self.previous_restart.take();
+        self.trouble_mut().last_restart = self.trouble_mut().previous_restart.take();
         self.awaiting_replacement = false;
-        self.pending_recovery = None;
-        self.restarts.pop_back();
+        self.trouble_mut().pending_recovery = None;
+        self.trouble_mut().restarts.pop_back();
         self.last_skip = None;
     }
 }
@@ -486,6 +529,7 @@ impl DynoState {
         let mut memory = self.memory;
         memory.quota = self.quota();
         let recent = self
+            .trouble()
             .restarts
             .iter()
             .filter(|t| self.last_seen.duration_since(**t) <= policy.flap_window)
@@ -497,12 +541,12 @@ impl DynoState {
             sample_at: self.sample_at,
             last_seen: self.last_seen,
             last_arrival: self.last_arrival,
-            last_restart: self.last_restart.as_ref().map(|m| m.at),
+            last_restart: self.trouble().last_restart.as_ref().map(|m| m.at),
             restarting: self.restart_in_progress(policy, self.last_seen),
             over: self.over,
             unclear: self.contender.is_some(),
-            incident: self.incident.clone(),
-            restart_failing: self.failures > 0,
+            incident: self.trouble().incident.clone(),
+            restart_failing: self.trouble().failures > 0,
             restarts_in_flap_window: recent,
             flapping: recent > policy.flap_limit as usize,
             threshold: policy.threshold.limit(self.quota()),
@@ -519,20 +563,25 @@ impl DynoState {
             K::OverThreshold | K::R14 | K::R15 | K::Restart | K::RestartFailed | K::Flapping
         ) || (e.event == K::Skipped
             && matches!(e.reason, Some(Reason::DryRun | Reason::UnclearInstance)));
-        if self.incident.is_none() && opens {
-            self.incident = Some(format!("{}-{}", self.dyno, e.at.as_second()));
+        if self.trouble().incident.is_none() && opens {
+            self.trouble_mut().incident = Some(format!("{}-{}", self.dyno, e.at.as_second()));
         }
-        e.incident.clone_from(&self.incident);
-        if e.event == K::Recovered {
-            self.incident = None;
+        e.incident.clone_from(&self.trouble().incident);
+        if e.event == K::Recovered
+            && let Some(t) = self.trouble_if_any()
+        {
+            t.incident = None;
         }
     }
 
     /// The episode ended without a restart (back under its threshold, or
     /// replaced by Heroku): the incident closes silently.
     pub(super) fn close_quiet_incident(&mut self) {
-        if !self.awaiting_replacement && self.pending_recovery.is_none() {
-            self.incident = None;
+        if !self.awaiting_replacement
+            && self.trouble().pending_recovery.is_none()
+            && let Some(t) = self.trouble_if_any()
+        {
+            t.incident = None;
         }
     }
 
@@ -554,11 +603,13 @@ mod memory_tests {
     use super::*;
     use crate::decide::ring::HISTORY;
 
-    /// An hour of samples keeps HISTORY slots, not the next power of two.
+    /// An hour of samples keeps the window's slots and a few maxima, not
+    /// an hour of samples.
     #[test]
-    fn history_never_holds_more_than_history_slots() {
+    fn history_holds_the_window_not_the_hour() {
         let t0 = Timestamp::from_second(1_700_000_000).expect("valid");
         let dyno = DynoName::parse("web.1").expect("valid");
+        let window = SignedDuration::from_mins(10);
         let mut s = DynoState::new(dyno, t0);
         for i in 0..1_000u32 {
             let at = t0 + SignedDuration::from_secs(20 * i64::from(i));
@@ -566,10 +617,36 @@ mod memory_tests {
                 total: Some(Megabytes(100.0 + f64::from(i))),
                 ..Memory::default()
             };
-            s.record_memory(memory, at);
-            assert!(s.history.capacity() <= HISTORY, "{}", s.history.capacity());
+            s.record_memory(memory, at, window);
+            assert!(
+                s.history.capacity() < HISTORY / 2,
+                "{}",
+                s.history.capacity()
+            );
         }
-        assert_eq!(s.history.len(), HISTORY);
+        assert_eq!(s.history.len(), 31);
         assert_eq!(s.history.last().map(|(_, mb)| mb), Some(1099.0));
+        assert_eq!(s.history.aged_max(), Some(1068.0));
+    }
+}
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// 10,000 dynos hold 10,000 of these: a field added to every dyno's
+    /// state costs 10,000 times its size (what only a dyno in trouble needs
+    /// goes into [`Trouble`]).
+    #[test]
+    fn a_quiet_dyno_s_state_stays_small() {
+        assert!(
+            std::mem::size_of::<DynoState>() <= 512,
+            "{}",
+            std::mem::size_of::<DynoState>()
+        );
+        let t0 = Timestamp::from_second(1_700_000_000).expect("valid");
+        let mut s = DynoState::new(DynoName::parse("web.1").expect("valid"), t0);
+        s.set_instance(Some("a1".into()), t0);
+        s.close_quiet_incident();
+        assert!(s.trouble.is_none(), "a quiet dyno allocates no trouble");
     }
 }

@@ -35,6 +35,7 @@ const SAME_BURST: SignedDuration = SignedDuration::from_secs(5);
 /// so: `skipped`/`replaced` for the instance the order was for, with `why`.
 fn drop_order(app: &AppName, state: &mut DynoState, at: Timestamp, why: &str) -> Event {
     let (instance, reason) = state
+        .trouble()
         .last_restart
         .as_ref()
         .map_or((None, None), |m| (m.instance.clone(), Some(m.reason)));
@@ -83,6 +84,7 @@ type DynoMap = hashbrown::HashMap<DynoName, Box<DynoState>>;
 
 fn drop_moot_order(app: &AppName, state: &mut DynoState, now: Timestamp) -> Option<Event> {
     let held = state
+        .trouble()
         .last_restart
         .as_ref()
         .filter(|m| !m.confirmed && !m.released && m.instance == state.instance)?;
@@ -246,7 +248,7 @@ impl Watcher {
                 state.instance_last = Some(mark.at);
             }
             // We restarted that instance: it can never be the newer one.
-            (Some(cur), Some(old)) if cur != old && state.last_restart.is_none() => {
+            (Some(cur), Some(old)) if cur != old && state.trouble().last_restart.is_none() => {
                 state.remember_replaced(old.clone());
             }
             _ => {}
@@ -254,14 +256,15 @@ impl Watcher {
         if mark.unknown {
             state.awaiting_replacement = true;
         }
-        state.restarts.push_back(mark.at);
-        state.last_restart = Some(mark);
+        state.trouble_mut().restarts.push_back(mark.at);
+        state.trouble_mut().last_restart = Some(mark);
     }
 
     /// The state an order was made from, if it is still the latest order.
     fn order_state(&mut self, order: &Event) -> Option<&mut DynoState> {
         let s = self.dynos.get_mut(order.dyno.as_ref()?)?;
-        s.last_restart
+        s.trouble()
+            .last_restart
             .as_ref()
             .is_some_and(|m| m.at == order.at && m.instance == order.instance && !m.confirmed)
             .then_some(s)
@@ -272,7 +275,7 @@ impl Watcher {
     pub fn order_released(&mut self, order: &Event) {
         if let Some(m) = self
             .order_state(order)
-            .and_then(|s| s.last_restart.as_mut())
+            .and_then(|s| s.trouble_mut().last_restart.as_mut())
         {
             m.released = true;
         }
@@ -301,12 +304,12 @@ impl Watcher {
             return;
         };
         state.roll_back_order();
-        state.failures = state.failures.saturating_add(1);
+        state.trouble_mut().failures = state.trouble().failures.saturating_add(1);
         let backoff = SignedDuration::from_mins(1)
-            .checked_mul(1 << state.failures.saturating_sub(1).min(16))
+            .checked_mul(1 << state.trouble().failures.saturating_sub(1).min(16))
             .unwrap_or(window)
             .min(window);
-        state.retry_after = Some(order.at + backoff);
+        state.trouble_mut().retry_after = Some(order.at + backoff);
     }
 
     /// The call's outcome is unknown (timeout, no evidence either way): it
@@ -314,7 +317,7 @@ impl Watcher {
     /// reporting [`policy::UNKNOWN_GRACE`] later; then one more call.
     pub fn restart_unknown(&mut self, order: &Event) -> Option<Event> {
         let state = self.order_state(order)?;
-        if let Some(m) = state.last_restart.as_mut() {
+        if let Some(m) = state.trouble_mut().last_restart.as_mut() {
             m.unknown = true;
         }
         self.restart_confirmed(order)
@@ -325,12 +328,12 @@ impl Watcher {
     pub fn restart_confirmed(&mut self, order: &Event) -> Option<Event> {
         let app = self.app.clone();
         let state = self.order_state(order)?;
-        if let Some(m) = state.last_restart.as_mut() {
+        if let Some(m) = state.trouble_mut().last_restart.as_mut() {
             m.confirmed = true;
         }
-        state.failures = 0;
-        state.retry_after = None;
-        let secs = state.pending_recovery.take()?;
+        state.trouble_mut().failures = 0;
+        state.trouble_mut().retry_after = None;
+        let secs = state.trouble_mut().pending_recovery.take()?;
         let mut e = policy::event_for(&app, state, EventKind::Recovered, state.last_seen);
         e.seconds = Some(secs);
         state.tag_incident(&mut e);
@@ -354,7 +357,8 @@ impl Watcher {
             let p = policy.judging(s.dyno.process_type());
             let keep = FORGET.max(p.restart_window).max(p.flap_window);
             clock.duration_since(s.last_seen) < keep
-                || s.restarts
+                || s.trouble()
+                    .restarts
                     .back()
                     .is_some_and(|t| clock.duration_since(*t) < keep)
         });
@@ -391,8 +395,9 @@ impl Watcher {
                     return Vec::new();
                 }
                 let state = self.state(dyno, now);
-                state.process_memory = Some((now, *memory));
-                state.quota_hint = Some(policy::quota_from_percent(*memory, *percent));
+                state.trouble_mut().process_memory = Some((now, *memory));
+                state.trouble_mut().quota_hint =
+                    Some(policy::quota_from_percent(*memory, *percent));
                 Vec::new()
             }
             ObservationKind::State { dyno, change } => {
@@ -581,6 +586,7 @@ impl Watcher {
         now: Timestamp,
     ) -> Option<Vec<Event>> {
         let type_quota = self.type_quota.get(dyno.process_type()).copied();
+        let window = self.policy.judging(dyno.process_type()).predict_window;
         let app = &self.app;
         let state = state_in(&mut self.dynos, dyno, now);
         if sample.memory.total.is_some() && state.sample_at.is_some_and(|t| now <= t) {
@@ -589,7 +595,7 @@ impl Watcher {
         }
         // `replaced_line_at` is kept: an R14 right after this sample may
         // still be the replaced instance's (it logs beside the new one).
-        state.record_memory(sample.memory, now);
+        state.record_memory(sample.memory, now, window);
         if type_quota.is_some() {
             state.formation_quota = type_quota;
         }
@@ -648,7 +654,11 @@ impl Watcher {
         // A line logged before the last restart was ordered is about the
         // instance already being restarted (a late or retried batch).
         // So is one logged before the current instance began.
-        if state.last_restart.as_ref().is_some_and(|m| now < m.at)
+        if state
+            .trouble()
+            .last_restart
+            .as_ref()
+            .is_some_and(|m| now < m.at)
             || state.instance_since.is_some_and(|t| now < t)
         {
             self.ignored.stale += 1;
@@ -658,8 +668,8 @@ impl Watcher {
         // are retried: an R14/R15 not newer than the last one reported for
         // the name is not news (one event per line, whatever the delivery).
         let last = match kind {
-            EventKind::R14 => &mut state.r14_at,
-            _ => &mut state.r15_at,
+            EventKind::R14 => &mut state.trouble_mut().r14_at,
+            _ => &mut state.trouble_mut().r15_at,
         };
         if last.is_some_and(|t| now <= t) {
             self.ignored.repeated += 1;

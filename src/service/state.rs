@@ -70,7 +70,9 @@ pub struct SampleBuffer {
 type ByDyno<T> = hashbrown::HashMap<String, hashbrown::HashMap<String, T>>;
 
 /// A dyno's pending minutes (one or two between flushes; more only while
-/// the store fails), and how many there are in all.
+/// the store fails), and how many there are in all. The rows' `app` and
+/// `dyno` stay empty here (the keys hold the names): they are filled in by
+/// [`SampleBuffer::take_history`].
 #[derive(Debug, Default)]
 struct PendingMinutes {
     rows: ByDyno<Vec<store::MinuteRow>>,
@@ -98,19 +100,19 @@ impl PendingMinutes {
             m.merge_sample(row);
             return Some(0);
         }
-        let mut m = store::MinuteRow::of_sample(row)?;
-        app.clone_into(&mut m.app);
-        Some(self.insert_new(m))
+        let m = store::MinuteRow::unnamed_of_sample(row)?;
+        Some(self.insert_new(app, &row.dyno, m))
     }
 
-    /// Folds a minute in; returns how many were dropped to make room.
-    fn add(&mut self, m: store::MinuteRow) -> u64 {
-        let have = entry(&mut self.rows, &m.app, &m.dyno);
+    /// Folds a named minute in; returns how many were dropped to make room.
+    fn add(&mut self, mut m: store::MinuteRow) -> u64 {
+        let (app, dyno) = (std::mem::take(&mut m.app), std::mem::take(&mut m.dyno));
+        let have = entry(&mut self.rows, &app, &dyno);
         if let Some(h) = have.iter_mut().find(|h| h.minute == m.minute) {
             h.merge(m);
             return 0;
         }
-        self.insert_new(m)
+        self.insert_new(&app, &dyno, m)
     }
 
     /// A minute not pending yet. When the buffer is full (the store has
@@ -118,13 +120,17 @@ impl PendingMinutes {
     /// goes, for every dyno at once: one scan makes a minute's worth of
     /// room, where dropping one row per new minute scanned everything on
     /// every sample. Returns how many rows were dropped.
-    fn insert_new(&mut self, m: store::MinuteRow) -> u64 {
+    fn insert_new(&mut self, app: &str, dyno: &str, m: store::MinuteRow) -> u64 {
         let dropped = if self.len >= PENDING_MINUTES {
             self.drop_oldest_minute()
         } else {
             0
         };
-        entry(&mut self.rows, &m.app, &m.dyno).push(m);
+        let have = entry(&mut self.rows, app, dyno);
+        // Exactly: a dyno holds one or two minutes between flushes, and a
+        // doubling Vec took four rows' room for each of 10,000 dynos.
+        have.reserve_exact(1);
+        have.push(m);
         self.len += 1;
         dropped
     }
@@ -202,11 +208,18 @@ impl SampleBuffer {
     pub(crate) fn take_history(&self) -> Vec<store::MinuteRow> {
         let mut v: Vec<_> = {
             let mut m = locked(&self.minutes);
+            let mut v = Vec::with_capacity(m.len);
             m.len = 0;
-            m.rows
-                .values_mut()
-                .flat_map(|ds| ds.drain().flat_map(|(_, ms)| ms))
-                .collect()
+            for (app, dynos) in m.rows.iter_mut() {
+                for (dyno, rows) in dynos.drain() {
+                    v.extend(rows.into_iter().map(|mut r| {
+                        app.clone_into(&mut r.app);
+                        dyno.clone_into(&mut r.dyno);
+                        r
+                    }));
+                }
+            }
+            v
         };
         v.sort_by(|a, b| (&a.app, &a.dyno, a.minute).cmp(&(&b.app, &b.dyno, b.minute)));
         v

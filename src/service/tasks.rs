@@ -189,39 +189,48 @@ pub(crate) async fn flush_samples(
             _ = tick.tick() => false,
             _ = stop.wait_for(|s| *s) => true,
         };
-        let mut rows = shared.samples.take();
-        while !rows.is_empty() {
-            let rest = rows.split_off(rows.len().min(FLUSH_CHUNK));
-            if let Err(e) = shared.store.upsert_samples(&rows).await {
-                rows.extend(rest);
-                tracing::error!(
-                    "writing {} samples failed ({e}); kept for the next flush",
-                    rows.len()
-                );
-                // Back into the buffer, unless a newer sample of the dyno came.
-                shared.samples.put_back(rows);
-                break;
-            }
-            rows = rest;
+        let rows = shared.samples.take();
+        if let Some((from, e)) = first_failure(&rows, |c| shared.store.upsert_samples(c)).await {
+            tracing::error!(
+                "writing {} samples failed ({e}); kept for the next flush",
+                rows.len() - from
+            );
+            // Back into the buffer, unless a newer sample of the dyno came.
+            shared
+                .samples
+                .put_back(rows.into_iter().skip(from).collect());
         }
-        let mut minutes = shared.samples.take_history();
-        while !minutes.is_empty() {
-            let rest = minutes.split_off(minutes.len().min(FLUSH_CHUNK));
-            if let Err(e) = shared.store.write_history(&minutes).await {
-                minutes.extend(rest);
-                tracing::error!(
-                    "writing {} minutes of history failed ({e}); kept for the next flush",
-                    minutes.len()
-                );
-                shared.samples.put_back_history(minutes);
-                break;
-            }
-            minutes = rest;
+        let minutes = shared.samples.take_history();
+        if let Some((from, e)) = first_failure(&minutes, |c| shared.store.write_history(c)).await {
+            tracing::error!(
+                "writing {} minutes of history failed ({e}); kept for the next flush",
+                minutes.len() - from
+            );
+            shared
+                .samples
+                .put_back_history(minutes.into_iter().skip(from).collect());
         }
         if stopping {
             return;
         }
     }
+}
+
+/// Writes `rows` in chunks of [`FLUSH_CHUNK`] until one fails: where the
+/// unwritten rows start, and why.
+async fn first_failure<'a, T, F>(
+    rows: &'a [T],
+    mut write: impl FnMut(&'a [T]) -> F,
+) -> Option<(usize, crate::store::StoreError)>
+where
+    F: std::future::Future<Output = Result<(), crate::store::StoreError>>,
+{
+    for (i, chunk) in rows.chunks(FLUSH_CHUNK).enumerate() {
+        if let Err(e) = write(chunk).await {
+            return Some((i * FLUSH_CHUNK, e));
+        }
+    }
+    None
 }
 
 /// Start-up self-test: say what is watched and how, and prove each API

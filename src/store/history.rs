@@ -82,11 +82,21 @@ fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 impl MinuteRow {
     /// The minute of one sample (none without `memory_total`).
     pub fn of_sample(s: &SampleRow) -> Option<Self> {
+        let mut row = Self::unnamed_of_sample(s)?;
+        row.app.clone_from(&s.app);
+        row.dyno.clone_from(&s.dyno);
+        Some(row)
+    }
+
+    /// [`MinuteRow::of_sample`] with `app` and `dyno` left empty (nothing
+    /// allocated for them): a buffer keyed by the names adds them when it
+    /// hands the row out.
+    pub fn unnamed_of_sample(s: &SampleRow) -> Option<Self> {
         let m = &s.memory;
         let total = m.total?;
         Some(Self {
-            app: s.app.clone(),
-            dyno: s.dyno.clone(),
+            app: String::new(),
+            dyno: String::new(),
             minute: Self::minute_of(s.at),
             samples: 1,
             total_min: total,
