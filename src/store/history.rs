@@ -22,6 +22,7 @@
 //! up in `history` there (one step of the primary key, as a rule) instead of
 //! grouping every minute of the range.
 
+use super::batch::Batched;
 use super::{Db, SampleRow, Store, StoreError, end_transaction};
 use crate::domain::MemoryMb;
 
@@ -253,53 +254,85 @@ const STARTS_SQL: &str = "SELECT dyno, instance, since FROM ( \
      FROM instance_starts s WHERE s.app = $1 AND s.ends_before > $2 \
      ) AS starts WHERE since IS NOT NULL ORDER BY dyno, since";
 
-/// The statements that widen `instance_starts` take 1, 2, 4, … 512 rows
-/// (5 parameters each): a batch is cut into those sizes, largest first, so
-/// ten texts cover every batch and each stays prepared (a text per batch
-/// size would be prepared anew at each flush — a millisecond for 100 rows).
-const STARTS_SIZES: usize = 10;
+/// Merges minutes into `history` (the same fold as [`MinuteRow::merge`]).
+/// CASE rather than LEAST/GREATEST or MIN/MAX: the same SQL on both
+/// backends; a NULL never replaces a figure.
+static MERGE_MINUTES: Batched = Batched::new(
+    "INSERT INTO history (app, dyno, minute, samples, total_min, total_max, total_sum, rss_max, swap_max, quota, instance, last_at) VALUES ",
+    12,
+    " ON CONFLICT (app, dyno, minute) DO UPDATE SET \
+     samples = history.samples + excluded.samples, \
+     total_min = CASE WHEN excluded.total_min < history.total_min THEN excluded.total_min ELSE history.total_min END, \
+     total_max = CASE WHEN excluded.total_max > history.total_max THEN excluded.total_max ELSE history.total_max END, \
+     total_sum = history.total_sum + excluded.total_sum, \
+     rss_max = CASE WHEN history.rss_max IS NULL OR excluded.rss_max > history.rss_max THEN excluded.rss_max ELSE history.rss_max END, \
+     swap_max = CASE WHEN history.swap_max IS NULL OR excluded.swap_max > history.swap_max THEN excluded.swap_max ELSE history.swap_max END, \
+     quota = CASE WHEN excluded.last_at >= history.last_at AND excluded.quota IS NOT NULL THEN excluded.quota ELSE history.quota END, \
+     instance = CASE WHEN excluded.last_at >= history.last_at AND excluded.instance IS NOT NULL THEN excluded.instance ELSE history.instance END, \
+     last_at = CASE WHEN excluded.last_at > history.last_at THEN excluded.last_at ELSE history.last_at END",
+);
 
-/// The statement for `2^k` rows.
-fn widen_starts(k: usize) -> &'static str {
-    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    SQL.get_or_init(|| {
-        (0..STARTS_SIZES)
-            .map(|k| widen_starts_sql(1 << k))
-            .collect()
-    })[k]
-        .as_str()
-}
+/// Locks the roll-up slots a batch falls in (creates or touches their
+/// rows) before the minutes are written; see `write_history`.
+static LOCK_SLOTS: Batched = Batched::with_fill(
+    "INSERT INTO history_rollup (app, dyno, slot, samples, total_min, total_max, total_sum) VALUES ",
+    3,
+    ", 0, 0, 0, 0",
+    " ON CONFLICT (app, dyno, slot) DO UPDATE SET samples = history_rollup.samples",
+);
 
-/// The upsert of `n` rows of `instance_starts`: each widens the bounds it
-/// meets, and leaves a row they already cover untouched (not rewritten).
-fn widen_starts_sql(n: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO instance_starts (app, dyno, instance, first_minute, ends_before) VALUES ",
-    );
-    for i in 0..n {
-        let k = i * 5;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${})",
-            k + 1,
-            k + 2,
-            k + 3,
-            k + 4,
-            k + 5
-        ));
+/// Recomputes the roll-up slots a batch fell in from their minutes, after
+/// the minutes are written. Recomputed rather than merged: a minute's quota
+/// is its newest sample's, so a slot's highest quota can fall; sums and
+/// extremes of the minutes are then exact whatever the batches were. (A CTE
+/// and `UPDATE … FROM`, not `(app, dyno, slot) IN (VALUES …)`: SQLite scans
+/// the whole roll-up for the latter.)
+static ROLL_SLOTS: Batched = Batched::new(
+    "WITH v (app, dyno, slot, slot_end) AS (VALUES ",
+    4,
+    ") UPDATE history_rollup SET \
+     (samples, total_min, total_max, total_sum, rss_max, swap_max, quota_max) = \
+     (SELECT SUM(samples), MIN(total_min), MAX(total_max), SUM(total_sum), MAX(rss_max), MAX(swap_max), MAX(quota) \
+      FROM history h WHERE h.app = v.app AND h.dyno = v.dyno AND h.minute >= v.slot AND h.minute < v.slot_end) \
+     FROM v WHERE history_rollup.app = v.app AND history_rollup.dyno = v.dyno AND history_rollup.slot = v.slot",
+);
+
+/// Widens the bounds of the instances a batch names: each row widens the
+/// bounds it meets, and leaves a row they already cover untouched (not
+/// rewritten).
+static WIDEN_STARTS: Batched = Batched::new(
+    "INSERT INTO instance_starts (app, dyno, instance, first_minute, ends_before) VALUES ",
+    5,
+    " ON CONFLICT (app, dyno, instance) DO UPDATE SET \
+     first_minute = CASE WHEN excluded.first_minute < instance_starts.first_minute \
+       THEN excluded.first_minute ELSE instance_starts.first_minute END, \
+     ends_before = CASE WHEN excluded.ends_before > instance_starts.ends_before \
+       THEN excluded.ends_before ELSE instance_starts.ends_before END \
+     WHERE excluded.first_minute < instance_starts.first_minute \
+       OR excluded.ends_before > instance_starts.ends_before",
+);
+
+/// One row per (app, dyno, minute), in key order: parts of one minute are
+/// folded together as the upsert would fold them one after another (a
+/// multi-row upsert may not meet one row twice on PostgreSQL).
+fn one_row_per_minute(rows: &[MinuteRow]) -> std::borrow::Cow<'_, [MinuteRow]> {
+    fn key(r: &MinuteRow) -> (&str, &str, i64) {
+        (r.app.as_str(), r.dyno.as_str(), r.minute)
     }
-    sql.push_str(
-        " ON CONFLICT (app, dyno, instance) DO UPDATE SET \
-         first_minute = CASE WHEN excluded.first_minute < instance_starts.first_minute \
-           THEN excluded.first_minute ELSE instance_starts.first_minute END, \
-         ends_before = CASE WHEN excluded.ends_before > instance_starts.ends_before \
-           THEN excluded.ends_before ELSE instance_starts.ends_before END \
-         WHERE excluded.first_minute < instance_starts.first_minute \
-           OR excluded.ends_before > instance_starts.ends_before",
-    );
-    sql
+    if rows.windows(2).all(|w| key(&w[0]) < key(&w[1])) {
+        return std::borrow::Cow::Borrowed(rows);
+    }
+    let mut sorted: Vec<(usize, &MinuteRow)> = rows.iter().enumerate().collect();
+    // Stable on the position: parts of a minute fold in the order given.
+    sorted.sort_by(|a, b| key(a.1).cmp(&key(b.1)).then(a.0.cmp(&b.0)));
+    let mut out: Vec<MinuteRow> = Vec::with_capacity(rows.len());
+    for (_, r) in sorted {
+        match out.last_mut() {
+            Some(last) if key(last) == key(r) => last.merge(r.clone()),
+            _ => out.push(r.clone()),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 impl Store {
@@ -311,37 +344,15 @@ impl Store {
             if rows.is_empty() {
                 return Ok(());
             }
-            // CASE rather than LEAST/GREATEST or MIN/MAX: the same SQL on
-            // both backends; a NULL never replaces a figure.
-            const SQL: &str = "INSERT INTO history (app, dyno, minute, samples, total_min, total_max, total_sum, rss_max, swap_max, quota, instance, last_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                 ON CONFLICT (app, dyno, minute) DO UPDATE SET \
-                 samples = history.samples + excluded.samples, \
-                 total_min = CASE WHEN excluded.total_min < history.total_min THEN excluded.total_min ELSE history.total_min END, \
-                 total_max = CASE WHEN excluded.total_max > history.total_max THEN excluded.total_max ELSE history.total_max END, \
-                 total_sum = history.total_sum + excluded.total_sum, \
-                 rss_max = CASE WHEN history.rss_max IS NULL OR excluded.rss_max > history.rss_max THEN excluded.rss_max ELSE history.rss_max END, \
-                 swap_max = CASE WHEN history.swap_max IS NULL OR excluded.swap_max > history.swap_max THEN excluded.swap_max ELSE history.swap_max END, \
-                 quota = CASE WHEN excluded.last_at >= history.last_at AND excluded.quota IS NOT NULL THEN excluded.quota ELSE history.quota END, \
-                 instance = CASE WHEN excluded.last_at >= history.last_at AND excluded.instance IS NOT NULL THEN excluded.instance ELSE history.instance END, \
-                 last_at = CASE WHEN excluded.last_at > history.last_at THEN excluded.last_at ELSE history.last_at END";
+            // The minutes' bounds of instances come from every row given
+            // (below), the written minutes from one row per minute.
+            let minutes = one_row_per_minute(rows);
             // Each slot written is first locked (its row created or touched)
             // and only recomputed after the minutes: a writer of the same slot
             // in another transaction (another replica) waits for the lock, so
             // under PostgreSQL's read committed its recomputation starts after
             // the first one committed and sees both's minutes. Slots are locked
             // in one order (sorted), so two writers never deadlock.
-            const LOCK: &str = "INSERT INTO history_rollup (app, dyno, slot, samples, total_min, total_max, total_sum) \
-                 VALUES ($1, $2, $3, 0, 0, 0, 0) \
-                 ON CONFLICT (app, dyno, slot) DO UPDATE SET samples = history_rollup.samples";
-            // Recomputed rather than merged: a minute's quota is its newest
-            // sample's, so a slot's highest quota can fall; sums and extremes
-            // of the minutes are then exact whatever the batches were.
-            const ROLL: &str = "UPDATE history_rollup SET \
-                 (samples, total_min, total_max, total_sum, rss_max, swap_max, quota_max) = \
-                 (SELECT SUM(samples), MIN(total_min), MAX(total_max), SUM(total_sum), MAX(rss_max), MAX(swap_max), MAX(quota) \
-                  FROM history WHERE app = $1 AND dyno = $2 AND minute >= $3 AND minute < $4) \
-                 WHERE app = $1 AND dyno = $2 AND slot = $3";
             let slots: std::collections::BTreeSet<(&str, &str, i64)> = rows
                 .iter()
                 .map(|r| (r.app.as_str(), r.dyno.as_str(), slot_of(r.minute)))
@@ -365,33 +376,38 @@ impl Store {
                 }
             }
             let starts: Vec<_> = starts.into_iter().collect();
+            let slots: Vec<_> = slots.into_iter().collect();
             on_pool!(self, p => in_transaction!(p, |conn| {
-                for (app, dyno, slot) in &slots {
-                    sqlx::query(LOCK).bind(*app).bind(*dyno).bind(*slot)
-                        .execute(&mut *conn).await?;
+                for (sql, part) in LOCK_SLOTS.parts(&slots) {
+                    let mut q = sqlx::query(sql);
+                    for (app, dyno, slot) in part {
+                        q = q.bind(*app).bind(*dyno).bind(*slot);
+                    }
+                    q.execute(&mut *conn).await?;
                 }
-                for r in rows {
-                    sqlx::query(SQL)
-                        .bind(&r.app).bind(&r.dyno).bind(r.minute).bind(r.samples)
-                        .bind(r.total_min).bind(r.total_max).bind(r.total_sum)
-                        .bind(r.rss_max).bind(r.swap_max).bind(r.quota)
-                        .bind(&r.instance).bind(r.last_at)
-                        .execute(&mut *conn).await?;
+                for (sql, part) in MERGE_MINUTES.parts(&minutes) {
+                    let mut q = sqlx::query(sql);
+                    for r in part {
+                        q = q.bind(&r.app).bind(&r.dyno).bind(r.minute).bind(r.samples)
+                            .bind(r.total_min).bind(r.total_max).bind(r.total_sum)
+                            .bind(r.rss_max).bind(r.swap_max).bind(r.quota)
+                            .bind(&r.instance).bind(r.last_at);
+                    }
+                    q.execute(&mut *conn).await?;
                 }
-                for (app, dyno, slot) in &slots {
-                    sqlx::query(ROLL).bind(*app).bind(*dyno).bind(*slot).bind(slot.saturating_add(ROLLUP_MS))
-                        .execute(&mut *conn).await?;
+                for (sql, part) in ROLL_SLOTS.parts(&slots) {
+                    let mut q = sqlx::query(sql);
+                    for (app, dyno, slot) in part {
+                        q = q.bind(*app).bind(*dyno).bind(*slot).bind(slot.saturating_add(ROLLUP_MS));
+                    }
+                    q.execute(&mut *conn).await?;
                 }
-                let mut left = &starts[..];
-                while !left.is_empty() {
-                    let k = left.len().ilog2().min(STARTS_SIZES as u32 - 1) as usize;
-                    let (chunk, rest) = left.split_at(1 << k);
-                    let mut q = sqlx::query(widen_starts(k));
-                    for ((app, dyno, instance), (first, until)) in chunk {
+                for (sql, part) in WIDEN_STARTS.parts(&starts) {
+                    let mut q = sqlx::query(sql);
+                    for ((app, dyno, instance), (first, until)) in part {
                         q = q.bind(*app).bind(*dyno).bind(*instance).bind(*first).bind(*until);
                     }
                     q.execute(&mut *conn).await?;
-                    left = rest;
                 }
             }));
             Ok(())

@@ -174,6 +174,40 @@ async fn samples_keep_the_newest(s: &Store) {
         .collect();
     assert_eq!(got.len(), 1);
     assert_eq!((got[0].at, got[0].memory.total), (30, Some(300.25)));
+
+    // One batch with the dyno three times (rows are written many to a
+    // statement): as one upsert after the other, the latest wins, and of
+    // equal times the last given. And a batch of 150 dynos (64 + 64 + 16 + 4
+    // + 2 rows a statement) writes every one.
+    let mut other = row(50, 500.0);
+    other.dyno = "web.2".into();
+    let mut tie = row(60, 601.0);
+    tie.dyno = "web.2".into();
+    let mut last = row(60, 602.0);
+    last.dyno = "web.2".into();
+    s.upsert_samples(&[row(40, 400.0), other, row(35, 350.0), tie, last])
+        .await
+        .unwrap();
+    let many: Vec<SampleRow> = (0..150)
+        .map(|i| {
+            let mut r = row(100 + i, 1000.0 + i as f64);
+            r.dyno = format!("worker.{i}");
+            r
+        })
+        .collect();
+    s.upsert_samples(&many).await.unwrap();
+    let got: Vec<_> = s
+        .latest_samples()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.app == app)
+        .map(|r| (r.dyno, r.at, r.memory.total))
+        .collect();
+    assert_eq!(got.len(), 152);
+    assert!(got.contains(&("web.1".into(), 40, Some(400.0))));
+    assert!(got.contains(&("web.2".into(), 60, Some(602.0))));
+    assert!(got.contains(&("worker.149".into(), 249, Some(1149.0))));
 }
 
 async fn a_lease_becomes_the_window_and_blocks_only_its_instance(s: &Store) {
@@ -374,6 +408,29 @@ async fn history_merges_minutes_and_reads_buckets(s: &Store) {
     let mut other = m("web.1", "a", MIN + 20_000, 300.0, None);
     other.merge(m("web.1", "a", MIN + 21_000, 300.0, None));
     s.write_history(&[other]).await.unwrap();
+    // The same minute twice in one batch, out of order (rows are written
+    // many to a statement): folded as one upsert after the other.
+    s.write_history(&[
+        m("web.3", "y", MIN + 9_000, 700.0, Some(2048.0)),
+        m("web.3", "y", 1_000, 600.0, Some(2048.0)),
+        m("web.3", "z", MIN + 1_000, 650.0, None),
+    ])
+    .await
+    .unwrap();
+    let web3: Vec<_> = s
+        .history(&app, Some("web.3"), 0, 10 * MIN, MIN)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| (p.t, p.samples, p.min, p.max, p.quota))
+        .collect();
+    assert_eq!(
+        web3,
+        [
+            (0, 1, 600.0, 600.0, Some(2048.0)),
+            (MIN, 2, 650.0, 700.0, Some(2048.0))
+        ]
+    );
 
     let pts = s
         .history(&app, Some("web.1"), 0, 10 * MIN, MIN)
@@ -401,7 +458,11 @@ async fn history_merges_minutes_and_reads_buckets(s: &Store) {
         .collect();
     assert_eq!(
         got,
-        [("web.1", 0, 5, 100.0, 400.0), ("web.2", 0, 1, 300.0, 300.0)]
+        [
+            ("web.1", 0, 5, 100.0, 400.0),
+            ("web.2", 0, 1, 300.0, 300.0),
+            ("web.3", 0, 3, 600.0, 700.0)
+        ]
     );
     let starts: Vec<_> = s
         .instance_starts(&app, 0)
@@ -416,6 +477,8 @@ async fn history_merges_minutes_and_reads_buckets(s: &Store) {
             ("web.1".to_owned(), "a".to_owned(), 0),
             ("web.1".to_owned(), "b".to_owned(), 2 * MIN),
             ("web.2".to_owned(), "x".to_owned(), 0),
+            // Not z: it was never a minute's newest sample.
+            ("web.3".to_owned(), "y".to_owned(), 0),
         ]
     );
 }
