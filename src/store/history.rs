@@ -312,27 +312,28 @@ static WIDEN_STARTS: Batched = Batched::new(
        OR excluded.ends_before > instance_starts.ends_before",
 );
 
-/// One row per (app, dyno, minute), in key order: parts of one minute are
-/// folded together as the upsert would fold them one after another (a
-/// multi-row upsert may not meet one row twice on PostgreSQL).
-fn one_row_per_minute(rows: &[MinuteRow]) -> std::borrow::Cow<'_, [MinuteRow]> {
-    fn key(r: &MinuteRow) -> (&str, &str, i64) {
-        (r.app.as_str(), r.dyno.as_str(), r.minute)
-    }
-    if rows.windows(2).all(|w| key(&w[0]) < key(&w[1])) {
-        return std::borrow::Cow::Borrowed(rows);
-    }
-    let mut sorted: Vec<(usize, &MinuteRow)> = rows.iter().enumerate().collect();
-    // Stable on the position: parts of a minute fold in the order given.
-    sorted.sort_by(|a, b| key(a.1).cmp(&key(b.1)).then(a.0.cmp(&b.0)));
-    let mut out: Vec<MinuteRow> = Vec::with_capacity(rows.len());
-    for (_, r) in sorted {
-        match out.last_mut() {
-            Some(last) if key(last) == key(r) => last.merge(r.clone()),
-            _ => out.push(r.clone()),
+/// The rows in rounds where each (app, dyno, minute) appears at most once
+/// (a multi-row upsert may not meet one row twice on PostgreSQL): the
+/// n-th row of a minute goes into the n-th round, so the rounds, written
+/// in order, fold a minute's parts as one upsert after the other would.
+/// (Folding them first would not: the newest quota and instance that are
+/// not NULL can lie between two parts and the stored row.) The flusher's
+/// batches have each minute once: one round.
+fn rounds(rows: &[MinuteRow]) -> Vec<Vec<&MinuteRow>> {
+    let mut seen: std::collections::HashMap<(&str, &str, i64), usize> =
+        std::collections::HashMap::with_capacity(rows.len());
+    let mut rounds: Vec<Vec<&MinuteRow>> = Vec::new();
+    for r in rows {
+        let n = seen
+            .entry((r.app.as_str(), r.dyno.as_str(), r.minute))
+            .and_modify(|n| *n += 1)
+            .or_insert(0);
+        if rounds.len() == *n {
+            rounds.push(Vec::new());
         }
+        rounds[*n].push(r);
     }
-    std::borrow::Cow::Owned(out)
+    rounds
 }
 
 impl Store {
@@ -344,9 +345,6 @@ impl Store {
             if rows.is_empty() {
                 return Ok(());
             }
-            // The minutes' bounds of instances come from every row given
-            // (below), the written minutes from one row per minute.
-            let minutes = one_row_per_minute(rows);
             // Each slot written is first locked (its row created or touched)
             // and only recomputed after the minutes: a writer of the same slot
             // in another transaction (another replica) waits for the lock, so
@@ -385,15 +383,17 @@ impl Store {
                     }
                     q.execute(&mut *conn).await?;
                 }
-                for (sql, part) in MERGE_MINUTES.parts(&minutes) {
-                    let mut q = sqlx::query(sql);
-                    for r in part {
-                        q = q.bind(&r.app).bind(&r.dyno).bind(r.minute).bind(r.samples)
-                            .bind(r.total_min).bind(r.total_max).bind(r.total_sum)
-                            .bind(r.rss_max).bind(r.swap_max).bind(r.quota)
-                            .bind(&r.instance).bind(r.last_at);
+                for round in rounds(rows) {
+                    for (sql, part) in MERGE_MINUTES.parts(&round) {
+                        let mut q = sqlx::query(sql);
+                        for r in part {
+                            q = q.bind(&r.app).bind(&r.dyno).bind(r.minute).bind(r.samples)
+                                .bind(r.total_min).bind(r.total_max).bind(r.total_sum)
+                                .bind(r.rss_max).bind(r.swap_max).bind(r.quota)
+                                .bind(&r.instance).bind(r.last_at);
+                        }
+                        q.execute(&mut *conn).await?;
                     }
-                    q.execute(&mut *conn).await?;
                 }
                 for (sql, part) in ROLL_SLOTS.parts(&slots) {
                     let mut q = sqlx::query(sql);

@@ -383,6 +383,38 @@ fn minute_row(
     .expect("a total")
 }
 
+/// Parts of one stored minute in one batch: the newest quota and instance
+/// that are not NULL is the stored one, between the two parts in time.
+async fn a_batch_folds_a_minute_as_one_upsert_after_another(s: &Store) {
+    let app = unique("fold");
+    const M: i64 = 5 * 60_000;
+    s.write_history(&[minute_row(
+        &app,
+        "web.1",
+        Some("d"),
+        M + 10_000,
+        100.0,
+        Some(1.0),
+    )])
+    .await
+    .unwrap();
+    s.write_history(&[
+        minute_row(&app, "web.1", Some("a"), M + 9_000, 90.0, Some(2.0)),
+        minute_row(&app, "web.1", None, M + 11_000, 110.0, None),
+    ])
+    .await
+    .unwrap();
+    let pts = s
+        .history(&app, Some("web.1"), 0, 10 * M, 60_000)
+        .await
+        .unwrap();
+    let got: Vec<_> = pts
+        .iter()
+        .map(|p| (p.t, p.samples, p.min, p.max, p.quota))
+        .collect();
+    assert_eq!(got, [(M, 3, 90.0, 110.0, Some(1.0))]);
+}
+
 /// Two replicas (or two flushes) write parts of the same minutes: the
 /// history holds exact min/max, the right average, the newest instance.
 async fn history_merges_minutes_and_reads_buckets(s: &Store) {
@@ -1037,6 +1069,7 @@ async fn contract(s: &Store) {
     events_round_trip_newest_first(s).await;
     samples_keep_the_newest(s).await;
     history_merges_minutes_and_reads_buckets(s).await;
+    a_batch_folds_a_minute_as_one_upsert_after_another(s).await;
     history_rollup_reads_as_minutes(s).await;
     instance_starts_read_as_minutes(s).await;
     events_filter_by_app_dyno_kind_and_time(s).await;
