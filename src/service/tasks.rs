@@ -172,7 +172,7 @@ pub(crate) async fn watch_store(shared: Arc<Shared>, mut stop: watch::Receiver<b
 
 /// Rows written per transaction by the flusher: a restart claim waits for
 /// at most one chunk (SQLite's writer lock), not for 10,000 dynos' rows.
-/// (The hourly prune is still one write: a claim during it waits for it.)
+/// (The hourly prune deletes a 12-minute slot of history a turn.)
 const FLUSH_CHUNK: usize = 100;
 
 /// Writes the latest samples and the history's minutes, in transactions of

@@ -756,7 +756,7 @@ impl Store {
 
     /// Applies the retention; returns the rows deleted.
     pub async fn prune(&self, r: &Retention) -> Result<u64, StoreError> {
-        self.write(async {
+        let n = self.write(async {
             let mut n = 0;
             on_pool!(self, p => {
                 n += sqlx::query("DELETE FROM events WHERE COALESCE(stored_at, at) < $1").bind(r.events_before).execute(p).await?.rows_affected();
@@ -765,11 +765,12 @@ impl Store {
                 n += sqlx::query("DELETE FROM samples WHERE at < $1").bind(r.samples_before).execute(p).await?.rows_affected();
                 n += sqlx::query("DELETE FROM claims WHERE expires_at < $1").bind(r.claims_before).execute(p).await?.rows_affected();
             });
-            // Minutes and their roll-up together (roll-up rows not counted).
-            n += self.prune_history(r.history_before).await?;
             Ok(n)
         })
-        .await
+        .await?;
+        // Minutes and their roll-up together (roll-up rows not counted), in
+        // turns of their own at the writer.
+        Ok(n + self.prune_history(r.history_before).await?)
     }
 }
 
