@@ -421,12 +421,9 @@ pub fn predicted_crossing(
     if level < floor || level >= quota.0 {
         return None;
     }
-    if history.aged_max().is_some_and(|y| y >= level)
-        || history
-            .iter()
-            .take_while(|(t, _)| *t < cutoff)
-            .any(|(_, y)| y >= level)
-    {
+    // The ring's window is this policy's (`record_sample`): every sample
+    // older than the cut-off has aged into its maxima.
+    if history.aged_max().is_some_and(|y| y >= level) {
         return None;
     }
     let secs = (quota.0 - level) / slope;

@@ -9,7 +9,7 @@
 //! older ones, only the decreasing run of maxima (a sliding-window maximum:
 //! each entry is the largest aged sample from it on); a leak's climbing
 //! samples leave one entry. At 10,000 dynos an hour of samples was 14 MB;
-//! the window (ten minutes by default) and a few maxima are a quarter of it.
+//! the window (ten minutes by default) and a few maxima are about a third of it.
 //!
 //! Inside the window a sample takes 8 bytes instead of 24: Logplex stamps
 //! carry microseconds and Heroku's figures two decimals (`512.34MB`), so a

@@ -8,6 +8,8 @@
 //! first, so a handful of texts cover every batch and each stays prepared
 //! (a text per batch size would be prepared anew at each flush).
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::OnceLock;
 
 /// Sizes `1 << 0` … `1 << (SIZES - 1)`: up to 64 rows a statement (at 12
@@ -99,6 +101,29 @@ impl<'b, 'r, T> Iterator for Parts<'b, 'r, T> {
     }
 }
 
+/// `rows` in rounds where each key appears at most once (a multi-row upsert
+/// may not meet one row twice on PostgreSQL): the n-th row of a key goes
+/// into the n-th round, so the rounds, written in order, do what one upsert
+/// after the other did. (Folding a key's rows into one first would not: an
+/// upsert's rule — "the newest figure that is not NULL" — can pick the
+/// stored row between two of them.) The flusher's batches have each key
+/// once: one round.
+pub(super) fn rounds<'r, T, K: Hash + Eq>(
+    rows: &'r [T],
+    key: impl Fn(&'r T) -> K,
+) -> Vec<Vec<&'r T>> {
+    let mut seen: HashMap<K, usize> = HashMap::with_capacity(rows.len());
+    let mut rounds: Vec<Vec<&T>> = Vec::new();
+    for r in rows {
+        let n = *seen.entry(key(r)).and_modify(|n| *n += 1).or_insert(0);
+        if rounds.len() == n {
+            rounds.push(Vec::new());
+        }
+        rounds[n].push(r);
+    }
+    rounds
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +146,11 @@ mod tests {
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) ON CONFLICT DO NOTHING"
         );
         assert_eq!(T.parts::<u32>(&[]).count(), 0);
+        let r = rounds(&[(1, 'a'), (2, 'b'), (1, 'c'), (1, 'd')], |r| r.0);
+        assert_eq!(
+            r,
+            vec![vec![&(1, 'a'), &(2, 'b')], vec![&(1, 'c')], vec![&(1, 'd')]]
+        );
         static F: Batched = Batched::with_fill("V ", 1, ", 0", "");
         assert_eq!(
             F.parts(&[1, 2]).next().expect("a part").0,

@@ -22,7 +22,7 @@
 //! up in `history` there (one step of the primary key, as a rule) instead of
 //! grouping every minute of the range.
 
-use super::batch::Batched;
+use super::batch::{self, Batched};
 use super::{Db, SampleRow, Store, StoreError, end_transaction};
 use crate::domain::MemoryMb;
 
@@ -312,30 +312,6 @@ static WIDEN_STARTS: Batched = Batched::new(
        OR excluded.ends_before > instance_starts.ends_before",
 );
 
-/// The rows in rounds where each (app, dyno, minute) appears at most once
-/// (a multi-row upsert may not meet one row twice on PostgreSQL): the
-/// n-th row of a minute goes into the n-th round, so the rounds, written
-/// in order, fold a minute's parts as one upsert after the other would.
-/// (Folding them first would not: the newest quota and instance that are
-/// not NULL can lie between two parts and the stored row.) The flusher's
-/// batches have each minute once: one round.
-fn rounds(rows: &[MinuteRow]) -> Vec<Vec<&MinuteRow>> {
-    let mut seen: std::collections::HashMap<(&str, &str, i64), usize> =
-        std::collections::HashMap::with_capacity(rows.len());
-    let mut rounds: Vec<Vec<&MinuteRow>> = Vec::new();
-    for r in rows {
-        let n = seen
-            .entry((r.app.as_str(), r.dyno.as_str(), r.minute))
-            .and_modify(|n| *n += 1)
-            .or_insert(0);
-        if rounds.len() == *n {
-            rounds.push(Vec::new());
-        }
-        rounds[*n].push(r);
-    }
-    rounds
-}
-
 impl Store {
     /// Merges minutes into the history in one transaction, and recomputes
     /// the roll-up slots they fall in within it, and widens the bounds of
@@ -383,7 +359,7 @@ impl Store {
                     }
                     q.execute(&mut *conn).await?;
                 }
-                for round in rounds(rows) {
+                for round in batch::rounds(rows, |r| (r.app.as_str(), r.dyno.as_str(), r.minute)) {
                     for (sql, part) in MERGE_MINUTES.parts(&round) {
                         let mut q = sqlx::query(sql);
                         for r in part {

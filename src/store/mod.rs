@@ -246,30 +246,6 @@ static UPSERT_SAMPLES: batch::Batched = batch::Batched::new(
      WHERE samples.at <= excluded.at",
 );
 
-/// One row per dyno, the one a sequence of upserts would leave (the latest,
-/// the last given of equal times): a multi-row upsert may not meet one row
-/// twice on PostgreSQL.
-fn one_row_per_dyno(rows: &[SampleRow]) -> Vec<&SampleRow> {
-    let mut winner: std::collections::HashMap<(&str, &str), usize> =
-        std::collections::HashMap::with_capacity(rows.len());
-    for (i, r) in rows.iter().enumerate() {
-        winner
-            .entry((r.app.as_str(), r.dyno.as_str()))
-            .and_modify(|w| {
-                if rows[*w].at <= r.at {
-                    *w = i;
-                }
-            })
-            .or_insert(i);
-    }
-    if winner.len() == rows.len() {
-        return rows.iter().collect();
-    }
-    let mut keep: Vec<usize> = winner.into_values().collect();
-    keep.sort_unstable();
-    keep.into_iter().map(|i| &rows[i]).collect()
-}
-
 /// Runs `$body` (statements on `$conn`) between BEGIN and COMMIT on one
 /// pooled connection, then [`end_transaction`].
 macro_rules! in_transaction {
@@ -694,22 +670,24 @@ impl Store {
     }
 
     /// Upserts the latest samples in one transaction: of two rows of one
-    /// dyno, the later sample wins (as one upsert after the other would).
+    /// dyno, the later sample wins, and of equal times the last given (as
+    /// one upsert after the other).
     pub async fn upsert_samples(&self, rows: &[SampleRow]) -> Result<(), StoreError> {
         self.write(async {
             if rows.is_empty() {
                 return Ok(());
             }
-            let rows = one_row_per_dyno(rows);
             on_pool!(self, p => in_transaction!(p, |conn| {
-                for (sql, part) in UPSERT_SAMPLES.parts(&rows) {
-                    let mut q = sqlx::query(sql);
-                    for r in part {
-                        q = q.bind(&r.app).bind(&r.dyno).bind(&r.instance).bind(r.at)
-                            .bind(r.memory.total).bind(r.memory.rss).bind(r.memory.swap).bind(r.memory.quota)
-                            .bind(&r.replaced).bind(&r.contender);
+                for round in batch::rounds(rows, |r| (r.app.as_str(), r.dyno.as_str())) {
+                    for (sql, part) in UPSERT_SAMPLES.parts(&round) {
+                        let mut q = sqlx::query(sql);
+                        for r in part {
+                            q = q.bind(&r.app).bind(&r.dyno).bind(&r.instance).bind(r.at)
+                                .bind(r.memory.total).bind(r.memory.rss).bind(r.memory.swap).bind(r.memory.quota)
+                                .bind(&r.replaced).bind(&r.contender);
+                        }
+                        q.execute(&mut *conn).await?;
                     }
-                    q.execute(&mut *conn).await?;
                 }
             }));
             Ok(())

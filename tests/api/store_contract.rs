@@ -148,9 +148,9 @@ async fn events_round_trip_newest_first(s: &Store) {
 
 async fn samples_keep_the_newest(s: &Store) {
     let app = unique("samp");
-    let row = |at: i64, total: f64| SampleRow {
+    let row = |dyno: &str, at: i64, total: f64| SampleRow {
         app: app.clone(),
-        dyno: "web.1".into(),
+        dyno: dyno.into(),
         instance: None,
         at,
         memory: MemoryMb {
@@ -162,48 +162,38 @@ async fn samples_keep_the_newest(s: &Store) {
         replaced: None,
         contender: None,
     };
-    s.upsert_samples(&[row(10, 100.5)]).await.unwrap();
-    s.upsert_samples(&[row(30, 300.25)]).await.unwrap();
-    s.upsert_samples(&[row(20, 200.0)]).await.unwrap();
-    let got: Vec<_> = s
-        .latest_samples()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.app == app)
-        .collect();
-    assert_eq!(got.len(), 1);
-    assert_eq!((got[0].at, got[0].memory.total), (30, Some(300.25)));
+    let latest = async || -> Vec<(String, i64, Option<f64>)> {
+        s.latest_samples()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.app == app)
+            .map(|r| (r.dyno, r.at, r.memory.total))
+            .collect()
+    };
+    s.upsert_samples(&[row("web.1", 10, 100.5)]).await.unwrap();
+    s.upsert_samples(&[row("web.1", 30, 300.25)]).await.unwrap();
+    s.upsert_samples(&[row("web.1", 20, 200.0)]).await.unwrap();
+    assert_eq!(latest().await, [("web.1".into(), 30, Some(300.25))]);
 
-    // One batch with the dyno three times (rows are written many to a
+    // One batch with a dyno three times (rows are written many to a
     // statement): as one upsert after the other, the latest wins, and of
     // equal times the last given. And a batch of 150 dynos (64 + 64 + 16 + 4
     // + 2 rows a statement) writes every one.
-    let mut other = row(50, 500.0);
-    other.dyno = "web.2".into();
-    let mut tie = row(60, 601.0);
-    tie.dyno = "web.2".into();
-    let mut last = row(60, 602.0);
-    last.dyno = "web.2".into();
-    s.upsert_samples(&[row(40, 400.0), other, row(35, 350.0), tie, last])
-        .await
-        .unwrap();
+    s.upsert_samples(&[
+        row("web.1", 40, 400.0),
+        row("web.2", 50, 500.0),
+        row("web.1", 35, 350.0),
+        row("web.2", 60, 601.0),
+        row("web.2", 60, 602.0),
+    ])
+    .await
+    .unwrap();
     let many: Vec<SampleRow> = (0..150)
-        .map(|i| {
-            let mut r = row(100 + i, 1000.0 + i as f64);
-            r.dyno = format!("worker.{i}");
-            r
-        })
+        .map(|i| row(&format!("worker.{i}"), 100 + i, 1000.0 + i as f64))
         .collect();
     s.upsert_samples(&many).await.unwrap();
-    let got: Vec<_> = s
-        .latest_samples()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.app == app)
-        .map(|r| (r.dyno, r.at, r.memory.total))
-        .collect();
+    let got = latest().await;
     assert_eq!(got.len(), 152);
     assert!(got.contains(&("web.1".into(), 40, Some(400.0))));
     assert!(got.contains(&("web.2".into(), 60, Some(602.0))));
